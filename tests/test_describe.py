@@ -1,0 +1,58 @@
+"""`vgg-describe` / `python -m tools.describe`: the table of Tables 1–2, from built models."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tools import describe
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_describe_a_tiny_net_counts_from_the_model():
+    row = describe.describe("A-LRN", input_size=224, num_classes=10)
+    assert row["config"] == "A-LRN" and row["weight_layers"] == 11
+    assert row["parameters"] == 132_863_336 - 4096 * 990 - 990
+    assert row["output_shape"] == [None, 10]
+    # A at 224 is 15.218 GFLOPs with 1000 classes; 990 fewer outputs of fc3 save 2·4096·990.
+    assert row["gflops"] == pytest.approx(15.218180096 - 2 * 4096 * 990 / 1e9, abs=1e-9)
+
+
+def test_table_format():
+    rows = [{"config": "D", "weight_layers": 16, "parameters": 138_357_544, "gflops": 30.94,
+             "output_shape": [None, 1000]}]
+    table = describe.format_table(rows)
+    assert "D" in table and "138,357,544" in table and "30.94" in table
+
+
+@pytest.mark.slow
+def test_cli_prints_every_configuration():
+    result = subprocess.run([sys.executable, "-m", "tools.describe"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[3:]}
+    assert list(lines) == ["A", "A-LRN", "B", "C", "D", "E"]
+    assert [lines[c][2] for c in lines] == ["132,863,336", "132,863,336", "133,047,848",
+                                            "133,638,952", "138,357,544", "143,667,240"]
+    assert [lines[c][1] for c in lines] == ["11", "11", "13", "16", "16", "19"]
+    assert lines["D"][3] == "30.94" and lines["E"][3] == "39.26"
+
+
+def test_cli_json_for_bn_variants_at_another_size():
+    result = subprocess.run([sys.executable, "-m", "tools.describe", "--configs=B",
+                             "--batch_norm", "--json", "--input_size=384", "--head=conv"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout.strip())
+    assert row["config"] == "B-BN" and row["output_shape"] == [None, 1000]
+    assert row["trainable_parameters"] == 133_053_736
+
+
+def test_cli_rejects_an_unknown_config():
+    result = subprocess.run([sys.executable, "-m", "tools.describe", "--configs=A,Z"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "unknown VGG configuration 'Z'" in result.stderr

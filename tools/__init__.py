@@ -1,0 +1,1 @@
+"""Command-line tools of vgg_keras: thin absl programs, flags → one library call."""

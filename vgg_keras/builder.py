@@ -1,0 +1,249 @@
+"""One builder for every VGG net (§2.1–2.3, Table 1) and the fully convolutional test-time head
+of §3.2 ("dense evaluation").
+
+The model takes uint8 RGB images, as the input pipeline yields them; its first layers cast them,
+subtract the training set's mean RGB value (§2.1) and, only while training, apply the PCA colour
+shift (§3.1). So the same preprocessing runs on the accelerator and inside every export.
+
+Layer names follow keras.applications (``block{b}_conv{i}``, ``block{b}_pool``, ``fc1``,
+``fc2``, ``predictions``) so that weights move by name between configurations, checkpoints and
+keras.applications files.
+"""
+
+import keras
+
+from vgg_keras import configs
+from vgg_keras import initializers
+from vgg_keras import layers as vgg_layers
+
+# §2.1: "subtracting the mean RGB value, computed on the training set, from each pixel".
+RGB_MEAN = (123.68, 116.78, 103.94)
+DEFAULT_INPUT_SHAPE = (224, 224, 3)  # §2.1: fixed-size 224×224 RGB training crops
+FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. layer"
+HEADS = ("dense", "conv")
+_FC_ARGS = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer")
+
+
+def build_vgg(
+    config,
+    num_classes=1000,
+    *,
+    input_shape=DEFAULT_INPUT_SHAPE,
+    head="dense",
+    dropout=0.5,
+    batch_norm=False,
+    width=1.0,
+    fc_units=4096,
+    init="glorot",
+    init_stddev=initializers.PAPER_INIT_STDDEV,
+    weight_decay=0.0,
+    color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV,
+    classifier_activation="softmax",
+    fc1_kernel_size=FC1_KERNEL_SIZE,
+    input_dtype="uint8",
+    seed=None,
+    name=None,
+):
+    """Builds a VGG net of Table 1 as a ``keras.Model``.
+
+    Args:
+        config: a key of ``CONFIGS`` ("A", "A-LRN", "B", "C", "D", "E"), a batch-norm variant
+            ("D-BN"), an alias ("VGG16"), or a literal sequence of layer tokens.
+        num_classes: units of the last FC layer (1000 for ImageNet).
+        input_shape: ``(height, width, 3)``; spatial dims may be ``None`` with ``head="conv"``.
+        head: ``"dense"`` (FC layers, fixed input size, as trained) or ``"conv"`` (FC layers as
+            convolutions, any input size, class score map averaged spatially, §3.2).
+        dropout: rate of the dropout after fc1 and fc2 (§3.1: 0.5).
+        batch_norm: add batch normalisation after every convolution (torchvision's ``*_bn``);
+            also selected by a config name ending in "-BN".
+        width: multiplier of every convolution's filter count (narrow nets for tests).
+        fc_units: units of fc1 and fc2 (§2.1: 4096).
+        init: ``"glorot"`` or ``"gaussian"`` (N(0, init_stddev²), §3.1); biases start at zero.
+        init_stddev: σ of the ``"gaussian"`` init (see ``initializers.PAPER_INIT_STDDEV``).
+        weight_decay: the paper's weight decay λ (§3.1: 5e-4) in Caffe's convention (the
+            gradient gets ``+λ·w``), applied to kernels only; 0 adds no regulariser.
+        color_shift_stddev: σ of the training-time PCA colour shift; 0 disables it.
+        classifier_activation: ``"softmax"`` for probabilities, ``None`` for logits.
+        fc1_kernel_size: with ``head="conv"``, the kernel of fc1 = the spatial size of the last
+            pooling layer at the training resolution (7 for 224×224 crops).
+        input_dtype: dtype of the input images (uint8 RGB by default, values 0–255).
+        seed: makes the initial weights and the colour shift reproducible.
+        name: the model's name; defaults to ``vgg_<config>``.
+
+    Returns:
+        A ``keras.Model`` from images to class probabilities (or logits).
+
+    Raises:
+        ValueError: for an unknown configuration or an inconsistent argument.
+    """
+    config_name, tokens, bn_from_name = configs.resolve_config(config)
+    batch_norm = batch_norm or bn_from_name
+    if batch_norm and not config_name.endswith(configs.BN_SUFFIX) and config_name != "custom":
+        config_name += configs.BN_SUFFIX
+    spec = [configs.parse_layer(t) for t in tokens]
+    _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
+                     fc1_kernel_size)
+    seeds = initializers.SeedSequence(seed)
+    layer_args = initializers.layer_arguments(init, init_stddev, weight_decay, seeds)
+
+    inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="images")
+    x = build_preprocessing(inputs, color_shift_stddev, seeds.next())
+    x = _features(x, spec, width=width, batch_norm=batch_norm, layer_args=layer_args)
+    if head == "dense":
+        outputs = _dense_head(x, num_classes, fc_units, dropout, classifier_activation,
+                              layer_args)
+    else:
+        outputs = _conv_head(x, num_classes, fc_units, fc1_kernel_size, dropout,
+                             classifier_activation, layer_args)
+    model_name = name or "vgg_" + config_name.lower().replace("-", "_")
+    return keras.Model(inputs, outputs, name=model_name)
+
+
+def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, seed=None):
+    """Casts images to float, subtracts ``RGB_MEAN``, then (training only) shifts colours."""
+    x = keras.layers.Normalization(
+        mean=RGB_MEAN, variance=(1.0, 1.0, 1.0), axis=-1, name="mean_rgb"
+    )(images)
+    return vgg_layers.PCAColorShift(stddev=color_shift_stddev, seed=seed, name="color_shift")(x)
+
+
+def _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
+                     fc1_kernel_size):
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if int(num_classes) < 1 or int(fc_units) < 1:
+        raise ValueError(f"num_classes and fc_units must be >= 1, got {num_classes}, {fc_units}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}")
+    pools = sum(isinstance(layer, configs.MaxPool) for layer in spec)
+    spatial = input_shape[:2]
+    if head == "dense" and None in spatial:
+        raise ValueError("the dense head needs a fixed input size; use head='conv' for "
+                         f"variable sizes (got input_shape={tuple(input_shape)})")
+    smallest = (fc1_kernel_size if head == "conv" else 1) * 2**pools
+    for size in spatial:
+        if size is not None and size < smallest:
+            raise ValueError(
+                f"input size {size} is too small: {pools} pooling layers"
+                + (f" and a {fc1_kernel_size}×{fc1_kernel_size} fc1" if head == "conv" else "")
+                + f" need at least {smallest} pixels"
+            )
+
+
+def _scaled(filters, width):
+    return max(1, int(round(filters * width)))
+
+
+def _features(x, spec, *, width, batch_norm, layer_args):
+    """The convolutional part: blocks of convs closed by max-pooling, named by block."""
+    block, conv_index = 1, 0
+    for layer in spec:
+        if isinstance(layer, configs.Conv):
+            conv_index += 1
+            name = f"block{block}_conv{conv_index}"
+            x = keras.layers.Conv2D(
+                _scaled(layer.filters, width),
+                layer.kernel_size,
+                padding="same",  # pad 1 for 3×3 (§2.1), none needed for 1×1
+                activation=None if batch_norm else "relu",
+                name=name,
+                **layer_args(),
+            )(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+                x = keras.layers.ReLU(name=name + "_relu")(x)
+        elif isinstance(layer, configs.LRN):
+            x = vgg_layers.LocalResponseNormalization(name=f"block{block}_lrn")(x)
+        else:
+            x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+            block, conv_index = block + 1, 0
+    return x
+
+
+def _classifier_output(x, classifier_activation, name):
+    # float32 so that softmax stays exact under a mixed-precision policy.
+    activation = classifier_activation or "linear"
+    return keras.layers.Activation(activation, dtype="float32", name=name)(x)
+
+
+def _output_name(classifier_activation):
+    return "logits" if classifier_activation in (None, "linear") else "probabilities"
+
+
+def _dense_head(x, num_classes, fc_units, dropout, classifier_activation, layer_args):
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(fc_units, activation="relu", name="fc1", **layer_args())(x)
+    x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
+    x = keras.layers.Dense(fc_units, activation="relu", name="fc2", **layer_args())(x)
+    x = keras.layers.Dropout(dropout, name="fc2_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="predictions", **layer_args())(x)
+    return _classifier_output(x, classifier_activation, _output_name(classifier_activation))
+
+
+def _conv_head(x, num_classes, fc_units, fc1_kernel_size, dropout, classifier_activation,
+               layer_args):
+    """§3.2: fc1 → k×k conv, fc2 and predictions → 1×1 convs, then the class score map
+    (per-location posteriors) averaged over space."""
+    x = keras.layers.Conv2D(fc_units, fc1_kernel_size, activation="relu", name="fc1",
+                            **layer_args())(x)
+    x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
+    x = keras.layers.Conv2D(fc_units, 1, activation="relu", name="fc2", **layer_args())(x)
+    x = keras.layers.Dropout(dropout, name="fc2_dropout")(x)
+    x = keras.layers.Conv2D(num_classes, 1, name="predictions", **layer_args())(x)
+    x = _classifier_output(x, classifier_activation, "score_map")
+    return keras.layers.GlobalAveragePooling2D(dtype="float32",
+                                               name=_output_name(classifier_activation))(x)
+
+
+def to_conv_head(model, input_shape=(None, None, 3)):
+    """Returns the fully convolutional version of a dense-head VGG model, with its weights.
+
+    fc1's kernel ``(k·k·C, U)`` becomes a k×k convolution (k = the spatial size of the last
+    pooling layer at the model's input size, 7 at 224×224), fc2 and predictions become 1×1
+    convolutions. The returned model owns copies of the weights; on the model's own input size
+    it gives the same outputs as ``model``.
+
+    Args:
+        model: a model built by ``build_vgg(..., head="dense")`` (or loaded from one).
+        input_shape: input shape of the new model; ``None`` spatial dims accept any size.
+
+    Raises:
+        ValueError: if ``model`` has no dense VGG head.
+    """
+    layer_names = [layer.name for layer in model.layers]
+    if "flatten" not in layer_names:
+        raise ValueError(f"{model.name} has no dense VGG head (no 'flatten' layer)")
+    pool_shape = model.get_layer("flatten").input.shape
+    if None in pool_shape[1:3]:
+        raise ValueError(f"{model.name} has no fixed input size; cannot size fc1's kernel")
+    fc1, fc2, predictions = (model.get_layer(n) for n in ("fc1", "fc2", "predictions"))
+    output_layer = model.layers[-1]
+
+    original_input = model.inputs[0]
+    inputs = keras.Input(shape=tuple(input_shape), dtype=original_input.dtype, name="images")
+    x = inputs
+    for layer in model.layers[1 : layer_names.index("flatten")]:
+        clone = layer.__class__.from_config(layer.get_config())
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
+    fc_config = fc1.get_config()
+    head_args = {key: fc_config[key] for key in _FC_ARGS}
+    outputs = _conv_head(
+        x,
+        predictions.units,
+        fc1.units,
+        int(pool_shape[1]) if pool_shape[1] == pool_shape[2] else tuple(pool_shape[1:3]),
+        model.get_layer("fc1_dropout").rate,
+        output_layer.get_config()["activation"],
+        lambda: dict(head_args),
+    )
+    conv_model = keras.Model(inputs, outputs, name=model.name + "_conv")
+    for dense in (fc1, fc2, predictions):
+        kernel, bias = dense.get_weights()
+        target = conv_model.get_layer(dense.name)
+        target.set_weights([kernel.reshape(target.kernel.shape), bias])
+    return conv_model
