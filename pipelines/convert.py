@@ -1,0 +1,349 @@
+"""The offline converter: a ``Plan`` of input images → sharded TFRecords and ``dataset_info.json``.
+
+Guarantees:
+- Deterministic: shard contents depend on the inputs and the seed only, never on the number of
+  workers; examples serialize deterministically.
+- Crash-safe and resumable: a shard is written under a temporary name, fsynced and renamed; a
+  small report beside it (in ``.convert_state/``) records its counts and sha256. Running the same
+  conversion again skips completed shards and finishes the others.
+- Nothing is lost silently: every input is written or listed in the manifest's ``skipped`` with
+  its reason, and the counts reconcile (inputs = written + skipped).
+- It writes only inside the output folder: archive members are read by offset, never extracted.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from pipelines import images
+from pipelines import schema
+
+STATE_DIR = ".convert_state"
+MANIFEST_VERSION = 1
+_LOG = logging.getLogger("vgg_keras.convert")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """One shard to write: its name and its inputs, in order."""
+
+    split: str
+    index: int
+    num_shards: int
+    entries: tuple
+
+    @property
+    def name(self):
+        return schema.shard_name(self.split, self.index, self.num_shards)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What decides the bytes of a shard besides its inputs."""
+
+    output_dir: str
+    labels: tuple
+    label_text: tuple
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    max_shorter_side: int | None = None
+
+
+def assign_shards(entries, num_shards, seed, split):
+    """Shuffles ``entries`` with a fixed seed and cuts them into ``num_shards`` contiguous runs.
+
+    The order before shuffling is sorted by (label, path), so the result depends only on the
+    set of inputs, the seed and the split, never on how they were found.
+    """
+    ordered = sorted(entries, key=lambda e: (e.label, e.path))
+    split_index = schema.SPLITS.index(split) if split in schema.SPLITS else len(schema.SPLITS)
+    permutation = np.random.default_rng([seed, split_index]).permutation(len(ordered))
+    shuffled = [ordered[i] for i in permutation]
+    bounds = [len(shuffled) * i // num_shards for i in range(num_shards + 1)]
+    return [tuple(shuffled[bounds[i] : bounds[i + 1]]) for i in range(num_shards)]
+
+
+def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
+            max_pixels=images.DEFAULT_MAX_PIXELS, max_shorter_side=None, boxes=None,
+            bbox_problems=(), arguments=None, progress=None):
+    """Writes the shards of every split of ``plan`` and the manifest; returns the manifest.
+
+    Args:
+        plan: the inputs, from ``sources.find_imagenet`` or ``sources.find_image_folder``.
+        output_dir: where shards, the manifest and the resume state go (created).
+        num_shards: ``{split: shards}``; defaults to ImageNet's 1024 / 128.
+        num_workers: processes, each writing whole shards (default: all cores).
+        seed: seed of the shuffle across shards.
+        max_pixels: images whose header declares more pixels are skipped (decompression bombs).
+        max_shorter_side: if set, larger images are downscaled to it and re-encoded.
+        boxes: ``{image file stem: [(xmin, ymin, xmax, ymax)]}`` from ``bbox.read_boxes``.
+        bbox_problems: unreadable bounding-box files, reported in the manifest.
+        arguments: the run's arguments, recorded in the manifest.
+        progress: show a progress bar (default: when stderr is a terminal).
+
+    Raises:
+        ValueError: if ``output_dir`` holds a different conversion.
+    """
+    output = pathlib.Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    num_shards = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
+    settings = Settings(str(output), tuple(plan.labels), tuple(plan.label_text), max_pixels,
+                        max_shorter_side)
+    tasks = [ShardTask(split, index, num_shards[split], shard)
+             for split in sorted(plan.entries)
+             for index, shard in enumerate(assign_shards(plan.entries[split],
+                                                         num_shards[split], seed, split))]
+    state = _claim(output, plan, settings, num_shards, seed, boxes)
+    reports, todo = {}, []
+    for task in tasks:
+        report = _finished_report(output, state, task)
+        if report:
+            reports[task.name] = report
+        else:
+            todo.append(task)
+    _LOG.info("%d shards to write, %d already complete", len(todo), len(reports))
+    for report in _run(todo, settings, boxes or {}, num_workers, progress):
+        reports[report["file"]] = report
+    manifest = _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed,
+                         settings)
+    _write_atomically(output / schema.MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def _claim(output, plan, settings, num_shards, seed, boxes):
+    """Marks ``output`` as holding this conversion, or refuses if it holds another one."""
+    state = output / STATE_DIR
+    state.mkdir(exist_ok=True)
+    identity = {
+        "inputs": plan.fingerprint(),
+        "num_shards": num_shards,
+        "seed": seed,
+        "max_pixels": settings.max_pixels,
+        "max_shorter_side": settings.max_shorter_side,
+        "boxes": hashlib.sha256(json.dumps(boxes or {}, sort_keys=True).encode()).hexdigest(),
+    }
+    marker = state / "conversion.json"
+    if marker.exists():
+        if json.loads(marker.read_text()) != identity:
+            raise ValueError(f"{output} holds shards of a different conversion (other inputs, "
+                             "shard counts, seed or image settings); use an empty --output_dir")
+    else:
+        stray = sorted(p.name for p in output.glob("*-?????-of-?????"))
+        if stray:
+            raise ValueError(f"{output} already holds shards of an unknown conversion "
+                             f"({stray[0]}, ...); use an empty --output_dir")
+        _write_atomically(marker, json.dumps(identity, indent=1).encode())
+    for leftover in output.glob("*.tmp"):  # shards a killed run did not finish
+        leftover.unlink()
+    return state
+
+
+def _finished_report(output, state, task):
+    report_path = state / f"{task.name}.json"
+    if not report_path.exists():
+        return None
+    report = json.loads(report_path.read_text())
+    shard = output / task.name
+    if not shard.exists() or shard.stat().st_size != report["size_bytes"]:
+        return None
+    return report
+
+
+def _run(todo, settings, boxes, num_workers, progress):
+    """Writes the shards of ``todo``, yielding each shard's report as it completes."""
+    if not todo:
+        return
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(todo)))
+    meter = _Progress(sum(len(t.entries) for t in todo), len(todo), progress)
+    try:
+        if workers == 1:
+            _init_worker(settings, boxes)
+            results = map(write_shard, todo)
+            for report in results:
+                meter.update(report)
+                yield report
+        else:
+            # spawn: workers start clean, whatever the parent has imported or started.
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_init_worker,
+                              initargs=(settings, boxes)) as pool:
+                for report in pool.imap_unordered(write_shard, todo):
+                    meter.update(report)
+                    yield report
+    finally:
+        meter.close()
+
+
+_WORKER = {}
+
+
+def _init_worker(settings, boxes):
+    _WORKER.clear()
+    _WORKER.update(settings=settings, boxes=boxes, files={})
+
+
+def _read(entry):
+    """Returns the bytes of one input, or raises ``images.BadImage`` with the reason."""
+    files = _WORKER["files"]
+    try:
+        if entry.source not in files:
+            files[entry.source] = open(entry.source, "rb")  # noqa: SIM115 - cached handle
+        file = files[entry.source]
+        file.seek(entry.offset)
+        data = file.read(entry.size)
+    except OSError as error:
+        raise images.BadImage(f"unreadable file: {error}") from None
+    if len(data) != entry.size:
+        raise images.BadImage(f"file shorter than its {entry.size} bytes ({len(data)} read)")
+    return data
+
+
+def write_shard(task):
+    """Writes one shard (temporary name, fsync, rename) and returns its report."""
+    import tensorflow as tf
+
+    settings, boxes = _WORKER["settings"], _WORKER["boxes"]
+    output = pathlib.Path(settings.output_dir)
+    temporary = output / f"{task.name}.tmp"
+    report = {"file": task.name, "split": task.split, "num_inputs": len(task.entries),
+              "per_class": collections.Counter(), "skipped": [], "repaired": [],
+              "num_resized": 0}
+    with tf.io.TFRecordWriter(str(temporary)) as writer:
+        for entry in task.entries:
+            try:
+                image = images.prepare_image(_read(entry), max_pixels=settings.max_pixels,
+                                             max_shorter_side=settings.max_shorter_side)
+            except images.BadImage as error:
+                report["skipped"].append({"split": entry.split, "path": entry.path,
+                                          "reason": str(error), "synset": entry.synset})
+                continue
+            filename = os.path.basename(entry.path)
+            writer.write(schema.make_example(
+                jpeg=image.jpeg, filename=filename, height=image.height, width=image.width,
+                label=entry.label, synset=entry.synset,
+                text=settings.label_text[entry.label - 1],
+                boxes=boxes.get(os.path.splitext(filename)[0], ())))
+            report["per_class"][entry.synset] += 1
+            if image.repair:
+                report["repaired"].append({"split": entry.split, "path": entry.path,
+                                           "reason": image.repair})
+            report["num_resized"] += image.resized_from is not None
+    _fsync(temporary)
+    os.replace(temporary, output / task.name)
+    _fsync(output)
+    report["num_examples"] = sum(report["per_class"].values())
+    report["per_class"] = dict(report["per_class"])
+    report["size_bytes"] = (output / task.name).stat().st_size
+    report["sha256"] = _sha256(output / task.name)
+    state = output / STATE_DIR / f"{task.name}.json"
+    _write_atomically(state, json.dumps(report).encode())
+    return report
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_atomically(path, data):
+    path = pathlib.Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, settings):
+    """Builds ``dataset_info.json``: labels, per-split counts and shards, skipped and repaired."""
+    skipped = list(plan.skipped)
+    repaired = []
+    splits = {}
+    for split in sorted(plan.entries):
+        split_reports = [reports[t.name] for t in tasks if t.split == split]
+        per_class = {synset: 0 for synset in plan.labels}
+        for report in split_reports:
+            for synset, count in report["per_class"].items():
+                per_class[synset] += count
+            skipped += report["skipped"]
+            repaired += report["repaired"]
+        index_skipped = sum(1 for s in plan.skipped if s["split"] == split)
+        splits[split] = {
+            "num_examples": sum(r["num_examples"] for r in split_reports),
+            "num_inputs": len(plan.entries[split]) + index_skipped,
+            "num_skipped": sum(len(r["skipped"]) for r in split_reports) + index_skipped,
+            "num_repaired": sum(len(r["repaired"]) for r in split_reports),
+            "num_resized": sum(r["num_resized"] for r in split_reports),
+            "per_class": per_class,
+            "shards": [{"file": r["file"], "num_examples": r["num_examples"],
+                        "sha256": r["sha256"]} for r in split_reports],
+        }
+    order = lambda record: (record["split"], record["path"], record["reason"])  # noqa: E731
+    return {
+        "format_version": MANIFEST_VERSION,
+        "labels": list(plan.labels),
+        "label_text": list(plan.label_text),
+        "label_offset": schema.LABEL_OFFSET,
+        "num_classes": len(plan.labels),
+        "splits": splits,
+        "skipped": sorted(skipped, key=order),
+        "repaired": sorted(repaired, key=order),
+        "bbox_problems": list(bbox_problems),
+        "settings": {"num_shards": num_shards, "seed": seed, "max_pixels": settings.max_pixels,
+                     "max_shorter_side": settings.max_shorter_side},
+        "source": plan.source,
+        "arguments": arguments or {},
+    }
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a log line at most every 30 seconds."""
+
+    def __init__(self, total_images, total_shards, show):
+        self._start = self._last = time.monotonic()
+        self._images, self._shards = 0, 0
+        self._total_images, self._total_shards = total_images, total_shards
+        self._bar = None
+        if show if show is not None else sys.stderr.isatty():
+            import tqdm
+
+            self._bar = tqdm.tqdm(total=total_images, unit="img", smoothing=0.1)
+
+    def update(self, report):
+        self._images += report["num_inputs"]
+        self._shards += 1
+        if self._bar is not None:
+            self._bar.update(report["num_inputs"])
+            return
+        now = time.monotonic()
+        if now - self._last >= 30 or self._shards == self._total_shards:
+            self._last = now
+            rate = self._images / max(now - self._start, 1e-9)
+            eta = (self._total_images - self._images) / max(rate, 1e-9)
+            _LOG.info("converted %d/%d images, %d/%d shards, %.0f images/s, ETA %.0f s",
+                      self._images, self._total_images, self._shards, self._total_shards, rate,
+                      eta)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()

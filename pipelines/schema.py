@@ -1,0 +1,111 @@
+"""The ImageNet TFRecord schema: one definition that the converter, the input pipeline and the
+export import.
+
+Compatible with the shards that slim's ``build_imagenet_data.py``, tf_cnn_benchmarks and Model
+Garden read: the same feature keys, labels 1..N with 0 reserved (``label_offset`` 1), and
+``train-%05d-of-%05d`` / ``validation-%05d-of-%05d`` shard names.
+"""
+
+import tensorflow as tf
+
+ENCODED = "image/encoded"
+FORMAT = "image/format"
+FILENAME = "image/filename"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+CHANNELS = "image/channels"
+COLORSPACE = "image/colorspace"
+LABEL = "image/class/label"
+SYNSET = "image/class/synset"
+TEXT = "image/class/text"
+BBOX_XMIN = "image/object/bbox/xmin"
+BBOX_YMIN = "image/object/bbox/ymin"
+BBOX_XMAX = "image/object/bbox/xmax"
+BBOX_YMAX = "image/object/bbox/ymax"
+BBOX_LABEL = "image/object/bbox/label"
+
+LABEL_OFFSET = 1  # slim convention: label 0 is reserved ("background"), classes are 1..N
+SPLITS = ("train", "validation")
+MANIFEST = "dataset_info.json"
+# ImageNet defaults of slim's build_imagenet_data.py.
+DEFAULT_SHARDS = {"train": 1024, "validation": 128}
+
+
+def shard_name(split, index, num_shards):
+    """Returns ``train-00003-of-01024``-style shard file names."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def shard_pattern(split):
+    """Returns the glob pattern of a split's shards."""
+    return f"{split}-?????-of-?????"
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()):
+    """Returns the serialized ``tf.train.Example`` of one image.
+
+    Args:
+        jpeg: RGB JPEG bytes.
+        filename: the image's file name (as given, without folders).
+        height, width: size of the image in ``jpeg``.
+        label: class index, 1-based (0 is reserved).
+        synset: class identifier (WordNet synset for ImageNet, folder name otherwise).
+        text: human-readable class name.
+        boxes: ``[(xmin, ymin, xmax, ymax)]`` relative to the image size, in [0, 1].
+
+    Serialization is deterministic (``deterministic=True``): the feature map would otherwise be
+    written in a different order from one process to the next, and shards would differ.
+    """
+    xmin, ymin, xmax, ymax = (list(c) for c in zip(*boxes)) if boxes else ([], [], [], [])
+    features = {
+        ENCODED: _bytes([jpeg]),
+        FORMAT: _bytes([b"JPEG"]),
+        FILENAME: _bytes([filename.encode()]),
+        HEIGHT: _ints([height]),
+        WIDTH: _ints([width]),
+        CHANNELS: _ints([3]),
+        COLORSPACE: _bytes([b"RGB"]),
+        LABEL: _ints([label]),
+        SYNSET: _bytes([synset.encode()]),
+        TEXT: _bytes([text.encode()]),
+        BBOX_XMIN: _floats(xmin),
+        BBOX_YMIN: _floats(ymin),
+        BBOX_XMAX: _floats(xmax),
+        BBOX_YMAX: _floats(ymax),
+        BBOX_LABEL: _ints([label] * len(boxes)),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString(deterministic=True)
+
+
+def feature_spec():
+    """Returns the ``tf.io.parse_single_example`` spec of the schema."""
+    return {
+        ENCODED: tf.io.FixedLenFeature([], tf.string),
+        FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="JPEG"),
+        FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
+        COLORSPACE: tf.io.FixedLenFeature([], tf.string, default_value="RGB"),
+        LABEL: tf.io.FixedLenFeature([], tf.int64),
+        SYNSET: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        BBOX_XMIN: tf.io.VarLenFeature(tf.float32),
+        BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
+        BBOX_XMAX: tf.io.VarLenFeature(tf.float32),
+        BBOX_YMAX: tf.io.VarLenFeature(tf.float32),
+        BBOX_LABEL: tf.io.VarLenFeature(tf.int64),
+    }
