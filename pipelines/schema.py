@@ -68,7 +68,8 @@ def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()
     Serialization is deterministic (``deterministic=True``): the feature map would otherwise be
     written in a different order from one process to the next, and shards would differ.
     """
-    xmin, ymin, xmax, ymax = (list(c) for c in zip(*boxes)) if boxes else ([], [], [], [])
+    columns = zip(*boxes, strict=True) if boxes else ((), (), (), ())
+    xmin, ymin, xmax, ymax = (list(column) for column in columns)
     features = {
         ENCODED: _bytes([jpeg]),
         FORMAT: _bytes([b"JPEG"]),

@@ -1,8 +1,9 @@
-"""vgg-convert: ImageNet (the official archives, an extracted copy) or any folder of class
+r"""vgg-convert: ImageNet (the official archives, an extracted copy) or any folder of class
 sub-folders → sharded TFRecords and ``dataset_info.json``.
 
     vgg-convert --raw_data_dir=/data/imagenet --output_dir=/data/imagenet-tfrecords
-    vgg-convert --image_folder=/data/flowers --validation_fraction=0.1 --output_dir=/data/flowers-tfr
+    vgg-convert --image_folder=/data/flowers --validation_fraction=0.1 \
+        --output_dir=/data/flowers-tfrecords
 
 Bad inputs are skipped and listed with their reason; ``--strict`` makes any of them an error
 (exit status 1) once the conversion is written.

@@ -225,7 +225,8 @@ def _write_archives(root, train_files, val_files):
         for synset in sorted({f[0] for f in train_files}):
             inner = [(name, data) for s, name, _, data in train_files if s == synset]
             add_member(outer, f"{synset}.tar", make_tar(inner))
-        records += [GeneratedFile("train", name, s, kind) for s, name, kind, _ in train_files]
+        records += [GeneratedFile("train", f"{s}.tar/{name}", s, kind)
+                    for s, name, kind, _ in train_files]
     with tarfile.open(root / "ILSVRC2012_img_val.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
         for synset, name, kind, data in sorted(val_files, key=lambda f: f[1]):
             add_member(tar, name, data)
