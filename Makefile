@@ -17,8 +17,14 @@ $(STAMP): setup.py
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The nets, then a small ImageNet-layout dataset (archives, with broken files planted) converted
+# to TFRecords. Everything goes under demo_output/, which a rerun starts afresh.
 demo: $(STAMP)
 	$(VENV)/bin/vgg-describe
+	rm -rf demo_output
+	$(PY) -m tools.generate_images --output_dir=demo_output/raw --layout=archives
+	$(VENV)/bin/vgg-convert --raw_data_dir=demo_output/raw --output_dir=demo_output/data \
+		--train_shards=4 --validation_shards=2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "absl-py==2.5.1",
     "numpy==2.4.6",
     "h5py==3.14.0",
+    "pillow==13.0.0",  # the converter inspects, validates and repairs images with it
+    "tqdm==4.70.1",
 ]
 TEST_REQUIRES = [
     "pytest==9.2.0",
@@ -25,6 +27,7 @@ TEST_REQUIRES = [
 ]
 # One console script per tool: the name users type, and the module whose main() it runs.
 CONSOLE_SCRIPTS = [
+    "vgg-convert = tools.convert_imagenet:run",
     "vgg-describe = tools.describe:run",
 ]
 

