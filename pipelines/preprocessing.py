@@ -1,0 +1,151 @@
+"""Per-image operations of the paper's training and test inputs (§3.1, §3.2), as small TensorFlow
+functions on one image that work eagerly and inside ``tf.data.Dataset.map``.
+
+Training (§3.1): the image is rescaled isotropically so that its shorter side is S (fixed, or
+uniform in [Smin, Smax] per image: "scale jitter"), a crop of 224×224 is taken at a uniformly
+random position, and flipped horizontally at random. Done crop-before-decode: the crop is the
+window of side ``224·m/S`` (m = the original shorter side) of the original image, so only that
+window is decoded (``tf.image.decode_and_crop_jpeg``) and resized to 224×224.
+
+Every random choice takes an explicit ``seed`` of shape [2] (stateless ops), so a pipeline can
+be deterministic per element whatever the order in which elements are processed.
+
+All outputs are uint8 RGB: mean subtraction and the colour shift are layers of the model.
+"""
+
+import tensorflow as tf
+
+RESIZE_METHOD = "bilinear"  # slim's vgg_preprocessing and the paper's Caffe code resize bilinearly
+
+
+def image_shape(encoded):
+    """Returns ``[height, width]`` of an encoded image; reads only the header of a JPEG."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int32),
+        lambda: tf.shape(_decode_any(encoded))[:2],
+    )
+
+
+def _decode_any(encoded):
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def sample_crop_window(shape, scale, crop_size, seed):
+    """Samples the §3.1 crop window of the *original* image.
+
+    Args:
+        shape: ``[height, width]`` of the original image.
+        scale: ``(Smin, Smax)``; S is uniform in it (``Smin == Smax`` for a fixed S).
+        crop_size: side of the crop in the rescaled image (224).
+        seed: int tensor of shape [2].
+
+    Returns:
+        ``[offset_y, offset_x, side, side]`` (int32) of a square window of the original image,
+        ``side = round(crop_size · m / S)`` with ``m = min(height, width)``, at a uniformly
+        random position; and S (float32).
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    height, width = shape[0], shape[1]
+    shorter = tf.cast(tf.minimum(height, width), tf.float32)
+    s = tf.random.stateless_uniform([], seeds[0], minval=float(scale[0]),
+                                    maxval=float(scale[1]) + 1e-6)
+    side = tf.cast(tf.round(crop_size * shorter / s), tf.int32)
+    side = tf.clip_by_value(side, 1, tf.minimum(height, width))
+    offset_y = tf.random.stateless_uniform([], seeds[1], maxval=height - side + 1, dtype=tf.int32)
+    offset_x = tf.random.stateless_uniform([], seeds[2], maxval=width - side + 1, dtype=tf.int32)
+    return tf.stack([offset_y, offset_x, side, side]), s
+
+
+def decode_window(encoded, window):
+    """Decodes only ``window`` = ``[y, x, height, width]`` of an image (JPEG: without decoding
+    the rest; other formats: decoded whole, then cropped)."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
+        lambda: tf.image.crop_to_bounding_box(_decode_any(encoded), window[0], window[1],
+                                              window[2], window[3]),
+    )
+
+
+def resize_to_uint8(image, size):
+    """Resizes to ``size`` = [height, width] and rounds back to uint8."""
+    resized = tf.image.resize(image, size, method=RESIZE_METHOD)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def random_flip(image, seed):
+    """Mirrors the image left-right with probability 1/2."""
+    flip = tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < 0.5
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
+def train_crop(encoded, scale, crop_size, seed):
+    """§3.1: a random ``crop_size`` crop of the image rescaled to shorter side S, maybe mirrored.
+
+    Args:
+        encoded: encoded image bytes (JPEG: only the crop window is decoded).
+        scale: ``(Smin, Smax)`` in pixels of the rescaled image.
+        crop_size: output side.
+        seed: int tensor of shape [2].
+
+    Returns:
+        A uint8 tensor ``[crop_size, crop_size, 3]``.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    window, _ = sample_crop_window(image_shape(encoded), scale, crop_size, seeds[0])
+    crop = resize_to_uint8(decode_window(encoded, window), [crop_size, crop_size])
+    crop = random_flip(crop, seeds[1])
+    crop.set_shape([crop_size, crop_size, 3])
+    return crop
+
+
+def rescale_shorter_side(image, size):
+    """Rescales isotropically so that the shorter side is ``size`` (uint8 out)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.cast(tf.round(shape * tf.cast(size, tf.float32) / tf.reduce_min(shape)),
+                        tf.int32)
+    return resize_to_uint8(image, new_shape)
+
+
+def decode(encoded):
+    """Decodes any supported image to uint8 RGB ``[height, width, 3]``."""
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.io.decode_jpeg(encoded, channels=3),
+                   lambda: _decode_any(encoded))
+
+
+def center_crop(image, crop_size):
+    """The central ``crop_size`` square of an image at least that large."""
+    shape = tf.shape(image)
+    top = (shape[0] - crop_size) // 2
+    left = (shape[1] - crop_size) // 2
+    crop = image[top : top + crop_size, left : left + crop_size]
+    crop.set_shape([crop_size, crop_size, 3])
+    return crop
+
+
+def grid_offsets(length, crop_size, count):
+    """``count`` evenly spaced offsets of a ``crop_size`` window along ``length`` pixels."""
+    positions = tf.linspace(0.0, tf.cast(length - crop_size, tf.float32), count)
+    return tf.cast(tf.round(positions), tf.int32)
+
+
+def multi_crops(image, crop_size, grid=5):
+    """§3.2 multi-crop: a ``grid``×``grid`` regular grid of crops and their mirrors.
+
+    Returns:
+        uint8 ``[2·grid², crop_size, crop_size, 3]``: the grid crops row by row, then the same
+        crops mirrored, in the same order.
+    """
+    shape = tf.shape(image)
+    rows, cols = grid_offsets(shape[0], crop_size, grid), grid_offsets(shape[1], crop_size, grid)
+    tops = tf.repeat(rows, grid)
+    lefts = tf.tile(cols, [grid])
+    crops = tf.map_fn(
+        lambda offset: image[offset[0] : offset[0] + crop_size, offset[1] : offset[1] + crop_size],
+        tf.stack([tops, lefts], axis=1), fn_output_signature=tf.TensorSpec(
+            [crop_size, crop_size, 3], tf.uint8))
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)

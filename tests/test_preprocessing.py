@@ -1,0 +1,159 @@
+"""Each §3.1/§3.2 image op, tested eagerly and inside tf.data.map, with its invariants."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from pipelines import preprocessing
+from tools import generate_images
+
+
+def _jpeg(height, width, label=3, seed=0, texture=3.0, kind="rgb"):
+    pixels = generate_images.draw_scene(label, np.random.default_rng(seed), height, width,
+                                        texture=texture)
+    return generate_images.encode(pixels, kind, quality=95)
+
+
+def _both(function, *args):
+    """The op's result eagerly and through tf.data.map, which must agree."""
+    eager = function(*[tf.constant(a) for a in args])
+    mapped = next(iter(tf.data.Dataset.from_tensors(tuple(args)).map(function)))
+    return eager, mapped
+
+
+def _window(encoded, seed, scale=(256, 512), crop=224):
+    return preprocessing.sample_crop_window(preprocessing.image_shape(encoded), scale, crop,
+                                            seed)[0]
+
+
+@pytest.mark.parametrize("height, width", [(300, 400), (500, 333), (256, 256)])
+def test_crop_window_invariants(height, width):
+    encoded = _jpeg(height, width)
+    for seed in range(40):
+        for window in _both(lambda e, s: _window(e, s), encoded, np.array([seed, 1])):
+            y, x, side_y, side_x = window.numpy()
+            assert side_y == side_x and 0 <= y and 0 <= x
+            assert y + side_y <= height and x + side_x <= width
+            # the window is 224 pixels of the image rescaled to shorter side S in [256, 512]
+            s = 224 * min(height, width) / side_y
+            assert 256 * 0.99 <= s <= 512 * 1.01
+
+
+def test_crop_window_distribution():
+    """S uniform in [Smin, Smax]; the position uniform over the valid offsets."""
+    shape = tf.constant([400, 600])
+    scales, rows, cols = [], [], []
+    for seed in range(2000):
+        window, s = preprocessing.sample_crop_window(shape, (256, 512), 224,
+                                                     tf.constant([seed, 7]))
+        y, x, side, _ = window.numpy()
+        scales.append(float(s))
+        rows.append(y / max(1, 400 - side))
+        cols.append(x / max(1, 600 - side))
+    scales = np.array(scales)
+    assert 256 <= scales.min() < 262 and 506 < scales.max() <= 512.001
+    # Uniform quartiles (± 4% with 2000 draws).
+    np.testing.assert_allclose(np.quantile(scales, [0.25, 0.5, 0.75]), [320, 384, 448], rtol=0.04)
+    for relative in (rows, cols):
+        np.testing.assert_allclose(np.quantile(relative, [0.25, 0.5, 0.75]), [0.25, 0.5, 0.75],
+                                   atol=0.04)
+
+
+def _reference_crop(encoded, window, crop):
+    """slim's vgg_preprocessing: decode the whole image, resize to shorter side S, crop."""
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    height, width = image.shape[:2]
+    y, x, side, _ = window
+    s = crop * min(height, width) / side
+    resized = preprocessing.resize_to_uint8(
+        image, [round(height * s / min(height, width)), round(width * s / min(height, width))])
+    top, left = round(y * s / min(height, width)), round(x * s / min(height, width))
+    return resized[top : top + crop, left : left + crop].numpy().astype(np.float64)
+
+
+# Sampling grids of the two methods differ by under one pixel of the original, so edges of the
+# drawn shapes move by a fraction of a pixel: the bound is a few grey levels, not zero.
+CROP_BEFORE_DECODE_MAE_BOUND = 3.0
+
+
+def test_crop_before_decode_matches_decode_resize_crop():
+    errors = []
+    for seed in range(12):
+        encoded = _jpeg(300 + 17 * seed, 420 - 9 * seed, label=seed % 10, seed=seed)
+        window = _window(tf.constant(encoded), tf.constant([seed, 3])).numpy()
+        ours = preprocessing.resize_to_uint8(
+            preprocessing.decode_window(tf.constant(encoded), window), [224, 224])
+        errors.append(np.abs(ours.numpy() - _reference_crop(encoded, window, 224)).mean())
+    assert max(errors) < CROP_BEFORE_DECODE_MAE_BOUND, errors
+    assert np.mean(errors) < 1.5
+
+
+def test_train_crop_shape_determinism_and_tf_data():
+    encoded = _jpeg(240, 330)
+    eager, mapped = _both(lambda e, s: preprocessing.train_crop(e, (256, 384), 224, s), encoded,
+                          np.array([4, 2]))
+    assert eager.shape == (224, 224, 3) and eager.dtype == tf.uint8
+    np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
+    other = preprocessing.train_crop(tf.constant(encoded), (256, 384), 224, tf.constant([5, 2]))
+    assert not np.array_equal(other.numpy(), eager.numpy())
+
+
+def test_train_crop_reads_png_and_grayscale_too():
+    for kind in ("png", "grayscale"):
+        crop = preprocessing.train_crop(tf.constant(_jpeg(100, 120, kind=kind)), (64, 80), 56,
+                                        tf.constant([1, 1]))
+        assert crop.shape == (56, 56, 3)
+
+
+def test_flip_gives_the_input_or_its_mirror():
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    seen = set()
+    for seed in range(30):
+        for result in _both(preprocessing.random_flip, image, np.array([seed, 0])):
+            result = result.numpy()
+            if np.array_equal(result, image):
+                seen.add("same")
+            else:
+                np.testing.assert_array_equal(result, image[:, ::-1])
+                seen.add("mirror")
+    assert seen == {"same", "mirror"}
+
+
+@pytest.mark.parametrize("height, width, q", [(300, 400, 256), (500, 333, 384), (90, 60, 64)])
+def test_rescale_shorter_side(height, width, q):
+    image = generate_images.draw_scene(1, np.random.default_rng(0), height, width)
+    for result in _both(lambda i: preprocessing.rescale_shorter_side(i, q), image):
+        new_height, new_width = result.shape[:2]
+        assert min(new_height, new_width) == q
+        assert abs(new_height / new_width - height / width) < 2 / q
+
+
+def test_center_crop_and_multi_crops_equal_numpy_crops():
+    image = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for center in _both(lambda i: preprocessing.center_crop(i, 56), image):
+        np.testing.assert_array_equal(center.numpy(), image[7:63, 17:73])
+    for crops in _both(lambda i: preprocessing.multi_crops(i, 56, 5), image):
+        crops = crops.numpy()
+        assert crops.shape == (50, 56, 56, 3)
+        tops, lefts = np.round(np.linspace(0, 14, 5)).astype(int), np.round(
+            np.linspace(0, 34, 5)).astype(int)
+        for index in range(25):
+            top, left = tops[index // 5], lefts[index % 5]
+            np.testing.assert_array_equal(crops[index], image[top : top + 56, left : left + 56])
+            np.testing.assert_array_equal(crops[25 + index], crops[index][:, ::-1])
+
+
+def test_decode_any_format():
+    for kind in ("rgb", "png", "cmyk", "grayscale"):
+        data = _jpeg(30, 40, kind=kind)
+        decoded = preprocessing.decode(tf.constant(data))
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert decoded.shape == (30, 40, 3)
+        if kind in ("png", "rgb"):
+            # TensorFlow and PIL decode JPEGs with other IDCT and chroma upsampling settings:
+            # ~1.25 grey levels apart; PNG is lossless and identical.
+            assert np.abs(decoded.numpy().astype(int) - expected).mean() < (
+                2.0 if kind == "rgb" else 1e-9)
