@@ -239,14 +239,23 @@ def make_train_dataset(file_pattern, *, batch_size, num_classes=None, scale=(256
                               reshuffle_each_iteration=True)
     if repeat:
         records = records.repeat()
-    seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 2).batch(2)
+    if deterministic:
+        # A seed per element, zipped in before the parallel map: each crop is a function of
+        # its element and the seed, whatever the order in which the map runs.
+        seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
 
-    def augment(item, element_seed):
-        encoded, label, _ = parse(*item)
-        return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
+        def augment(item, element_seed):
+            encoded, label, _ = parse(*item)
+            return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
 
-    dataset = tf.data.Dataset.zip((records, seeds)).map(
-        augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        dataset = tf.data.Dataset.zip((records, seeds))
+    else:
+        def augment(record, path):
+            encoded, label, _ = parse(record, path)
+            return preprocessing.train_crop(encoded, scale, crop_size), label
+
+        dataset = records
+    dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     dataset = dataset.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
     return dataset.with_options(_options(deterministic))
 

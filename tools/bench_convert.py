@@ -37,27 +37,6 @@ _IMAGES_PER_SHARD = flags.DEFINE_integer("images_per_shard", 500, "Shard size (I
                                          "1024 training shards hold ~1,250 images each).")
 
 
-def make_images(folder, count, seed=0):
-    """Writes ``count`` ImageNet-like JPEGs (10 classes) unless they are there already."""
-    folder = pathlib.Path(folder)
-    existing = sorted(folder.rglob("*.jpg"))
-    if len(existing) >= count:
-        return existing[:count]
-    rng = np.random.default_rng(seed)
-    paths = []
-    for index in range(count):
-        label = index % 10
-        shorter = int(rng.integers(240, 501))
-        longer = int(shorter * rng.uniform(1.0, 1.5))
-        height, width = (shorter, longer) if rng.random() < 0.7 else (longer, shorter)
-        pixels = generate_images.draw_scene(label, rng, height, width, texture=28.0)
-        path = folder / f"class{label}" / f"img_{index:06d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(generate_images.encode(pixels))
-        paths.append(path)
-    return paths
-
-
 def _decode(path):
     with Image.open(path) as image:
         image.load()
@@ -118,7 +97,7 @@ def main(argv):
     work = pathlib.Path(_WORK_DIR.value)
     folder = pathlib.Path(_IMAGE_DIR.value) if _IMAGE_DIR.value else work / "images"
     paths = (sorted(folder.rglob("*.[jJ][pP]*[gG]")) if _IMAGE_DIR.value
-             else make_images(folder, _NUM_IMAGES.value))
+             else generate_images.write_photo_like_jpegs(folder, _NUM_IMAGES.value))
     sizes = [p.stat().st_size for p in paths]
     shorter = [min(Image.open(p).size) for p in paths[:200]]
     print(f"{len(paths)} JPEGs, mean {np.mean(sizes) / 1e3:.0f} KB, shorter side "

@@ -269,6 +269,29 @@ def _write_image_folder(root, classes, items):
     return records
 
 
+def write_photo_like_jpegs(folder, count, seed=0):
+    """Writes ``count`` JPEGs shaped like ImageNet's (shorter side 240–500, ~100 KB, grainy as
+    photos are) as ``<folder>/class<k>/img_<n>.jpg``, 10 classes, unless they are there already.
+    Returns their paths."""
+    folder = pathlib.Path(folder)
+    existing = sorted(folder.rglob("*.jpg"))
+    if len(existing) >= count:
+        return existing[:count]
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        label = index % 10
+        shorter = int(rng.integers(240, 501))
+        longer = int(shorter * rng.uniform(1.0, 1.5))
+        height, width = (shorter, longer) if rng.random() < 0.7 else (longer, shorter)
+        pixels = draw_scene(label, rng, height, width, texture=28.0)
+        path = folder / f"class{label}" / f"img_{index:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(pixels))
+        paths.append(path)
+    return paths
+
+
 def make_tar(members):
     """Returns the bytes of a tar holding ``[(name, data)]``."""
     buffer = io.BytesIO()
