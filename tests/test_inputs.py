@@ -252,3 +252,12 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "2 [(3, 48, 48, 3), (3, 48, 48, 3)]"
+
+
+def test_package_root_exposes_the_dataset_functions():
+    import pipelines
+
+    assert pipelines.make_train_dataset is inputs.make_train_dataset
+    assert pipelines.make_eval_dataset is inputs.make_eval_dataset
+    with pytest.raises(AttributeError, match="has no attribute 'make_dataset'"):
+        pipelines.make_dataset  # noqa: B018
