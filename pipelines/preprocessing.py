@@ -121,18 +121,8 @@ def train_crop(encoded, scale, crop_size, seed=None):
     else:
         uniforms = tf.random.stateless_uniform([4], tf.cast(seed, tf.int64))
 
-    def jpeg_window():
-        shape = tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int32)
-        window, _ = _window_from_uniforms(shape, scale, crop_size, uniforms)
-        return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
-
-    def other_window():
-        image = _decode_any(encoded)
-        window, _ = _window_from_uniforms(tf.shape(image)[:2], scale, crop_size, uniforms)
-        return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
-
-    window = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other_window)
-    crop = resize_to_uint8(window, [crop_size, crop_size])
+    window, _ = _window_from_uniforms(image_shape(encoded), scale, crop_size, uniforms)
+    crop = resize_to_uint8(decode_window(encoded, window), [crop_size, crop_size])
     crop = flip_if(crop, uniforms[3])
     crop.set_shape([crop_size, crop_size, 3])
     return crop
