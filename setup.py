@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "h5py==3.14.0",
     "pillow==13.0.0",  # the converter inspects, validates and repairs images with it
     "tqdm==4.70.1",
+    "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow no longer installs it
 ]
 TEST_REQUIRES = [
     "pytest==9.2.0",
@@ -29,6 +30,7 @@ TEST_REQUIRES = [
 CONSOLE_SCRIPTS = [
     "vgg-convert = tools.convert_imagenet:run",
     "vgg-describe = tools.describe:run",
+    "vgg-train = tools.train:run",
 ]
 
 setuptools.setup(

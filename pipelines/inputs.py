@@ -190,7 +190,7 @@ def make_train_dataset(file_pattern, *, batch_size, num_classes=None, scale=(256
                        crop_size=224, label_offset=None, input_context=None,
                        deterministic=False, seed=None, shuffle_buffer=10_000, skip_corrupt=False,
                        corrupt_counter=None, data_format=None, split="train", repeat=True,
-                       cycle_length=16):
+                       cycle_length=16, skip_batches=0):
     """The §3.1 training input: batches of random crops at training scale S.
 
     Args:
@@ -213,6 +213,9 @@ def make_train_dataset(file_pattern, *, batch_size, num_classes=None, scale=(256
         split: which shards of a folder to read.
         repeat: repeat forever (training); False for one pass.
         cycle_length: shards read in parallel.
+        skip_batches: per-replica batches this input pipeline already produced (a resumed
+            deterministic run): their records and seeds are skipped before decoding, so the
+            pipeline continues exactly where it stopped.
 
     Returns:
         A dataset of ``(uint8 images [batch, crop, crop, 3], int32 labels [batch])``.
@@ -248,13 +251,13 @@ def make_train_dataset(file_pattern, *, batch_size, num_classes=None, scale=(256
             encoded, label, _ = parse(*item)
             return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
 
-        dataset = tf.data.Dataset.zip((records, seeds))
+        dataset = tf.data.Dataset.zip((records, seeds)).skip(skip_batches * per_replica)
     else:
         def augment(record, path):
             encoded, label, _ = parse(record, path)
             return preprocessing.train_crop(encoded, scale, crop_size), label
 
-        dataset = records
+        dataset = records.skip(skip_batches * per_replica)
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     dataset = dataset.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
     return dataset.with_options(_options(deterministic))

@@ -261,3 +261,11 @@ def test_package_root_exposes_the_dataset_functions():
     assert pipelines.make_eval_dataset is inputs.make_eval_dataset
     with pytest.raises(AttributeError, match="has no attribute 'make_dataset'"):
         pipelines.make_dataset  # noqa: B018
+
+
+def test_skip_batches_resumes_a_deterministic_pipeline_exactly(shards):
+    data, _ = shards
+    full = [x.numpy() for x, _ in _train(data).take(7)]
+    resumed = [x.numpy() for x, _ in _train(data, skip_batches=4).take(3)]
+    for a, b in zip(full[4:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)

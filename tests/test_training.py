@@ -1,0 +1,218 @@
+"""vgg-train: a tiny net really trains; replicas, resume after kill -9, NaN stop, flags."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from pipelines import convert
+from pipelines import sources
+from tools import generate_images
+from vgg_keras import training
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# A narrow net on the 4 classes the data holds (ImageNet labels 1..4: label_offset 1). Glorot's
+# init at lr 0.002 learns within a few dozen steps; the paper's N(0, 0.01²) barely moves there.
+TINY = dict(config="A", width=0.125, fc_units=64, crop_size=32, scale=(36, 48), batch_size=16,
+            init="glorot", dropout=0.0, learning_rate=0.002, seed=0, verbose=0, num_classes=4,
+            label_offset=1)
+TINY_FLAGS = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
+              "--batch_size=16", "--init=glorot", "--dropout=0", "--learning_rate=0.002",
+              "--seed=0", "--num_classes=4", "--label_offset=1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    generate_images.write_dataset(root / "raw", layout="extracted",
+                                  synsets=generate_images.DEFAULT_SYNSETS[:4],
+                                  train_per_class=24, val_per_class=6, problems=False,
+                                  size_range=(40, 64))
+    convert.convert(sources.find_imagenet(root / "raw"), root / "data",
+                    num_shards={"train": 4, "validation": 2}, num_workers=1)
+    return root / "data"
+
+
+def _config(data, model_dir, **overrides):
+    arguments = dict(TINY, data_dir=str(data), model_dir=str(model_dir),
+                     distribution_strategy="one_device")
+    arguments.update(overrides)
+    return training.TrainConfig(**arguments)
+
+
+def _cli(*arguments, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "tools.train", *arguments], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_tiny_net_learns_and_writes_every_output(data, tmp_path):
+    summary = training.train(_config(data, tmp_path, train_epochs=6))
+    rows = (tmp_path / "training_log.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("epoch,step,loss,val_top1,val_top5")
+    losses = [float(r.split(",")[2]) for r in rows[1:]]
+    assert min(losses[-3:]) < 0.6 * losses[0]  # it learns
+    assert summary["best_val_top1"] >= 0.6  # 4 classes: chance is 0.25
+    assert summary["steps"] == 6 * (96 // 16) and summary["epochs"] == 6
+    for key in ("config", "steps", "epochs", "final_loss", "val_top1", "val_top5",
+                "images_per_second", "replicas"):
+        assert key in summary
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == summary["steps"]
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.output.shape == (None, 4)
+    assert keras.models.load_model(tmp_path / "best.keras").count_params() == model.count_params()
+    assert list((tmp_path / "checkpoints" / "latest").glob("ckpt-36.index"))
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "backup").exists()  # removed once the run is complete
+
+
+def test_settings_reach_the_model_optimizer_and_schedule(data, tmp_path):
+    cfg = _config(data, tmp_path, config="B-BN", weight_decay=5e-4, dropout=0.3, width=0.25,
+                  fc_units=32)
+    model = training.build_model(cfg, 10)
+    assert model.name == "vgg_b_bn" and model.get_layer("fc1").units == 32
+    assert model.get_layer("fc1_dropout").rate == 0.3
+    assert model.get_layer("block1_conv1").filters == 16
+    assert model.get_layer("block1_conv1").kernel_regularizer.l2 == pytest.approx(2.5e-4)
+    gaussian = training.build_model(_config(data, tmp_path, init="auto"), 10)
+    assert np.std(gaussian.get_layer("block4_conv1").kernel.numpy()) == pytest.approx(0.01, 0.1)
+    schedule = training.LearningRate(_config(data, tmp_path, lr_schedule="step",
+                                             lr_step_epochs=(2, 4)), 10, 60)
+    assert [round(schedule(s), 7) for s in (0, 19, 20, 40)] == [0.002, 0.002, 0.0002, 0.00002]
+    cosine = training.LearningRate(_config(data, tmp_path, lr_schedule="cosine",
+                                           warmup_epochs=1), 10, 100)
+    assert cosine(0) == pytest.approx(0.0002) and cosine(9) == pytest.approx(0.002, rel=0.03)
+    assert cosine(99) < 0.00004
+    plateau = training.LearningRate(_config(data, tmp_path), 10, 100)
+    assert plateau.end_epoch(0.3) and plateau(10) == pytest.approx(0.002)
+    assert not plateau.end_epoch(0.3) and plateau(20) == pytest.approx(0.0002)  # §3.1: ÷10
+
+
+def test_init_from_a_copies_the_papers_layers(data, tmp_path):
+    net_a = training.build_model(_config(data, tmp_path), 4)
+    net_a.save(tmp_path / "a.keras")
+    net_d = training.build_model(_config(data, tmp_path, config="D",
+                                         init=f"from_a={tmp_path / 'a.keras'}"), 4)
+    for name in ("block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "fc1", "fc2",
+                 "predictions"):
+        np.testing.assert_array_equal(net_d.get_layer(name).kernel.numpy(),
+                                      net_a.get_layer(name).kernel.numpy())
+    assert net_d.get_layer("block1_conv2").kernel.shape == (3, 3, 8, 8)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(config="F"), "unknown VGG configuration"),
+    (dict(lr_schedule="linear"), "lr_schedule must be one of"),
+    (dict(scale=(24, 48)), "crop_size 32 <= Smin <= Smax"),
+    (dict(init="from_a=/nonexistent.keras"), "does not exist"),
+    (dict(init="he"), "--init must be"),
+    (dict(dtype="int8"), "dtype must be one of"),
+    (dict(momentum=1.0), "momentum must be in"),
+])
+def test_bad_settings_fail_before_anything_heavy(data, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(data, tmp_path, **overrides).validate()
+
+
+def test_cli_errors(data, tmp_path):
+    result = _cli(*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}",
+                  "--cpu_replicas=2", "--batch_size=15")
+    assert result.returncode == 1
+    assert "--batch_size=15 is not divisible by the 2 replicas" in result.stderr
+    result = _cli(*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}", "--scale=36,x")
+    assert result.returncode != 0 and "--scale must be S or Smin,Smax" in result.stderr
+    result = _cli(*TINY_FLAGS, f"--data_dir={data}")
+    assert result.returncode != 0 and "--model_dir is required" in result.stderr
+
+
+def test_mirrored_on_two_logical_cpus(data, tmp_path):
+    result = _cli(*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}",
+                  "--cpu_replicas=2", "--train_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["replicas"] == 2
+    assert summary["images_per_replica"] == [6 * 8, 6 * 8]  # both replicas trained, half each
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    training.train(_config(data, tmp_path, train_epochs=1))
+    good = sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir())
+    best = (tmp_path / "best.keras").read_bytes()
+    with pytest.raises(training.TrainingError, match=r"training stopped.*last good checkpoint"):
+        training.train(_config(data, tmp_path, train_epochs=2, learning_rate=1e12))
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir()) == good
+    assert (tmp_path / "best.keras").read_bytes() == best
+
+
+def test_kill_mid_epoch_and_resume(data, tmp_path):
+    common = [*TINY_FLAGS, f"--data_dir={data}", "--train_epochs=3", "--backup_steps=2",
+              "--deterministic", "--distribution_strategy=one_device"]
+    reference = tmp_path / "reference"
+    assert _cli(*common, f"--model_dir={reference}").returncode == 0
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "tools.train", *common,
+                                f"--model_dir={killed}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    # Kill once a mid-epoch backup is complete (epochs are 6 steps; backups every 2): the
+    # manager's state file names it only after its files are written.
+    state = killed / "backup" / "checkpoint"
+
+    def recorded_backup():
+        text = state.read_text() if state.exists() else ""
+        for line in text.splitlines():
+            if line.startswith("model_checkpoint_path:"):
+                return int(line.rsplit("-", 1)[1].rstrip('"'))
+        return 0
+
+    while time.monotonic() < deadline and not recorded_backup() % 6:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    backups = [recorded_backup()]
+    assert backups and not (killed / "summary.json").exists()
+    result = _cli(*common, f"--model_dir={killed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((killed / "summary.json").read_text())
+    expected = json.loads((reference / "summary.json").read_text())
+    assert summary["steps"] == expected["steps"] == 18
+    assert summary["resumed_from_step"] >= max(backups) > 0  # at most backup_steps lost
+    rows = (killed / "training_log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [["1", "6"], ["2", "12"], ["3", "18"]]
+    # Deterministic: the resumed run continues with the same data, and ends with the same net.
+    ours = keras.models.load_model(killed / "model.keras").get_weights()
+    theirs = keras.models.load_model(reference / "model.keras").get_weights()
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_multi_worker_two_processes_on_localhost(data, tmp_path):
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("localhost", 0))
+            ports.append(sock.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tools.train", *TINY_FLAGS, f"--data_dir={data}",
+             f"--model_dir={tmp_path}", "--distribution_strategy=multi_worker",
+             "--train_epochs=1"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["distribution_strategy"] == "multi_worker"
+    assert not (tmp_path / ".worker_1").exists()  # the other worker's scratch is removed

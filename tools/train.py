@@ -1,0 +1,131 @@
+r"""vgg-train: trains a VGG net (§3.1 of the paper) on TFRecords from vgg-convert.
+
+    # VGG-16 (config D) as the paper trained it: batch 256, SGD 0.9, lr 1e-2 ÷10 on plateau,
+    # weight decay 5e-4, dropout 0.5, 74 epochs, S = 256, on every visible GPU.
+    vgg-train --config=D --data_dir=/data/imagenet-tfrecords --model_dir=/models/vgg16
+
+    # A narrow net on the CPU, MirroredStrategy over 2 logical devices.
+    vgg-train --config=A --data_dir=demo_output/data --model_dir=/tmp/a --width=0.125 \
+        --fc_units=256 --crop_size=64 --scale=72,96 --batch_size=32 --cpu_replicas=2
+
+Killed, it resumes from MODEL_DIR/backup/ when run again with the same command.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+_CONFIG = flags.DEFINE_string("config", "A", "A, A-LRN, B, C, D, E, or a -BN variant (D-BN).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of TFRecord shards (vgg-convert's "
+                                "output, slim's, or a tfds imagenet2012 folder).")
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and models go.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Global batch size (§3.1: 256).")
+_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 74, "Epochs (§3.1: 74).")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", None, "Steps; overrides --train_epochs.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-2, "Initial learning rate (§3.1).")
+_MOMENTUM = flags.DEFINE_float("momentum", 0.9, "SGD momentum (§3.1).")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "Weight decay λ on kernels, Caffe's "
+                                   "convention: gradient += λ·w (§3.1).")
+_DROPOUT = flags.DEFINE_float("dropout", 0.5, "Dropout after fc1 and fc2 (§3.1).")
+_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "plateau", ["plateau", "step", "cosine"],
+                                 "plateau: ÷10 when validation top-1 stops improving (§3.1).")
+_LR_STEP_EPOCHS = flags.DEFINE_list("lr_step_epochs", ["30", "60"],
+                                    "With --lr_schedule=step: epochs at which the rate ÷10.")
+_WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up (large batches).")
+_SCALE = flags.DEFINE_string("scale", "256", "Training scale S: 256, 384, or Smin,Smax "
+                             "(256,512) for scale jitter (§3.1).")
+_INIT = flags.DEFINE_string("init", "auto", "auto (gaussian for A, glorot otherwise), gaussian, "
+                            "glorot, from_a=PATH (§3.1), keras_applications=PATH, model=PATH.")
+_INIT_STDDEV = flags.DEFINE_float("init_stddev", 0.01, "σ of --init=gaussian (the paper's "
+                                  "text says '10^-2 variance'; see README).")
+_DISTRIBUTION_STRATEGY = flags.DEFINE_enum(
+    "distribution_strategy", "mirrored", ["mirrored", "multi_worker", "one_device", "tpu",
+                                          "default"], "tf.distribute strategy.")
+_NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible).")
+_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", None, "Split the CPU into N logical "
+                                     "devices, so that MirroredStrategy runs N replicas.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                           "Compute dtype (float16 with loss scaling).")
+_ENABLE_XLA = flags.DEFINE_bool("enable_xla", False, "Compile the training step with XLA.")
+_STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 1,
+                                            "Training steps per call of the step function.")
+_LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "
+                                     "(default: 1 for our/slim shards, 0 for tfds).")
+_SEED = flags.DEFINE_integer("seed", None, "Seed of initialisation and input.")
+_DETERMINISTIC = flags.DEFINE_bool("deterministic", False, "Reproducible input order and "
+                                   "augmentation (seeded; resumes at the same input position).")
+_WIDTH = flags.DEFINE_float("width", 1.0, "Multiplier of every conv's filters (small data).")
+_FC_UNITS = flags.DEFINE_integer("fc_units", 4096, "Units of fc1 and fc2.")
+_CROP_SIZE = flags.DEFINE_integer("crop_size", 224, "Training crop; --scale in the same pixels.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: from the data's manifest.")
+_BACKUP_STEPS = flags.DEFINE_integer("backup_steps", 1000, "Steps between backups.")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "Skip (and count) the rest of corrupt "
+                                  "shards instead of stopping.")
+
+
+def parse_scale(text):
+    """'256' → (256, 256); '256,512' → (256, 512)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise app.UsageError(f"--scale must be S or Smin,Smax in pixels, got {text!r}")
+    values = [int(p) for p in parts]
+    return (values[0], values[-1])
+
+
+def make_config():
+    """The TrainConfig of the flags, validated."""
+    from vgg_keras import training
+
+    for name in ("data_dir", "model_dir"):
+        if not flags.FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required")
+    try:
+        epochs = tuple(float(e) for e in _LR_STEP_EPOCHS.value)
+    except ValueError:
+        raise app.UsageError(
+            f"--lr_step_epochs must be numbers, got {_LR_STEP_EPOCHS.value}") from None
+    cfg = training.TrainConfig(
+        data_dir=_DATA_DIR.value, model_dir=_MODEL_DIR.value, config=_CONFIG.value,
+        batch_size=_BATCH_SIZE.value, train_epochs=_TRAIN_EPOCHS.value,
+        train_steps=_TRAIN_STEPS.value, learning_rate=_LEARNING_RATE.value,
+        momentum=_MOMENTUM.value, weight_decay=_WEIGHT_DECAY.value, dropout=_DROPOUT.value,
+        lr_schedule=_LR_SCHEDULE.value, lr_step_epochs=epochs,
+        warmup_epochs=_WARMUP_EPOCHS.value, scale=parse_scale(_SCALE.value), init=_INIT.value,
+        init_stddev=_INIT_STDDEV.value, distribution_strategy=_DISTRIBUTION_STRATEGY.value,
+        num_gpus=_NUM_GPUS.value, cpu_replicas=_CPU_REPLICAS.value, dtype=_DTYPE.value,
+        enable_xla=_ENABLE_XLA.value, steps_per_execution=_STEPS_PER_EXECUTION.value,
+        label_offset=_LABEL_OFFSET.value, seed=_SEED.value, deterministic=_DETERMINISTIC.value,
+        width=_WIDTH.value, fc_units=_FC_UNITS.value, crop_size=_CROP_SIZE.value,
+        num_classes=_NUM_CLASSES.value, backup_steps=_BACKUP_STEPS.value,
+        skip_corrupt=_SKIP_CORRUPT.value)
+    try:
+        cfg.validate()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    return cfg
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cfg = make_config()
+    from vgg_keras import training
+
+    try:
+        summary = training.train(cfg)
+    except (training.TrainingError, ValueError) as error:
+        print(f"vgg-train: {error}", file=sys.stderr)
+        return 1
+    print(f"done: {summary['steps']} steps, val top-1 {summary['val_top1']:.4f}, top-5 "
+          f"{summary['val_top5']:.4f}, {summary['images_per_second']:.1f} images/s on "
+          f"{summary['replicas']} replicas; {cfg.model_dir}/summary.json")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
