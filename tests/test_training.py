@@ -79,7 +79,6 @@ def test_settings_reach_the_model_optimizer_and_schedule(data, tmp_path):
     assert model.name == "vgg_b_bn" and model.get_layer("fc1").units == 32
     assert model.get_layer("fc1_dropout").rate == 0.3
     assert model.get_layer("block1_conv1").filters == 16
-    assert model.get_layer("block1_conv1").kernel_regularizer.l2 == pytest.approx(2.5e-4)
     gaussian = training.build_model(_config(data, tmp_path, init="auto"), 10)
     assert np.std(gaussian.get_layer("block4_conv1").kernel.numpy()) == pytest.approx(0.01, 0.1)
     schedule = training.LearningRate(_config(data, tmp_path, lr_schedule="step",
@@ -216,3 +215,75 @@ def test_multi_worker_two_processes_on_localhost(data, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["distribution_strategy"] == "multi_worker"
     assert not (tmp_path / ".worker_1").exists()  # the other worker's scratch is removed
+
+
+def test_optimizer_and_precision_flags(data, tmp_path):
+    optimizer = training.make_optimizer(_config(data, tmp_path, momentum=0.8, learning_rate=0.3))
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.momentum == 0.8 and float(optimizer.learning_rate) == pytest.approx(0.3)
+    scaled = training.make_optimizer(_config(data, tmp_path, dtype="float16"))
+    assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = training.build_model(_config(data, tmp_path), 4)
+        assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
+        assert model.layers[-1].compute_dtype == "float32"  # softmax stays float32
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def test_bfloat16_steps_per_execution_and_xla_runs(data, tmp_path):
+    summary = training.train(_config(data, tmp_path / "a", dtype="bfloat16", train_steps=7,
+                                     steps_per_execution=3, enable_xla=True))
+    assert summary["steps"] == 7 and summary["images_per_replica"] == [7 * 16]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    rows = (tmp_path / "a" / "training_log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["6", "7"]  # epochs of 6 steps, then the rest
+
+
+def test_float16_with_loss_scaling_and_weight_decay_runs(data, tmp_path):
+    summary = training.train(_config(data, tmp_path, dtype="float16", train_steps=3))
+    assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
+
+
+def test_fine_tune_from_a_trained_model(data, tmp_path):
+    """§3.1: S = 384 started from the S = 256 net (here 48 from 36), at a lower rate."""
+    training.train(_config(data, tmp_path / "s256", scale=(36, 36), train_epochs=1))
+    source = keras.models.load_model(tmp_path / "s256" / "model.keras")
+    cfg = _config(data, tmp_path / "s384", scale=(48, 48), learning_rate=1e-3,
+                  init=f"model={tmp_path / 's256'}")
+    model = training.build_model(cfg, 4)
+    for a, b in zip(model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert training.default_test_scale((48, 48)) == 48
+    assert training.default_test_scale((256, 512)) == 384
+
+
+def test_weight_decay_is_caffes_on_kernels_only(data, tmp_path):
+    """One SGD step without momentum: with decay λ every kernel moves by −lr·λ·w more than
+    without, biases and BN parameters not at all (§3.1, Caffe: gradient += λ·w)."""
+    import tensorflow as tf
+
+    rate, decay = 0.1, 0.05
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3], np.int32)
+    after = {}
+    for weight_decay in (0.0, decay):
+        cfg = _config(data, tmp_path, config="A-BN", momentum=0.0, learning_rate=rate,
+                      weight_decay=weight_decay)
+        model = training.build_model(cfg, 4)
+        before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+        optimizer = training.make_optimizer(cfg)
+        optimizer.build(model.trainable_variables)
+        strategy = tf.distribute.get_strategy()
+        step = training._make_train_steps(model, optimizer, strategy, 4, False,
+                                          tf.Variable(0, dtype=tf.int64), weight_decay)
+        iterator = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+        step(iterator, tf.constant(1))
+        after[weight_decay] = {v.path: v.numpy() for v in model.trainable_variables}
+    kernels = {v.path for v in training.decayed_variables(model)}
+    assert len(kernels) == 11 and all(p.endswith("kernel") for p in kernels)
+    for path, value in after[decay].items():
+        expected = after[0.0][path] - (rate * decay * before[path] if path in kernels else 0)
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,111 @@
+"""Benchmark of one training step: our net and loop vs. keras.applications, same batch.
+
+Ours: ``build_vgg`` (uint8 input, mean subtraction and colour shift layers, dropout) trained by
+``vgg_keras.training``'s distributed step function, with the paper's weight decay (the
+reference has none: ours does more work). Reference: ``keras.applications.VGG16`` (or
+VGG19 for E) compiled with the same SGD and loss, ``train_on_batch`` on the same images already
+preprocessed. Same process, same synthetic batch, alternating rounds; the ratio says whether our
+builder, layers and strategy add anything to the step.
+
+    python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3
+"""
+
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+_CONFIGS = flags.DEFINE_list("configs", ["A", "D"], "Configurations (reference: VGG16 for D, "
+                             "VGG19 for E, our own builder without our loop otherwise).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternating rounds; the best of each counts.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input side.")
+
+TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (≈ 2 × forward) per image
+H100_BF16_DENSE_FLOPS = 989e12
+PIPELINE_IMAGES_PER_CORE = 730  # tools/bench_pipeline.py on this machine (BENCHMARKS.md)
+
+
+def _ours(config, images, labels):
+    import tensorflow as tf
+
+    import vgg_keras
+    from vgg_keras import training
+
+    strategy = tf.distribute.get_strategy()
+    model = vgg_keras.build_vgg(config, seed=0,
+                                input_shape=images.shape[1:])
+    optimizer = vgg_keras.training.make_optimizer(training.TrainConfig(
+        data_dir="", model_dir="", learning_rate=1e-3))
+    optimizer.build(model.trainable_variables)
+    images_seen = tf.Variable(0, dtype=tf.int64)
+    steps = training._make_train_steps(model, optimizer, strategy, len(labels), False,
+                                       images_seen, weight_decay=5e-4)  # ours decays
+    dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    return lambda count: float(steps(iterator, tf.constant(count))), model
+
+
+def _reference(config, images, labels):
+    import keras
+
+    import vgg_keras
+
+    if config in ("D", "E"):
+        model = getattr(keras.applications, {"D": "VGG16", "E": "VGG19"}[config])(
+            weights=None, input_shape=images.shape[1:])
+        inputs = keras.applications.vgg16.preprocess_input(images.astype("float32"))
+    else:  # no keras.applications net: our builder, compiled and fitted by Keras itself
+        model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
+        inputs = images
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+
+    def run(count):
+        for _ in range(count):
+            loss = model.train_on_batch(inputs, labels)
+        return float(loss)
+
+    return run, model
+
+
+def _time(run, steps):
+    run(1)  # compile
+    start = time.perf_counter()
+    run(steps)
+    return time.perf_counter() - start
+
+
+def main(argv):
+    del argv
+    import vgg_keras
+
+    size, batch = _IMAGE_SIZE.value, _BATCH_SIZE.value
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 1000, batch).astype("int32")
+    print(f"batch {batch} at {size}×{size}, {_STEPS.value} steps per round, best of "
+          f"{_ROUNDS.value} rounds")
+    for config in _CONFIGS.value:
+        ours, model = _ours(config, images, labels)
+        reference, _ = _reference(config, images, labels)
+        best = {"ours": float("inf"), "reference": float("inf")}
+        for _ in range(_ROUNDS.value):
+            best["ours"] = min(best["ours"], _time(ours, _STEPS.value))
+            best["reference"] = min(best["reference"], _time(reference, _STEPS.value))
+        rates = {k: _STEPS.value * batch / v for k, v in best.items()}
+        flops = vgg_keras.count_flops(vgg_keras.build_vgg(config)) * TRAIN_FLOPS_PER_FORWARD
+        print(f"{config}: ours {rates['ours']:.2f} images/s, reference "
+              f"{rates['reference']:.2f} images/s, ratio {rates['ours'] / rates['reference']:.2f}"
+              f" (target >= 0.95); {flops * rates['ours'] / 1e9:.0f} GFLOP/s achieved")
+        for fraction in (0.4, 0.6):
+            per_gpu = fraction * H100_BF16_DENSE_FLOPS / flops
+            cores = 8 * per_gpu / PIPELINE_IMAGES_PER_CORE
+            print(f"   8 × H100 bf16 at {fraction:.0%} of peak: ≈ {8 * per_gpu:,.0f} images/s, "
+                  f"input pipeline ≈ {cores:.0f} cores")
+
+
+if __name__ == "__main__":
+    app.run(main)
