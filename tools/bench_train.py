@@ -1,10 +1,11 @@
 """Benchmark of one training step: our net and loop vs. keras.applications, same batch.
 
 Ours: ``build_vgg`` (uint8 input, mean subtraction and colour shift layers, dropout) trained by
-``vgg_keras.training``'s distributed step function, with the paper's weight decay. Reference: ``keras.applications.VGG16`` (or
-VGG19 for E) compiled with the same SGD (momentum 0.9, weight decay 5e-4) and loss, ``train_on_batch`` on the same images already
-preprocessed. Same process, same synthetic batch, alternating rounds; the ratio says whether our
-builder, layers and strategy add anything to the step.
+``vgg_keras.training``'s distributed step function, with the paper's weight decay.
+Reference: ``keras.applications.VGG16`` (or VGG19 for E) compiled with the same SGD (momentum
+0.9, weight decay 5e-4) and loss, ``train_on_batch`` on the same images already preprocessed.
+Same process, same synthetic batch, alternating rounds; the ratio says whether our builder,
+layers and strategy add anything to the step.
 
     python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3
 """
