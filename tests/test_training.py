@@ -287,3 +287,63 @@ def test_weight_decay_is_caffes_on_kernels_only(data, tmp_path):
     for path, value in after[decay].items():
         expected = after[0.0][path] - (rate * decay * before[path] if path in kernels else 0)
         np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_mirrored_replicas_keep_identical_variables(data, tmp_path):
+    """The training step on 2 logical CPU devices: after several steps every variable has the
+    same value on both replicas (a subprocess: logical devices are set before TF starts)."""
+    script = tmp_path / "sync.py"
+    script.write_text(f"""
+import numpy as np
+import tensorflow as tf
+from vgg_keras import training
+strategy = training.make_strategy("mirrored", cpu_replicas=2)
+cfg = training.TrainConfig(data_dir={str(data)!r}, model_dir="", config="A-BN", width=0.125,
+                           fc_units=16, crop_size=32, scale=(36, 48), batch_size=8, seed=0,
+                           init="glorot", learning_rate=0.01, num_classes=4, label_offset=1)
+with strategy.scope():
+    model = training.build_model(cfg, 4)
+    optimizer = training.make_optimizer(cfg)
+    optimizer.build(model.trainable_variables)
+    seen = tf.Variable(0, dtype=tf.int64, synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.SUM)
+steps = training._make_train_steps(model, optimizer, strategy, 8, False, seen, 5e-4)
+iterator = iter(strategy.distribute_datasets_from_function(
+    training._train_dataset_fn(cfg, 4, 0, None)))
+before = model.get_layer("fc1").kernel.numpy().copy()
+steps(iterator, tf.constant(4))
+differences = []
+for variable in model.variables:
+    values = [v.numpy() for v in strategy.experimental_local_results(variable.value)]
+    differences.append(max(float(np.abs(values[0] - v).max()) for v in values[1:]))
+moved = float(np.abs(model.get_layer("fc1").kernel.numpy() - before).max())
+print(len(strategy.experimental_local_results(model.get_layer("fc1").kernel.value)),
+      max(differences), moved > 0, [int(v) for v in strategy.experimental_local_results(seen)])
+""")
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    copies, difference, moved, per_replica = result.stdout.split(maxsplit=3)
+    assert copies == "2" and float(difference) == 0.0 and moved == "True"
+    assert per_replica.strip() == "[16, 16]"  # 4 steps × 4 images on each replica
+
+
+def test_skip_corrupt_reaches_the_summary(data, tmp_path):
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in data.iterdir():
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    victim = copy / "train-00002-of-00004"
+    victim.write_bytes(victim.read_bytes()[:-500])  # truncated
+    with pytest.raises(Exception, match="corrupt or truncated TFRecord shard"):
+        training.train(_config(copy, tmp_path / "strict", train_steps=12))
+    summary = training.train(_config(copy, tmp_path / "skip", train_steps=12, skip_corrupt=True))
+    assert summary["corrupt_shards"] >= 1
+
+
+def test_num_gpus_and_crop_size(data, tmp_path):
+    with pytest.raises(ValueError, match="--num_gpus=1 but only 0 GPUs are visible"):
+        training.make_strategy("mirrored", num_gpus=1)
+    model = training.build_model(_config(data, tmp_path, crop_size=64, scale=(64, 80)), 4)
+    assert model.input.shape == (None, 64, 64, 3)

@@ -278,6 +278,10 @@ def _make_train_steps(model, optimizer, strategy, global_batch, enable_xla, imag
     """
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
+    # Batch-norm moving statistics: each replica updates its copy from its own share of the
+    # batch; averaging them after every step keeps the replicas identical (and, for the
+    # mean, equals the moving average of the global batch mean).
+    moving = [v for v in model.non_trainable_variables if "/moving_" in v.path]
     decayed = {id(v) for v in decayed_variables(model)}
     decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
 
@@ -297,6 +301,11 @@ def _make_train_steps(model, optimizer, strategy, global_batch, enable_xla, imag
             gradients = [g + tf.cast(rate * scale * v.value, g.dtype) if rate else g
                          for g, v, rate in zip(gradients, variables, decay, strict=True)]
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        if replicas > 1 and moving:
+            averaged = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.MEAN, [v.value for v in moving])
+            for variable, value in zip(moving, averaged, strict=True):
+                variable.assign(value)
         images_seen.assign_add(tf.cast(tf.shape(labels)[0], tf.int64))
         return loss
 
