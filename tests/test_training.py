@@ -347,3 +347,15 @@ def test_num_gpus_and_crop_size(data, tmp_path):
         training.make_strategy("mirrored", num_gpus=1)
     model = training.build_model(_config(data, tmp_path, crop_size=64, scale=(64, 80)), 4)
     assert model.input.shape == (None, 64, 64, 3)
+
+
+def test_running_a_finished_run_again_changes_nothing(data, tmp_path):
+    first = training.train(_config(data, tmp_path, train_steps=6))
+    weights = keras.models.load_model(tmp_path / "model.keras").get_weights()
+    again = training.train(_config(data, tmp_path, train_steps=6))
+    assert again["steps"] == 6 and again["resumed_from_step"] == 6
+    assert again["final_loss"] is None and again["val_top1"] == first["val_top1"]
+    assert json.loads((tmp_path / "summary.json").read_text())["final_loss"] is None
+    for a, b in zip(keras.models.load_model(tmp_path / "model.keras").get_weights(), weights,
+                    strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -544,7 +544,7 @@ class _Loop:
             current, row = self._epoch(iterator, eval_data, current)
         if row is None:  # nothing left to do: a finished run started again
             top1, top5, _ = evaluate_top_k(self.eval_step, eval_data)
-            row = {"loss": float("nan"), "val_top1": top1, "val_top5": top5}
+            row = {"loss": None, "val_top1": top1, "val_top5": top5}  # no step taken
         return {"final_loss": row["loss"], "val_top1": row["val_top1"],
                 "val_top5": row["val_top5"],
                 "best_val_top1": float(self.schedule.best_top1.numpy()),
