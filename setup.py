@@ -30,6 +30,7 @@ TEST_REQUIRES = [
 CONSOLE_SCRIPTS = [
     "vgg-convert = tools.convert_imagenet:run",
     "vgg-describe = tools.describe:run",
+    "vgg-evaluate = tools.evaluate:run",
     "vgg-train = tools.train:run",
 ]
 

@@ -511,7 +511,8 @@ def _train(cfg):
     summary = {"config": configs.resolve_config(cfg.config)[0], "steps": total_steps,
                "epochs": total_steps / steps_per_epoch, "replicas": replicas,
                "num_classes": int(num_classes), "train_examples": num_train,
-               "batch_size": cfg.batch_size, "dtype": cfg.dtype,
+               "batch_size": cfg.batch_size, "dtype": cfg.dtype, "scale": list(cfg.scale),
+               "crop_size": cfg.crop_size,
                "distribution_strategy": cfg.distribution_strategy, **result,
                "model": os.path.join(cfg.model_dir, "model.keras"),
                "best_model": os.path.join(cfg.model_dir, "best.keras")}

@@ -1,0 +1,76 @@
+"""vgg-evaluate: top-1/top-5 error of a model, or a fusion of models, with the paper's test
+protocols (§3.2, §4), printed in the shape of its Tables 3–7.
+
+    vgg-evaluate --model=/models/d-s256 --data_dir=/data/imagenet-tfrecords \
+        --protocols=single,dense,multicrop,dense+multicrop --output_dir=/tmp/eval
+    vgg-evaluate --model=/models/d-multi --model=/models/e-multi --scales=256,384,512 ...
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+_MODEL = flags.DEFINE_multi_string("model", None, "Keras file, vgg-train model dir or "
+                                   "checkpoint; repeat to fuse several models (§4.4).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards with a validation split.")
+_PROTOCOLS = flags.DEFINE_list("protocols", ["single"], "Comma list of single, dense, "
+                               "multicrop, dense+multicrop.")
+_SCALES = flags.DEFINE_list("scales", None, "Test scales Q (default: from --train_scale as "
+                            "§4.2: S-32,S,S+32 for a fixed S; Smin,mid,Smax for jitter).")
+_TRAIN_SCALE = flags.DEFINE_string("train_scale", None, "S or Smin,Smax the model was trained "
+                                   "at (default: from summary.json beside the model).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results.json, results.csv and "
+                                  "per_class_accuracy.csv go.")
+_LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "
+                                     "(default: 1 for our/slim shards, 0 for tfds).")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: from the data's metadata.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch where images share a "
+                                   "size (the streaming evaluation runs one image at a time).")
+_CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Default: the model's training crop.")
+_MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
+
+
+def _ints(values, name):
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        raise app.UsageError(f"--{name} must be integers, got {values}") from None
+    if not numbers or min(numbers) < 1:
+        raise app.UsageError(f"--{name} must be positive integers, got {values}")
+    return numbers
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _MODEL.value or not _DATA_DIR.value:
+        raise app.UsageError("--model and --data_dir are required")
+    scales = _ints(_SCALES.value, "scales") if _SCALES.value else None
+    train_scale = None
+    if _TRAIN_SCALE.value:
+        values = _ints(_TRAIN_SCALE.value.split(","), "train_scale")
+        if len(values) > 2:
+            raise app.UsageError("--train_scale is S or Smin,Smax")
+        train_scale = (values[0], values[-1])
+    from vgg_keras import evaluation
+
+    try:
+        results = evaluation.evaluate(
+            _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
+            train_scale=train_scale, crop_size=_CROP_SIZE.value,
+            label_offset=_LABEL_OFFSET.value, num_classes=_NUM_CLASSES.value,
+            output_dir=_OUTPUT_DIR.value, max_images=_MAX_IMAGES.value)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"vgg-evaluate: {error}", file=sys.stderr)
+        return 1
+    print(evaluation.format_table(results))
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

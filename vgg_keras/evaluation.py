@@ -1,0 +1,248 @@
+"""The paper's test protocols (§3.2, §4): single-scale centre crop, dense (fully convolutional,
+flip-averaged), multi-crop (5×5 grid × 2 flips per scale), dense + multi-crop, over one or
+several test scales Q, for one model or a fusion of several (§4.4); top-1/top-5 errors.
+
+Evaluation streams: one image at a time (at every scale, through every model), with only
+running counts kept, so that the 50,000 ImageNet validation images take constant memory.
+"""
+
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import pipelines
+from pipelines import inputs
+from pipelines import preprocessing
+from vgg_keras import builder
+
+PROTOCOLS = ("single", "dense", "multicrop", "dense+multicrop")
+GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
+
+
+def load_model(path):
+    """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), or a checkpoint of
+    such a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no Keras model at {path}")
+        return keras.models.load_model(path, compile=False)
+    if os.path.exists(path + ".index"):  # a checkpoint prefix inside a model dir
+        model_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+        model = keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+        tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        return model
+    raise FileNotFoundError(f"{path} is neither a .keras file, a model dir nor a checkpoint")
+
+
+def default_scales(train_scale):
+    """§4.2: Q ∈ {S − 32, S, S + 32} for a fixed S, {Smin, (Smin + Smax)/2, Smax} for jitter."""
+    low, high = train_scale
+    if low == high:
+        return [low - 32, low, low + 32]
+    return [low, (low + high) // 2, high]
+
+
+def read_train_scale(model_path):
+    """The training scale recorded by vgg-train beside a model, or None."""
+    directory = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
+    summary = os.path.join(directory, "summary.json")
+    if os.path.exists(summary):
+        with open(summary) as file:
+            scale = json.load(file).get("scale")
+        return tuple(scale) if scale else None
+    return None
+
+
+class _Scores:
+    """Running top-1/top-5 counts and per-class accuracy of one protocol."""
+
+    def __init__(self, num_classes):
+        self.top1 = self.top5 = self.count = 0
+        self.class_total = np.zeros(num_classes, np.int64)
+        self.class_correct = np.zeros(num_classes, np.int64)
+
+    def add(self, probabilities, label):
+        ranked = np.argsort(-probabilities)[:5]
+        self.count += 1
+        self.top1 += int(ranked[0] == label)
+        self.top5 += int(label in ranked)
+        self.class_total[label] += 1
+        self.class_correct[label] += int(ranked[0] == label)
+
+    def result(self):
+        return {"top1_error": 1.0 - self.top1 / self.count,
+                "top5_error": 1.0 - self.top5 / self.count, "num_images": self.count}
+
+
+class _Net:
+    """One model, its crop size and (for dense evaluation) its fully convolutional twin."""
+
+    def __init__(self, model, crop_size, need_dense):
+        self.model, self.crop_size = model, crop_size
+        self.conv = builder.to_conv_head(model) if need_dense else None
+        self._dense_fn = tf.function(lambda x: self.model(x, training=False))
+        self._conv_fn = tf.function(lambda x: self.conv(x, training=False),
+                                    reduce_retracing=True) if need_dense else None
+
+    def crops(self, image, single, multicrop):
+        """Softmax of the centre crop and the mean softmax of the 50 grid crops, at one Q."""
+        batch = []
+        if single:
+            batch.append(preprocessing.center_crop(image, self.crop_size))
+        if multicrop:
+            batch.append(preprocessing.multi_crops(image, self.crop_size, GRID))
+        probabilities = self._dense_fn(tf.concat(
+            [b if len(b.shape) == 4 else b[None] for b in batch], axis=0)).numpy()
+        center = probabilities[0] if single else None
+        grid = probabilities[int(single):].mean(axis=0) if multicrop else None
+        return center, grid
+
+    def dense(self, image):
+        """§3.2: the conv net on the whole image and on its mirror, class scores averaged."""
+        pair = tf.stack([image, tf.reverse(image, axis=[1])])
+        return self._conv_fn(pair).numpy().mean(axis=0)
+
+
+def evaluate(model_paths, data_dir, *, protocols=("single",), scales=None, train_scale=None,
+             crop_size=None, label_offset=None, num_classes=None, output_dir=None,
+             progress=None, max_images=None):
+    """Evaluates one model, or the fusion of several, with the paper's protocols.
+
+    Args:
+        model_paths: Keras files, ``vgg-train`` model dirs or checkpoints; several are fused
+            (their softmax averaged, §4.4).
+        data_dir: shards with a validation split (our converter's, slim's, or tfds').
+        protocols: any of ``PROTOCOLS``.
+        scales: test scales Q; default: ``default_scales(train_scale)`` (§4.2).
+        train_scale: (Smin, Smax) the model was trained at; default: from its summary.json.
+        crop_size: default: the model's input size.
+        label_offset, num_classes: as for ``pipelines.make_eval_dataset``.
+        output_dir: where ``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` go.
+        progress: print progress (default: on a terminal).
+        max_images: stop after this many images (for quick looks).
+
+    Returns:
+        ``{protocol: {"top1_error", "top5_error", "num_images"}}`` plus ``"settings"``.
+
+    Raises:
+        ValueError: for an unknown protocol, missing scales, or models whose classes differ
+            from the data's.
+    """
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown or not protocols:
+        raise ValueError(f"protocols must be among {PROTOCOLS}, got {list(protocols)}")
+    models = [load_model(path) for path in model_paths]
+    train_scale = train_scale or read_train_scale(model_paths[0])
+    if not scales:
+        if not train_scale:
+            raise ValueError("give --scales, or --train_scale (no summary.json beside the "
+                             "model tells it)")
+        scales = default_scales(train_scale)
+    _, _, data_classes = inputs.resolve_files(data_dir, "validation")
+    num_classes = num_classes or data_classes
+    for path, model in zip(model_paths, models, strict=True):
+        if num_classes and model.output.shape[-1] != num_classes:
+            raise ValueError(f"{path} predicts {model.output.shape[-1]} classes but the data "
+                             f"has {num_classes} (see --num_classes, --label_offset)")
+    num_classes = num_classes or models[0].output.shape[-1]
+    need_dense = any("dense" in p for p in protocols)
+    nets = [_Net(m, crop_size or m.input.shape[1], need_dense) for m in models]
+    if min(scales) < max(net.crop_size for net in nets):
+        raise ValueError(f"test scales {scales} must be at least the crop size")
+    scores = {p: _Scores(num_classes) for p in protocols}
+    streams = [iter(_images_at(data_dir, q, label_offset, num_classes)) for q in scales]
+    started, shown = time.monotonic(), progress if progress is not None else sys.stderr.isatty()
+    for index, items in enumerate(zip(*streams, strict=True)):
+        if max_images is not None and index >= max_images:
+            break
+        label = int(items[0][1])
+        for protocol, probabilities in _protocol_scores(nets, items, protocols).items():
+            scores[protocol].add(probabilities, label)
+        if shown and (index + 1) % 50 == 0:
+            rate = (index + 1) / (time.monotonic() - started)
+            print(f"\r{index + 1} images, {rate:.1f} images/s", end="", file=sys.stderr)
+    if shown:
+        print(file=sys.stderr)
+    results = {p: s.result() for p, s in scores.items()}
+    results["settings"] = {"models": list(model_paths), "scales": list(scales),
+                           "train_scale": list(train_scale) if train_scale else None,
+                           "crop_sizes": [net.crop_size for net in nets],
+                           "seconds": time.monotonic() - started}
+    if output_dir:
+        write_results(output_dir, results, scores)
+    return results
+
+
+def _images_at(data_dir, scale, label_offset, num_classes):
+    """(image rescaled to shorter side Q, label, file name), one image at a time, file order."""
+    dataset = pipelines.make_eval_dataset(data_dir, mode="dense", scale=scale,
+                                          label_offset=label_offset, num_classes=num_classes)
+    for image, label, filename in dataset:
+        yield image[0], label[0].numpy(), filename[0].numpy()
+
+
+def _protocol_scores(nets, items, protocols):
+    """Each protocol's class probabilities for one image: averaged over scales, then models."""
+    single, multicrop = "single" in protocols, any("multicrop" in p for p in protocols)
+    dense = any("dense" in p for p in protocols)
+    sums = {}
+    for net in nets:
+        for image, _, _ in items:
+            parts = {}
+            if single or multicrop:
+                parts["single"], parts["multicrop"] = net.crops(image, single, multicrop)
+            if dense:
+                parts["dense"] = net.dense(image)
+            for name, value in parts.items():
+                if value is not None:
+                    sums[name] = sums.get(name, 0.0) + value
+    count = len(nets) * len(items)
+    averaged = {name: value / count for name, value in sums.items()}
+    if "dense+multicrop" in protocols:
+        averaged["dense+multicrop"] = (averaged["dense"] + averaged["multicrop"]) / 2.0
+    return {p: averaged[p] for p in protocols}
+
+
+def format_table(results):
+    """The results in the shape of the paper's Tables 3–7."""
+    settings = results["settings"]
+    models = " + ".join(os.path.basename(os.path.normpath(m)) for m in settings["models"])
+    train = settings["train_scale"]
+    train = "-" if not train else (str(train[0]) if train[0] == train[1] else
+                                   f"[{train[0]};{train[1]}]")
+    test = ",".join(str(q) for q in settings["scales"])
+    lines = [f"{'model':<24} {'train S':>10} {'test Q':>12} {'protocol':>16} "
+             f"{'top-1 err (%)':>14} {'top-5 err (%)':>14} {'images':>7}", "-" * 104]
+    for protocol in PROTOCOLS:
+        if protocol in results:
+            row = results[protocol]
+            lines.append(f"{models[:24]:<24} {train:>10} {test:>12} {protocol:>16} "
+                         f"{100 * row['top1_error']:>14.2f} {100 * row['top5_error']:>14.2f} "
+                         f"{row['num_images']:>7}")
+    return "\n".join(lines)
+
+
+def write_results(output_dir, results, scores):
+    """``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` in ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.json"), "w") as file:
+        json.dump(results, file, indent=1)
+    with open(os.path.join(output_dir, "results.csv"), "w") as file:
+        file.write("protocol,top1_error,top5_error,num_images\n")
+        for protocol, score in scores.items():
+            row = score.result()
+            file.write(f"{protocol},{row['top1_error']},{row['top5_error']},"
+                       f"{row['num_images']}\n")
+    with open(os.path.join(output_dir, "per_class_accuracy.csv"), "w") as file:
+        file.write("class,protocol,images,top1_accuracy\n")
+        for protocol, score in scores.items():
+            for label in np.flatnonzero(score.class_total):
+                accuracy = score.class_correct[label] / score.class_total[label]
+                file.write(f"{label},{protocol},{score.class_total[label]},{accuracy}\n")
