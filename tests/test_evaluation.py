@@ -142,3 +142,33 @@ def test_cli_prints_the_table(setup, tmp_path):
     assert "64" in lines[2] and "32,64,96" in lines[2] and lines[3].split()[3] == "dense"
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["settings"]["scales"] == [32, 64, 96] and saved["single"]["num_images"] == 12
+
+
+def test_model_dir_checkpoint_and_recorded_train_scale(setup, tmp_path):
+    data, path, model = setup
+    model_dir = tmp_path / "run"
+    (model_dir / "checkpoints" / "best").mkdir(parents=True)
+    model.save(model_dir / "model.keras")
+    (model_dir / "summary.json").write_text(json.dumps({"scale": [64, 64]}))
+    changed = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                  fc_units=16, seed=9, dropout=0.0)
+    prefix = tf.train.Checkpoint(model=changed).save(str(model_dir / "checkpoints" / "best" /
+                                                         "ckpt"))
+    restored = evaluation.load_model(prefix)
+    for a, b in zip(restored.get_weights(), changed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    results = evaluation.evaluate([str(model_dir)], data, max_images=3, **EVAL)
+    assert results["settings"]["scales"] == [32, 64, 96]  # from summary.json: S = 64
+    assert results["single"]["num_images"] == 3
+
+
+def test_batched_single_crop_equals_image_by_image(setup):
+    data, path, model = setup
+    arguments = dict(protocols=("single",), scales=[36, 44], **EVAL)
+    batched = evaluation.evaluate([str(path)], data, batch_size=5, **arguments)
+    # The same through the image-by-image path (taken when another protocol is asked too).
+    streamed = evaluation.evaluate([str(path)], data, **dict(arguments,
+                                                             protocols=("single", "dense")))
+    assert batched["single"] == streamed["single"]
+    limited = evaluation.evaluate([str(path)], data, batch_size=5, max_images=7, **arguments)
+    assert limited["single"]["num_images"] == 7

@@ -25,8 +25,8 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results.json, resul
 _LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "
                                      "(default: 1 for our/slim shards, 0 for tfds).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: from the data's metadata.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch where images share a "
-                                   "size (the streaming evaluation runs one image at a time).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch of the single-crop "
+                                   "protocol (the others run one image at a time).")
 _CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Default: the model's training crop.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
 
@@ -60,7 +60,8 @@ def main(argv):
             _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
             train_scale=train_scale, crop_size=_CROP_SIZE.value,
             label_offset=_LABEL_OFFSET.value, num_classes=_NUM_CLASSES.value,
-            output_dir=_OUTPUT_DIR.value, max_images=_MAX_IMAGES.value)
+            output_dir=_OUTPUT_DIR.value, max_images=_MAX_IMAGES.value,
+            batch_size=_BATCH_SIZE.value)
     except (ValueError, FileNotFoundError) as error:
         print(f"vgg-evaluate: {error}", file=sys.stderr)
         return 1
