@@ -172,3 +172,16 @@ def test_batched_single_crop_equals_image_by_image(setup):
     assert batched["single"] == streamed["single"]
     limited = evaluation.evaluate([str(path)], data, batch_size=5, max_images=7, **arguments)
     assert limited["single"]["num_images"] == 7
+
+
+def test_saved_model_single_and_multicrop(setup, tmp_path):
+    data, path, model = setup
+    model.export(str(tmp_path / "saved"))  # serving_default: uint8 crops → probabilities
+    arguments = dict(protocols=("single", "multicrop"), scales=[40], **EVAL)
+    from_keras = evaluation.evaluate([str(path)], data, **arguments)
+    from_saved = evaluation.evaluate([str(tmp_path / "saved")], data, **arguments)
+    for protocol in ("single", "multicrop"):
+        assert from_saved[protocol] == from_keras[protocol]
+    with pytest.raises(ValueError, match="dense evaluation of saved needs its layers"):
+        evaluation.evaluate([str(tmp_path / "saved")], data, protocols=("dense",),
+                            scales=[40], **EVAL)

@@ -25,8 +25,11 @@ GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
 
 
 def load_model(path):
-    """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), or a checkpoint of
-    such a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture."""
+    """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), a checkpoint of
+    such a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture, or a
+    SavedModel whose ``serving_default`` maps a batch of images to class probabilities."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        return _saved_model(path)
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if path.endswith(".keras"):
@@ -39,6 +42,23 @@ def load_model(path):
         tf.train.Checkpoint(model=model).restore(path).expect_partial()
         return model
     raise FileNotFoundError(f"{path} is neither a .keras file, a model dir nor a checkpoint")
+
+
+def _saved_model(path):
+    """A SavedModel wrapped as a Keras model of its serving signature (no layers of its own:
+    single-crop and multi-crop work, dense evaluation needs the Keras model)."""
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    spec = list(signature.structured_input_signature[1].values())[0]
+    outputs = signature.structured_outputs
+    if len(outputs) != 1:
+        raise ValueError(f"{path}: serving_default returns {sorted(outputs)}; evaluation needs "
+                         "a signature returning class probabilities only")
+    inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name)
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+    probabilities = layer(inputs)
+    if isinstance(probabilities, dict):
+        probabilities = list(probabilities.values())[0]
+    return keras.Model(inputs, probabilities, name=os.path.basename(os.path.normpath(path)))
 
 
 def default_scales(train_scale):
@@ -86,6 +106,10 @@ class _Net:
 
     def __init__(self, model, crop_size, need_dense):
         self.model, self.crop_size = model, crop_size
+        if need_dense and "flatten" not in [layer.name for layer in model.layers]:
+            raise ValueError(f"dense evaluation of {model.name} needs its layers (a Keras file "
+                             "or vgg-train model dir), not a SavedModel; use single or "
+                             "multicrop")
         self.conv = builder.to_conv_head(model) if need_dense else None
         self._dense_fn = tf.function(lambda x: self.model(x, training=False))
         self._conv_fn = tf.function(lambda x: self.conv(x, training=False),
