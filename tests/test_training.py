@@ -53,7 +53,8 @@ def _cli(*arguments, env=None, timeout=600):
 
 
 def test_tiny_net_learns_and_writes_every_output(data, tmp_path):
-    summary = training.train(_config(data, tmp_path, train_epochs=6))
+    # Deterministic: the same trajectory on every run (loss 1.34 → 0.33 here), not a lucky one.
+    summary = training.train(_config(data, tmp_path, train_epochs=6, deterministic=True))
     rows = (tmp_path / "training_log.csv").read_text().splitlines()
     assert len(rows) == 7 and rows[0].startswith("epoch,step,loss,val_top1,val_top5")
     losses = [float(r.split(",")[2]) for r in rows[1:]]
