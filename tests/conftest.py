@@ -22,3 +22,21 @@ def build_tiny(config, **overrides):
 @pytest.fixture
 def tiny():
     return build_tiny
+
+
+def write_shards(root, *, train_per_class, val_per_class, size_range, train_shards=4,
+                 validation_shards=2):
+    """Generates a clean 4-class ImageNet-layout dataset under ``root/raw`` and converts it to
+    ``root/data``; returns that folder and the manifest. (ImageNet labels 1..4.)"""
+    from pipelines import convert
+    from pipelines import sources
+    from tools import generate_images
+
+    generate_images.write_dataset(root / "raw", layout="extracted",
+                                  synsets=generate_images.DEFAULT_SYNSETS[:4],
+                                  train_per_class=train_per_class, val_per_class=val_per_class,
+                                  problems=False, size_range=size_range)
+    manifest = convert.convert(sources.find_imagenet(root / "raw"), root / "data",
+                               num_shards={"train": train_shards, "validation": validation_shards},
+                               num_workers=1)
+    return root / "data", manifest

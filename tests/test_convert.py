@@ -407,7 +407,8 @@ def test_kill_and_resume_gives_the_same_shards(tmp_path, archives):
                                 f"--output_dir={output}"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(output.glob("train-*-of-*"))) < 3:
+    # Final names only: "train-*-of-*" would also match a shard's .tmp file.
+    while time.monotonic() < deadline and len(list(output.glob("train-?????-of-?????"))) < 3:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -10,10 +10,8 @@ import pytest
 import tensorflow as tf
 
 import vgg_keras
-from pipelines import convert
 from pipelines import inputs
-from pipelines import sources
-from tools import generate_images
+from tests.conftest import write_shards
 from vgg_keras import evaluation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,11 +22,7 @@ EVAL = dict(label_offset=1, num_classes=4)  # the first 4 ImageNet synsets: labe
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
-    generate_images.write_dataset(root / "raw", layout="extracted",
-                                  synsets=generate_images.DEFAULT_SYNSETS[:4], train_per_class=1,
-                                  val_per_class=3, problems=False, size_range=(36, 60))
-    convert.convert(sources.find_imagenet(root / "raw"), root / "data",
-                    num_shards={"train": 1, "validation": 2}, num_workers=1)
+    write_shards(root, train_per_class=1, val_per_class=3, size_range=(36, 60), train_shards=1)
     model = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
                                 seed=3, dropout=0.0)
     model.save(root / "a.keras")

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import convert
 from pipelines import inputs
 from pipelines import schema
-from pipelines import sources
+from tests.conftest import write_shards
 from tools import generate_images
 
 CROP, SCALE = 48, (56, 72)
@@ -23,13 +22,8 @@ CROP, SCALE = 48, (56, 72)
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    generate_images.write_dataset(root / "raw", layout="extracted",
-                                  synsets=generate_images.DEFAULT_SYNSETS[:4], train_per_class=8,
-                                  val_per_class=3, problems=False, size_range=(56, 90))
-    manifest = convert.convert(sources.find_imagenet(root / "raw"), root / "data",
-                               num_shards={"train": 4, "validation": 2}, num_workers=1)
-    return root / "data", manifest
+    return write_shards(tmp_path_factory.mktemp("inputs"), train_per_class=8, val_per_class=3,
+                        size_range=(56, 90))
 
 
 def _all_labels(manifest, split):

@@ -12,9 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines import convert
-from pipelines import sources
-from tools import generate_images
+from tests.conftest import write_shards
 from vgg_keras import training
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,14 +28,8 @@ TINY_FLAGS = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    generate_images.write_dataset(root / "raw", layout="extracted",
-                                  synsets=generate_images.DEFAULT_SYNSETS[:4],
-                                  train_per_class=24, val_per_class=6, problems=False,
-                                  size_range=(40, 64))
-    convert.convert(sources.find_imagenet(root / "raw"), root / "data",
-                    num_shards={"train": 4, "validation": 2}, num_workers=1)
-    return root / "data"
+    return write_shards(tmp_path_factory.mktemp("train"), train_per_class=24, val_per_class=6,
+                        size_range=(40, 64))[0]
 
 
 def _config(data, model_dir, **overrides):

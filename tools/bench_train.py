@@ -37,7 +37,7 @@ def _ours(config, images, labels):
     strategy = tf.distribute.get_strategy()
     model = vgg_keras.build_vgg(config, seed=0,
                                 input_shape=images.shape[1:])
-    optimizer = vgg_keras.training.make_optimizer(training.TrainConfig(
+    optimizer = training.make_optimizer(training.TrainConfig(
         data_dir="", model_dir="", learning_rate=1e-3))
     optimizer.build(model.trainable_variables)
     images_seen = tf.Variable(0, dtype=tf.int64)
