@@ -26,6 +26,7 @@ from pipelines import inputs
 from pipelines import schema
 from vgg_keras import builder
 from vgg_keras import configs
+from vgg_keras import evaluation
 from vgg_keras import initializers
 from vgg_keras import weights as vgg_weights
 
@@ -110,7 +111,8 @@ class TrainConfig:
 
 def parse_init(init):
     """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH,
-    keras_applications=PATH or model=PATH (all weights of a model of the same net)."""
+    keras_applications=PATH or model=PATH (all weights of a model of the same net: a Keras
+    file, a model dir or one of its checkpoints, as ``evaluation.load_model`` reads them)."""
     kind, _, path = init.partition("=")
     if kind in ("auto", "gaussian", "glorot") and not path:
         return kind, None
@@ -194,8 +196,7 @@ def build_model(cfg, num_classes):
     elif kind == "keras_applications":
         vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
     elif kind == "model":
-        source = keras.models.load_model(resolve_model_path(path), compile=False)
-        model.set_weights(source.get_weights())
+        model.set_weights(evaluation.load_model(path).get_weights())
     return model
 
 
@@ -206,15 +207,6 @@ def make_optimizer(cfg):
     if cfg.dtype == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def resolve_model_path(path):
-    """A Keras file, or a model dir (its ``model.keras``)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no Keras model at {path}")
-    return path
 
 
 class LearningRate:
