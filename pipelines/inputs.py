@@ -60,12 +60,14 @@ def _read_metadata(directory, first_file):
     manifest = os.path.join(directory, schema.MANIFEST)
     features = os.path.join(directory, "features.json")
     if os.path.exists(features):
-        spec = json.loads(open(features).read())
+        with open(features) as file:
+            spec = json.load(file)
         label = spec.get("featuresDict", {}).get("features", {}).get("label", {})
         classes = label.get("classLabel", {}).get("numClasses")
         return "tfds", int(classes) if classes else None
     if os.path.exists(manifest):
-        info = json.loads(open(manifest).read())
+        with open(manifest) as file:
+            info = json.load(file)
         if "num_classes" in info:
             return "vgg", int(info["num_classes"])
     # No metadata: tell the formats apart by the keys of the first record.

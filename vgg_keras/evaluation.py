@@ -119,11 +119,10 @@ class _Net:
         """Softmax of the centre crop and the mean softmax of the 50 grid crops, at one Q."""
         batch = []
         if single:
-            batch.append(preprocessing.center_crop(image, self.crop_size))
+            batch.append(preprocessing.center_crop(image, self.crop_size)[None])
         if multicrop:
             batch.append(preprocessing.multi_crops(image, self.crop_size, GRID))
-        probabilities = self._dense_fn(tf.concat(
-            [b if len(b.shape) == 4 else b[None] for b in batch], axis=0)).numpy()
+        probabilities = self._dense_fn(tf.concat(batch, axis=0)).numpy()
         center = probabilities[0] if single else None
         grid = probabilities[int(single):].mean(axis=0) if multicrop else None
         return center, grid
