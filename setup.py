@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",  # the converter inspects, validates and repairs images with it
     "tqdm==4.70.1",
     "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow no longer installs it
+    "tensorflow-serving-api==2.21.0",  # the PredictionLog protos of the export's warm-up file
 ]
 TEST_REQUIRES = [
     "pytest==9.2.0",
@@ -31,6 +32,8 @@ CONSOLE_SCRIPTS = [
     "vgg-convert = tools.convert_imagenet:run",
     "vgg-describe = tools.describe:run",
     "vgg-evaluate = tools.evaluate:run",
+    "vgg-export = tools.export:run",
+    "vgg-predict = tools.predict:run",
     "vgg-train = tools.train:run",
 ]
 

@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from pipelines import imagenet_labels
 from pipelines import preprocessing
 from pipelines import schema
 
@@ -79,6 +80,45 @@ def _read_metadata(directory, first_file):
 
 def _default_label_offset(data_format):
     return 0 if data_format == "tfds" else schema.LABEL_OFFSET
+
+
+def class_names(data_dir, num_classes, label_offset=None):
+    """Returns ``(synsets, names)`` of a model's output classes, index by index, or None.
+
+    Output index i is the class whose stored label is ``i + label_offset``. Our converter's
+    ``dataset_info.json`` names its classes; a tfds folder or metadata-less shards of 1,000
+    classes are ImageNet's (tfds order). Index of the reserved label 0 (a model trained with
+    ``label_offset=0`` on our shards) is called "background", as slim calls it.
+    """
+    try:
+        files, data_format, _ = resolve_files(data_dir, "validation")
+    except FileNotFoundError:
+        files, data_format, _ = resolve_files(data_dir, "train")
+    if label_offset is None:
+        label_offset = _default_label_offset(data_format)
+    manifest = os.path.join(os.path.dirname(files[0]), schema.MANIFEST)
+    if data_format == "vgg" and os.path.exists(manifest):
+        with open(manifest) as file:
+            info = json.load(file)
+        synsets, texts, first = info["labels"], info["label_text"], info["label_offset"]
+    else:
+        first = _default_label_offset(data_format)  # ImageNet's first label in this format
+        if num_classes + label_offset - first != imagenet_labels.NUM_IMAGENET_CLASSES:
+            return None
+        synsets, texts = imagenet_labels.synsets(), imagenet_labels.synset_names()
+    result_synsets, result_names = [], []
+    for index in range(num_classes):
+        position = index + label_offset - first
+        if 0 <= position < len(synsets):
+            result_synsets.append(synsets[position])
+            result_names.append(texts[position])
+        elif position == -1:
+            result_synsets.append("background")
+            result_names.append("background")
+        else:
+            raise ValueError(f"output {index} of {num_classes} has no class in {data_dir} "
+                             f"({len(synsets)} classes, label_offset={label_offset})")
+    return result_synsets, result_names
 
 
 def _file_records(path, size, skip_corrupt, corrupt_counter):

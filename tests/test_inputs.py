@@ -106,6 +106,24 @@ def test_num_classes_from_manifest_or_required(shards, tmp_path):
     assert next(iter(_train(tmp_path, num_classes=1000)))[0].shape[0] == 4
 
 
+def test_class_names_follow_the_label_offset(shards, tmp_path):
+    from pipelines import imagenet_labels
+
+    data, manifest = shards
+    synsets, names = inputs.class_names(data, 4, 1)
+    assert synsets == manifest["labels"][:4] and names == manifest["label_text"][:4]
+    assert names[0].startswith("tench")
+    synsets, names = inputs.class_names(data, 5, 0)  # label 0 is reserved in our shards
+    assert synsets[0] == names[0] == "background" and synsets[1:] == manifest["labels"][:4]
+    with pytest.raises(ValueError, match="output 1000 of 1001 has no class"):
+        inputs.class_names(data, 1001, 1)
+    for shard in data.glob("validation-*"):  # no dataset_info.json: ImageNet's if 1000
+        shutil.copy(shard, tmp_path / shard.name)
+    synsets, names = inputs.class_names(tmp_path, 1000, 1)
+    assert synsets == list(imagenet_labels.synsets()) and len(set(names)) == 1000
+    assert inputs.class_names(tmp_path, 7, 1) is None
+
+
 def test_label_offset_error_names_the_shard(shards):
     data, _ = shards
     # Our labels are 1..4 here (the first ImageNet synsets); offset 0 with 4 classes: label 4.

@@ -27,9 +27,11 @@ GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
 def load_model(path):
     """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), a checkpoint of
     such a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture, or a
-    SavedModel whose ``serving_default`` maps a batch of images to class probabilities."""
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
-        return _saved_model(path)
+    SavedModel: a ``vgg-export`` export (its version folder or base folder) or any SavedModel
+    whose ``serving_default`` maps a batch of images to class probabilities."""
+    saved_model = _saved_model_path(path)
+    if saved_model:
+        return _saved_model(saved_model)
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if path.endswith(".keras"):
@@ -37,25 +39,57 @@ def load_model(path):
             raise FileNotFoundError(f"no Keras model at {path}")
         return keras.models.load_model(path, compile=False)
     if os.path.exists(path + ".index"):  # a checkpoint prefix inside a model dir
-        model_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
-        model = keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+        model = keras.models.load_model(os.path.join(model_dir_of(path), "model.keras"),
+                                        compile=False)
         tf.train.Checkpoint(model=model).restore(path).expect_partial()
         return model
     raise FileNotFoundError(f"{path} is neither a .keras file, a model dir nor a checkpoint")
 
 
+def model_dir_of(path):
+    """The folder of a model's ``summary.json``: the model dir itself, the folder of a Keras
+    file, or the model dir of a checkpoint (``MODEL_DIR/checkpoints/best/ckpt-N``)."""
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path + ".index"):
+        return os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    return os.path.dirname(path)
+
+
+def _saved_model_path(path):
+    """The SavedModel at ``path`` (or the latest numbered version under it), or None."""
+    if not os.path.isdir(path):
+        return None
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    numbered = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True)
+    for version in numbered:
+        candidate = os.path.join(path, str(version))
+        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    return None
+
+
 def _saved_model(path):
-    """A SavedModel wrapped as a Keras model of its serving signature (no layers of its own:
-    single-crop and multi-crop work, dense evaluation needs the Keras model)."""
-    signature = tf.saved_model.load(path).signatures["serving_default"]
-    spec = list(signature.structured_input_signature[1].values())[0]
-    outputs = signature.structured_outputs
-    if len(outputs) != 1:
-        raise ValueError(f"{path}: serving_default returns {sorted(outputs)}; evaluation needs "
-                         "a signature returning class probabilities only")
+    """A SavedModel wrapped as a Keras model (no layers of its own: single-crop and multi-crop
+    work, dense evaluation needs the Keras model). ``vgg-export``'s exports are read through
+    their ``classify_crops`` function (uint8 crops to probabilities); other SavedModels through
+    a ``serving_default`` that returns class probabilities only."""
+    loaded = tf.saved_model.load(path)
+    if hasattr(loaded, "classify_crops"):
+        function = loaded.classify_crops
+        spec = function.concrete_functions[0].structured_input_signature[0][0]
+        endpoint = "classify_crops"
+    else:
+        signature = loaded.signatures["serving_default"]
+        spec = list(signature.structured_input_signature[1].values())[0]
+        if len(signature.structured_outputs) != 1:
+            raise ValueError(f"{path}: serving_default returns "
+                             f"{sorted(signature.structured_outputs)}; evaluation needs a "
+                             "signature returning class probabilities only")
+        endpoint = "serving_default"
     inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name)
-    layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
-    probabilities = layer(inputs)
+    probabilities = keras.layers.TFSMLayer(path, call_endpoint=endpoint)(inputs)
     if isinstance(probabilities, dict):
         probabilities = list(probabilities.values())[0]
     return keras.Model(inputs, probabilities, name=os.path.basename(os.path.normpath(path)))
@@ -70,12 +104,18 @@ def default_scales(train_scale):
 
 
 def read_train_scale(model_path):
-    """The training scale recorded by vgg-train beside a model, or None."""
-    directory = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
-    summary = os.path.join(directory, "summary.json")
+    """The training scale recorded by vgg-train beside a model (or in an export's metadata),
+    or None."""
+    saved_model = _saved_model_path(model_path)
+    if saved_model:
+        summary = os.path.join(saved_model, "assets.extra", "vgg_metadata.json")
+        key = "train_scale"
+    else:
+        summary = os.path.join(model_dir_of(model_path), "summary.json")
+        key = "scale"
     if os.path.exists(summary):
         with open(summary) as file:
-            scale = json.load(file).get("scale")
+            scale = json.load(file).get(key)
         return tuple(scale) if scale else None
     return None
 

@@ -20,6 +20,7 @@ import time
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 import pipelines
 from pipelines import inputs
@@ -179,6 +180,21 @@ def _num_train_examples(data_dir, manifest):
         return int(manifest["splits"]["train"]["num_examples"])
     files, _, _ = inputs.resolve_files(data_dir, "train")
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+
+
+def _classes(cfg, num_classes, data_format):
+    """The data and the class of each output, for the export (which names its predictions)."""
+    label_offset = cfg.label_offset
+    if label_offset is None:
+        label_offset = 0 if data_format == "tfds" else schema.LABEL_OFFSET
+    try:
+        classes = inputs.class_names(cfg.data_dir, num_classes, label_offset)
+    except ValueError as error:  # more outputs than the data has classes: allowed, unnamed
+        logging.warning("classes not recorded in summary.json: %s", error)
+        classes = None
+    synsets, names = classes or (None, None)
+    return {"data_dir": os.path.abspath(cfg.data_dir), "label_offset": label_offset,
+            "class_synsets": synsets, "class_names": names}
 
 
 def build_model(cfg, num_classes):
@@ -455,7 +471,7 @@ def _train(cfg):
         raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
                          "replicas")
     manifest = _read_manifest(cfg.data_dir)
-    _, _, found_classes = inputs.resolve_files(cfg.data_dir, "train")
+    _, data_format, found_classes = inputs.resolve_files(cfg.data_dir, "train")
     num_classes = cfg.num_classes or found_classes
     if not num_classes:
         raise ValueError(f"--num_classes is needed: no dataset_info.json in {cfg.data_dir}")
@@ -507,7 +523,8 @@ def _train(cfg):
                "crop_size": cfg.crop_size,
                "distribution_strategy": cfg.distribution_strategy, **result,
                "model": os.path.join(cfg.model_dir, "model.keras"),
-               "best_model": os.path.join(cfg.model_dir, "best.keras")}
+               "best_model": os.path.join(cfg.model_dir, "best.keras"),
+               **_classes(cfg, int(num_classes), data_format)}
     if outputs.chief:
         with open(os.path.join(cfg.model_dir, "summary.json"), "w") as file:
             json.dump(summary, file, indent=1)

@@ -1,0 +1,68 @@
+"""vgg-export: writes a trained net as a SavedModel that TF Serving loads as it is (image bytes
+in, top-k classes out), with the preprocessing of the paper's test protocol inside.
+
+    vgg-export --model=/models/vgg16 --export_dir=/serving --model_name=vgg16
+    tensorflow_model_server --rest_api_port=8501 --model_name=vgg16 \
+        --model_base_path=/serving/vgg16
+
+Each run writes the next version (/serving/vgg16/1, 2, ...) and never overwrites one.
+A SavedModel is a program: load only exports you trust.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+_MODEL = flags.DEFINE_string("model", None, "vgg-train model dir, Keras file from it, or "
+                             "checkpoint (MODEL_DIR/checkpoints/best/ckpt-N).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Base folder of the exports.")
+_MODEL_NAME = flags.DEFINE_string("model_name", "vgg", "Sub-folder of --export_dir, and the "
+                                  "model's name in TF Serving.")
+_EVAL_MODE = flags.DEFINE_enum("eval_mode", "center", ["center", "dense"], "center: shorter "
+                               "side to Q, centre crop; dense: the whole image at Q through the "
+                               "fully convolutional net, with its mirror (§3.2).")
+_TEST_SCALE = flags.DEFINE_integer("test_scale", None, "Q (default: from the training scale in "
+                                   "summary.json: S, or (Smin+Smax)/2).")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Images whose header declares more "
+                                   "pixels are refused before decoding.")
+_MIN_SIDE = flags.DEFINE_integer("min_side", 32, "Images with a shorter side below this are "
+                                 "refused.")
+_FULL_PROBABILITIES = flags.DEFINE_bool("full_probabilities", False, "Also return every "
+                                        "class's probability.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards whose dataset_info.json names the "
+                                "classes (default: as recorded by vgg-train).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _MODEL.value or not _EXPORT_DIR.value:
+        raise app.UsageError("--model and --export_dir are required")
+    if _TEST_SCALE.value is not None and _TEST_SCALE.value < 1:
+        raise app.UsageError("--test_scale must be positive")
+    from vgg_keras import export
+
+    try:
+        path = export.export_saved_model(
+            _MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
+            eval_mode=_EVAL_MODE.value, test_scale=_TEST_SCALE.value, top_k=_TOP_K.value,
+            max_pixels=_MAX_PIXELS.value, min_side=_MIN_SIDE.value,
+            full_probabilities=_FULL_PROBABILITIES.value, data_dir=_DATA_DIR.value)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"vgg-export: {error}", file=sys.stderr)
+        return 1
+    metadata = export.read_metadata(path)
+    print(f"exported {metadata['config']} ({metadata['num_classes']} classes, eval mode "
+          f"{metadata['eval_mode']}, Q={metadata['test_scale']}, top {metadata['top_k']}) "
+          f"to {path}")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

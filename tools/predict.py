@@ -1,0 +1,83 @@
+"""vgg-predict: the top classes of images, through an export's own serving signature (the
+SavedModel's ``serving_default``, as TF Serving would run it).
+
+    vgg-predict --model=/serving/vgg16 cat.jpg dog.png
+    vgg-predict --model=/serving/vgg16/3 --json photos/*.jpg
+
+--model is a version folder or the base folder of the versions (the latest is used). Images that
+fail (unreadable file, not an image, too large or small) are reported, the others still
+predicted; the exit status is 1 if any failed.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+_MODEL = flags.DEFINE_string("model", None, "Export folder: EXPORT_DIR/<model_name> or one of "
+                             "its versions.")
+_JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
+
+
+def predict_files(signature, paths):
+    """Yields ``(path, predictions or None, error or None)`` per image, one request each, so
+    that a bad image fails alone."""
+    import tensorflow as tf
+
+    from vgg_keras import export
+
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError as error:
+            yield path, None, f"cannot read: {error.strerror}"
+            continue
+        try:
+            outputs = signature(images=tf.constant([data]))
+        except tf.errors.InvalidArgumentError as error:
+            yield path, None, export.request_error(error)
+            continue
+        yield path, [{"class": int(c), "synset": s.decode(), "label": label.decode(),
+                      "score": float(score)}
+                     for c, s, label, score in zip(outputs["classes"][0].numpy(),
+                                                   outputs["synsets"][0].numpy(),
+                                                   outputs["labels"][0].numpy(),
+                                                   outputs["scores"][0].numpy(), strict=True)], None
+
+
+def main(argv):
+    paths = argv[1:]
+    if not _MODEL.value or not paths:
+        raise app.UsageError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
+    import tensorflow as tf
+
+    from vgg_keras import export
+
+    try:
+        location = export.resolve_export(_MODEL.value)
+    except FileNotFoundError as error:
+        print(f"vgg-predict: {error}", file=sys.stderr)
+        return 1
+    signature = tf.saved_model.load(location).signatures["serving_default"]
+    failed = 0
+    for path, predictions, error in predict_files(signature, paths):
+        if error:
+            failed += 1
+            print(f"vgg-predict: {path}: {error}", file=sys.stderr)
+        elif _JSON.value:
+            print(json.dumps({"image": path, "predictions": predictions}))
+        else:
+            print(path)
+            for rank, item in enumerate(predictions, 1):
+                print(f"  {rank}. {item['score']:.4f}  {item['synset']:<10} {item['label']}")
+    return 1 if failed else 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
