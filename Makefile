@@ -17,14 +17,10 @@ $(STAMP): setup.py
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The nets, then a small ImageNet-layout dataset (archives, with broken files planted) converted
-# to TFRecords. Everything goes under demo_output/, which a rerun starts afresh.
+# The whole job on a generated ImageNet-layout dataset: describe, convert, train, evaluate, export,
+# predict (tools/demo.py). Everything goes under demo_output/, which every run starts afresh.
 demo: $(STAMP)
-	$(VENV)/bin/vgg-describe
-	rm -rf demo_output
-	$(PY) -m tools.generate_images --output_dir=demo_output/raw --layout=archives
-	$(VENV)/bin/vgg-convert --raw_data_dir=demo_output/raw --output_dir=demo_output/data \
-		--train_shards=4 --validation_shards=2
+	$(PY) -m tools.demo --output_dir=demo_output
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -38,6 +38,19 @@ def test_archive_layout_and_validation_numbers(tmp_path):
                      *generate_images.SKIPPED_KINDS}
 
 
+def test_flat_validation_files_with_their_own_label_file(tmp_path):
+    files = generate_images.write_dataset(tmp_path, train_per_class=1, val_per_class=3,
+                                          val_label_file="labels.txt")
+    labels = (tmp_path / "labels.txt").read_text().splitlines()
+    validation = sorted((f for f in files if f.split == "validation"), key=lambda f: f.path)
+    assert [f.path for f in validation] == [f"ILSVRC2012_val_{n:08d}.JPEG"
+                                            for n in range(1, len(labels) + 1)]
+    assert [f.synset for f in validation] == labels
+    assert labels[:10] != sorted(labels[:10])  # classes interleaved, as in ImageNet's list
+    with tarfile.open(tmp_path / "ILSVRC2012_img_val.tar") as tar:
+        assert sorted(tar.getnames()) == [f.path for f in validation]
+
+
 def test_scenes_are_learnable_yet_not_trivial():
     """Nearest class centroid on 8×8 thumbnails of held-out scenes: well above chance (10%)
     for all ten classes, but not perfect, so a ConvNet has something to learn."""

@@ -13,6 +13,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 _MODEL = flags.DEFINE_string("model", None, "vgg-train model dir, Keras file from it, or "
                              "checkpoint (MODEL_DIR/checkpoints/best/ckpt-N).")
@@ -44,6 +45,7 @@ def main(argv):
         raise app.UsageError("--test_scale must be positive")
     from vgg_keras import export
 
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's notes while saving (a line per file)
     try:
         path = export.export_saved_model(
             _MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,

@@ -173,7 +173,7 @@ def validation_numbers(synsets, per_class, labels_by_number):
 
 def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per_class=20,
                   val_per_class=5, problems=True, seed=0, size_range=(64, 160), texture=12.0,
-                  validation_labels=None):
+                  validation_labels=None, val_label_file=None):
     """Writes a dataset under ``root`` and returns the ``GeneratedFile`` of every input.
 
     Args:
@@ -186,6 +186,9 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
         size_range: range of the shorter side of the images.
         texture: σ of the pixel noise (grain makes JPEGs larger, as photos are).
         validation_labels: synset per validation file number (default: tensorflow-datasets').
+        val_label_file: instead, number the validation files 1..N (classes interleaved, as in
+            ImageNet's) and write their synsets, one per line, to ``root/val_label_file``:
+            the label file ``vgg-convert --val_labels`` reads.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -198,6 +201,25 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
                        size_range, texture))
     if layout == "image_folder":
         return _write_image_folder(root, synsets, train + val)
+    if val_label_file:
+        val = [val[i] for i in rng.permutation(len(val))]
+        (root / val_label_file).write_text("".join(f"{synsets[label]}\n" for label, _, _ in val))
+        val_numbers = list(range(1, len(val) + 1))
+    else:
+        val_numbers = _numbers_in(val, synsets, validation_labels)
+    train_files, val_files = [], []
+    for index, (label, kind, data) in enumerate(train):
+        name = f"{synsets[label]}_{index}.JPEG"
+        train_files.append((synsets[label], name, kind, data))
+    for number, (label, kind, data) in zip(val_numbers, val, strict=True):
+        val_files.append((synsets[label], f"ILSVRC2012_val_{number:08d}.JPEG", kind, data))
+    if layout == "archives":
+        return _write_archives(root, train_files, val_files)
+    return _write_extracted(root, train_files, val_files)
+
+
+def _numbers_in(val, synsets, validation_labels):
+    """File numbers for ``val`` whose labels in ``validation_labels`` are their synsets."""
     if validation_labels is None:
         from pipelines import imagenet_labels
 
@@ -206,17 +228,8 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
     for label, _, _ in val:
         counts[label] = counts.get(label, 0) + 1
     numbers = validation_numbers(synsets, max(counts.values()), validation_labels)
-    train_files, val_files = [], []
-    for index, (label, kind, data) in enumerate(train):
-        name = f"{synsets[label]}_{index}.JPEG"
-        train_files.append((synsets[label], name, kind, data))
     taken = {synset: iter(numbers[synset]) for synset in synsets}
-    for label, kind, data in val:
-        name = f"ILSVRC2012_val_{next(taken[synsets[label]]):08d}.JPEG"
-        val_files.append((synsets[label], name, kind, data))
-    if layout == "archives":
-        return _write_archives(root, train_files, val_files)
-    return _write_extracted(root, train_files, val_files)
+    return [next(taken[synsets[label]]) for label, _, _ in val]
 
 
 def _write_archives(root, train_files, val_files):
@@ -314,6 +327,9 @@ _TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 20, "Good training im
 _VAL_PER_CLASS = flags.DEFINE_integer("val_per_class", 5, "Good validation images per class.")
 _PROBLEMS = flags.DEFINE_bool("problems", True, "Plant grayscale, CMYK, PNG, broken files.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_VAL_LABEL_FILE = flags.DEFINE_string(
+    "val_label_file", None, "Number the validation files 1..N and write their synsets to this "
+    "file in --output_dir (default: numbers whose labels in tensorflow-datasets' list match).")
 
 
 def main(argv):
@@ -324,7 +340,7 @@ def main(argv):
     files = write_dataset(_OUTPUT_DIR.value, layout=_LAYOUT.value,
                           train_per_class=_TRAIN_PER_CLASS.value,
                           val_per_class=_VAL_PER_CLASS.value, problems=_PROBLEMS.value,
-                          seed=_SEED.value)
+                          seed=_SEED.value, val_label_file=_VAL_LABEL_FILE.value)
     kinds = {}
     for record in files:
         kinds[record.kind] = kinds.get(record.kind, 0) + 1

@@ -37,6 +37,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 PLATEAU_PATIENCE = 1  # §3.1: "decreased by a factor of 10 when the validation set accuracy
 PLATEAU_FACTOR = 0.1  # stopped improving"
 PLATEAU_MIN_DELTA = 1e-4
+CURVE_FILE = "training_curve.png"  # beside logs/ (TensorBoard) and training_log.csv
 
 
 class TrainingError(RuntimeError):
@@ -320,12 +321,17 @@ def _make_train_steps(model, optimizer, strategy, global_batch, enable_xla, imag
     replica_step = tf.function(replica_step, jit_compile=enable_xla) if enable_xla else \
         replica_step
 
-    @tf.function
+    # An explicit while loop rather than AutoGraph's conversion of a Python loop: AutoGraph
+    # needs the source file, and falls back to a broken graph when it cannot read it (a
+    # package installed without sources, or edited while a run is going).
+    @tf.function(autograph=False)
     def train_steps(iterator, count):
-        total = tf.constant(0.0)
-        for _ in tf.range(count):
+        def body(index, total):
             loss = strategy.run(replica_step, args=next(iterator))
-            total += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            return index + 1, total + strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+
+        start = (tf.zeros_like(count), tf.constant(0.0))
+        _, total = tf.while_loop(lambda index, _: index < count, body, start)
         return total / tf.cast(count, tf.float32)
 
     return train_steps
@@ -405,6 +411,7 @@ class _Outputs:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        write_training_curve(self.csv, os.path.join(self.model_dir, CURVE_FILE))
 
     def save_keras(self, model, name):
         if self.chief:  # written whole under a temporary name, then renamed
@@ -416,6 +423,35 @@ class _Outputs:
         shutil.rmtree(self.path("backup"), ignore_errors=True)  # as BackupAndRestore does
         if not self.chief:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_training_curve(csv_path, png_path):
+    """Draws ``training_log.csv`` (training loss and validation top-1 per epoch) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    from matplotlib import pyplot
+
+    with open(csv_path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    epochs = [int(row["epoch"]) for row in rows]
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [float(row["loss"]) for row in rows], marker="o")
+    left.set(title="training loss", xlabel="epoch", ylabel="cross-entropy")
+    right.plot(epochs, [100 * float(row["val_top1"]) for row in rows], marker="o",
+               label="top-1")
+    right.plot(epochs, [100 * float(row["val_top5"]) for row in rows], marker=".",
+               label="top-5")
+    right.set(title="validation accuracy (centre crop)", xlabel="epoch", ylabel="%",
+              ylim=(0, 100))
+    right.legend()
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    temporary = png_path + ".tmp.png"
+    figure.savefig(temporary, dpi=100)
+    pyplot.close(figure)
+    os.replace(temporary, png_path)
 
 
 def _restore(state, managers):

@@ -1,0 +1,74 @@
+"""The demo's pipeline end to end, with smaller settings, on a fresh folder: every artefact."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from vgg_keras import export
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
+    out = tmp_path / "demo_output"
+    (out / "stale").mkdir(parents=True)  # a rerun starts afresh
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.demo", f"--output_dir={out}", "--train_per_class=6",
+         "--val_per_class=2", "--train_epochs=2", "--width=0.125", "--fc_units=32",
+         "--crop_size=32", "--scale=36,44", "--batch_size=16"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stdout = result.stdout
+    commands = [line for line in stdout.splitlines() if line.startswith("$ ")]
+    tools = ("vgg-describe", "tools.generate_images", "vgg-convert", "vgg-train", "vgg-evaluate",
+             "vgg-export", "vgg-predict")
+    assert len(commands) == len(tools)
+    for tool, command in zip(tools, commands, strict=True):
+        assert tool in command, command
+    assert "oneDNN custom operations" not in stdout  # TensorFlow's start-up chatter is hidden
+    assert not (out / "stale").exists()
+
+    raw = out / "raw"
+    assert (raw / "ILSVRC2012_img_train.tar").stat().st_size > 0
+    labels = (raw / "validation_labels.txt").read_text().split()
+    assert len(labels) == 10 * 2 + 9  # two per class, and the planted problem files
+
+    manifest = json.loads((out / "data" / "dataset_info.json").read_text())
+    assert len(list((out / "data").glob("train-?????-of-00004"))) == 4
+    assert len(list((out / "data").glob("validation-?????-of-00002"))) == 2
+    assert manifest["splits"]["validation"]["num_examples"] == 20 + 4  # 4 repaired kept
+    assert len(manifest["skipped"]) == 10 and len(manifest["repaired"]) == 8
+
+    model = out / "model"
+    summary = json.loads((model / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["scale"] == [36, 44]
+    assert summary["class_synsets"] == sorted(set(labels))
+    for name in ("model.keras", "best.keras", "training_log.csv"):
+        assert (model / name).stat().st_size > 0, name
+    assert list((model / "logs").glob("events.out.tfevents.*"))
+    png = (model / "training_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    width, height = (int.from_bytes(png[offset:offset + 4], "big") for offset in (16, 20))
+    assert (width, height) == (1000, 400)
+
+    results = json.loads((out / "eval" / "results.json").read_text())
+    for protocol in ("single", "dense", "multicrop"):
+        assert results[protocol]["num_images"] == 24 and 0 <= results[protocol]["top1_error"] <= 1
+    version = out / "export" / "vgg_demo" / "1"
+    assert (version / "saved_model.pb").exists() and (version / export.WARMUP_FILE).exists()
+    assert export.read_metadata(str(version))["synsets"] == summary["class_synsets"]
+    images = sorted((out / "images").glob("ILSVRC2012_val_*.JPEG"))
+    assert len(images) == 2
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    top = serve(images=tf.constant([images[0].read_bytes()]))["synsets"][0, 0].numpy().decode()
+    printed = stdout.split(f"\n{images[0]}\n")[1].splitlines()[0]  # "  1. 0.1322  n01518878  ..."
+    assert printed.startswith("  1. ") and printed.split()[2] == top
+
+    report = (out / "report.txt").read_text()
+    assert report in stdout
+    for text in ("conversion", "10 skipped", "training", "images/s", "single", "dense",
+                 "multicrop", str(version), "prediction", "total"):
+        assert text in report, text

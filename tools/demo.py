@@ -1,0 +1,193 @@
+"""The whole job end to end on a small bundled dataset, with the real commands as a user types
+them: vgg-describe (the six nets), a generated ImageNet-layout dataset → vgg-convert →
+vgg-train (a narrow net A on small inputs, scale jitter, MirroredStrategy over 2 logical CPU
+devices) → vgg-evaluate (single, dense, multi-crop) → vgg-export → vgg-predict on two images;
+then a table of what happened.
+
+    python -m tools.demo                       # what `make demo` runs: everything in demo_output/
+    python -m tools.demo --output_dir=/tmp/d --train_per_class=8 --train_epochs=2   # a quick look
+
+Every run starts afresh: OUTPUT_DIR is deleted first (it holds only what the demo wrote).
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+
+from absl import app
+from absl import flags
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_output", "Everything goes here; deleted "
+                                  "and rewritten by every run.")
+_TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 40, "Training images per class.")
+_VAL_PER_CLASS = flags.DEFINE_integer("val_per_class", 10, "Validation images per class.")
+_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 40, "Training epochs.")
+_WIDTH = flags.DEFINE_float("width", 0.25, "Width multiplier of net A.")
+_FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Units of fc1 and fc2.")
+_CROP_SIZE = flags.DEFINE_integer("crop_size", 64, "Training crop (the paper's 224, scaled).")
+_SCALE = flags.DEFINE_string("scale", "72,96", "Scale jitter [Smin, Smax] (the paper's "
+                             "[256, 512], scaled).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch (16 per replica).")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (after a "
+                                     "2-epoch warm-up, then cosine decay).")
+
+MODEL_NAME = "vgg_demo"
+NUM_CLASSES = 10  # generate_images.DEFAULT_SYNSETS: ImageNet's first ten, labels 1..10
+VAL_LABELS = "validation_labels.txt"
+
+
+# TensorFlow's chatter: C++ logs written before its log level applies (CPU features, "no CUDA
+# driver") and INFO lines of its Python side; hidden so that what each tool says can be read.
+# Warnings stay.
+_NOISE = re.compile(r"^([IWE]0000 00:00:|I\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log "
+                    r"messages before|To enable the following instructions)")
+
+
+def _run(command):
+    """Runs one command as a user would type it (printed first), showing its output as it
+    comes; stops the demo if it fails. Returns its output."""
+    print(f"\n$ {shlex.join(command)}", flush=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, bufsize=1)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if not _NOISE.match(line):
+            print(line, end="", flush=True)
+    if process.wait():
+        raise SystemExit(f"demo: `{command[0]}` failed with exit status {process.returncode}")
+    return "".join(lines)
+
+
+def _tool(name):
+    """The console script installed beside this Python (the venv's bin/)."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _extract_validation_images(raw, folder, count):
+    """Takes the first ``count`` validation images out of the archive, as a user's files."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    with tarfile.open(os.path.join(raw, "ILSVRC2012_img_val.tar")) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            data = tar.extractfile(member).read()
+            if len(paths) < count and data[:3] == b"\xff\xd8\xff" and len(data) > 2000:
+                path = os.path.join(folder, member.name)
+                with open(path, "wb") as file:
+                    file.write(data)
+                paths.append(path)
+    return paths
+
+
+def run_demo(output_dir):
+    """Runs every step; returns the final report (also printed)."""
+    started = time.monotonic()
+    shutil.rmtree(output_dir, ignore_errors=True)
+    raw, data = os.path.join(output_dir, "raw"), os.path.join(output_dir, "data")
+    model_dir, eval_dir = os.path.join(output_dir, "model"), os.path.join(output_dir, "eval")
+    export_dir = os.path.join(output_dir, "export")
+    timings = {}
+
+    def step(name, command):
+        begun = time.monotonic()
+        result = _run(command)
+        timings[name] = time.monotonic() - begun
+        return result
+
+    step("describe", [_tool("vgg-describe")])
+    step("generate", [sys.executable, "-m", "tools.generate_images", f"--output_dir={raw}",
+                      "--layout=archives", f"--train_per_class={_TRAIN_PER_CLASS.value}",
+                      f"--val_per_class={_VAL_PER_CLASS.value}", f"--val_label_file={VAL_LABELS}"])
+    step("convert", [_tool("vgg-convert"), f"--raw_data_dir={raw}", f"--output_dir={data}",
+                     f"--val_labels={os.path.join(raw, VAL_LABELS)}", "--train_shards=4",
+                     "--validation_shards=2", "--num_workers=2"])
+    step("train", [_tool("vgg-train"), "--config=A", f"--data_dir={data}",
+                   f"--model_dir={model_dir}", f"--num_classes={NUM_CLASSES}", "--label_offset=1",
+                   f"--width={_WIDTH.value}", f"--fc_units={_FC_UNITS.value}",
+                   f"--crop_size={_CROP_SIZE.value}", f"--scale={_SCALE.value}",
+                   f"--batch_size={_BATCH_SIZE.value}", f"--train_epochs={_TRAIN_EPOCHS.value}",
+                   f"--learning_rate={_LEARNING_RATE.value}", "--warmup_epochs=2",
+                   "--lr_schedule=cosine", "--init=glorot", "--cpu_replicas=2", "--seed=0",
+                   "--deterministic"])
+    low, high = (int(v) for v in _SCALE.value.split(","))
+    step("evaluate", [_tool("vgg-evaluate"), f"--model={model_dir}", f"--data_dir={data}",
+                      "--protocols=single,dense,multicrop", f"--scales={(low + high) // 2}",
+                      f"--num_classes={NUM_CLASSES}", "--label_offset=1",
+                      f"--output_dir={eval_dir}"])
+    step("export", [_tool("vgg-export"), f"--model={model_dir}", f"--export_dir={export_dir}",
+                    f"--model_name={MODEL_NAME}"])
+    images = _extract_validation_images(raw, os.path.join(output_dir, "images"), 2)
+    predictions = step("predict", [_tool("vgg-predict"),
+                                   f"--model={os.path.join(export_dir, MODEL_NAME)}", *images])
+    report = _report(output_dir, raw, predictions, timings,
+                     time.monotonic() - started)
+    print(report)
+    with open(os.path.join(output_dir, "report.txt"), "w") as file:
+        file.write(report + "\n")
+    return report
+
+
+def _report(output_dir, raw, predict_stdout, timings, seconds):
+    """The final table: conversion, training, evaluation, export, predictions."""
+    with open(os.path.join(output_dir, "data", "dataset_info.json")) as file:
+        manifest = json.load(file)
+    with open(os.path.join(output_dir, "model", "summary.json")) as file:
+        summary = json.load(file)
+    with open(os.path.join(output_dir, "eval", "results.json")) as file:
+        results = json.load(file)
+    with open(os.path.join(raw, VAL_LABELS)) as file:
+        truth = file.read().split()
+    splits = manifest["splits"]
+    reasons = {}
+    for record in manifest["skipped"]:
+        reasons[record["reason"].split(":")[0]] = reasons.get(record["reason"].split(":")[0],
+                                                               0) + 1
+    lines = ["", "=" * 72, "vgg_keras demo: summary", "=" * 72,
+             f"{'conversion':<22}train {splits['train']['num_examples']} and validation "
+             f"{splits['validation']['num_examples']} images in "
+             f"{len(splits['train']['shards']) + len(splits['validation']['shards'])} shards; "
+             f"{len(manifest['repaired'])} repaired",
+             f"{'':<22}{len(manifest['skipped'])} skipped: "
+             + "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())),
+             f"{'training':<22}config {summary['config']}, {summary['epochs']:.0f} epochs, "
+             f"{summary['replicas']} replicas, {summary['images_per_second']:.1f} images/s, "
+             f"final loss {summary['final_loss']:.3f}",
+             f"{'':<22}curve: {os.path.join(output_dir, 'model', 'training_curve.png')}",
+             f"{'evaluation':<22}{'protocol':<12}{'top-1 err':>10}{'top-5 err':>10}"
+             f"{'images':>8}   (Q = {','.join(str(q) for q in results['settings']['scales'])})"]
+    for protocol in ("single", "dense", "multicrop"):
+        row = results[protocol]
+        lines.append(f"{'':<22}{protocol:<12}{100 * row['top1_error']:>9.1f}%"
+                     f"{100 * row['top5_error']:>9.1f}%{row['num_images']:>8}")
+    export_base = os.path.join(output_dir, "export", MODEL_NAME)
+    versions = sorted(int(v) for v in os.listdir(export_base) if v.isdigit())
+    lines.append(f"{'export':<22}{os.path.join(export_base, str(versions[-1]))}")
+    image = None
+    for line in predict_stdout.splitlines():  # "PATH", then "  1. 0.9876  n01440764  tench, ..."
+        if line.startswith(output_dir):
+            image = os.path.basename(line.strip())
+        elif line.startswith("  1. ") and image:
+            _, score, synset, label = line.split(maxsplit=3)
+            true = truth[int(image.split("_")[-1].split(".")[0]) - 1]
+            lines.append(f"{'prediction':<22}{image}: {synset} ({label.split(',')[0]}) "
+                         f"p={score}; true class {true}")
+    lines.append(f"{'time':<22}" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+                 + f"; total {seconds:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run_demo(_OUTPUT_DIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
