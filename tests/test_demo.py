@@ -14,7 +14,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
     out = tmp_path / "demo_output"
-    (out / "stale").mkdir(parents=True)  # a rerun starts afresh
+    (out / "stale").mkdir(parents=True)  # what an earlier run left: a rerun starts afresh
+    (out / ".vgg_keras_demo").touch()
     result = subprocess.run(
         [sys.executable, "-m", "tools.demo", f"--output_dir={out}", "--train_per_class=6",
          "--val_per_class=2", "--train_epochs=2", "--width=0.125", "--fc_units=32",
@@ -72,3 +73,12 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
     for text in ("conversion", "10 skipped", "training", "images/s", "single", "dense",
                  "multicrop", str(version), "prediction", "total"):
         assert text in report, text
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "thesis.tex").write_text("years of work")
+    result = subprocess.run([sys.executable, "-m", "tools.demo", f"--output_dir={tmp_path}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "holds files the demo did not write" in result.stderr
+    assert (tmp_path / "thesis.tex").read_text() == "years of work"

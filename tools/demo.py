@@ -7,7 +7,8 @@ then a table of what happened.
     python -m tools.demo                       # what `make demo` runs: everything in demo_output/
     python -m tools.demo --output_dir=/tmp/d --train_per_class=8 --train_epochs=2   # a quick look
 
-Every run starts afresh: OUTPUT_DIR is deleted first (it holds only what the demo wrote).
+Every run starts afresh: OUTPUT_DIR is emptied first, if the demo wrote it (a folder holding
+anything else is refused).
 """
 
 import json
@@ -40,6 +41,7 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (
 MODEL_NAME = "vgg_demo"
 NUM_CLASSES = 10  # generate_images.DEFAULT_SYNSETS: ImageNet's first ten, labels 1..10
 VAL_LABELS = "validation_labels.txt"
+MARKER = ".vgg_keras_demo"  # a folder holding it was written by the demo: a rerun may empty it
 
 
 # TensorFlow's chatter: C++ logs written before its log level applies (CPU features, "no CUDA
@@ -86,10 +88,21 @@ def _extract_validation_images(raw, folder, count):
     return paths
 
 
+def _start_afresh(output_dir):
+    """Empties OUTPUT_DIR, but only if the demo wrote it (its marker file is there)."""
+    marker = os.path.join(output_dir, MARKER)
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(marker):
+        raise SystemExit(f"demo: {output_dir} holds files the demo did not write; give a new or "
+                         "empty --output_dir")
+    shutil.rmtree(output_dir, ignore_errors=True)
+    os.makedirs(output_dir)
+    open(marker, "w").close()
+
+
 def run_demo(output_dir):
     """Runs every step; returns the final report (also printed)."""
     started = time.monotonic()
-    shutil.rmtree(output_dir, ignore_errors=True)
+    _start_afresh(output_dir)
     raw, data = os.path.join(output_dir, "raw"), os.path.join(output_dir, "data")
     model_dir, eval_dir = os.path.join(output_dir, "model"), os.path.join(output_dir, "eval")
     export_dir = os.path.join(output_dir, "export")
