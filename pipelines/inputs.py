@@ -17,6 +17,7 @@ counts it in ``corrupt_counter`` and logs it.
 import glob
 import json
 import os
+import sys
 
 import tensorflow as tf
 
@@ -153,7 +154,7 @@ def _file_records(path, size, skip_corrupt, corrupt_counter):
 
 def _count_corrupt(path, consumed, size, counter):
     printed = tf.print("WARNING: skipped the rest of corrupt or truncated TFRecord shard", path,
-                       "(read", consumed, "of", size, "bytes)", output_stream="file://stderr")
+                       "(read", consumed, "of", size, "bytes)", output_stream=sys.stderr)
     with tf.control_dependencies([printed]):
         if counter is None:
             return tf.constant(1, tf.int64)

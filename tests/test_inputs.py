@@ -198,6 +198,27 @@ def test_corrupt_shard_fails_naming_it_or_is_skipped_and_counted(shards, tmp_pat
     assert images < manifest["splits"]["train"]["num_examples"]
 
 
+def test_skipped_shard_is_logged_on_standard_error(shards, tmp_path):
+    data, _ = shards
+    (tmp_path / "copy").mkdir()
+    copy, victim = _damaged_copy(data, tmp_path / "copy", lambda content: content[:-100])
+    script = tmp_path / "read.py"
+    script.write_text(textwrap.dedent(f"""
+        from pipelines import inputs
+        dataset = inputs.make_train_dataset({str(copy)!r}, batch_size=1, scale=(56, 72),
+                                            crop_size=48, repeat=False, skip_corrupt=True)
+        print(sum(1 for _ in dataset))
+    """))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300,
+                            env=dict(os.environ,
+                                     PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[1])))
+    assert result.returncode == 0, result.stderr
+    assert (f"WARNING: skipped the rest of corrupt or truncated TFRecord shard "
+            f'"{copy / victim.name}" (read ') in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "read.py"]  # no stray file
+
+
 def _write_tfds_dataset(data_dir):
     """A genuine tfds-prepared folder (tfds's own builder and writer), nothing downloaded."""
     import tensorflow_datasets as tfds
