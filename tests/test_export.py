@@ -254,6 +254,20 @@ def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_pat
     assert lines[0] == str(good) and len(lines) == 4 and lines[1].startswith("  1. ")
 
 
+def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
+    import vgg_keras
+
+    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).export(
+        str(tmp_path / "plain" / "1"))
+    for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
+                            "returns no classes, labels, scores, synsets)"),
+                           (tmp_path / "nothing", "is neither a SavedModel nor a folder of "
+                            "numbered versions")):
+        result = subprocess.run([str(BIN / "vgg-predict"), f"--model={model}", "a.jpg"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and message in result.stderr
+
+
 def _tree_digest(folder):
     digest = hashlib.sha256()
     for path in sorted(pathlib.Path(folder).rglob("*")):

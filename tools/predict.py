@@ -61,6 +61,11 @@ def main(argv):
         print(f"vgg-predict: {error}", file=sys.stderr)
         return 1
     signature = tf.saved_model.load(location).signatures["serving_default"]
+    missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
+    if missing:
+        print(f"vgg-predict: {location} is not a vgg-export export (its serving_default "
+              f"returns no {', '.join(sorted(missing))})", file=sys.stderr)
+        return 1
     failed = 0
     for path, predictions, error in predict_files(signature, paths):
         if error:
