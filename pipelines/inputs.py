@@ -79,7 +79,9 @@ def _read_metadata(directory, first_file):
     return "vgg", None
 
 
-def _default_label_offset(data_format):
+def default_label_offset(data_format):
+    """The stored label of the first class: 1 for our and slim's shards (0 is reserved), 0 for
+    tfds."""
     return 0 if data_format == "tfds" else schema.LABEL_OFFSET
 
 
@@ -96,14 +98,14 @@ def class_names(data_dir, num_classes, label_offset=None):
     except FileNotFoundError:
         files, data_format, _ = resolve_files(data_dir, "train")
     if label_offset is None:
-        label_offset = _default_label_offset(data_format)
+        label_offset = default_label_offset(data_format)
     manifest = os.path.join(os.path.dirname(files[0]), schema.MANIFEST)
     if data_format == "vgg" and os.path.exists(manifest):
         with open(manifest) as file:
             info = json.load(file)
         synsets, texts, first = info["labels"], info["label_text"], info["label_offset"]
     else:
-        first = _default_label_offset(data_format)  # ImageNet's first label in this format
+        first = default_label_offset(data_format)  # ImageNet's first label in this format
         if num_classes + label_offset - first != imagenet_labels.NUM_IMAGENET_CLASSES:
             return None
         synsets, texts = imagenet_labels.synsets(), imagenet_labels.synset_names()
@@ -218,7 +220,7 @@ def _prepare(file_pattern, split, num_classes, label_offset, data_format):
         raise ValueError(f"num_classes is required: no {schema.MANIFEST} or features.json "
                          f"beside {files[0]}")
     if label_offset is None:
-        label_offset = _default_label_offset(data_format)
+        label_offset = default_label_offset(data_format)
     return files, _parser(data_format, label_offset, int(num_classes))
 
 

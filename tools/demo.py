@@ -11,6 +11,7 @@ Every run starts afresh: OUTPUT_DIR is emptied first, if the demo wrote it (a fo
 anything else is refused).
 """
 
+import collections
 import json
 import os
 import re
@@ -158,10 +159,8 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
     with open(os.path.join(raw, VAL_LABELS)) as file:
         truth = file.read().split()
     splits = manifest["splits"]
-    reasons = {}
-    for record in manifest["skipped"]:
-        reasons[record["reason"].split(":")[0]] = reasons.get(record["reason"].split(":")[0],
-                                                               0) + 1
+    reasons = collections.Counter(record["reason"].split(":")[0]
+                                  for record in manifest["skipped"])
     lines = ["", "=" * 72, "vgg_keras demo: summary", "=" * 72,
              f"{'conversion':<22}train {splits['train']['num_examples']} and validation "
              f"{splits['validation']['num_examples']} images in "

@@ -57,17 +57,12 @@ def model_dir_of(path):
 
 
 def _saved_model_path(path):
-    """The SavedModel at ``path`` (or the latest numbered version under it), or None."""
+    """The SavedModel at ``path`` (or the newest numbered version under it), or None."""
     if not os.path.isdir(path):
         return None
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    numbered = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True)
-    for version in numbered:
-        candidate = os.path.join(path, str(version))
-        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
-            return candidate
-    return None
+    from vgg_keras import export  # export imports this module
+
+    return export.find_export(path)
 
 
 def _saved_model(path):
@@ -107,17 +102,15 @@ def read_train_scale(model_path):
     """The training scale recorded by vgg-train beside a model (or in an export's metadata),
     or None."""
     saved_model = _saved_model_path(model_path)
+    scale = None
     if saved_model:
-        summary = os.path.join(saved_model, "assets.extra", "vgg_metadata.json")
-        key = "train_scale"
-    else:
-        summary = os.path.join(model_dir_of(model_path), "summary.json")
-        key = "scale"
-    if os.path.exists(summary):
+        from vgg_keras import export
+
+        scale = (export.read_metadata(saved_model) or {}).get("train_scale")
+    elif os.path.exists(summary := os.path.join(model_dir_of(model_path), "summary.json")):
         with open(summary) as file:
-            scale = json.load(file).get(key)
-        return tuple(scale) if scale else None
-    return None
+            scale = json.load(file).get("scale")
+    return tuple(scale) if scale else None
 
 
 class _Scores:

@@ -51,6 +51,7 @@ from pipelines import preprocessing
 from pipelines import schema
 from vgg_keras import builder
 from vgg_keras import evaluation
+from vgg_keras import training
 
 EVAL_MODES = ("center", "dense")
 SIGNATURES = ("serving_default", "predict_images", "tf_example")
@@ -328,8 +329,7 @@ def _read_summary(model_path):
 
 def _default_test_scale(summary, crop_size):
     if summary.get("scale"):
-        low, high = summary["scale"]
-        return int(round((low + high) / 2))  # §4.1, as vgg-train's validation uses
+        return training.default_test_scale(summary["scale"])  # the Q of vgg-train's validation
     return int(round(crop_size * SLIM_RESIZE_RATIO))
 
 
@@ -391,18 +391,29 @@ def next_version(base):
     return max(versions(base), default=0) + 1
 
 
+def find_export(path):
+    """The SavedModel at ``path``, or the newest numbered version under it that holds one, or
+    None."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    for version in reversed(versions(path)):
+        candidate = os.path.join(path, str(version))
+        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    return None
+
+
 def resolve_export(path):
-    """A version folder, or the latest version of an export base (``EXPORT_DIR/<name>``).
+    """A version folder, or the newest version of an export base (``EXPORT_DIR/<name>``).
 
     Raises:
         FileNotFoundError: if neither.
     """
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    found = versions(path)
-    if found:
-        return os.path.join(path, str(found[-1]))
-    raise FileNotFoundError(f"{path} is neither a SavedModel nor a folder of numbered versions")
+    found = find_export(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} is neither a SavedModel nor a folder of numbered "
+                                "versions")
+    return found
 
 
 def read_metadata(export_path):

@@ -187,7 +187,7 @@ def _classes(cfg, num_classes, data_format):
     """The data and the class of each output, for the export (which names its predictions)."""
     label_offset = cfg.label_offset
     if label_offset is None:
-        label_offset = 0 if data_format == "tfds" else schema.LABEL_OFFSET
+        label_offset = inputs.default_label_offset(data_format)
     try:
         classes = inputs.class_names(cfg.data_dir, num_classes, label_offset)
     except ValueError as error:  # more outputs than the data has classes: allowed, unnamed
