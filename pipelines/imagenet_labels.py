@@ -55,7 +55,11 @@ def synset_names():
 @functools.lru_cache(maxsize=1)
 def validation_synsets():
     """Returns the synset of each validation image, in file-number order (50,000 entries)."""
-    return tuple(_read_lines("datasets/imagenet2012/validation_labels.txt"))
+    result = _read_lines("datasets/imagenet2012/validation_labels.txt")
+    if len(result) != NUM_VALIDATION_IMAGES:
+        raise RuntimeError(f"tensorflow-datasets' validation_labels.txt has {len(result)} lines, "
+                           f"not {NUM_VALIDATION_IMAGES}")
+    return tuple(result)
 
 
 def read_label_file(path):

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from pipelines import image_header
+
 # Re-encoding without chroma subsampling at quality 98 keeps the mean absolute error under
 # 2 grey levels even on grainy photos; 4:2:0 costs 4–5 levels at any quality (DESIGN.md).
 REPAIR_QUALITY = 98
@@ -21,7 +23,6 @@ REPAIR_SUBSAMPLING = 0  # 4:4:4
 # PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 0.25 GiB of 24-bit pixels.
 DEFAULT_MAX_PIXELS = 89_478_485
 
-_BASELINE_FRAMES = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential (both Huffman)
 _FRAME_NAMES = {0xC2: "progressive", 0xC3: "lossless", 0xC5: "hierarchical",
                 0xC6: "hierarchical progressive", 0xC7: "hierarchical lossless",
                 0xC9: "arithmetic-coded", 0xCA: "arithmetic progressive",
@@ -122,40 +123,18 @@ def _open(data):
     return image
 
 
-def jpeg_frame_type(data):
-    """Returns the SOF marker byte of a JPEG (0xC0 baseline, 0xC2 progressive, ...) and its
-    sample precision, or ``(None, None)`` if no frame header is found."""
-    position = 2  # after SOI
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return None, None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            position += 2
-            continue
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            precision = data[position + 4] if position + 4 < len(data) else None
-            return marker, precision
-        position += 2 + length
-    return None, None
-
-
 def _repair_reason(image, data):
     """Returns why the image must be re-encoded, or None if it is a good baseline RGB JPEG."""
     if image.format in ("JPEG", "MPO"):
-        frame, precision = jpeg_frame_type(data)
+        frame = image_header.jpeg_frame(data)
         if image.mode == "CMYK":
             return "CMYK JPEG converted to RGB"
         if image.mode in ("L", "LA", "I", "I;16"):
             return "grayscale JPEG converted to RGB"
         if image.mode != "RGB":
             return f"{image.mode} JPEG converted to RGB"
-        if frame not in _BASELINE_FRAMES or precision != 8:
-            kind = _FRAME_NAMES.get(frame, "unusual")
+        if frame is None or not frame.baseline:
+            kind = _FRAME_NAMES.get(frame and frame.marker, "unusual")
             return f"{kind} JPEG re-encoded as baseline"
         return None
     return f"{image.format} ({image.mode}) data re-encoded as RGB JPEG"

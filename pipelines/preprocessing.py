@@ -7,24 +7,27 @@ random position, and flipped horizontally at random. Done crop-before-decode: th
 window of side ``224·m/S`` (m = the original shorter side) of the original image, so only that
 window is decoded (``tf.image.decode_and_crop_jpeg``) and resized to 224×224.
 
-Every random choice takes an explicit ``seed`` of shape [2] (stateless ops), so a pipeline can
-be deterministic per element whatever the order in which elements are processed.
+The random choices of one image are drawn together (``sample_augmentation``), from an explicit
+``seed`` of shape [2] (stateless ops, so that a pipeline is deterministic per element whatever
+the order in which elements are processed) or, without one, from the op's own random stream.
 
 All outputs are uint8 RGB: mean subtraction and the colour shift are layers of the model.
 """
 
 import tensorflow as tf
 
+from pipelines import image_header
+
 RESIZE_METHOD = "bilinear"  # slim's vgg_preprocessing and the paper's Caffe code resize bilinearly
 
 
 def image_shape(encoded):
-    """Returns ``[height, width]`` of an encoded image; reads only the header of a JPEG."""
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int32),
-        lambda: tf.shape(_decode_any(encoded))[:2],
-    )
+    """Returns ``[height, width]`` (int32) of an encoded image, read from its header (JPEG, PNG,
+    GIF, BMP); another format is decoded to learn it."""
+    kind = image_header.kind_op(encoded)
+    return tf.cond(kind >= 0,
+                   lambda: tf.cast(image_header.shape_op(encoded, kind), tf.int32),
+                   lambda: tf.shape(_decode_any(encoded))[:2])
 
 
 def _decode_any(encoded):
@@ -33,30 +36,28 @@ def _decode_any(encoded):
     return image
 
 
-def sample_crop_window(shape, scale, crop_size, seed):
-    """Samples the §3.1 crop window of the *original* image.
+def sample_augmentation(shape, scale, crop_size, seed=None):
+    """Samples the §3.1 augmentation of one image: its crop window of the *original* image,
+    the training scale S, and whether to mirror it.
 
     Args:
         shape: ``[height, width]`` of the original image.
         scale: ``(Smin, Smax)``; S is uniform in it (``Smin == Smax`` for a fixed S).
         crop_size: side of the crop in the rescaled image (224).
-        seed: int tensor of shape [2].
+        seed: int tensor of shape [2] (stateless: reproducible); None draws from the op's own
+            random stream (faster in a pipeline that need not be reproducible).
 
     Returns:
-        ``[offset_y, offset_x, side, side]`` (int32) of a square window of the original image,
+        ``(window, s, flip)``: ``[offset_y, offset_x, side, side]`` (int32) of a square window,
         ``side = round(crop_size · m / S)`` with ``m = min(height, width)``, at a uniformly
-        random position; and S (float32).
+        random position; S (float32); a boolean, true with probability 1/2.
     """
-    uniforms = tf.random.stateless_uniform([3], tf.cast(seed, tf.int64))
-    return _window_from_uniforms(shape, scale, crop_size, uniforms)
-
-
-def _window_from_uniforms(shape, scale, crop_size, uniforms):
-    """The crop window for three U[0, 1) draws: S, the row offset and the column offset.
-
-    One draw of several numbers instead of one op per number: per-image op overhead is a
-    visible share of the pipeline's time.
-    """
+    # One draw of four numbers instead of an op per number: per-image op overhead is a
+    # visible share of the pipeline's time.
+    if seed is None:
+        uniforms = tf.random.uniform([4])
+    else:
+        uniforms = tf.random.stateless_uniform([4], tf.cast(seed, tf.int64))
     height, width = shape[0], shape[1]
     shorter = tf.minimum(height, width)
     s = float(scale[0]) + uniforms[0] * float(scale[1] - scale[0])
@@ -66,7 +67,7 @@ def _window_from_uniforms(shape, scale, crop_size, uniforms):
     offset_x = tf.cast(uniforms[2] * tf.cast(width - side + 1, tf.float32), tf.int32)
     window = tf.stack([tf.minimum(offset_y, height - side), tf.minimum(offset_x, width - side),
                        side, side])
-    return window, s
+    return window, s, uniforms[3] < 0.5
 
 
 def decode_window(encoded, window):
@@ -93,14 +94,9 @@ def resize_to_uint8(image, size):
     return tf.cast(resized + 0.5, tf.uint8)
 
 
-def random_flip(image, seed):
-    """Mirrors the image left-right with probability 1/2."""
-    return flip_if(image, tf.random.stateless_uniform([], tf.cast(seed, tf.int64)))
-
-
-def flip_if(image, uniform):
-    """Mirrors the image left-right if the U[0, 1) draw ``uniform`` is below 1/2."""
-    return tf.cond(uniform < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
+def flip_if(image, flip):
+    """Mirrors the image left-right if ``flip``."""
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
 def train_crop(encoded, scale, crop_size, seed=None):
@@ -110,20 +106,13 @@ def train_crop(encoded, scale, crop_size, seed=None):
         encoded: encoded image bytes (JPEG: only the crop window is decoded).
         scale: ``(Smin, Smax)`` in pixels of the rescaled image.
         crop_size: output side.
-        seed: int tensor of shape [2] (stateless: reproducible); None draws from the op's
-            own random stream (faster in a pipeline that need not be reproducible).
+        seed: as for ``sample_augmentation``.
 
     Returns:
         A uint8 tensor ``[crop_size, crop_size, 3]``.
     """
-    if seed is None:
-        uniforms = tf.random.uniform([4])
-    else:
-        uniforms = tf.random.stateless_uniform([4], tf.cast(seed, tf.int64))
-
-    window, _ = _window_from_uniforms(image_shape(encoded), scale, crop_size, uniforms)
-    crop = resize_to_uint8(decode_window(encoded, window), [crop_size, crop_size])
-    crop = flip_if(crop, uniforms[3])
+    window, _, flip = sample_augmentation(image_shape(encoded), scale, crop_size, seed)
+    crop = flip_if(resize_to_uint8(decode_window(encoded, window), [crop_size, crop_size]), flip)
     crop.set_shape([crop_size, crop_size, 3])
     return crop
 

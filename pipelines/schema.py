@@ -104,24 +104,3 @@ def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()
                          BBOX_LABEL: _ints([label] * len(boxes))})
     example = tf.train.Example(features=tf.train.Features(feature=features))
     return example.SerializeToString(deterministic=True)
-
-
-def feature_spec():
-    """Returns the ``tf.io.parse_single_example`` spec of the schema."""
-    return {
-        ENCODED: tf.io.FixedLenFeature([], tf.string),
-        FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="JPEG"),
-        FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=0),
-        WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=0),
-        CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
-        COLORSPACE: tf.io.FixedLenFeature([], tf.string, default_value="RGB"),
-        LABEL: tf.io.FixedLenFeature([], tf.int64),
-        SYNSET: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        BBOX_XMIN: tf.io.VarLenFeature(tf.float32),
-        BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
-        BBOX_XMAX: tf.io.VarLenFeature(tf.float32),
-        BBOX_YMAX: tf.io.VarLenFeature(tf.float32),
-        BBOX_LABEL: tf.io.VarLenFeature(tf.int64),
-    }

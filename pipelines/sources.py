@@ -3,24 +3,22 @@ extracted), an extracted copy, or any folder of class sub-folders.
 
 The result is a ``Plan``: every input image as an ``Entry`` (where its bytes are, its class),
 and every input that cannot be used, found while indexing, as a skipped record with its reason.
-Tar members are read later by offset, so workers never scan an archive.
+Tar members are read later by offset (``tar_index``), so workers never scan an archive.
 """
 
 import dataclasses
 import hashlib
-import io
 import os
 import pathlib
 import re
-import tarfile
 
 from pipelines import imagenet_labels
+from pipelines import tar_index
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
-_BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +55,13 @@ class Plan:
 
 
 def skip(split, path, reason, synset=None):
+    """A skipped input as the manifest records it."""
     return {"split": split, "path": path, "reason": reason, "synset": synset}
+
+
+def _reporter(split, skipped):
+    """``report(path, reason)`` for ``tar_index.scan_tar``: appends to ``skipped``."""
+    return lambda path, reason: skipped.append(skip(split, path, reason))
 
 
 def find_imagenet(raw_data_dir, val_labels=None):
@@ -219,104 +223,19 @@ def _file_entry(split, relative, synset, label, path):
     return Entry(split, relative, synset, label, str(path), 0, path.stat().st_size)
 
 
-class _Window(io.RawIOBase):
-    """A read-only view of ``size`` bytes at ``base`` of an open file: an inner tar in place."""
-
-    def __init__(self, file, base, size):
-        super().__init__()
-        self._file, self._base, self._size, self._position = file, base, size, 0
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def tell(self):
-        return self._position
-
-    def seek(self, position, whence=io.SEEK_SET):
-        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, start + position)
-        return self._position
-
-    def readinto(self, buffer):
-        count = max(0, min(len(buffer), self._size - self._position))
-        self._file.seek(self._base + self._position)
-        data = self._file.read(count)
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-
-def scan_tar(file, base, size, where, split, skipped):
-    """Returns ``[(member, absolute data offset)]`` of the regular files of a tar in place.
-
-    Readable members are kept whatever else is wrong with the archive; links, devices, corrupt
-    stretches and members cut short are appended to ``skipped`` with their reason.
-    """
-    window = _Window(file, base, size)
-    try:
-        # ignore_zeros: go on past a corrupt header to the members after it.
-        tar = tarfile.open(fileobj=window, mode="r:", ignore_zeros=True)
-    except tarfile.TarError as error:
-        skipped.append(skip(split, where, f"not a readable tar archive: {error}"))
-        return []
-    members, expected = [], 0
-    while True:
-        try:
-            member = tar.next()
-        except (tarfile.TarError, OSError, UnicodeDecodeError) as error:
-            skipped.append(skip(split, where, f"corrupt tar archive after byte {expected}: "
-                                f"{error}; later members lost"))
-            break
-        if member is None:
-            break
-        _check_gap(window, expected, member.offset, where, split, skipped)
-        expected = member.offset_data + -(-member.size // _BLOCK) * _BLOCK
-        name = f"{where}/{member.name}" if where else member.name
-        if member.isdir():
-            continue
-        if member.issym() or member.islnk():
-            skipped.append(skip(split, name, f"link member (to {member.linkname!r}), not a file"))
-        elif member.ischr() or member.isblk() or member.isfifo():
-            skipped.append(skip(split, name, "device or FIFO member, not a file"))
-        elif not member.isreg() or member.issparse():
-            skipped.append(skip(split, name, "not a regular file member"))
-        elif member.offset_data + member.size > size:
-            present = max(0, size - member.offset_data)
-            skipped.append(skip(split, name, f"truncated archive member: declares "
-                                f"{member.size} bytes, {present} present"))
-        else:
-            members.append((member, base + member.offset_data))
-    _check_gap(window, expected, size, where, split, skipped, at_end=True)
-    return members
-
-
-def _check_gap(window, start, end, where, split, skipped, at_end=False):
-    """Bytes between members must be zero padding; anything else was a corrupt stretch."""
-    if end <= start:
-        return
-    window.seek(start)
-    data = window.read(min(end - start, 1 << 20))
-    if data.strip(b"\0"):
-        what = "trailing data" if at_end else "corrupt data"
-        skipped.append(skip(split, where or "(archive)", f"{what} at bytes {start}–{end} of the "
-                            "tar skipped (members there, if any, lost)"))
-
-
 def _index_train_tar(path, label_of, skipped):
     """The train tar: one ``<synset>.tar`` per class, each holding that class's images."""
     entries = []
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        for member, offset in scan_tar(file, 0, size, "", "train", skipped):
+        report = _reporter("train", skipped)
+        for member, offset in tar_index.scan_tar(file, 0, size, "", report):
             if not member.name.endswith(".tar"):
                 skipped.append(skip("train", member.name, "not a per-synset .tar member"))
                 continue
             synset = os.path.basename(member.name)[: -len(".tar")]
-            for image, image_offset in scan_tar(file, offset, member.size, member.name, "train",
-                                                skipped):
+            for image, image_offset in tar_index.scan_tar(file, offset, member.size,
+                                                          member.name, report):
                 name = f"{member.name}/{image.name}"
                 if synset not in label_of:
                     skipped.append(skip("train", name, f"unknown synset {synset!r}", synset))
@@ -331,7 +250,8 @@ def _index_val_tar(path, validation, label_of, skipped):
     entries = []
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        for member, offset in scan_tar(file, 0, size, "", "validation", skipped):
+        report = _reporter("validation", skipped)
+        for member, offset in tar_index.scan_tar(file, 0, size, "", report):
             synset, reason = _validation_synset(os.path.basename(member.name), validation,
                                                 label_of)
             if reason:

@@ -30,10 +30,10 @@ def write_shards(root, *, train_per_class, val_per_class, size_range, train_shar
     ``root/data``; returns that folder and the manifest. (ImageNet labels 1..4.)"""
     from pipelines import convert
     from pipelines import sources
-    from tools import generate_images
+    from pipelines import synthetic
 
-    generate_images.write_dataset(root / "raw", layout="extracted",
-                                  synsets=generate_images.DEFAULT_SYNSETS[:4],
+    synthetic.write_dataset(root / "raw", layout="extracted",
+                                  synsets=synthetic.DEFAULT_SYNSETS[:4],
                                   train_per_class=train_per_class, val_per_class=val_per_class,
                                   problems=False, size_range=size_range)
     manifest = convert.convert(sources.find_imagenet(root / "raw"), root / "data",

@@ -20,7 +20,7 @@ from pipelines import convert
 from pipelines import imagenet_labels
 from pipelines import schema
 from pipelines import sources
-from tools import generate_images
+from pipelines import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARDS = {"train": 3, "validation": 2}
@@ -28,10 +28,10 @@ SYNSETS = imagenet_labels.synsets()
 
 
 def generate(root, layout, **overrides):
-    arguments = dict(layout=layout, synsets=generate_images.DEFAULT_SYNSETS[:5],
+    arguments = dict(layout=layout, synsets=synthetic.DEFAULT_SYNSETS[:5],
                      train_per_class=6, val_per_class=3, seed=7)
     arguments.update(overrides)
-    return generate_images.write_dataset(root, **arguments)
+    return synthetic.write_dataset(root, **arguments)
 
 
 def run_convert(plan, output, **overrides):
@@ -40,16 +40,25 @@ def run_convert(plan, output, **overrides):
     return convert.convert(plan, output, **arguments)
 
 
+BOX_KEYS = (schema.BBOX_XMIN, schema.BBOX_YMIN, schema.BBOX_XMAX, schema.BBOX_YMAX,
+            schema.BBOX_LABEL)
+
+
 def read_records(output, split):
-    """Returns every record of a split's shards as a dict, with the shard it came from."""
+    """Returns every record of a split's shards as a dict (boxes as arrays, every other feature
+    as its one value), with the shard it came from; read with protobuf alone."""
     records = []
     for shard in sorted(pathlib.Path(output).glob(schema.shard_pattern(split))):
         for raw in tf.data.TFRecordDataset(str(shard)):
-            features = tf.io.parse_single_example(raw, schema.feature_spec())
-            record = {k: v.numpy() for k, v in features.items()
-                      if not isinstance(v, tf.SparseTensor)}
-            record.update({k: v.values.numpy() for k, v in features.items()
-                           if isinstance(v, tf.SparseTensor)})
+            features = tf.train.Example.FromString(raw.numpy()).features.feature
+            record = {}
+            for key, feature in features.items():
+                values = list(getattr(feature, feature.WhichOneof("kind")).value)
+                if key in BOX_KEYS:
+                    record[key] = np.array(values)
+                else:
+                    assert len(values) == 1, key
+                    record[key] = values[0]
             record["shard"] = shard.name
             records.append(record)
     return records
@@ -82,7 +91,7 @@ def check_round_trip(files, output, manifest, member_bytes, label_of):
         expected = [f for f in files if f.split == split]
         for generated in expected:
             name = os.path.basename(generated.path)
-            if generated.kind in generate_images.SKIPPED_KINDS:
+            if generated.kind in synthetic.SKIPPED_KINDS:
                 assert name not in index
                 assert (split, generated.path) in skipped, generated
                 continue
@@ -92,7 +101,7 @@ def check_round_trip(files, output, manifest, member_bytes, label_of):
             image = tf.io.decode_jpeg(record[schema.ENCODED], channels=3)
             assert image.shape == (record[schema.HEIGHT], record[schema.WIDTH], 3)
             tf.image.decode_and_crop_jpeg(record[schema.ENCODED], [0, 0, 8, 8], channels=3)
-            if generated.kind == generate_images.GOOD:
+            if generated.kind == synthetic.GOOD:
                 assert record[schema.ENCODED] == member_bytes(generated)
                 assert (split, generated.path) not in repaired
             else:
@@ -143,7 +152,7 @@ def test_imagenet_labels_are_tfds_labels_plus_one(archives):
 
 def test_manifest_names_each_skipped_and_repaired_input(archives):
     _, files, _, manifest = archives
-    bad = sorted((f.split, f.path) for f in files if f.kind in generate_images.SKIPPED_KINDS)
+    bad = sorted((f.split, f.path) for f in files if f.kind in synthetic.SKIPPED_KINDS)
     assert sorted((s["split"], s["path"]) for s in manifest["skipped"]) == bad
     reasons = {s["path"]: s["reason"] for s in manifest["skipped"]}
     kinds = {f.path: f.kind for f in files}
@@ -152,7 +161,7 @@ def test_manifest_names_each_skipped_and_repaired_input(archives):
                     "truncated": "truncated or corrupt JPEG", "bomb_jpeg": "decompression bomb",
                     "bomb_png": "decompression bomb"}[kinds[path]]
         assert reason.startswith(expected)
-    assert len(manifest["repaired"]) == 2 * len(generate_images.REPAIRED_KINDS)
+    assert len(manifest["repaired"]) == 2 * len(synthetic.REPAIRED_KINDS)
     assert manifest["settings"]["num_shards"] == {"train": 3, "validation": 2}
 
 
@@ -188,7 +197,7 @@ def test_image_folder_round_trip_and_split_by_name(tmp_path):
     for split in ("train", "validation"):
         for record in read_records(output, split):
             split_of[record[schema.FILENAME].decode()] = split
-    stored = [f for f in files if f.kind not in generate_images.SKIPPED_KINDS]
+    stored = [f for f in files if f.kind not in synthetic.SKIPPED_KINDS]
     assert len(split_of) == len(stored)
     for f in stored:
         assert split_of[os.path.basename(f.path)] == (
@@ -242,10 +251,10 @@ def test_missing_layout_error_names_what_was_expected(tmp_path):
 def test_val_labels_file_and_unlabelled_validation_files(tmp_path):
     root = tmp_path / "raw"
     (root / "val").mkdir(parents=True)
-    pixels = generate_images.draw_scene(1, np.random.default_rng(0), 40, 50)
+    pixels = synthetic.draw_scene(1, np.random.default_rng(0), 40, 50)
     for name in ("ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG",
                  "ILSVRC2012_val_00000009.JPEG", "photo.JPEG"):
-        (root / "val" / name).write_bytes(generate_images.encode(pixels))
+        (root / "val" / name).write_bytes(synthetic.encode(pixels))
     labels = tmp_path / "labels.txt"
     labels.write_text("n01443537\nn99999999\nn01440764\n")
     manifest = run_convert(sources.find_imagenet(root, val_labels=labels), tmp_path / "out")
@@ -262,8 +271,8 @@ def test_val_labels_file_and_unlabelled_validation_files(tmp_path):
 
 
 def _image(seed):
-    return generate_images.encode(
-        generate_images.draw_scene(seed, np.random.default_rng(seed), 48, 64))
+    return synthetic.encode(
+        synthetic.draw_scene(seed, np.random.default_rng(seed), 48, 64))
 
 
 def _special_member(tar, name, kind):
@@ -279,25 +288,25 @@ def test_archive_problems_are_reported_and_never_extracted(tmp_path):
     root = tmp_path / "raw"
     root.mkdir()
     good = [(f"n01440764_{i}.JPEG", _image(i)) for i in range(6)]
-    damaged = bytearray(generate_images.make_tar(good))
+    damaged = bytearray(synthetic.make_tar(good))
     with tarfile.open(fileobj=io.BytesIO(bytes(damaged))) as tar:
         header = tar.getmember("n01440764_2.JPEG").offset
     damaged[header : header + 512] = b"\x7fgarbage!" * 56 + b"\x7f" * 8  # a corrupt header
-    cut = generate_images.make_tar([(f"n01443537_{i}.JPEG", _image(i)) for i in range(4)])
+    cut = synthetic.make_tar([(f"n01443537_{i}.JPEG", _image(i)) for i in range(4)])
     with tarfile.open(fileobj=io.BytesIO(cut)) as tar:
         cut = cut[: tar.getmember("n01443537_3.JPEG").offset_data + 500]  # inside the last member
     with tarfile.open(root / "ILSVRC2012_img_train.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
-        generate_images.add_member(tar, "n01440764.tar", bytes(damaged))
-        generate_images.add_member(tar, "n01443537.tar", cut)
+        synthetic.add_member(tar, "n01440764.tar", bytes(damaged))
+        synthetic.add_member(tar, "n01443537.tar", cut)
         inner = io.BytesIO()
         with tarfile.open(fileobj=inner, mode="w", format=tarfile.USTAR_FORMAT) as odd:
-            generate_images.add_member(odd, "../../escape.JPEG", _image(9))
-            generate_images.add_member(odd, "/tmp/absolute.JPEG", _image(10))
+            synthetic.add_member(odd, "../../escape.JPEG", _image(9))
+            synthetic.add_member(odd, "/tmp/absolute.JPEG", _image(10))
             _special_member(odd, "link.JPEG", "symlink")
             _special_member(odd, "device.JPEG", "device")
-        generate_images.add_member(tar, "n01484850.tar", inner.getvalue())
-        generate_images.add_member(tar, "n00000000.tar", generate_images.make_tar(good[:1]))
-        generate_images.add_member(tar, "README.txt", b"hello")
+        synthetic.add_member(tar, "n01484850.tar", inner.getvalue())
+        synthetic.add_member(tar, "n00000000.tar", synthetic.make_tar(good[:1]))
+        synthetic.add_member(tar, "README.txt", b"hello")
     output = tmp_path / "out"
     manifest = run_convert(sources.find_imagenet(root), output)
     reasons = {s["path"]: s["reason"] for s in manifest["skipped"]}

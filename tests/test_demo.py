@@ -7,7 +7,7 @@ import sys
 
 import tensorflow as tf
 
-from vgg_keras import export
+from vgg_keras import artifacts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -59,14 +59,15 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
     for protocol in ("single", "dense", "multicrop"):
         assert results[protocol]["num_images"] == 24 and 0 <= results[protocol]["top1_error"] <= 1
     version = out / "export" / "vgg_demo" / "1"
-    assert (version / "saved_model.pb").exists() and (version / export.WARMUP_FILE).exists()
-    assert export.read_metadata(str(version))["synsets"] == summary["class_synsets"]
+    assert (version / "saved_model.pb").exists() and (version / artifacts.WARMUP_FILE).exists()
+    assert artifacts.read_metadata(str(version))["synsets"] == summary["class_synsets"]
     images = sorted((out / "images").glob("ILSVRC2012_val_*.JPEG"))
     assert len(images) == 2
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]
     top = serve(images=tf.constant([images[0].read_bytes()]))["synsets"][0, 0].numpy().decode()
-    printed = stdout.split(f"\n{images[0]}\n")[1].splitlines()[0]  # "  1. 0.1322  n01518878  ..."
-    assert printed.startswith("  1. ") and printed.split()[2] == top
+    printed = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"image"')]
+    assert [item["image"] for item in printed] == [str(image) for image in images]
+    assert printed[0]["predictions"][0]["synset"] == top
 
     report = (out / "report.txt").read_text()
     assert report in stdout

@@ -12,7 +12,9 @@ import tensorflow as tf
 import vgg_keras
 from pipelines import inputs
 from tests.conftest import write_shards
+from vgg_keras import artifacts
 from vgg_keras import evaluation
+from vgg_keras import protocols
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CROP = 32
@@ -29,37 +31,20 @@ def setup(tmp_path_factory):
     return root / "data", root / "a.keras", model
 
 
-def _image(data, q):
-    image, label, _ = next(iter(evaluation._images_at(data, q, 1, 4)))
-    return image, label
+def _images(data, q):
+    """The validation images at Q with their labels, through the pipeline."""
+    return [(image[0], int(label[0])) for image, label, _ in inputs.make_eval_dataset(
+        data, mode="dense", scale=q, **EVAL)]
 
 
-def test_multicrop_is_the_mean_of_50_numpy_crops(setup):
-    data, _, model = setup
-    image, _ = _image(data, 44)
-    pixels = image.numpy()
-    height, width = pixels.shape[:2]
-    crops = []
-    for top in np.round(np.linspace(0, height - CROP, 5)).astype(int):
-        for left in np.round(np.linspace(0, width - CROP, 5)).astype(int):
-            crops.append(pixels[top : top + CROP, left : left + CROP])
-    crops += [crop[:, ::-1] for crop in crops]
-    expected = np.mean([model.predict(crop[None], verbose=0)[0] for crop in crops], axis=0)
-    center, grid = evaluation._Net(model, CROP, False).crops(image, True, True)
-    np.testing.assert_allclose(grid, expected, atol=1e-6)
-    top, left = (height - CROP) // 2, (width - CROP) // 2
-    np.testing.assert_allclose(center, model.predict(
-        pixels[None, top : top + CROP, left : left + CROP], verbose=0)[0], atol=1e-6)
-
-
-def test_dense_on_a_crop_sized_image_is_single_crop_and_averages_the_flip(setup):
-    _, _, model = setup
-    image = tf.constant(np.random.default_rng(0).integers(0, 256, (CROP, CROP, 3), np.uint8))
-    net = evaluation._Net(model, CROP, True)
-    single = model.predict(image[None], verbose=0)[0]
-    np.testing.assert_allclose(net.conv.predict(image[None], verbose=0)[0], single, atol=1e-6)
-    mirrored = model.predict(image[None, :, ::-1], verbose=0)[0]
-    np.testing.assert_allclose(net.dense(image), (single + mirrored) / 2, atol=1e-6)
+def _errors(probabilities, labels):
+    """(top-1 error, top-5 error) of rows of probabilities, computed here."""
+    ranked = np.argsort(-np.asarray(probabilities), axis=1)
+    labels = np.asarray(labels)
+    top1 = float(np.mean(ranked[:, 0] != labels))
+    top5 = float(np.mean([label not in row[:5] for row, label in zip(ranked, labels,
+                                                                      strict=True)]))
+    return top1, top5
 
 
 def test_error_table_matches_per_image_predictions(setup, tmp_path):
@@ -92,22 +77,67 @@ def test_fusion_of_a_model_with_itself_is_the_model(setup):
 
 
 def test_multi_scale_and_combined_protocols_average_softmax(setup):
+    """Each protocol's softmax averaged over the scales, dense+multicrop the mean of the two:
+    the errors evaluate() reports equal those of the averages computed here."""
+    data, path, model = setup
+    results = evaluation.evaluate([str(path)], data, protocols=evaluation.PROTOCOLS,
+                                  scales=[36, 48], **EVAL)
+    net = protocols.as_probabilities(model)
+    conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
+    per_scale = [_images(data, q) for q in (36, 48)]
+    labels = [label for _, label in per_scale[0]]
+    expected = {name: [] for name in evaluation.PROTOCOLS}
+    for items in zip(*per_scale, strict=True):
+        images = [image for image, _ in items]
+        parts = {protocols.SINGLE: np.mean([protocols.center_probabilities(net, i, CROP)
+                                            for i in images], axis=0),
+                 protocols.MULTICROP: np.mean([protocols.multicrop_probabilities(net, i, CROP)
+                                               for i in images], axis=0),
+                 protocols.DENSE: np.mean([protocols.dense_probabilities(conv, i)
+                                           for i in images], axis=0)}
+        parts[protocols.DENSE_MULTICROP] = (parts[protocols.DENSE] +
+                                            parts[protocols.MULTICROP]) / 2
+        for name, value in parts.items():
+            expected[name].append(value)
+    for name in evaluation.PROTOCOLS:
+        top1, top5 = _errors(expected[name], labels)
+        assert results[name]["top1_error"] == pytest.approx(top1), name
+        assert results[name]["top5_error"] == pytest.approx(top5), name
+
+
+def test_fused_models_each_use_their_own_training_scale(setup, tmp_path):
+    """Two model dirs trained with S in [36, 60] and [40, 56]: fused, each is tested at its own
+    §4.2 scales, and the fusion is the mean of each model's mean over its own scales."""
     data, _, model = setup
-    net = evaluation._Net(model, CROP, True)
-    items = [(_image(data, q)[0], None, None) for q in (36, 48)]
-    scores = evaluation._protocol_scores([net], items, evaluation.PROTOCOLS)
-    per_scale = [net.crops(image, True, True) + (net.dense(image),) for image, _, _ in items]
-    np.testing.assert_allclose(scores["single"], np.mean([p[0] for p in per_scale], 0), atol=1e-7)
-    np.testing.assert_allclose(scores["multicrop"], np.mean([p[1] for p in per_scale], 0),
-                               atol=1e-7)
-    np.testing.assert_allclose(scores["dense+multicrop"],
-                               (scores["dense"] + scores["multicrop"]) / 2, atol=1e-7)
-
-
-def test_default_scales_follow_the_paper():
-    assert evaluation.default_scales((256, 256)) == [224, 256, 288]
-    assert evaluation.default_scales((384, 384)) == [352, 384, 416]
-    assert evaluation.default_scales((256, 512)) == [256, 384, 512]
+    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
+                                seed=4, dropout=0.0)
+    runs = {"a": (model, (36, 60)), "b": (other, (40, 56))}
+    for name, (net, scale) in runs.items():
+        (tmp_path / name).mkdir()
+        net.save(tmp_path / name / artifacts.MODEL_FILE)
+        (tmp_path / name / artifacts.SUMMARY_FILE).write_text(json.dumps({"scale": scale}))
+    dirs = [str(tmp_path / name) for name in runs]
+    batched = evaluation.evaluate(dirs, data, **EVAL)
+    settings = batched["settings"]
+    assert settings["model_scales"] == [[36, 48, 60], [40, 48, 56]]
+    assert settings["train_scales"] == [[36, 60], [40, 56]] and settings["train_scale"] is None
+    assert settings["scales"] == [36, 40, 48, 56, 60]
+    assert "[36;60]+[40;56]" in evaluation.format_table(batched).splitlines()[2]
+    images = {q: _images(data, q) for q in settings["scales"]}
+    labels = [label for _, label in images[36]]
+    fused = []
+    for index in range(len(labels)):
+        fused.append(np.mean([np.mean([protocols.center_probabilities(
+            protocols.as_probabilities(net), images[q][index][0], CROP) for q in qs], axis=0)
+            for net, qs in zip((model, other), settings["model_scales"], strict=True)], axis=0))
+    top1, top5 = _errors(fused, labels)
+    streamed = evaluation.evaluate(dirs, data, protocols=("single", "multicrop"), **EVAL)
+    for results in (batched, streamed):
+        assert results["single"]["top1_error"] == pytest.approx(top1)
+        assert results["single"]["top5_error"] == pytest.approx(top5)
+    applied = evaluation.evaluate(dirs, data, train_scale=(40, 56), max_images=2,
+                                  **EVAL)["settings"]  # given: the same for every model
+    assert applied["model_scales"] == [[40, 48, 56]] * 2 and applied["train_scale"] == [40, 56]
 
 
 def test_clear_errors(setup):
@@ -121,7 +151,7 @@ def test_clear_errors(setup):
     with pytest.raises(ValueError, match="must be at least the crop size"):
         evaluation.evaluate([str(path)], data, scales=[24], **EVAL)
     with pytest.raises(FileNotFoundError, match="neither a .keras file"):
-        evaluation.load_model(str(path) + ".missing")
+        artifacts.load_model(str(path) + ".missing")
 
 
 def test_cli_prints_the_table(setup, tmp_path):
@@ -148,7 +178,7 @@ def test_model_dir_checkpoint_and_recorded_train_scale(setup, tmp_path):
                                   fc_units=16, seed=9, dropout=0.0)
     prefix = tf.train.Checkpoint(model=changed).save(str(model_dir / "checkpoints" / "best" /
                                                          "ckpt"))
-    restored = evaluation.load_model(prefix)
+    restored = artifacts.load_model(prefix)
     for a, b in zip(restored.get_weights(), changed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     results = evaluation.evaluate([str(model_dir)], data, max_images=3, **EVAL)

@@ -13,13 +13,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vgg_keras
 from pipelines import preprocessing
 from pipelines import schema
+from pipelines import synthetic
 from tests.conftest import write_shards
-from tools import generate_images
+from vgg_keras import artifacts
 from vgg_keras import evaluation
 from vgg_keras import export
-from vgg_keras import training
+from vgg_keras import protocols
+from vgg_keras import serving
+from vgg_keras.training import loop
+from vgg_keras.training import run_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -35,8 +40,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     data, _ = write_shards(root, train_per_class=4, val_per_class=2, size_range=(40, 60),
                            train_shards=1, validation_shards=1)
-    training.train(training.TrainConfig(data_dir=str(data), model_dir=str(root / "model"),
-                                        **TRAIN))
+    loop.train(run_config.TrainConfig(data_dir=str(data), model_dir=str(root / "model"),
+                                      **TRAIN))
     return root, data, root / "model"
 
 
@@ -48,11 +53,11 @@ def exports(trained):
                                              model_name=mode, eval_mode=mode, top_k=3,
                                              full_probabilities=True, max_pixels=100_000)
              for mode in export.EVAL_MODES}
-    return paths, evaluation.load_model(str(model_dir))
+    return paths, artifacts.load_model(str(model_dir))
 
 
 def _photo(height=50, width=70, seed=0):
-    return generate_images.draw_scene(seed % 4, np.random.default_rng(seed), height, width)
+    return synthetic.draw_scene(seed % 4, np.random.default_rng(seed), height, width)
 
 
 def _expected(model, image, mode):
@@ -60,7 +65,8 @@ def _expected(model, image, mode):
     rescaled = preprocessing.rescale_shorter_side(tf.constant(image), Q)
     if mode == "center":
         return model(preprocessing.center_crop(rescaled, CROP)[None], training=False).numpy()[0]
-    return evaluation._Net(model, CROP, True).dense(rescaled)
+    conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
+    return protocols.dense_probabilities(conv, rescaled).numpy()
 
 
 @pytest.mark.parametrize("mode", export.EVAL_MODES)
@@ -68,8 +74,8 @@ def test_reloaded_export_equals_the_in_memory_model(exports, mode):
     paths, model = exports
     loaded = tf.saved_model.load(paths[mode])
     pixels = [_photo(50, 70, 1), _photo(64, 41, 2), _photo(45, 45, 3)]
-    encoded = [generate_images.encode(pixels[0], "rgb"), generate_images.encode(pixels[1], "png"),
-               generate_images.encode(pixels[2], "bmp")]
+    encoded = [synthetic.encode(pixels[0], "rgb"), synthetic.encode(pixels[1], "png"),
+               synthetic.encode(pixels[2], "bmp")]
     decoded = [preprocessing.decode(data).numpy() for data in encoded]
     np.testing.assert_array_equal(decoded[1], pixels[1])  # lossless formats decode exactly
     expected = np.stack([_expected(model, image, mode) for image in decoded])
@@ -79,7 +85,7 @@ def test_reloaded_export_equals_the_in_memory_model(exports, mode):
     np.testing.assert_array_equal(outputs["classes"].numpy(), ranked)
     np.testing.assert_allclose(outputs["scores"].numpy(),
                                np.take_along_axis(expected, ranked, 1), atol=1e-5)
-    synsets = np.array(generate_images.DEFAULT_SYNSETS[:4])
+    synsets = np.array(synthetic.DEFAULT_SYNSETS[:4])
     assert [s.decode() for s in outputs["synsets"].numpy()[0]] == list(synsets[ranked[0]])
     assert outputs["labels"].numpy()[0, 0].decode().split(",")[0] in (
         "tench", "goldfish", "great white shark", "tiger shark")
@@ -97,7 +103,7 @@ def test_every_image_kind_is_served(exports):
     loaded = tf.saved_model.load(paths["center"])
     pixels = _photo(48, 60, 5)
     for kind in ("rgb", "grayscale", "cmyk", "progressive", "png", "gif", "bmp"):
-        data = generate_images.encode(pixels, kind)
+        data = synthetic.encode(pixels, kind)
         outputs = loaded.signatures["serving_default"](images=tf.constant([data]))
         expected = _expected(model, preprocessing.decode(data).numpy(), "center")
         np.testing.assert_allclose(outputs["probabilities"].numpy()[0], expected, atol=1e-5,
@@ -106,21 +112,21 @@ def test_every_image_kind_is_served(exports):
 
 def _bad_requests():
     photo = _photo(50, 70)
-    jpeg = generate_images.encode(photo)
-    png = generate_images.encode(photo, "png")
+    jpeg = synthetic.encode(photo)
+    png = synthetic.encode(photo, "png")
     return [
         ("empty", b"", "image 1 of the request is an empty string"),
-        ("not_image", generate_images.encode(photo, "not_image"),
+        ("not_image", synthetic.encode(photo, "not_image"),
          "image 1 of the request is not a JPEG, PNG, GIF or BMP image"),
-        ("bomb_jpeg", generate_images.encode(photo, "bomb_jpeg"),
+        ("bomb_jpeg", synthetic.encode(photo, "bomb_jpeg"),
          "image 1 of the request has 20000x20000 = 400000000 pixels, more than the limit of "
          "100000"),
-        ("bomb_png", generate_images.encode(photo, "bomb_png"),
+        ("bomb_png", synthetic.encode(photo, "bomb_png"),
          "image 1 of the request has 12000x12000 = 144000000 pixels"),
-        ("too_small", generate_images.encode(photo[:20, :30]),
+        ("too_small", synthetic.encode(photo[:20, :30]),
          "image 1 of the request is 20x30 pixels, too small: the shorter side must be at least "
          "32"),
-        ("too_long", generate_images.encode(np.tile(photo[:32, :1], (1, 3000, 1)), "png"),
+        ("too_long", synthetic.encode(np.tile(photo[:32, :1], (1, 3000, 1)), "png"),
          "image 1 of the request is 32x3000 pixels: at the test scale 40 it would have more "
          "than 100000 pixels"),
         ("truncated_png_header", png[:20], "image 1 of the request is a truncated PNG image"),
@@ -135,10 +141,10 @@ def test_bad_request_gets_a_clear_invalid_argument_and_the_model_keeps_serving(
     paths, _ = exports
     for mode in export.EVAL_MODES:
         serve = tf.saved_model.load(paths[mode]).signatures["serving_default"]
-        good = generate_images.encode(_photo(50, 70))
+        good = synthetic.encode(_photo(50, 70))
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
             serve(images=tf.constant([good, data]))
-        assert message in export.request_error(raised.value), name
+        assert message in serving.request_error(raised.value), name
         assert serve(images=tf.constant([good]))["classes"].shape == (1, 3)
 
 
@@ -147,12 +153,12 @@ def test_bad_tensors_and_examples(exports):
     loaded = tf.saved_model.load(paths["center"])
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         loaded.signatures["predict_images"](images=tf.zeros([1, 10, 500, 3], tf.uint8))
-    assert export.request_error(raised.value) == (
+    assert serving.request_error(raised.value) == (
         "image 0 of the request is 10x500 pixels, too small: the shorter side must be at "
         "least 32")
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         loaded.signatures["predict_images"](images=tf.zeros([1, 400, 400, 3], tf.uint8))
-    assert "has 400x400 = 160000 pixels, more than the limit of 100000" in export.request_error(
+    assert "has 400x400 = 160000 pixels, more than the limit of 100000" in serving.request_error(
         raised.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="the request holds no images"):
         loaded.signatures["serving_default"](images=tf.constant([], tf.string))
@@ -182,8 +188,7 @@ def test_warmup_file_parses_and_every_request_runs(exports):
 
     paths, _ = exports
     for mode, path in paths.items():
-        records = list(tf.data.TFRecordDataset(os.path.join(path, export.WARMUP_FILE)))
-        assert 0 < len(records) <= export.MAX_WARMUP_RECORDS
+        records = list(tf.data.TFRecordDataset(os.path.join(path, artifacts.WARMUP_FILE)))
         requests = []
         for record in records:
             request = prediction_log_pb2.PredictionLog.FromString(
@@ -192,7 +197,11 @@ def test_warmup_file_parses_and_every_request_runs(exports):
             requests.append((request.model_spec.signature_name,
                              {key: tf.make_ndarray(value)
                               for key, value in request.inputs.items()}))
-        assert {name for name, _ in requests} == set(export.SIGNATURES)
+        # Each signature, with a batch of 1 and of 2 where the input type allows.
+        assert [(name, len(next(iter(arrays.values())))) for name, arrays in requests] == [
+            ("serving_default", 1), ("serving_default", 2), ("predict_images", 1),
+            ("predict_images", 2), ("tf_example", 1)]
+        assert len(records) <= export.MAX_WARMUP_RECORDS
         for (_, arrays), outputs in zip(requests, _run_as_tf_serving(path, requests),
                                         strict=True):
             batch = len(next(iter(arrays.values())))
@@ -205,21 +214,21 @@ def test_metadata_readable_with_saved_model_cli_show(exports, trained):
     shown = subprocess.run([str(BIN / "saved_model_cli"), "show", "--dir", paths["dense"],
                             "--all"], capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
-    for signature in export.SIGNATURES:
+    for signature in serving.SIGNATURES:
         assert f"signature_def['{signature}']" in shown.stdout
     for text in ('"eval_mode": "dense"', '"config": "A"', '"test_scale": 40',
                  '"train_scale": [', '"n01484850"', '"great white shark, white shark',
                  f'"source_model": "{trained[2]}"'):
         assert text in shown.stdout, text
     metadata = json.loads(tf.saved_model.load(paths["dense"]).metadata().numpy())
-    assert metadata == export.read_metadata(paths["dense"])
+    assert metadata == artifacts.read_metadata(paths["dense"])
     assert metadata["train_scale"] == [36, 44] and metadata["test_scale"] == Q  # (36 + 44) / 2
 
 
 def test_saved_model_cli_run_and_vgg_predict_agree_on_a_real_jpeg(exports, tmp_path):
     paths, _ = exports
     jpeg = tmp_path / "photo.jpg"
-    jpeg.write_bytes(generate_images.encode(_photo(90, 120, 7)))
+    jpeg.write_bytes(synthetic.encode(_photo(90, 120, 7)))
     np.save(tmp_path / "images.npy", np.array([jpeg.read_bytes()], dtype=object))
     run = subprocess.run([str(BIN / "saved_model_cli"), "run", "--dir", paths["center"],
                           "--tag_set", "serve", "--signature_def", "serving_default",
@@ -242,8 +251,8 @@ def test_saved_model_cli_run_and_vgg_predict_agree_on_a_real_jpeg(exports, tmp_p
 def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_path):
     paths, _ = exports
     good, bad = tmp_path / "good.png", tmp_path / "page.jpg"
-    good.write_bytes(generate_images.encode(_photo(), "png"))
-    bad.write_bytes(generate_images.encode(_photo(), "not_image"))
+    good.write_bytes(synthetic.encode(_photo(), "png"))
+    bad.write_bytes(synthetic.encode(_photo(), "not_image"))
     result = subprocess.run([str(BIN / "vgg-predict"), f"--model={paths['dense']}", str(bad),
                              str(good), str(tmp_path / "missing.jpg")],
                             capture_output=True, text=True, timeout=300)
@@ -255,8 +264,6 @@ def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_pat
 
 
 def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
-    import vgg_keras
-
     vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).export(
         str(tmp_path / "plain" / "1"))
     for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
@@ -289,7 +296,7 @@ def test_second_export_is_version_2_and_leaves_1_untouched(trained, tmp_path):
     assert _tree_digest(first) == before
     assert os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns == stamp
     assert sorted(os.listdir(tmp_path / "vgg")) == ["1", "2"]  # no staging folder left
-    assert export.resolve_export(str(tmp_path / "vgg")) == second
+    assert artifacts.resolve_export(str(tmp_path / "vgg")) == second
 
 
 def test_vgg_evaluate_reads_an_export(trained, exports):
@@ -302,14 +309,12 @@ def test_vgg_evaluate_reads_an_export(trained, exports):
                                       **arguments)
     for protocol in ("single", "multicrop"):
         assert from_export[protocol] == from_keras[protocol]
-    assert evaluation.read_train_scale(paths["center"]) == (36, 44)
+    assert artifacts.train_scale_of(paths["center"]) == (36, 44)
 
 
 def test_export_errors(trained, tmp_path):
     root, data, model_dir = trained
     unnamed = tmp_path / "unnamed.keras"
-    import vgg_keras
-
     vgg_keras.build_vgg("A", 7, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).save(
         unnamed)
     with pytest.raises(ValueError, match="cannot name the 7 classes .* give --data_dir"):
@@ -330,9 +335,9 @@ def test_vgg_export_command(trained, tmp_path):
                              f"--data_dir={data}"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"to {tmp_path / 'tiny' / '1'}" in result.stdout
-    metadata = export.read_metadata(str(tmp_path / "tiny"))
+    metadata = artifacts.read_metadata(str(tmp_path / "tiny"))
     assert metadata["top_k"] == 2 and metadata["synsets"] == list(
-        generate_images.DEFAULT_SYNSETS[:4])
+        synthetic.DEFAULT_SYNSETS[:4])
     missing = subprocess.run([str(BIN / "vgg-export"), f"--export_dir={tmp_path}"],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "--model and --export_dir are required" in missing.stderr

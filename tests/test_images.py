@@ -7,10 +7,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from pipelines import image_header
 from pipelines import images
-from tools import generate_images
+from pipelines import synthetic
 
-PIXELS = generate_images.draw_scene(4, np.random.default_rng(0), 150, 210, texture=20.0)
+PIXELS = synthetic.draw_scene(4, np.random.default_rng(0), 150, 210, texture=20.0)
 
 
 def _decode(data):
@@ -18,7 +19,7 @@ def _decode(data):
 
 
 def test_good_jpeg_is_stored_byte_for_byte():
-    data = generate_images.encode(PIXELS)
+    data = synthetic.encode(PIXELS)
     prepared = images.prepare_image(data)
     assert prepared.jpeg is data and prepared.repair is None
     assert (prepared.height, prepared.width) == (150, 210)
@@ -33,10 +34,10 @@ def test_good_jpeg_is_stored_byte_for_byte():
     ("gif", "GIF (P) data re-encoded as RGB JPEG"),
 ])
 def test_repaired_images_are_baseline_rgb_jpegs_tensorflow_reads(kind, reason):
-    data = generate_images.encode(PIXELS, kind)
+    data = synthetic.encode(PIXELS, kind)
     prepared = images.prepare_image(data)
     assert prepared.repair == reason
-    assert images.jpeg_frame_type(prepared.jpeg) == (0xC0, 8)
+    assert _frame(prepared.jpeg) == (0xC0, 8)
     decoded = tf.io.decode_jpeg(prepared.jpeg, channels=3)
     assert decoded.shape == (150, 210, 3)
     window = tf.image.decode_and_crop_jpeg(prepared.jpeg, [10, 20, 100, 120], channels=3)
@@ -56,12 +57,12 @@ def test_repaired_images_are_baseline_rgb_jpegs_tensorflow_reads(kind, reason):
 ])
 def test_bad_inputs_are_refused_with_their_reason(kind, reason):
     with pytest.raises(images.BadImage) as error:
-        images.prepare_image(generate_images.encode(PIXELS, kind))
+        images.prepare_image(synthetic.encode(PIXELS, kind))
     assert str(error.value).startswith(reason)
 
 
 def test_pixel_limit_is_checked_from_the_header_against_the_flag():
-    data = generate_images.encode(PIXELS)
+    data = synthetic.encode(PIXELS)
     with pytest.raises(images.BadImage, match="31,500 pixels > max_pixels 30,000"):
         images.prepare_image(data, max_pixels=30_000)
     assert images.prepare_image(data, max_pixels=31_500).jpeg is data
@@ -83,15 +84,14 @@ def test_alpha_is_composited_on_white_and_16_bit_scaled():
 
 
 def test_max_shorter_side_downscales_larger_images_only():
-    data = generate_images.encode(PIXELS)
+    data = synthetic.encode(PIXELS)
     prepared = images.prepare_image(data, max_shorter_side=100)
     assert (prepared.height, prepared.width) == (100, 140)
     assert prepared.resized_from == (150, 210)
-    assert images.jpeg_frame_type(prepared.jpeg) == (0xC0, 8)
+    assert _frame(prepared.jpeg) == (0xC0, 8)
     assert images.prepare_image(data, max_shorter_side=150).jpeg is data
 
 
-def test_frame_type_of_the_jpeg_kinds():
-    assert images.jpeg_frame_type(generate_images.encode(PIXELS))[0] == 0xC0
-    assert images.jpeg_frame_type(generate_images.encode(PIXELS, "progressive"))[0] == 0xC2
-    assert images.jpeg_frame_type(b"\xff\xd8\xff") == (None, None)
+def _frame(data):
+    frame = image_header.jpeg_frame(data)
+    return frame.marker, frame.precision

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipelines import dataset_info
 from pipelines import inputs
 from pipelines import schema
+from pipelines import shard_integrity
+from pipelines import synthetic
 from tests.conftest import write_shards
-from tools import generate_images
 
 CROP, SCALE = 48, (56, 72)
 
@@ -98,30 +100,13 @@ def test_batch_not_divisible_by_replicas(shards):
 
 def test_num_classes_from_manifest_or_required(shards, tmp_path):
     data, _ = shards
-    assert inputs.resolve_files(data)[1:] == ("vgg", 1000)
+    info = dataset_info.read_info(data)
+    assert (info.format, info.num_classes) == ("vgg", 1000)
     for shard in data.glob("train-*"):
         shutil.copy(shard, tmp_path / shard.name)
     with pytest.raises(ValueError, match="num_classes is required: no dataset_info.json"):
         _train(tmp_path)
     assert next(iter(_train(tmp_path, num_classes=1000)))[0].shape[0] == 4
-
-
-def test_class_names_follow_the_label_offset(shards, tmp_path):
-    from pipelines import imagenet_labels
-
-    data, manifest = shards
-    synsets, names = inputs.class_names(data, 4, 1)
-    assert synsets == manifest["labels"][:4] and names == manifest["label_text"][:4]
-    assert names[0].startswith("tench")
-    synsets, names = inputs.class_names(data, 5, 0)  # label 0 is reserved in our shards
-    assert synsets[0] == names[0] == "background" and synsets[1:] == manifest["labels"][:4]
-    with pytest.raises(ValueError, match="output 1000 of 1001 has no class"):
-        inputs.class_names(data, 1001, 1)
-    for shard in data.glob("validation-*"):  # no dataset_info.json: ImageNet's if 1000
-        shutil.copy(shard, tmp_path / shard.name)
-    synsets, names = inputs.class_names(tmp_path, 1000, 1)
-    assert synsets == list(imagenet_labels.synsets()) and len(set(names)) == 1000
-    assert inputs.class_names(tmp_path, 7, 1) is None
 
 
 def test_label_offset_error_names_the_shard(shards):
@@ -155,9 +140,6 @@ def test_eval_modes(shards):
     assert len(dense) == total
     for image, label, _ in dense:
         assert image.shape[0] == 1 and min(image.shape[1:3]) == 64 and label.shape == (1,)
-    crops, label, name = next(iter(inputs.make_eval_dataset(data, mode="multicrop", scale=64,
-                                                            crop_size=CROP)))
-    assert crops.shape == (50, CROP, CROP, 3) and label.shape == () and name.dtype == tf.string
     with pytest.raises(ValueError, match="test scale Q=40 is smaller than the 48 crop"):
         inputs.make_eval_dataset(data, scale=40, crop_size=CROP)
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -187,7 +169,7 @@ def test_corrupt_shard_fails_naming_it_or_is_skipped_and_counted(shards, tmp_pat
             pass
     assert "corrupt or truncated TFRecord shard" in str(error.value)
     assert victim.name in str(error.value)
-    counter = inputs.make_corrupt_counter()
+    counter = shard_integrity.make_corrupt_counter()
     images = sum(int(x.shape[0]) for x, _ in _train(copy, repeat=False, batch_size=1,
                                                      skip_corrupt=True, corrupt_counter=counter))
     assert int(counter.numpy()) == 1
@@ -238,7 +220,7 @@ def _write_tfds_dataset(data_dir):
         def _generate_examples(self, count):
             rng = np.random.default_rng(count)
             for index in range(count):
-                pixels = generate_images.draw_scene(index % 3, rng, 60, 70)
+                pixels = synthetic.draw_scene(index % 3, rng, 60, 70)
                 yield f"{count}_{index}", {"image": pixels, "label": index % 3,
                                            "file_name": f"img_{count}_{index}.JPEG"}
 
@@ -249,8 +231,12 @@ def _write_tfds_dataset(data_dir):
 
 def test_tfds_prepared_folder(tmp_path):
     folder = _write_tfds_dataset(tmp_path)
-    files, data_format, num_classes = inputs.resolve_files(folder)
-    assert data_format == "tfds" and num_classes == 3 and len(files) == 1
+    info = dataset_info.read_info(folder)
+    assert info.format == "tfds" and info.num_classes == 3
+    assert len(info.split_files("train")) == 1 and info.num_examples == {"train": 9,
+                                                                         "validation": 3}
+    assert info.synsets == ("n01440764", "n01443537", "n01484850")
+    assert info.names[0].startswith("tench")
     labels = sorted(int(y[0]) for _, y in _train(folder, repeat=False, batch_size=1))
     assert labels == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # tfds labels are 0-based: offset 0
     _, label, names = next(iter(inputs.make_eval_dataset(folder, scale=56, crop_size=CROP,
@@ -285,15 +271,6 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "2 [(3, 48, 48, 3), (3, 48, 48, 3)]"
-
-
-def test_package_root_exposes_the_dataset_functions():
-    import pipelines
-
-    assert pipelines.make_train_dataset is inputs.make_train_dataset
-    assert pipelines.make_eval_dataset is inputs.make_eval_dataset
-    with pytest.raises(AttributeError, match="has no attribute 'make_dataset'"):
-        pipelines.make_dataset  # noqa: B018
 
 
 def test_skip_batches_resumes_a_deterministic_pipeline_exactly(shards):

@@ -8,13 +8,13 @@ import tensorflow as tf
 from PIL import Image
 
 from pipelines import preprocessing
-from tools import generate_images
+from pipelines import synthetic
 
 
 def _jpeg(height, width, label=3, seed=0, texture=3.0, kind="rgb"):
-    pixels = generate_images.draw_scene(label, np.random.default_rng(seed), height, width,
+    pixels = synthetic.draw_scene(label, np.random.default_rng(seed), height, width,
                                         texture=texture)
-    return generate_images.encode(pixels, kind, quality=95)
+    return synthetic.encode(pixels, kind, quality=95)
 
 
 def _both(function, *args):
@@ -25,41 +25,56 @@ def _both(function, *args):
 
 
 def _window(encoded, seed, scale=(256, 512), crop=224):
-    return preprocessing.sample_crop_window(preprocessing.image_shape(encoded), scale, crop,
-                                            seed)[0]
+    return preprocessing.sample_augmentation(preprocessing.image_shape(encoded), scale, crop,
+                                             seed)[0]
 
 
+# train_crop draws its augmentation with a seed in deterministic pipelines and from the op's own
+# random stream otherwise: every property is checked on both paths.
+SEEDED, UNSEEDED = "seeded", "unseeded"
+
+
+def _draws(shape, scale, crop, path, count):
+    """``count`` augmentations of an image of ``shape``, drawn inside tf.data.map as the
+    pipeline draws them: (windows [count, 4], S [count], flips [count])."""
+    def draw(seed):
+        window, s, flip = preprocessing.sample_augmentation(
+            tf.constant(shape), scale, crop, None if path == UNSEEDED else tf.stack([seed, 7]))
+        return window, s, flip
+
+    dataset = tf.data.Dataset.range(count).map(draw).batch(count)
+    return [t.numpy() for t in next(iter(dataset))]
+
+
+@pytest.mark.parametrize("path", [SEEDED, UNSEEDED])
 @pytest.mark.parametrize("height, width", [(300, 400), (500, 333), (256, 256)])
-def test_crop_window_invariants(height, width):
+def test_crop_window_invariants(height, width, path):
     encoded = _jpeg(height, width)
-    for seed in range(40):
-        for window in _both(lambda e, s: _window(e, s), encoded, np.array([seed, 1])):
-            y, x, side_y, side_x = window.numpy()
-            assert side_y == side_x and 0 <= y and 0 <= x
-            assert y + side_y <= height and x + side_x <= width
-            # the window is 224 pixels of the image rescaled to shorter side S in [256, 512]
-            s = 224 * min(height, width) / side_y
-            assert 256 * 0.99 <= s <= 512 * 1.01
+    windows = [_window(tf.constant(encoded), None if path == UNSEEDED else tf.constant([s, 1]))
+               for s in range(20)]
+    windows += list(_draws([height, width], (256, 512), 224, path, 200)[0])
+    for window in windows:
+        y, x, side_y, side_x = np.asarray(window)
+        assert side_y == side_x and 0 <= y and 0 <= x
+        assert y + side_y <= height and x + side_x <= width
+        # the window is 224 pixels of the image rescaled to shorter side S in [256, 512]
+        s = 224 * min(height, width) / side_y
+        assert 256 * 0.99 <= s <= 512 * 1.01
 
 
-def test_crop_window_distribution():
-    """S uniform in [Smin, Smax]; the position uniform over the valid offsets."""
-    shape = tf.constant([400, 600])
-    scales, rows, cols = [], [], []
-    for seed in range(2000):
-        window, s = preprocessing.sample_crop_window(shape, (256, 512), 224,
-                                                     tf.constant([seed, 7]))
-        y, x, side, _ = window.numpy()
-        scales.append(float(s))
-        rows.append(y / max(1, 400 - side))
-        cols.append(x / max(1, 600 - side))
-    scales = np.array(scales)
+@pytest.mark.parametrize("path", [SEEDED, UNSEEDED])
+def test_augmentation_distribution(path):
+    """S uniform in [Smin, Smax]; the position uniform over the valid offsets; half mirrored."""
+    windows, scales, flips = _draws([400, 600], (256, 512), 224, path, 4000)
+    sides = windows[:, 2]
+    rows, cols = windows[:, 0] / np.maximum(1, 400 - sides), windows[:, 1] / (600 - sides)
     assert 256 <= scales.min() < 262 and 506 < scales.max() <= 512.001
-    # Uniform quartiles (± 4% with 2000 draws).
+    # Uniform quartiles (± 4% with 4000 draws).
     np.testing.assert_allclose(np.quantile(scales, [0.25, 0.5, 0.75]), [320, 384, 448], rtol=0.04)
     for relative in (rows, cols):
         np.testing.assert_allclose(np.quantile(relative, [0.25, 0.5, 0.75]), [0.25, 0.5, 0.75],
                                    atol=0.04)
+    assert 0.45 < flips.mean() < 0.55
 
 
 def _reference_crop(encoded, window, crop):
@@ -108,23 +123,32 @@ def test_train_crop_reads_png_and_grayscale_too():
         assert crop.shape == (56, 56, 3)
 
 
-def test_flip_gives_the_input_or_its_mirror():
-    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+@pytest.mark.parametrize("path", [SEEDED, UNSEEDED])
+def test_train_crop_gives_the_image_or_its_mirror(path):
+    """A lossless image as large as the crop, at S = its side: the window is the whole image,
+    so train_crop returns exactly the image or its mirror, and both happen."""
+    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    png = synthetic.encode(image, "png")
+
+    def crop(seed):
+        return preprocessing.train_crop(png, (24, 24), 24,
+                                        None if path == UNSEEDED else tf.stack([seed, 0]))
+
+    crops = [crop(tf.constant(s, tf.int64)).numpy() for s in range(10)]
+    crops += list(next(iter(tf.data.Dataset.range(30).map(crop).batch(30))).numpy())
     seen = set()
-    for seed in range(30):
-        for result in _both(preprocessing.random_flip, image, np.array([seed, 0])):
-            result = result.numpy()
-            if np.array_equal(result, image):
-                seen.add("same")
-            else:
-                np.testing.assert_array_equal(result, image[:, ::-1])
-                seen.add("mirror")
+    for result in crops:
+        if np.array_equal(result, image):
+            seen.add("same")
+        else:
+            np.testing.assert_array_equal(result, image[:, ::-1])
+            seen.add("mirror")
     assert seen == {"same", "mirror"}
 
 
 @pytest.mark.parametrize("height, width, q", [(300, 400, 256), (500, 333, 384), (90, 60, 64)])
 def test_rescale_shorter_side(height, width, q):
-    image = generate_images.draw_scene(1, np.random.default_rng(0), height, width)
+    image = synthetic.draw_scene(1, np.random.default_rng(0), height, width)
     for result in _both(lambda i: preprocessing.rescale_shorter_side(i, q), image):
         new_height, new_width = result.shape[:2]
         assert min(new_height, new_width) == q

@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 from PIL import Image
 
-from tools import generate_images
+from pipelines import synthetic
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 
@@ -97,7 +97,7 @@ def main(argv):
     work = pathlib.Path(_WORK_DIR.value)
     folder = pathlib.Path(_IMAGE_DIR.value) if _IMAGE_DIR.value else work / "images"
     paths = (sorted(folder.rglob("*.[jJ][pP]*[gG]")) if _IMAGE_DIR.value
-             else generate_images.write_photo_like_jpegs(folder, _NUM_IMAGES.value))
+             else synthetic.write_photo_like_jpegs(folder, _NUM_IMAGES.value))
     sizes = [p.stat().st_size for p in paths]
     shorter = [min(Image.open(p).size) for p in paths[:200]]
     print(f"{len(paths)} JPEGs, mean {np.mean(sizes) / 1e3:.0f} KB, shorter side "

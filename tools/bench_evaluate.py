@@ -11,7 +11,7 @@ import shutil
 from absl import app
 from absl import flags
 
-from tools import generate_images
+from pipelines import synthetic
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_evaluate", "Scratch folder.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 40, "Validation images evaluated.")
@@ -26,7 +26,7 @@ def make_data(work, count):
     shards = work / "shards"
     if not (shards / "dataset_info.json").exists():
         shutil.rmtree(shards, ignore_errors=True)
-        generate_images.write_photo_like_jpegs(work / "images", 2 * count)
+        synthetic.write_photo_like_jpegs(work / "images", 2 * count)
         plan = sources.find_image_folder(work / "images", validation_fraction=0.6)
         convert.convert(plan, shards, num_shards={"train": 1, "validation": 2}, num_workers=1,
                         progress=False)

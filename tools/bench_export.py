@@ -18,7 +18,7 @@ import time
 from absl import app
 from absl import flags
 
-from tools import generate_images
+from pipelines import synthetic
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_export", "Scratch folder.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed calls per path and batch size.")
@@ -53,7 +53,7 @@ def main(argv):
     from vgg_keras import export
 
     work = pathlib.Path(_WORK_DIR.value)
-    paths = generate_images.write_photo_like_jpegs(work / "images", _BATCH_SIZE.value)
+    paths = synthetic.write_photo_like_jpegs(work / "images", _BATCH_SIZE.value)
     encoded = [path.read_bytes() for path in paths]
     crops = tf.stack([preprocessing.center_crop(preprocessing.rescale_shorter_side(
         preprocessing.decode(data), TEST_SCALE), 224) for data in encoded])

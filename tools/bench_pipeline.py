@@ -1,12 +1,15 @@
 """Benchmark of the training input pipeline against the JPEG-decode limit and slim's
 ``vgg_preprocessing``, on the same shards and cores, in one run.
 
-- ours: ``pipelines.make_train_dataset`` (scale jitter S ∈ [256, 512], crop-before-decode);
-- limit: the same reading, parsing and parallelism, but each image only fully decoded;
-- reference: slim's ``vgg_preprocessing``: decode the whole image, resize it to shorter side S
-  (float32), random 224 crop and flip, subtract the mean; same reading and parallelism.
+- ours: ``pipelines.inputs.make_train_dataset`` (scale jitter S ∈ [256, 512],
+  crop-before-decode, labels checked, shard integrity);
+- limit: plain TensorFlow, none of our code: ``TFRecordDataset`` + ``parse_single_example`` +
+  ``decode_jpeg`` of every image, with the same interleave, shuffle, parallelism and batching;
+- reference: slim's ``vgg_preprocessing`` (decode the whole image, resize it to shorter side S
+  in float32, random 224 crop and flip, subtract the mean), read the same plain way.
 
     python -m tools.bench_pipeline --num_images=3000
+    python -m tools.bench_pipeline --shard_dir=/data/imagenet-tfrecords   # any shards
 """
 
 import os
@@ -18,10 +21,12 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from tools import generate_images
+from pipelines import synthetic
 
-_SHARD_DIR = flags.DEFINE_string("shard_dir", None, "Shards of our converter to read instead "
-                                 "of generated ones.")
+_SHARD_DIR = flags.DEFINE_string("shard_dir", None, "Shards to read instead of generated ones "
+                                 "(ours, slim's or a tfds folder).")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Classes of --shard_dir shards that "
+                                    "carry no metadata.")
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_pipeline", "Scratch folder; the "
                                 "generated shards are kept there between runs.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 3000, "Images to generate.")
@@ -31,6 +36,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed rounds; pipelines alternate
                                 "and the best round of each counts.")
 
 SHUFFLE_BUFFER = 1000  # the same for all three pipelines
+CYCLE_LENGTH = 16  # shards read in parallel: make_train_dataset's default
 
 GPU_TRAINING_IMAGES_PER_SECOND = {
     # VGG-16 training step ≈ 3 × 30.94 GFLOPs (forward + backward) per 224² image; an H100
@@ -48,63 +54,54 @@ def make_shards(work, count):
     if (shards / "dataset_info.json").exists():
         return shards
     shutil.rmtree(shards, ignore_errors=True)
-    generate_images.write_photo_like_jpegs(work / "images", count)
+    synthetic.write_photo_like_jpegs(work / "images", count)
     convert.convert(sources.find_image_folder(work / "images"), shards,
                     num_shards={"train": 16}, num_workers=os.cpu_count(), progress=False)
     return shards
 
 
-def _reference_pipeline(files, batch_size, scale=(256, 512), crop=224):
+def _plain_pipeline(files, keys, per_image, batch_size):
+    """Reads ``files`` with TensorFlow alone and maps ``per_image(encoded, label)`` over them,
+    structured as make_train_dataset is: interleaved shards, shuffle, repeat, parallel map."""
+    import tensorflow as tf
+
+    spec = {keys["encoded"]: tf.io.FixedLenFeature([], tf.string),
+            keys["label"]: tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(record):
+        features = tf.io.parse_single_example(record, spec)
+        return per_image(features[keys["encoded"]], features[keys["label"]])
+
+    dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files)).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(CYCLE_LENGTH, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    dataset = dataset.shuffle(SHUFFLE_BUFFER).repeat().map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = False
+    return dataset.with_options(options)
+
+
+def _decode_only(encoded, label):
+    import tensorflow as tf
+
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    return tf.shape(image), label  # every pixel decoded; nothing else done
+
+
+def _slim_vgg_preprocessing(encoded, label, scale=(256, 512), crop=224):
     """slim's vgg_preprocessing.preprocess_for_train, step for step."""
     import tensorflow as tf
 
-    from pipelines import inputs
-
-    parse = inputs._parser("vgg", 1, 10)
-    rgb_mean = tf.constant([123.68, 116.78, 103.94])
-
-    def slim_vgg_preprocessing(record, path):
-        encoded, label, _ = parse(record, path)
-        image = tf.io.decode_jpeg(encoded, channels=3)
-        s = tf.random.uniform([], scale[0], scale[1] + 1, dtype=tf.int32)
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        size = tf.cast(tf.round(shape * tf.cast(s, tf.float32) / tf.reduce_min(shape)), tf.int32)
-        image = tf.image.resize(image, size, method="bilinear")  # float32, as slim keeps it
-        image = tf.image.random_crop(image, [crop, crop, 3])
-        image = tf.image.random_flip_left_right(image)
-        return image - rgb_mean, label
-
-    return _pipeline(files, slim_vgg_preprocessing, batch_size)
-
-
-def _limit_pipeline(files, batch_size):
-    import tensorflow as tf
-
-    from pipelines import inputs
-
-    parse = inputs._parser("vgg", 1, 10)
-
-    def decode_only(record, path):
-        encoded, label, _ = parse(record, path)
-        image = tf.io.decode_jpeg(encoded, channels=3)
-        return tf.shape(image), label  # every pixel decoded; nothing else done
-
-    return _pipeline(files, decode_only, batch_size)
-
-
-def _pipeline(files, function, batch_size):
-    import tensorflow as tf
-
-    from pipelines import inputs
-
-    records = inputs._records(files, input_context=None, shuffle=True, seed=None,
-                              deterministic=False, skip_corrupt=False, corrupt_counter=None,
-                              cycle_length=16)
-    # Exactly make_train_dataset's structure and options: only the per-image function differs.
-    dataset = records.shuffle(SHUFFLE_BUFFER).repeat().map(
-        function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return dataset.with_options(inputs._options(False))
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    s = tf.random.uniform([], scale[0], scale[1] + 1, dtype=tf.int32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    size = tf.cast(tf.round(shape * tf.cast(s, tf.float32) / tf.reduce_min(shape)), tf.int32)
+    image = tf.image.resize(image, size, method="bilinear")  # float32, as slim keeps it
+    image = tf.image.random_crop(image, [crop, crop, 3])
+    image = tf.image.random_flip_left_right(image)
+    return image - tf.constant([123.68, 116.78, 103.94]), label
 
 
 def measure(dataset, batch_size, batches, warmup=10):
@@ -120,27 +117,30 @@ def measure(dataset, batch_size, batches, warmup=10):
 
 def main(argv):
     del argv
+    from pipelines import dataset_info
     from pipelines import inputs
 
-    work = pathlib.Path(_WORK_DIR.value)
     shards = pathlib.Path(_SHARD_DIR.value) if _SHARD_DIR.value else make_shards(
-        work, _NUM_IMAGES.value)
-    files, _, _ = inputs.resolve_files(shards)
+        pathlib.Path(_WORK_DIR.value), _NUM_IMAGES.value)
+    info = dataset_info.read_info(shards)
+    files = info.split_files("train")
     batch = _BATCH_SIZE.value
     pipelines = {
         "ours: scale jitter, crop-before-decode": inputs.make_train_dataset(
-            shards, batch_size=batch, scale=(256, 512), crop_size=224,
-            shuffle_buffer=SHUFFLE_BUFFER),
-        "limit: parse + full decode only": _limit_pipeline(files, batch),
-        "reference: slim vgg_preprocessing": _reference_pipeline(files, batch),
+            info, batch_size=batch, scale=(256, 512), crop_size=224,
+            num_classes=_NUM_CLASSES.value, shuffle_buffer=SHUFFLE_BUFFER),
+        "limit: plain read + parse + full decode": _plain_pipeline(
+            files, info.record_keys, _decode_only, batch),
+        "reference: slim vgg_preprocessing": _plain_pipeline(
+            files, info.record_keys, _slim_vgg_preprocessing, batch),
     }
     best = {name: 0.0 for name in pipelines}
     for _ in range(_REPEATS.value):
         for name, dataset in pipelines.items():
             best[name] = max(best[name], measure(dataset, batch, _BATCHES.value))
     cores = os.cpu_count()
-    print(f"{len(files)} shards in {shards}; batch {batch}; {cores} cores; best of "
-          f"{_REPEATS.value} rounds of {_BATCHES.value} batches")
+    print(f"{len(files)} shards in {shards} ({info.format}); batch {batch}; {cores} cores; best "
+          f"of {_REPEATS.value} rounds of {_BATCHES.value} batches")
     for name, rate in best.items():
         print(f"{name:<42}{rate:>8.0f} images/s  ({rate / cores:.0f} per core)")
     ours, limit, reference = best.values()

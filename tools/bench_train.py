@@ -1,7 +1,7 @@
 """Benchmark of one training step: our net and loop vs. keras.applications, same batch.
 
 Ours: ``build_vgg`` (uint8 input, mean subtraction and colour shift layers, dropout) trained by
-``vgg_keras.training``'s distributed step function, with the paper's weight decay.
+``vgg_keras.training.steps``' distributed step function, with the paper's weight decay.
 Reference: ``keras.applications.VGG16`` (or VGG19 for E) compiled with the same SGD (momentum
 0.9, weight decay 5e-4) and loss, ``train_on_batch`` on the same images already preprocessed.
 Same process, same synthetic batch, alternating rounds; the ratio says whether our builder,
@@ -32,17 +32,17 @@ def _ours(config, images, labels):
     import tensorflow as tf
 
     import vgg_keras
-    from vgg_keras import training
+    from vgg_keras.training import model as run_model
+    from vgg_keras.training import run_config
+    from vgg_keras.training import steps as run_steps
 
     strategy = tf.distribute.get_strategy()
-    model = vgg_keras.build_vgg(config, seed=0,
-                                input_shape=images.shape[1:])
-    optimizer = training.make_optimizer(training.TrainConfig(
+    model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
+    optimizer = run_model.make_optimizer(run_config.TrainConfig(
         data_dir="", model_dir="", learning_rate=1e-3))
     optimizer.build(model.trainable_variables)
-    images_seen = tf.Variable(0, dtype=tf.int64)
-    steps = training._make_train_steps(model, optimizer, strategy, len(labels), False,
-                                       images_seen, weight_decay=5e-4)  # ours decays
+    steps = run_steps.make_train_steps(model, optimizer, strategy, len(labels),
+                                       weight_decay=5e-4)  # ours decays
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     return lambda count: float(steps(iterator, tf.constant(count))), model

@@ -25,6 +25,9 @@ import time
 from absl import app
 from absl import flags
 
+from pipelines import dataset_info
+from vgg_keras import artifacts
+
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_output", "Everything goes here; deleted "
                                   "and rewritten by every run.")
 _TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 40, "Training images per class.")
@@ -40,7 +43,7 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (
                                      "2-epoch warm-up, then cosine decay).")
 
 MODEL_NAME = "vgg_demo"
-NUM_CLASSES = 10  # generate_images.DEFAULT_SYNSETS: ImageNet's first ten, labels 1..10
+NUM_CLASSES = 10  # synthetic.DEFAULT_SYNSETS: ImageNet's first ten, labels 1..10
 VAL_LABELS = "validation_labels.txt"
 MARKER = ".vgg_keras_demo"  # a folder holding it was written by the demo: a rerun may empty it
 
@@ -139,7 +142,8 @@ def run_demo(output_dir):
                     f"--model_name={MODEL_NAME}"])
     images = _extract_validation_images(raw, os.path.join(output_dir, "images"), 2)
     predictions = step("predict", [_tool("vgg-predict"),
-                                   f"--model={os.path.join(export_dir, MODEL_NAME)}", *images])
+                                   f"--model={os.path.join(export_dir, MODEL_NAME)}", "--json",
+                                   *images])
     report = _report(output_dir, raw, predictions, timings,
                      time.monotonic() - started)
     print(report)
@@ -150,10 +154,8 @@ def run_demo(output_dir):
 
 def _report(output_dir, raw, predict_stdout, timings, seconds):
     """The final table: conversion, training, evaluation, export, predictions."""
-    with open(os.path.join(output_dir, "data", "dataset_info.json")) as file:
-        manifest = json.load(file)
-    with open(os.path.join(output_dir, "model", "summary.json")) as file:
-        summary = json.load(file)
+    manifest = dataset_info.read_manifest(os.path.join(output_dir, "data"))
+    summary = artifacts.read_summary(os.path.join(output_dir, "model"))
     with open(os.path.join(output_dir, "eval", "results.json")) as file:
         results = json.load(file)
     with open(os.path.join(raw, VAL_LABELS)) as file:
@@ -171,25 +173,23 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
              f"{'training':<22}config {summary['config']}, {summary['epochs']:.0f} epochs, "
              f"{summary['replicas']} replicas, {summary['images_per_second']:.1f} images/s, "
              f"final loss {summary['final_loss']:.3f}",
-             f"{'':<22}curve: {os.path.join(output_dir, 'model', 'training_curve.png')}",
+             f"{'':<22}curve: {os.path.join(output_dir, 'model', artifacts.CURVE_FILE)}",
              f"{'evaluation':<22}{'protocol':<12}{'top-1 err':>10}{'top-5 err':>10}"
              f"{'images':>8}   (Q = {','.join(str(q) for q in results['settings']['scales'])})"]
     for protocol in ("single", "dense", "multicrop"):
         row = results[protocol]
         lines.append(f"{'':<22}{protocol:<12}{100 * row['top1_error']:>9.1f}%"
                      f"{100 * row['top5_error']:>9.1f}%{row['num_images']:>8}")
-    export_base = os.path.join(output_dir, "export", MODEL_NAME)
-    versions = sorted(int(v) for v in os.listdir(export_base) if v.isdigit())
-    lines.append(f"{'export':<22}{os.path.join(export_base, str(versions[-1]))}")
-    image = None
-    for line in predict_stdout.splitlines():  # "PATH", then "  1. 0.9876  n01440764  tench, ..."
-        if line.startswith(output_dir):
-            image = os.path.basename(line.strip())
-        elif line.startswith("  1. ") and image:
-            _, score, synset, label = line.split(maxsplit=3)
-            true = truth[int(image.split("_")[-1].split(".")[0]) - 1]
-            lines.append(f"{'prediction':<22}{image}: {synset} ({label.split(',')[0]}) "
-                         f"p={score}; true class {true}")
+    lines.append(f"{'export':<22}"
+                 f"{artifacts.find_export(os.path.join(output_dir, 'export', MODEL_NAME))}")
+    for line in predict_stdout.splitlines():  # vgg-predict --json: one object per image
+        if not line.startswith("{"):
+            continue  # what TensorFlow printed while loading
+        result = json.loads(line)
+        image, top = os.path.basename(result["image"]), result["predictions"][0]
+        true = truth[int(image.split("_")[-1].split(".")[0]) - 1]
+        lines.append(f"{'prediction':<22}{image}: {top['synset']} ({top['label'].split(',')[0]})"
+                     f" p={top['score']:.4f}; true class {true}")
     lines.append(f"{'time':<22}" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
                  + f"; total {seconds:.0f} s")
     return "\n".join(lines)

@@ -11,15 +11,20 @@ import sys
 from absl import app
 from absl import flags
 
-_MODEL = flags.DEFINE_multi_string("model", None, "Keras file, vgg-train model dir or "
-                                   "checkpoint; repeat to fuse several models (§4.4).")
+from vgg_keras import protocols
+
+_MODEL = flags.DEFINE_multi_string("model", None, "Keras file, vgg-train model dir, checkpoint "
+                                   "or export; repeat to fuse several models (§4.4), each at "
+                                   "its own training scale's test scales.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards with a validation split.")
-_PROTOCOLS = flags.DEFINE_list("protocols", ["single"], "Comma list of single, dense, "
-                               "multicrop, dense+multicrop.")
-_SCALES = flags.DEFINE_list("scales", None, "Test scales Q (default: from --train_scale as "
-                            "§4.2: S-32,S,S+32 for a fixed S; Smin,mid,Smax for jitter).")
-_TRAIN_SCALE = flags.DEFINE_string("train_scale", None, "S or Smin,Smax the model was trained "
-                                   "at (default: from summary.json beside the model).")
+_PROTOCOLS = flags.DEFINE_list("protocols", [protocols.SINGLE], "Comma list of "
+                               f"{', '.join(protocols.PROTOCOLS)}.")
+_SCALES = flags.DEFINE_list("scales", None, "Test scales Q for every model (default: from the "
+                            "training scale as §4.2: S-32,S,S+32 for a fixed S; Smin,mid,Smax "
+                            "for jitter).")
+_TRAIN_SCALE = flags.DEFINE_string("train_scale", None, "S or Smin,Smax every model was trained "
+                                   "at (default: each model's own, from summary.json beside it "
+                                   "or its export's metadata).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results.json, results.csv and "
                                   "per_class_accuracy.csv go.")
 _LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "

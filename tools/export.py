@@ -15,21 +15,24 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vgg_keras import artifacts
+from vgg_keras import export
+
 _MODEL = flags.DEFINE_string("model", None, "vgg-train model dir, Keras file from it, or "
                              "checkpoint (MODEL_DIR/checkpoints/best/ckpt-N).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Base folder of the exports.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "vgg", "Sub-folder of --export_dir, and the "
                                   "model's name in TF Serving.")
-_EVAL_MODE = flags.DEFINE_enum("eval_mode", "center", ["center", "dense"], "center: shorter "
+_EVAL_MODE = flags.DEFINE_enum("eval_mode", "center", export.EVAL_MODES, "center: shorter "
                                "side to Q, centre crop; dense: the whole image at Q through the "
                                "fully convolutional net, with its mirror (§3.2).")
 _TEST_SCALE = flags.DEFINE_integer("test_scale", None, "Q (default: from the training scale in "
                                    "summary.json: S, or (Smin+Smax)/2).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Images whose header declares more "
-                                   "pixels are refused before decoding.")
-_MIN_SIDE = flags.DEFINE_integer("min_side", 32, "Images with a shorter side below this are "
-                                 "refused.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", export.DEFAULT_MAX_PIXELS, "Images whose header "
+                                   "declares more pixels are refused before decoding.")
+_MIN_SIDE = flags.DEFINE_integer("min_side", export.DEFAULT_MIN_SIDE, "Images with a shorter "
+                                 "side below this are refused.")
 _FULL_PROBABILITIES = flags.DEFINE_bool("full_probabilities", False, "Also return every "
                                         "class's probability.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards whose dataset_info.json names the "
@@ -43,8 +46,6 @@ def main(argv):
         raise app.UsageError("--model and --export_dir are required")
     if _TEST_SCALE.value is not None and _TEST_SCALE.value < 1:
         raise app.UsageError("--test_scale must be positive")
-    from vgg_keras import export
-
     logging.set_verbosity(logging.WARNING)  # TensorFlow's notes while saving (a line per file)
     try:
         path = export.export_saved_model(
@@ -55,7 +56,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as error:
         print(f"vgg-export: {error}", file=sys.stderr)
         return 1
-    metadata = export.read_metadata(path)
+    metadata = artifacts.read_metadata(path)
     print(f"exported {metadata['config']} ({metadata['num_classes']} classes, eval mode "
           f"{metadata['eval_mode']}, Q={metadata['test_scale']}, top {metadata['top_k']}) "
           f"to {path}")

@@ -15,6 +15,8 @@ import sys
 from absl import app
 from absl import flags
 
+from vgg_keras import artifacts
+
 _MODEL = flags.DEFINE_string("model", None, "Export folder: EXPORT_DIR/<model_name> or one of "
                              "its versions.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
@@ -25,7 +27,7 @@ def predict_files(signature, paths):
     that a bad image fails alone."""
     import tensorflow as tf
 
-    from vgg_keras import export
+    from vgg_keras import serving
 
     for path in paths:
         try:
@@ -37,7 +39,7 @@ def predict_files(signature, paths):
         try:
             outputs = signature(images=tf.constant([data]))
         except tf.errors.InvalidArgumentError as error:
-            yield path, None, export.request_error(error)
+            yield path, None, serving.request_error(error)
             continue
         yield path, [{"class": int(c), "synset": s.decode(), "label": label.decode(),
                       "score": float(score)}
@@ -53,10 +55,8 @@ def main(argv):
         raise app.UsageError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
     import tensorflow as tf
 
-    from vgg_keras import export
-
     try:
-        location = export.resolve_export(_MODEL.value)
+        location = artifacts.resolve_export(_MODEL.value)
     except FileNotFoundError as error:
         print(f"vgg-predict: {error}", file=sys.stderr)
         return 1

@@ -11,57 +11,82 @@ r"""vgg-train: trains a VGG net (§3.1 of the paper) on TFRecords from vgg-conve
 Killed, it resumes from MODEL_DIR/backup/ when run again with the same command.
 """
 
+import os
 import sys
 
 from absl import app
 from absl import flags
 
-_CONFIG = flags.DEFINE_string("config", "A", "A, A-LRN, B, C, D, E, or a -BN variant (D-BN).")
+from vgg_keras import artifacts
+from vgg_keras.training import run_config
+
+_D = run_config.DEFAULTS  # every default is the library's (the paper's, §3.1)
+
+
+def _scale_text(scale):
+    return str(scale[0]) if scale[0] == scale[1] else f"{scale[0]},{scale[1]}"
+
+
+_CONFIG = flags.DEFINE_string("config", _D["config"], "A, A-LRN, B, C, D, E, or a -BN variant "
+                              "(D-BN).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of TFRecord shards (vgg-convert's "
                                 "output, slim's, or a tfds imagenet2012 folder).")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and models go.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Global batch size (§3.1: 256).")
-_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 74, "Epochs (§3.1: 74).")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", None, "Steps; overrides --train_epochs.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-2, "Initial learning rate (§3.1).")
-_MOMENTUM = flags.DEFINE_float("momentum", 0.9, "SGD momentum (§3.1).")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "Weight decay λ on kernels, Caffe's "
-                                   "convention: gradient += λ·w (§3.1).")
-_DROPOUT = flags.DEFINE_float("dropout", 0.5, "Dropout after fc1 and fc2 (§3.1).")
-_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "plateau", ["plateau", "step", "cosine"],
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _D["batch_size"], "Global batch size (§3.1: "
+                                   "256).")
+_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", _D["train_epochs"], "Epochs (§3.1: 74).")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", _D["train_steps"], "Steps; overrides "
+                                    "--train_epochs.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", _D["learning_rate"], "Initial learning "
+                                    "rate (§3.1).")
+_MOMENTUM = flags.DEFINE_float("momentum", _D["momentum"], "SGD momentum (§3.1).")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _D["weight_decay"], "Weight decay λ on "
+                                   "kernels, Caffe's convention: gradient += λ·w (§3.1).")
+_DROPOUT = flags.DEFINE_float("dropout", _D["dropout"], "Dropout after fc1 and fc2 (§3.1).")
+_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", _D["lr_schedule"], run_config.LR_SCHEDULES,
                                  "plateau: ÷10 when validation top-1 stops improving (§3.1).")
-_LR_STEP_EPOCHS = flags.DEFINE_list("lr_step_epochs", ["30", "60"],
+_LR_STEP_EPOCHS = flags.DEFINE_list("lr_step_epochs", [f"{e:g}" for e in _D["lr_step_epochs"]],
                                     "With --lr_schedule=step: epochs at which the rate ÷10.")
-_WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up (large batches).")
-_SCALE = flags.DEFINE_string("scale", "256", "Training scale S: 256, 384, or Smin,Smax "
-                             "(256,512) for scale jitter (§3.1).")
-_INIT = flags.DEFINE_string("init", "auto", "auto (gaussian for A, glorot otherwise), gaussian, "
-                            "glorot, from_a=PATH (§3.1), keras_applications=PATH, model=PATH.")
-_INIT_STDDEV = flags.DEFINE_float("init_stddev", 0.01, "σ of --init=gaussian (the paper's "
-                                  "text says '10^-2 variance'; see README).")
+_WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", _D["warmup_epochs"], "Linear warm-up "
+                                    "(large batches).")
+_SCALE = flags.DEFINE_string("scale", _scale_text(_D["scale"]), "Training scale S: 256, 384, "
+                             "or Smin,Smax (256,512) for scale jitter (§3.1).")
+_INIT = flags.DEFINE_string("init", _D["init"], "auto (gaussian for A, glorot otherwise), "
+                            "gaussian, glorot, from_a=PATH (§3.1), keras_applications=PATH, "
+                            "model=PATH.")
+_INIT_STDDEV = flags.DEFINE_float("init_stddev", _D["init_stddev"], "σ of --init=gaussian (the "
+                                  "paper's text says '10^-2 variance'; see README).")
 _DISTRIBUTION_STRATEGY = flags.DEFINE_enum(
-    "distribution_strategy", "mirrored", ["mirrored", "multi_worker", "one_device", "tpu",
-                                          "default"], "tf.distribute strategy.")
-_NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible).")
-_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", None, "Split the CPU into N logical "
-                                     "devices, so that MirroredStrategy runs N replicas.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+    "distribution_strategy", _D["distribution_strategy"], run_config.STRATEGIES,
+    "tf.distribute strategy.")
+_NUM_GPUS = flags.DEFINE_integer("num_gpus", _D["num_gpus"], "GPUs to use (default: all "
+                                 "visible).")
+_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", _D["cpu_replicas"], "Split the CPU into N "
+                                     "logical devices, so that MirroredStrategy runs N replicas.")
+_DTYPE = flags.DEFINE_enum("dtype", _D["dtype"], run_config.DTYPES,
                            "Compute dtype (float16 with loss scaling).")
-_ENABLE_XLA = flags.DEFINE_bool("enable_xla", False, "Compile the training step with XLA.")
-_STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 1,
+_ENABLE_XLA = flags.DEFINE_bool("enable_xla", _D["enable_xla"], "Compile the training step "
+                                "with XLA.")
+_STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", _D["steps_per_execution"],
                                             "Training steps per call of the step function.")
-_LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "
-                                     "(default: 1 for our/slim shards, 0 for tfds).")
-_SEED = flags.DEFINE_integer("seed", None, "Seed of initialisation and input.")
-_DETERMINISTIC = flags.DEFINE_bool("deterministic", False, "Reproducible input order and "
-                                   "augmentation (seeded; resumes at the same input position).")
-_WIDTH = flags.DEFINE_float("width", 1.0, "Multiplier of every conv's filters (small data).")
-_FC_UNITS = flags.DEFINE_integer("fc_units", 4096, "Units of fc1 and fc2.")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 224, "Training crop; --scale in the same pixels.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: from the data's manifest.")
-_BACKUP_STEPS = flags.DEFINE_integer("backup_steps", 1000, "Steps between backups.")
-_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "Skip (and count) the rest of corrupt "
-                                  "shards instead of stopping.")
+_LABEL_OFFSET = flags.DEFINE_integer("label_offset", _D["label_offset"], "Subtracted from "
+                                     "stored labels (default: 1 for our/slim shards, 0 for "
+                                     "tfds).")
+_SEED = flags.DEFINE_integer("seed", _D["seed"], "Seed of initialisation and input.")
+_DETERMINISTIC = flags.DEFINE_bool("deterministic", _D["deterministic"], "Reproducible input "
+                                   "order and augmentation (seeded; resumes at the same input "
+                                   "position).")
+_WIDTH = flags.DEFINE_float("width", _D["width"], "Multiplier of every conv's filters (small "
+                            "data).")
+_FC_UNITS = flags.DEFINE_integer("fc_units", _D["fc_units"], "Units of fc1 and fc2.")
+_CROP_SIZE = flags.DEFINE_integer("crop_size", _D["crop_size"], "Training crop; --scale in the "
+                                  "same pixels.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", _D["num_classes"], "Default: from the data's "
+                                    "metadata.")
+_BACKUP_STEPS = flags.DEFINE_integer("backup_steps", _D["backup_steps"], "Steps between "
+                                     "backups.")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", _D["skip_corrupt"], "Skip (and count) the "
+                                  "rest of corrupt shards instead of stopping.")
 
 
 def parse_scale(text):
@@ -75,8 +100,6 @@ def parse_scale(text):
 
 def make_config():
     """The TrainConfig of the flags, validated."""
-    from vgg_keras import training
-
     for name in ("data_dir", "model_dir"):
         if not flags.FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
@@ -85,7 +108,7 @@ def make_config():
     except ValueError:
         raise app.UsageError(
             f"--lr_step_epochs must be numbers, got {_LR_STEP_EPOCHS.value}") from None
-    cfg = training.TrainConfig(
+    cfg = run_config.TrainConfig(
         data_dir=_DATA_DIR.value, model_dir=_MODEL_DIR.value, config=_CONFIG.value,
         batch_size=_BATCH_SIZE.value, train_epochs=_TRAIN_EPOCHS.value,
         train_steps=_TRAIN_STEPS.value, learning_rate=_LEARNING_RATE.value,
@@ -110,16 +133,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = make_config()
-    from vgg_keras import training
+    from vgg_keras.training import loop
 
     try:
-        summary = training.train(cfg)
-    except (training.TrainingError, ValueError) as error:
+        summary = loop.train(cfg)
+    except (loop.TrainingError, ValueError) as error:
         print(f"vgg-train: {error}", file=sys.stderr)
         return 1
     print(f"done: {summary['steps']} steps, val top-1 {summary['val_top1']:.4f}, top-5 "
           f"{summary['val_top5']:.4f}, {summary['images_per_second']:.1f} images/s on "
-          f"{summary['replicas']} replicas; {cfg.model_dir}/summary.json")
+          f"{summary['replicas']} replicas; "
+          f"{os.path.join(cfg.model_dir, artifacts.SUMMARY_FILE)}")
     return 0
 
 

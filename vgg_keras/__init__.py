@@ -3,44 +3,47 @@ Large-Scale Image Recognition", as Keras models.
 
 The package root holds the nets and needs only Keras (any backend; TensorFlow is not imported).
 Training, evaluation and export, which need TensorFlow, live in their own submodules.
+
+The names below are loaded on first use: ``import vgg_keras`` (and so the command-line tools,
+whose flags are defined from ``vgg_keras.training.run_config`` before any Keras is needed) does
+not pay for importing Keras and its backend.
 """
 
-from vgg_keras.builder import RGB_MEAN
-from vgg_keras.builder import build_preprocessing
-from vgg_keras.builder import build_vgg
-from vgg_keras.builder import to_conv_head
-from vgg_keras.configs import CLASSIFIER
-from vgg_keras.configs import CONFIGS
-from vgg_keras.configs import config_names
-from vgg_keras.configs import resolve_config
-from vgg_keras.initializers import FROM_A_LAYERS
-from vgg_keras.initializers import PAPER_INIT_STDDEV
-from vgg_keras.initializers import initialize_from_a
-from vgg_keras.layers import LocalResponseNormalization
-from vgg_keras.layers import PCAColorShift
-from vgg_keras.stats import count_flops
-from vgg_keras.stats import count_parameters
-from vgg_keras.stats import count_weight_layers
-from vgg_keras.weights import load_keras_applications_weights
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CLASSIFIER",
-    "CONFIGS",
-    "FROM_A_LAYERS",
-    "LocalResponseNormalization",
-    "PAPER_INIT_STDDEV",
-    "PCAColorShift",
-    "RGB_MEAN",
-    "build_preprocessing",
-    "build_vgg",
-    "config_names",
-    "count_flops",
-    "count_parameters",
-    "count_weight_layers",
-    "initialize_from_a",
-    "load_keras_applications_weights",
-    "resolve_config",
-    "to_conv_head",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "RGB_MEAN": "builder",
+    "build_preprocessing": "builder",
+    "build_vgg": "builder",
+    "to_conv_head": "builder",
+    "CLASSIFIER": "configs",
+    "CONFIGS": "configs",
+    "PAPER_INIT_STDDEV": "configs",
+    "config_names": "configs",
+    "resolve_config": "configs",
+    "FROM_A_LAYERS": "initializers",
+    "initialize_from_a": "initializers",
+    "LocalResponseNormalization": "layers",
+    "PCAColorShift": "layers",
+    "count_flops": "stats",
+    "count_parameters": "stats",
+    "count_weight_layers": "stats",
+    "load_keras_applications_weights": "weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vgg_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vgg_keras.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -35,7 +35,7 @@ def build_vgg(
     width=1.0,
     fc_units=4096,
     init="glorot",
-    init_stddev=initializers.PAPER_INIT_STDDEV,
+    init_stddev=configs.PAPER_INIT_STDDEV,
     weight_decay=0.0,
     color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV,
     classifier_activation="softmax",
@@ -59,7 +59,7 @@ def build_vgg(
         width: multiplier of every convolution's filter count (narrow nets for tests).
         fc_units: units of fc1 and fc2 (§2.1: 4096).
         init: ``"glorot"`` or ``"gaussian"`` (N(0, init_stddev²), §3.1); biases start at zero.
-        init_stddev: σ of the ``"gaussian"`` init (see ``initializers.PAPER_INIT_STDDEV``).
+        init_stddev: σ of the ``"gaussian"`` init (see ``configs.PAPER_INIT_STDDEV``).
         weight_decay: the paper's weight decay λ (§3.1: 5e-4) in Caffe's convention (the
             gradient gets ``+λ·w``), applied to kernels only; 0 adds no regulariser.
         color_shift_stddev: σ of the training-time PCA colour shift; 0 disables it.

@@ -66,6 +66,10 @@ ALIASES = {"VGG11": "A", "VGG11-LRN": "A-LRN", "VGG13": "B", "VGG16": "D", "VGG1
 
 BN_SUFFIX = "-BN"
 
+# §3.1: σ of the N(0, σ²) init of net A (the paper's "10⁻² variance" read as Caffe's std; see
+# ``initializers``). Here, with the table, because a run's settings default to it without Keras.
+PAPER_INIT_STDDEV = 0.01
+
 _CONV = re.compile(r"^conv(\d+)-(\d+)$")
 
 

@@ -11,7 +11,8 @@ literal reading.
 
 import keras
 
-PAPER_INIT_STDDEV = 0.01  # σ of N(0, σ²); see the module docstring for the "10⁻² variance"
+from vgg_keras import configs
+
 INITS = ("gaussian", "glorot")
 
 # §3.1: "we initialised the first four convolutional layers and the last three fully-connected
@@ -37,7 +38,7 @@ class SeedSequence:
         return self._seed * 1000 + self._count
 
 
-def kernel_initializer(init, stddev=PAPER_INIT_STDDEV, seed=None):
+def kernel_initializer(init, stddev=configs.PAPER_INIT_STDDEV, seed=None):
     """Returns the Keras initializer for ``init`` ("gaussian" or "glorot").
 
     Raises:

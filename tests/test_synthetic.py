@@ -1,4 +1,4 @@
-"""The project's image generator: deterministic, and the layouts it promises."""
+"""The synthetic data generator: deterministic, and the layouts it promises; its CLI."""
 
 import hashlib
 import pathlib
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines import imagenet_labels
-from tools import generate_images
+from pipelines import synthetic
 
 
 def _digests(root):
@@ -18,28 +18,28 @@ def _digests(root):
 
 def test_same_seed_same_bytes(tmp_path):
     for name in ("a", "b"):
-        generate_images.write_dataset(tmp_path / name, train_per_class=2, val_per_class=1)
+        synthetic.write_dataset(tmp_path / name, train_per_class=2, val_per_class=1)
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
-    generate_images.write_dataset(tmp_path / "c", train_per_class=2, val_per_class=1, seed=1)
+    synthetic.write_dataset(tmp_path / "c", train_per_class=2, val_per_class=1, seed=1)
     assert _digests(tmp_path / "a") != _digests(tmp_path / "c")
 
 
 def test_archive_layout_and_validation_numbers(tmp_path):
-    files = generate_images.write_dataset(tmp_path, train_per_class=2, val_per_class=2)
+    files = synthetic.write_dataset(tmp_path, train_per_class=2, val_per_class=2)
     with tarfile.open(tmp_path / "ILSVRC2012_img_train.tar") as tar:
-        assert sorted(tar.getnames()) == [f"{s}.tar" for s in generate_images.DEFAULT_SYNSETS]
+        assert sorted(tar.getnames()) == [f"{s}.tar" for s in synthetic.DEFAULT_SYNSETS]
     labels = imagenet_labels.validation_synsets()
     for record in files:
         if record.split == "validation":
             number = int(record.path[len("ILSVRC2012_val_"):-len(".JPEG")])
             assert labels[number - 1] == record.synset
     kinds = {f.kind for f in files}
-    assert kinds == {generate_images.GOOD, *generate_images.REPAIRED_KINDS,
-                     *generate_images.SKIPPED_KINDS}
+    assert kinds == {synthetic.GOOD, *synthetic.REPAIRED_KINDS,
+                     *synthetic.SKIPPED_KINDS}
 
 
 def test_flat_validation_files_with_their_own_label_file(tmp_path):
-    files = generate_images.write_dataset(tmp_path, train_per_class=1, val_per_class=3,
+    files = synthetic.write_dataset(tmp_path, train_per_class=1, val_per_class=3,
                                           val_label_file="labels.txt")
     labels = (tmp_path / "labels.txt").read_text().splitlines()
     validation = sorted((f for f in files if f.split == "validation"), key=lambda f: f.path)
@@ -58,7 +58,7 @@ def test_scenes_are_learnable_yet_not_trivial():
 
     def thumbnail(label):
         height, width = (int(v) for v in rng.integers(64, 160, 2))
-        pixels = generate_images.draw_scene(label, rng, height, width)
+        pixels = synthetic.draw_scene(label, rng, height, width)
         return np.asarray(Image.fromarray(pixels).resize((8, 8), Image.BILINEAR), float).ravel()
 
     centroids = np.stack([np.mean([thumbnail(c) for _ in range(20)], axis=0) for c in range(10)])
@@ -66,3 +66,20 @@ def test_scenes_are_learnable_yet_not_trivial():
         int(np.argmin(((centroids - thumbnail(c)) ** 2).sum(axis=1)) == c)
         for c in range(10) for _ in range(20))
     assert 0.6 <= correct / 200 < 1.0
+
+
+def test_cli_writes_a_dataset_and_counts_its_kinds(tmp_path):
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "tools.generate_images",
+                             f"--output_dir={tmp_path}", "--layout=extracted",
+                             "--train_per_class=1", "--val_per_class=1"], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = synthetic.write_dataset(tmp_path / "again", layout="extracted",
+                                       train_per_class=1, val_per_class=1)
+    assert result.stdout.startswith(f"wrote {len(expected)} files under {tmp_path} (extracted): ")
+    assert "20 rgb" in result.stdout and "2 truncated" in result.stdout
+    assert (tmp_path / "train" / synthetic.DEFAULT_SYNSETS[0]).is_dir()

@@ -1,0 +1,118 @@
+"""The package's imports point down, as ../shared/DESIGN.md draws them: no circle inside
+``vgg_keras/`` or ``pipelines/``, nothing imports ``tools/``, ``pipelines/`` never imports
+``vgg_keras/``, the nets import neither TensorFlow nor ``pipelines/``, and library code reads no
+absl flags. Read from the source (ast), imports inside functions included."""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("vgg_keras", "pipelines")
+# The nets: Keras only, any backend (DESIGN.md).
+NETS = {"vgg_keras", "vgg_keras.builder", "vgg_keras.configs", "vgg_keras.layers",
+        "vgg_keras.initializers", "vgg_keras.weights", "vgg_keras.stats"}
+
+
+def _module_name(path):
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules():
+    return {_module_name(path): path for package in PACKAGES
+            for path in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _imports(path, known):
+    """(imported name, line) of every import in a file; ``from P import m`` of a module m of
+    ours counts as importing ``P.m``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.append((candidate if candidate in known else node.module, node.lineno))
+    return found
+
+
+def _graph():
+    modules = _modules()
+    return modules, {name: _imports(path, modules) for name, path in modules.items()}
+
+
+def _ours(name, modules):
+    """The module of ours an import refers to (a package's ``__init__`` for a package)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _find_circle(edges):
+    """A circle of ``{module: [imported modules]}`` as a list (first = last), or None."""
+    state, stack = {}, []
+
+    def visit(name):
+        state[name] = "open"
+        stack.append(name)
+        for target in edges.get(name, ()):
+            if state.get(target) == "open":
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = "done"
+        return None
+
+    for name in sorted(edges):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_circle():
+    modules, graph = _graph()
+    edges = {name: sorted({_ours(target, modules) for target, _ in imports} - {None, name})
+             for name, imports in graph.items()}
+    circle = _find_circle(edges)
+    assert circle is None, "import circle: " + " -> ".join(circle)
+
+
+def test_the_circle_finder_finds_circles():
+    assert _find_circle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert _find_circle({"a": ["b", "c"], "b": ["c"], "c": []}) is None
+
+
+@pytest.mark.parametrize("rule", ["tools", "pipelines_to_vgg_keras", "nets", "flags"])
+def test_imports_point_down(rule):
+    modules, graph = _graph()
+    wrong = []
+    for name, imports in graph.items():
+        for target, line in imports:
+            top = target.split(".")[0]
+            if (rule == "tools" and top == "tools"
+                    or rule == "pipelines_to_vgg_keras" and name.startswith("pipelines")
+                    and top == "vgg_keras"
+                    or rule == "nets" and name in NETS
+                    and top in ("tensorflow", "pipelines", "jax", "torch")
+                    or rule == "flags" and target in ("absl.flags", "absl.app")):
+                wrong.append(f"{modules[name].relative_to(ROOT)}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_walk_sees_every_module_and_real_edges():
+    """The checks above read what they should: every module, and imports known to exist."""
+    modules, graph = _graph()
+    assert {"vgg_keras.artifacts", "vgg_keras.protocols", "vgg_keras.training.loop",
+            "pipelines.dataset_info", "pipelines.image_header"} <= set(modules)
+    assert any(target == "vgg_keras.artifacts" for target, _ in graph["vgg_keras.evaluation"])
+    assert any(target == "pipelines.image_header" for target, _ in graph["pipelines.preprocessing"])

@@ -1,0 +1,184 @@
+"""The serving graph of an export: encoded images in, top-k classes out (§3.2 at test time).
+
+The graph carries the whole test-time path, so that clients send image bytes: checks of each
+image's bytes and declared size, decoding, the isotropic rescaling of the shorter side to the
+test scale Q, then the protocol the export serves (``protocols``: centre crop, or the dense net
+over the whole image and its mirror), and the net itself with its mean subtraction.
+
+Signatures (one per input type, as Model Garden's exports):
+
+* ``serving_default(images)``: ``tf.string [batch]``, encoded JPEG, PNG, GIF or BMP (REST
+  clients send ``{"b64": ...}``).
+* ``predict_images(images)``: ``tf.uint8 [batch, height, width, 3]``, RGB of any size.
+* ``tf_example(examples)``: ``tf.string [batch]``, serialized ``tf.train.Example`` in our
+  schema (``image/encoded``).
+
+Each returns ``classes`` (int64 ``[batch, k]``, 0-based output indices), ``synsets`` and
+``labels`` (string ``[batch, k]``), ``scores`` (float32 ``[batch, k]``) and, if exported with
+``full_probabilities``, ``probabilities`` (float32 ``[batch, num_classes]``).
+
+A bad image fails its request with ``InvalidArgument`` naming the image and the problem (not an
+image, empty, more pixels than ``max_pixels`` declared by its header, shorter side below
+``min_side``), checked before anything is decoded; the model keeps serving other requests.
+"""
+
+import json
+
+import tensorflow as tf
+
+from pipelines import image_header
+from pipelines import preprocessing
+from pipelines import schema
+from vgg_keras import builder
+from vgg_keras import protocols
+
+SIGNATURES = ("serving_default", "predict_images", "tf_example")
+
+
+class ServingModule(tf.Module):
+    """The exported object: the three signatures, ``classify_crops`` (the net on uint8 crops,
+    for ``vgg-evaluate``) and ``metadata`` (the settings, as JSON)."""
+
+    def __init__(self, model, metadata):
+        super().__init__(name="vgg_serving")
+        self._settings = metadata
+        self._q = metadata["test_scale"]
+        self._crop = metadata["crop_size"]
+        self._k = metadata["top_k"]
+        self._num_classes = metadata["num_classes"]
+        self._protocol = protocols.EXPORT_MODES[metadata["eval_mode"]]
+        # Dense: the fully convolutional twin serves both the whole images and (for
+        # vgg-evaluate) crops, on which it equals the net.
+        net = builder.to_conv_head(model) if self._protocol == protocols.DENSE else model
+        # The Keras objects stay untracked (closures): only their variables are saved, as
+        # keras' own ExportArchive does, so the SavedModel holds no Keras internals.
+        self._net = protocols.as_probabilities(net)
+        self._variables = [variable.value for variable in net.variables]
+        self._synsets = tf.constant(metadata["synsets"])
+        self._labels = tf.constant(metadata["labels"])
+        text = json.dumps(metadata, indent=1, ensure_ascii=False)
+        # A Python default argument: `saved_model_cli show --all` prints it, and
+        # `tf.saved_model.load(path).metadata()` returns it.
+        self.metadata = tf.function(lambda metadata=text: tf.constant(metadata))
+        self.metadata.get_concrete_function()
+        self.serving_default = tf.function(self._serve_encoded, input_signature=[
+            tf.TensorSpec([None], tf.string, name="images")])
+        self.predict_images = tf.function(self._serve_images, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        self.tf_example = tf.function(self._serve_examples, input_signature=[
+            tf.TensorSpec([None], tf.string, name="examples")])
+        self.classify_crops = tf.function(
+            lambda crops: protocols.crop_probabilities(self._net, crops), input_signature=[
+                tf.TensorSpec([None, self._crop, self._crop, 3], tf.uint8, name="images")])
+
+    def signatures(self):
+        return {name: getattr(self, name) for name in SIGNATURES}
+
+    def _serve_encoded(self, images):
+        return self._predict(images, self._encoded_image)
+
+    def _serve_images(self, images):
+        return self._predict(images, self._checked_image)
+
+    def _serve_examples(self, examples):
+        features = tf.io.parse_example(
+            examples, {schema.ENCODED: tf.io.FixedLenFeature([], tf.string)})
+        return self._predict(features[schema.ENCODED], self._encoded_image)
+
+    def _predict(self, images, to_image):
+        """Per image: checks and rescaling to Q; then the protocol: the net on the whole batch
+        of centre crops, or the dense net image by image (sizes differ)."""
+        count = tf.shape(images)[0]
+        nonempty = tf.debugging.Assert(count > 0, ["the request holds no images"])
+        with tf.control_dependencies([nonempty]):
+            indices = tf.range(count)
+
+        def rescaled(item):
+            return preprocessing.rescale_shorter_side(to_image(*item), self._q)
+
+        if self._protocol == protocols.SINGLE:
+            crops = tf.map_fn(
+                lambda item: preprocessing.center_crop(rescaled(item), self._crop),
+                (images, indices),
+                fn_output_signature=tf.TensorSpec([self._crop, self._crop, 3], tf.uint8))
+            probabilities = protocols.crop_probabilities(self._net, crops)
+        else:
+            probabilities = tf.map_fn(
+                lambda item: protocols.dense_probabilities(self._net, rescaled(item)),
+                (images, indices),
+                fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32))
+        return self._top_k(probabilities)
+
+    def _top_k(self, probabilities):
+        scores, classes = tf.math.top_k(probabilities, self._k)
+        outputs = {"classes": tf.cast(classes, tf.int64), "scores": scores,
+                   "synsets": tf.gather(self._synsets, classes),
+                   "labels": tf.gather(self._labels, classes)}
+        if self._settings["full_probabilities"]:
+            outputs["probabilities"] = probabilities
+        return outputs
+
+    def _encoded_image(self, encoded, index):
+        """Decodes one request image after checking its bytes and the size its header
+        declares."""
+        length = tf.cast(tf.strings.length(encoded), tf.int64)
+        kind = image_header.kind_op(encoded)
+        empty = _require(length > 0, index, "is an empty string")
+        with tf.control_dependencies([empty]):
+            known = _require(kind >= 0, index, "is not a JPEG, PNG, GIF or BMP image")
+        with tf.control_dependencies([known]):
+            needed = image_header.header_bytes_op(kind)
+            name = tf.gather(tf.constant(image_header.KINDS), tf.maximum(kind, 0))
+            text = tf.strings.join([  # format() would quote the name
+                "image ", tf.strings.as_string(index), " of the request is a truncated ", name,
+                " image (its header needs ", tf.strings.as_string(needed), " bytes, it has ",
+                tf.strings.as_string(length), ")"])
+            complete = tf.debugging.Assert(length >= needed, [text])
+        with tf.control_dependencies([complete]):
+            height, width = tf.unstack(image_header.shape_op(encoded, kind))
+        with tf.control_dependencies(self._size_checks(height, width, index)):
+            return preprocessing.decode(encoded)
+
+    def _checked_image(self, image, index):
+        shape = tf.shape(image, out_type=tf.int64)
+        with tf.control_dependencies(self._size_checks(shape[0], shape[1], index)):
+            return tf.identity(image)
+
+    def _size_checks(self, height, width, index):
+        """Refuses too many pixels, a too small shorter side, and an aspect ratio that would
+        make the image at scale Q larger than ``max_pixels``."""
+        limit, min_side = self._settings["max_pixels"], self._settings["min_side"]
+        pixels = height * width
+        checks = [_require(pixels <= limit, index, "has {}x{} = {} pixels, more than the "
+                           f"limit of {limit}", height, width, pixels)]
+        with tf.control_dependencies(checks):
+            checks.append(_require(tf.minimum(height, width) >= min_side, index, "is {}x{} "
+                                   f"pixels, too small: the shorter side must be at least "
+                                   f"{min_side}", height, width))
+        shorter = tf.maximum(tf.minimum(height, width), 1)
+        rescaled = self._q * self._q * tf.maximum(height, width) // shorter
+        with tf.control_dependencies(checks):
+            checks.append(_require(rescaled <= limit, index, "is {}x{} pixels: at the test "
+                                   f"scale {self._q} it would have more than {limit} pixels",
+                                   height, width))
+        return checks
+
+
+def _require(condition, index, message, *values):
+    """An op failing with InvalidArgument "image <index> of the request <message>" unless
+    ``condition``; ``{}`` in ``message`` are filled with ``values``."""
+    text = tf.strings.format("image {} of the request " + message, (index, *values))
+    return tf.debugging.Assert(condition, [text])
+
+
+def request_error(error):
+    """The readable part of a failed request's error: "image 2 of the request is ..." for the
+    export's own checks, the decoder's complaint ("Invalid PNG. ...") otherwise."""
+    message = getattr(error, "message", str(error))
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+    lines = [line.strip() for line in message.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(noise)] or [message]
+    text = lines[0]
+    if text.startswith("assertion failed: [") and text.endswith("]"):
+        text = text[len("assertion failed: ["):-1]
+    return text

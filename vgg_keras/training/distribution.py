@@ -1,0 +1,63 @@
+"""Where a run computes: the ``tf.distribute`` strategy of ``--distribution_strategy`` (one device,
+several GPUs with ``MirroredStrategy``, several machines with ``MultiWorkerMirroredStrategy``, a
+TPU), which worker is the chief, and where each worker writes.
+"""
+
+import tensorflow as tf
+
+from vgg_keras import artifacts
+
+
+def make_strategy(name, num_gpus=None, cpu_replicas=None):
+    """Returns the ``tf.distribute`` strategy for ``--distribution_strategy``.
+
+    ``cpu_replicas`` splits the CPU into that many logical devices first, so that
+    ``MirroredStrategy`` runs that many replicas without GPUs (TensorFlow must not have
+    started yet).
+
+    Raises:
+        ValueError: if ``num_gpus`` asks for more GPUs than are visible.
+    """
+    if cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    # These two must exist before TensorFlow's runtime starts (listing devices starts it).
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is not None:
+        if num_gpus > len(gpus):
+            raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPUs are visible")
+        gpus = gpus[:num_gpus]
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this worker writes the model dir (the others write to scratch folders)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and
+                                    "chief" not in resolver.cluster_spec().as_dict())
+
+
+def output_root(strategy, model_dir):
+    """Where this worker writes its checkpoints and logs: the model dir for the chief, a scratch
+    folder of the model dir for every other worker (their writes are needed for the
+    collective saves, not kept)."""
+    if is_chief(strategy):
+        return model_dir
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return artifacts.worker_dir(model_dir, getattr(resolver, "task_id", 0))

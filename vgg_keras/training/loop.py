@@ -1,0 +1,285 @@
+"""``vgg-train``: §3.1 training — mini-batch SGD with momentum 0.9, weight decay 5·10⁻⁴ (Caffe's
+convention, on kernels only), dropout 0.5 on fc1 and fc2, learning rate 10⁻² divided by 10
+whenever the validation accuracy stops improving, 74 epochs of batches of 256 — on one device,
+several GPUs, several machines or a TPU.
+
+The loop is our own rather than ``Model.fit``, so that a run killed at any step resumes at that
+step: model, optimizer (momentum), step, learning-rate state and (with ``deterministic``) the
+input position are restored from ``MODEL_DIR/backup/``. Keras 3's ``BackupAndRestore``
+restores only the epoch and silently redoes the rest of it.
+"""
+
+import dataclasses
+import math
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from pipelines import dataset_info
+from pipelines import inputs
+from pipelines import shard_integrity
+from vgg_keras import artifacts
+from vgg_keras import protocols
+from vgg_keras.training import distribution
+from vgg_keras.training import model as run_model
+from vgg_keras.training import outputs as run_outputs
+from vgg_keras.training import schedules
+from vgg_keras.training import steps
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, inconsistent data); the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """What the run learns about its data before it starts."""
+
+    info: dataset_info.DatasetInfo
+    num_classes: int
+    num_train: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def train(cfg):
+    """Trains ``cfg.config`` on ``cfg.data_dir`` and returns the summary (also written to
+    ``MODEL_DIR/summary.json``). Resumes from ``MODEL_DIR`` if a run was interrupted.
+
+    Raises:
+        ValueError: for inconsistent settings, before anything heavy starts.
+        TrainingError: if the loss or the weights stop being finite (nothing is saved then).
+    """
+    cfg.validate()
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(cfg):
+    strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
+                                          cfg.cpu_replicas)
+    _check_batch(cfg, strategy.num_replicas_in_sync)
+    data = _read_data(cfg)
+    outputs = run_outputs.RunOutputs(cfg.model_dir,
+                                     distribution.output_root(strategy, cfg.model_dir))
+    if cfg.dtype != "float32":
+        keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
+    state = _RunState(cfg, strategy, data, outputs)
+    start = state.restore()
+    corrupt = shard_integrity.make_corrupt_counter() if cfg.skip_corrupt else None
+    iterator = iter(strategy.distribute_datasets_from_function(
+        _train_dataset_fn(cfg, data, start, corrupt)))
+    eval_data = strategy.experimental_distribute_dataset(_eval_dataset(cfg, data, corrupt))
+    result = _Loop(cfg, state, data, corrupt).run(iterator, eval_data, start)
+    outputs.save_keras(state.model, artifacts.MODEL_FILE)
+    summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result)
+    outputs.write_summary(summary)
+    outputs.finish()
+    return summary
+
+
+def _check_batch(cfg, replicas):
+    if cfg.batch_size % replicas:
+        raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
+                         "replicas")
+
+
+def _read_data(cfg):
+    """The data's classes and epoch size, from its metadata (counted only for shards without
+    any), and the run's length in steps."""
+    info = dataset_info.read_info(cfg.data_dir)
+    num_classes = cfg.num_classes or info.num_classes
+    if not num_classes:
+        raise ValueError(f"--num_classes is needed: no dataset_info.json in {cfg.data_dir}")
+    num_train = info.num_examples.get("train")
+    if num_train is None:
+        num_train = dataset_info.count_records(info.split_files("train"))
+    if num_train < cfg.batch_size:
+        raise ValueError(f"the training split has {num_train} images, fewer than one batch of "
+                         f"{cfg.batch_size}")
+    steps_per_epoch = num_train // cfg.batch_size
+    total_steps = cfg.train_steps or cfg.train_epochs * steps_per_epoch
+    return _Data(info, int(num_classes), num_train, steps_per_epoch, total_steps)
+
+
+class _RunState:
+    """The run's net, optimizer, counters and schedule, and the checkpoints that carry them."""
+
+    def __init__(self, cfg, strategy, data, outputs):
+        self.strategy, self.outputs = strategy, outputs
+        with strategy.scope():
+            self.model = run_model.build_model(cfg, data.num_classes)
+            self.optimizer = run_model.make_optimizer(cfg)
+            self.optimizer.build(self.model.trainable_variables)  # slots before strategy.run
+            self.images_seen = tf.Variable(  # per replica: each adds the images it trained on
+                0, dtype=tf.int64, trainable=False, name="images_seen",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.schedule = schedules.LearningRate(cfg, data.steps_per_epoch, data.total_steps)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step,
+            images_seen=self.images_seen, random_streams=steps.random_streams(self.model),
+            **self.schedule.state())
+        self.managers = {name: tf.train.CheckpointManager(
+            self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=1)
+            for name in artifacts.CHECKPOINT_NAMES}
+
+    def restore(self):
+        """Restores the most advanced of the backup and the latest epoch checkpoint; returns
+        its step (0 for a new run)."""
+        candidates = [m.latest_checkpoint for m in (self.managers["backup"],
+                                                    self.managers["latest"])
+                      if m.latest_checkpoint]
+        start = 0
+        if candidates:
+            newest = max(candidates, key=_checkpoint_step)
+            self.checkpoint.restore(newest).expect_partial()
+            start = _checkpoint_step(newest)
+        self.step.assign(start)
+        return start
+
+    def save(self, name):
+        self.managers[name].save(checkpoint_number=int(self.step.numpy()))
+
+    def saved(self):
+        return [m.latest_checkpoint for m in self.managers.values() if m.latest_checkpoint]
+
+
+def _checkpoint_step(path):
+    return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _train_dataset_fn(cfg, data, start_step, corrupt_counter):
+    def dataset_fn(context):
+        # A deterministic run resumes its input where it stopped: skip what it consumed.
+        consumed = start_step * context.num_replicas_in_sync // context.num_input_pipelines
+        return inputs.make_train_dataset(
+            data.info, batch_size=cfg.batch_size, num_classes=data.num_classes,
+            scale=cfg.scale, crop_size=cfg.crop_size, label_offset=cfg.label_offset,
+            input_context=context, deterministic=cfg.deterministic, seed=cfg.seed,
+            shuffle_buffer=cfg.shuffle_buffer, skip_corrupt=cfg.skip_corrupt,
+            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0)
+
+    return dataset_fn
+
+
+def _eval_dataset(cfg, data, corrupt_counter):
+    """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
+    dataset = inputs.make_eval_dataset(
+        data.info, mode=protocols.EVAL_INPUT_MODES[protocols.SINGLE],
+        scale=protocols.default_test_scale(cfg.scale),
+        crop_size=cfg.crop_size, batch_size=cfg.batch_size, num_classes=data.num_classes,
+        label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
+        corrupt_counter=corrupt_counter)
+    return dataset.map(lambda images, labels, _: (images, labels))
+
+
+class _Loop:
+    """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
+
+    def __init__(self, cfg, state, data, corrupt):
+        self.cfg, self.state, self.data, self.corrupt = cfg, state, data, corrupt
+        self.train_steps = steps.make_train_steps(
+            state.model, state.optimizer, state.strategy, cfg.batch_size,
+            weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
+            images_seen=state.images_seen)
+        self.eval_step = steps.make_eval_step(state.model, state.strategy, data.num_classes)
+        self.verbose = cfg.verbose if cfg.verbose is not None else (
+            1 if sys.stdout.isatty() else 2)
+        self.train_seconds = self.train_images = 0.0
+
+    def run(self, iterator, eval_data, start):
+        current, row = start, None
+        while current < self.data.total_steps:
+            current, row = self._epoch(iterator, eval_data, current)
+        if row is None:  # nothing left to do: a finished run started again
+            top1, top5, _ = steps.evaluate_top_k(self.eval_step, eval_data)
+            row = {"loss": None, "val_top1": top1, "val_top5": top5}  # no step taken
+        return {"final_loss": row["loss"], "val_top1": row["val_top1"],
+                "val_top5": row["val_top5"],
+                "best_val_top1": float(self.state.schedule.best_top1.numpy()),
+                "images_per_second": self.train_images / max(self.train_seconds, 1e-9),
+                "corrupt_shards": int(self.corrupt.numpy()) if self.corrupt is not None else 0,
+                "images_per_replica": [int(v.numpy()) for v in
+                                       self.state.strategy.experimental_local_results(
+                                           self.state.images_seen)],
+                "resumed_from_step": start}
+
+    def _epoch(self, iterator, eval_data, current):
+        """Trains to the end of the current epoch, then validates and checkpoints; returns the
+        step reached and the epoch's log row."""
+        per_epoch = self.data.steps_per_epoch
+        epoch = current // per_epoch
+        first, started = current, time.perf_counter()
+        current, loss_sum, rate = self._train_to(iterator, current, epoch)
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        self.train_images += (current - first) * self.cfg.batch_size
+        top1, top5, _ = steps.evaluate_top_k(self.eval_step, eval_data)
+        self._end_epoch(top1)
+        row = {"epoch": epoch + 1, "step": current, "loss": loss_sum / max(1, current - first),
+               "val_top1": top1, "val_top5": top5, "learning_rate": rate,
+               "images_per_second": (current - first) * self.cfg.batch_size /
+               max(seconds, 1e-9)}
+        self.state.outputs.log_epoch(row)
+        self._print(row)
+        return current, row
+
+    def _train_to(self, iterator, current, epoch):
+        """The steps of one epoch from ``current``, with backups every ``backup_steps``;
+        returns (step reached, summed loss, last learning rate)."""
+        cfg, per_epoch = self.cfg, self.data.steps_per_epoch
+        end = min(self.data.total_steps, (epoch + 1) * per_epoch)
+        bar = keras.utils.Progbar(end - epoch * per_epoch, verbose=self.verbose,
+                                  stateful_metrics=["learning_rate"])
+        loss_sum, rate = 0.0, None
+        while current < end:
+            next_backup = (current // cfg.backup_steps + 1) * cfg.backup_steps
+            count = min(cfg.steps_per_execution, end - current, next_backup - current)
+            rate = self.state.schedule(current)
+            self.state.optimizer.learning_rate = rate
+            loss = float(self.train_steps(iterator, tf.constant(count)))
+            if not math.isfinite(loss):
+                self._stop(f"the training loss is {loss} at step {current + count}")
+            current += count
+            self.state.step.assign(current)
+            loss_sum += loss * count
+            bar.update(current - epoch * per_epoch, [("loss", loss), ("learning_rate", rate)])
+            if current % cfg.backup_steps == 0 and current < end:
+                self._save("backup")
+        return current, loss_sum, rate
+
+    def _end_epoch(self, top1):
+        improved = self.state.schedule.end_epoch(top1)
+        self._save("latest")
+        if improved:
+            self._save("best")
+            self.state.outputs.save_keras(self.state.model, artifacts.BEST_MODEL_FILE)
+
+    def _print(self, row):
+        corrupt = int(self.corrupt.numpy()) if self.corrupt is not None else 0
+        note = f", {corrupt} corrupt shards skipped" if corrupt else ""
+        print(f"epoch {row['epoch']} (step {row['step']}/{self.data.total_steps}): loss "
+              f"{row['loss']:.4f}, val top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}"
+              f", lr {row['learning_rate']:.3g}, {row['images_per_second']:.1f} images/s{note}",
+              flush=True)
+
+    def _save(self, name):
+        if not steps.weights_finite(self.state.model):
+            self._stop(f"the weights are no longer finite at step "
+                       f"{int(self.state.step.numpy())}")
+        self.state.save(name)
+
+    def _stop(self, what):
+        kept = self.state.saved()
+        raise TrainingError(
+            f"{what}: training stopped, and nothing was saved from this point on. The last "
+            f"good checkpoint{'s are' if len(kept) > 1 else ' is'} "
+            f"{', '.join(kept) if kept else '(none yet)'}. Lower --learning_rate, or use "
+            "--dtype=float32 if a reduced precision overflowed.")

@@ -1,0 +1,154 @@
+"""The distributed steps of §3.1 training: SGD on the replicas' batches with Caffe's weight decay,
+and the validation step that counts top-1/top-5 hits. Public: the loop, the tests and
+``tools/bench_train.py`` call them.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def decayed_variables(model):
+    """The variables weight decay applies to: the kernels of the convolutions and FC layers
+    (not biases, not batch-norm scales and offsets)."""
+    return [layer.kernel for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
+def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0.0,
+                     enable_xla=False, images_seen=None):
+    """A function ``train_steps(iterator, count)`` running ``count`` training steps on a
+    distributed iterator of ``(images, labels)``; returns their mean loss.
+
+    Weight decay is Caffe's (§3.1): ``gradient += λ·w`` on kernels, added to the gradients
+    directly (one multiply-add per weight; an L2 term in the loss costs autodiff a pass over
+    every weight and ~30% of a small-batch CPU step). Each replica adds ``λ·w / replicas``,
+    as the replicas' gradients are summed. Regularisation losses the model carries
+    (``model.losses``) are added to the loss, so a model built with
+    ``build_vgg(weight_decay=...)`` must be trained with ``weight_decay=0`` here: one
+    mechanism per model, never both.
+
+    Args:
+        model, optimizer: built inside ``strategy.scope()``, the optimizer's slots too.
+        strategy: the ``tf.distribute`` strategy.
+        global_batch: images per step over all replicas (the loss is their mean).
+        weight_decay: λ.
+        enable_xla: compile each replica's step with XLA.
+        images_seen: an int64 variable (sync-on-read) that each replica adds its images to.
+
+    Raises:
+        ValueError: if the model carries kernel regularisers and ``weight_decay`` is set.
+    """
+    _check_one_weight_decay(model, weight_decay)
+    replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+    # Batch-norm moving statistics: each replica updates its copy from its own share of the
+    # batch; averaging them after every step keeps the replicas identical (and, for the
+    # mean, equals the moving average of the global batch mean).
+    moving = [v for v in model.non_trainable_variables if "/moving_" in v.path]
+    decayed = {id(v) for v in decayed_variables(model)}
+    decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = tf.reduce_sum(per_example) / global_batch  # the global mean, summed later
+            if model.losses:  # regularisers a model brings along (then weight_decay is 0)
+                loss += tf.add_n(model.losses) / replicas
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        if weight_decay:
+            # Under float16 the gradients are of the scaled loss: scale the decay alike.
+            loss_scale = getattr(optimizer, "dynamic_scale", None)
+            scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
+            gradients = [g + tf.cast(rate * scale * v.value, g.dtype) if rate else g
+                         for g, v, rate in zip(gradients, variables, decay, strict=True)]
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        if replicas > 1 and moving:
+            averaged = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.MEAN, [v.value for v in moving])
+            for variable, value in zip(moving, averaged, strict=True):
+                variable.assign(value)
+        if images_seen is not None:
+            images_seen.assign_add(tf.cast(tf.shape(labels)[0], tf.int64))
+        return loss
+
+    if enable_xla:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    # An explicit while loop rather than AutoGraph's conversion of a Python loop: AutoGraph
+    # needs the source file, and falls back to a broken graph when it cannot read it (a
+    # package installed without sources, or edited while a run is going).
+    @tf.function(autograph=False)
+    def train_steps(iterator, count):
+        def body(index, total):
+            loss = strategy.run(replica_step, args=next(iterator))
+            return index + 1, total + strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+
+        start = (tf.zeros_like(count), tf.constant(0.0))
+        _, total = tf.while_loop(lambda index, _: index < count, body, start)
+        return total / tf.cast(count, tf.float32)
+
+    return train_steps
+
+
+def _check_one_weight_decay(model, weight_decay):
+    regularized = [layer.name for layer in model.layers
+                   if getattr(layer, "kernel_regularizer", None) is not None]
+    if weight_decay and regularized:
+        raise ValueError(
+            f"{model.name} carries weight decay already (kernel regularisers on "
+            f"{', '.join(regularized[:3])}{', ...' if len(regularized) > 3 else ''}: built with "
+            f"build_vgg(weight_decay=...)), and the training step would add "
+            f"weight_decay={weight_decay} on top: build it without weight_decay, or train it "
+            "with weight_decay=0")
+
+
+def make_eval_step(model, strategy, num_classes):
+    """A function ``eval_step(batch)`` returning the top-1 hits, top-5 hits and images of a
+    distributed ``(images, labels)`` batch, summed over the replicas."""
+    top = min(5, num_classes)
+
+    def replica_step(images, labels):
+        probabilities = model(images, training=False)
+        top1 = tf.math.in_top_k(labels, probabilities, 1)
+        top5 = tf.math.in_top_k(labels, probabilities, top)
+        return (tf.reduce_sum(tf.cast(top1, tf.int64)), tf.reduce_sum(tf.cast(top5, tf.int64)),
+                tf.cast(tf.shape(labels)[0], tf.int64))
+
+    @tf.function
+    def eval_step(batch):
+        results = strategy.run(replica_step, args=batch)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    return eval_step
+
+
+def evaluate_top_k(eval_step, dataset):
+    """Returns (top-1 accuracy, top-5 accuracy, images) over a distributed eval dataset.
+
+    Raises:
+        ValueError: if the dataset holds no images.
+    """
+    correct1 = correct5 = count = 0
+    for batch in dataset:
+        top1, top5, images = eval_step(batch)
+        correct1, correct5, count = correct1 + int(top1), correct5 + int(top5), count + int(images)
+    if not count:
+        raise ValueError("the validation split holds no images")
+    return correct1 / count, correct5 / count, count
+
+
+def random_streams(model):
+    """The states of the model's random streams (dropout, colour shift), by position.
+
+    ``tf.train.Checkpoint`` does not see Keras' seed generators: without these, a resumed run
+    would restart every random stream and diverge from an uninterrupted one.
+    """
+    states = [v.value for v in model.variables if "seed_generator" in v.path]
+    return {f"stream_{index}": state for index, state in enumerate(states)}
+
+
+def weights_finite(model):
+    """Whether every trainable weight is finite."""
+    return all(bool(tf.reduce_all(tf.math.is_finite(v.value))) for v in model.trainable_weights)
