@@ -18,7 +18,6 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "h5py==3.14.0",
     "pillow==13.0.0",  # the converter inspects, validates and repairs images with it
-    "tqdm==4.70.1",
     "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow no longer installs it
     "matplotlib==3.11.2",  # the training curve, MODEL_DIR/training_curve.png
     "tensorflow-serving-api==2.21.0",  # the PredictionLog protos of the export's warm-up file

@@ -19,15 +19,16 @@ import logging
 import multiprocessing
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 
 from pipelines import images
+from pipelines import progress as progress_lines
 from pipelines import schema
 
 STATE_DIR = ".convert_state"
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines off a terminal
 MANIFEST_VERSION = 1
 _LOG = logging.getLogger("vgg_keras.convert")
 
@@ -87,7 +88,9 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
         boxes: ``{image file stem: [(xmin, ymin, xmax, ymax)]}`` from ``bbox.read_boxes``.
         bbox_problems: unreadable bounding-box files, reported in the manifest.
         arguments: the run's arguments, recorded in the manifest.
-        progress: show a progress bar (default: when stderr is a terminal).
+        progress: True for a live progress line, False for none, None for a live line on a
+            terminal and otherwise a line every ``PROGRESS_INTERVAL`` seconds (image by image,
+            with the ETA).
 
     Raises:
         ValueError: if ``output_dir`` holds a different conversion.
@@ -157,39 +160,63 @@ def _finished_report(output, state, task):
     return report
 
 
-def _run(todo, settings, boxes, num_workers, progress):
-    """Writes the shards of ``todo``, yielding each shard's report as it completes."""
+def _run(todo, settings, boxes, num_workers, show_progress):
+    """Writes the shards of ``todo``, yielding each shard's report as it completes; reports
+    progress image by image (the workers count into a shared counter)."""
     if not todo:
         return
     workers = max(1, min(num_workers or os.cpu_count() or 1, len(todo)))
-    meter = _Progress(sum(len(t.entries) for t in todo), len(todo), progress)
+    meter = progress_lines.Progress(sum(len(t.entries) for t in todo), label="converted",
+                              show=show_progress, interval=PROGRESS_INTERVAL)
+    counter = multiprocessing.get_context("spawn").Value("q", 0)
+    shards = 0
+
+    def update(report=None):
+        nonlocal shards
+        shards += report is not None
+        meter.update(counter.value, extra=f"{shards}/{len(todo)} shards")
+
     try:
         if workers == 1:
-            _init_worker(settings, boxes)
-            results = map(write_shard, todo)
-            for report in results:
-                meter.update(report)
+            _init_worker(settings, boxes, counter, on_image=update)
+            for report in map(write_shard, todo):
+                update(report)
                 yield report
         else:
             # spawn: workers start clean, whatever the parent has imported or started.
             context = multiprocessing.get_context("spawn")
             with context.Pool(workers, initializer=_init_worker,
-                              initargs=(settings, boxes)) as pool:
-                for report in pool.imap_unordered(write_shard, todo):
-                    meter.update(report)
+                              initargs=(settings, boxes, counter)) as pool:
+                results = pool.imap_unordered(write_shard, todo)
+                for _ in todo:
+                    while True:
+                        try:
+                            report = results.next(timeout=1.0)
+                            break
+                        except multiprocessing.TimeoutError:
+                            update()
+                    update(report)
                     yield report
     finally:
-        meter.close()
+        meter.close(extra=f"{shards}/{len(todo)} shards")
 
 
 _WORKER = {}
 
 
-def _init_worker(settings, boxes):
+def _init_worker(settings, boxes, counter, on_image=None):
     import tensorflow  # noqa: F401 - imported once per worker, before its first shard
 
     _WORKER.clear()
-    _WORKER.update(settings=settings, boxes=boxes, files={})
+    _WORKER.update(settings=settings, boxes=boxes, files={}, counter=counter,
+                   on_image=on_image)
+
+
+def _count_image():
+    with _WORKER["counter"].get_lock():
+        _WORKER["counter"].value += 1
+    if _WORKER["on_image"]:
+        _WORKER["on_image"]()
 
 
 def _read(entry):
@@ -221,6 +248,7 @@ def write_shard(task):
               "num_resized": 0}
     with tf.io.TFRecordWriter(str(temporary)) as writer:
         for entry in task.entries:
+            _count_image()
             try:
                 image = images.prepare_image(_read(entry), max_pixels=settings.max_pixels,
                                              max_shorter_side=settings.max_shorter_side)
@@ -318,36 +346,3 @@ def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, 
         "source": plan.source,
         "arguments": arguments or {},
     }
-
-
-class _Progress:
-    """A tqdm bar on a terminal; otherwise a log line at most every 30 seconds."""
-
-    def __init__(self, total_images, total_shards, show):
-        self._start = self._last = time.monotonic()
-        self._images, self._shards = 0, 0
-        self._total_images, self._total_shards = total_images, total_shards
-        self._bar = None
-        if show if show is not None else sys.stderr.isatty():
-            import tqdm
-
-            self._bar = tqdm.tqdm(total=total_images, unit="img", smoothing=0.1)
-
-    def update(self, report):
-        self._images += report["num_inputs"]
-        self._shards += 1
-        if self._bar is not None:
-            self._bar.update(report["num_inputs"])
-            return
-        now = time.monotonic()
-        if now - self._last >= 30 or self._shards == self._total_shards:
-            self._last = now
-            rate = self._images / max(now - self._start, 1e-9)
-            eta = (self._total_images - self._images) / max(rate, 1e-9)
-            _LOG.info("converted %d/%d images, %d/%d shards, %.0f images/s, ETA %.0f s",
-                      self._images, self._total_images, self._shards, self._total_shards, rate,
-                      eta)
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.close()

@@ -127,6 +127,10 @@ def read_info(source):
     """
     if isinstance(source, DatasetInfo):
         return source
+    if isinstance(source, (str, os.PathLike)) and not glob.has_magic(os.fspath(source)) and \
+            not os.path.exists(source):
+        raise FileNotFoundError(f"{os.fspath(source)} does not exist: give the folder of the "
+                                "shards (vgg-convert's --output_dir, or slim's or tfds's)")
     files = _find_files(source)
     if not any(files.values()):
         where = source if isinstance(source, (list, tuple)) else os.fspath(source)

@@ -50,10 +50,13 @@ def make_parser(keys, label_offset, num_classes):
         features = tf.io.parse_single_example(record, spec)
         label = features[keys["label"]] - label_offset
         valid = tf.logical_and(label >= 0, label < num_classes)
-        check = tf.debugging.Assert(valid, [
-            "label", features[keys["label"]], "of", features[keys["filename"]], "in shard",
-            path, f"is outside [0, {num_classes}) after label_offset={label_offset}: shards "
-            "of our converter and slim's use label_offset=1, tfds uses 0"], summarize=3)
+        message = tf.strings.join([  # format() would quote the names
+            "label ", tf.strings.as_string(features[keys["label"]]), " of ",
+            features[keys["filename"]], " in shard ", path,
+            f" is outside [0, {num_classes}) after label_offset={label_offset}: shards of our "
+            "converter and slim's use --label_offset=1, tfds's 0; and --num_classes must cover "
+            "every label"])
+        check = tf.debugging.Assert(valid, [message])
         with tf.control_dependencies([check]):
             label = tf.cast(tf.identity(label), tf.int32)
         return features[keys["encoded"]], label, features[keys["filename"]]

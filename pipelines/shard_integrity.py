@@ -39,10 +39,11 @@ def checked_records(path, size, skip_corrupt, corrupt_counter):
             action = tf.cond(complete, lambda: tf.constant(0, tf.int64),
                              lambda: _count_corrupt(path, consumed, size, corrupt_counter))
         else:
-            action = tf.debugging.Assert(complete, [
-                "corrupt or truncated TFRecord shard", path, "only", consumed, "of", size,
-                "bytes could be read; pass skip_corrupt=True (--skip_corrupt) to skip the "
-                "rest of such shards"], summarize=5)
+            action = tf.debugging.Assert(complete, [tf.strings.join([
+                "corrupt or truncated TFRecord shard ", path, ": only ",
+                tf.strings.as_string(consumed), " of its ", tf.strings.as_string(size),
+                " bytes could be read; convert it again, or pass --skip_corrupt to skip the "
+                "rest of such shards"])])
         with tf.control_dependencies([action]):
             return tf.identity(record), is_end
 

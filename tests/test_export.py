@@ -259,6 +259,7 @@ def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_pat
     assert result.returncode == 1
     assert f"{bad}: image 0 of the request is not a JPEG, PNG, GIF or BMP image" in result.stderr
     assert f"{tmp_path / 'missing.jpg'}: cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == str(good) and len(lines) == 4 and lines[1].startswith("  1. ")
 
@@ -268,11 +269,11 @@ def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
         str(tmp_path / "plain" / "1"))
     for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
                             "returns no classes, labels, scores, synsets)"),
-                           (tmp_path / "nothing", "is neither a SavedModel nor a folder of "
-                            "numbered versions")):
+                           (tmp_path / "nothing", "does not exist: give an export of vgg-export")):
         result = subprocess.run([str(BIN / "vgg-predict"), f"--model={model}", "a.jpg"],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 1 and message in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def _tree_digest(folder):

@@ -190,6 +190,60 @@ def test_kill_mid_epoch_and_resume(data, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def _latest_checkpoint_step(model_dir):
+    """The step of the last complete epoch checkpoint (its state file names it only once its
+    files are written), or 0."""
+    state = model_dir / "checkpoints" / "latest" / "checkpoint"
+    text = state.read_text() if state.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("model_checkpoint_path:"):
+            return int(line.rsplit("-", 1)[1].rstrip('"'))
+    return 0
+
+
+def _tensorboard_scalars(log_dir, tag):
+    """{step: value} of a scalar in a run's TensorBoard events (the last write of a step)."""
+    import tensorflow as tf
+
+    values = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, tmp_path):
+    """§3.1 to the letter: with the validation accuracy flat (weights of σ = 1e-6 carry no
+    signal through 11 layers: every image gets the same class, top-1 stays 1/4), the rate is
+    divided by 10 after epochs 2, 3 and 4, then stays at 1e-5. Killed after epoch 3 and
+    resumed, the run continues the count; the CSV and TensorBoard show the same rates."""
+    common = [*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}", "--train_epochs=7",
+              "--learning_rate=0.01", "--init=gaussian", "--init_stddev=1e-6", "--deterministic",
+              "--distribution_strategy=one_device"]
+    process = subprocess.Popen([sys.executable, "-m", "tools.train", *common], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and _latest_checkpoint_step(tmp_path) < 18:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 18 <= _latest_checkpoint_step(tmp_path) < 42
+    result = _cli(*common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "at most 3 times (to 1e-05)" in result.stdout.splitlines()[0]  # the recipe line
+    rows = [line.split(",") for line in
+            (tmp_path / "training_log.csv").read_text().splitlines()[1:]]
+    assert [int(row[1]) for row in rows] == [6 * epoch for epoch in range(1, 8)]
+    assert {float(row[3]) for row in rows} == {0.25}  # flat
+    rates = [float(row[5]) for row in rows]
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4, 1e-5, 1e-5, 1e-5])
+    logged = _tensorboard_scalars(tmp_path / "logs", "learning_rate")
+    assert sorted(logged) == [int(row[1]) for row in rows]
+    assert [logged[int(row[1])] for row in rows] == pytest.approx(rates)
+
+
 def test_multi_worker_two_processes_on_localhost(data, tmp_path):
     import socket
 

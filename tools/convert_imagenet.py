@@ -19,6 +19,8 @@ from absl import flags
 
 from pipelines import images
 
+from . import program
+
 _RAW_DATA_DIR = flags.DEFINE_string(
     "raw_data_dir", None, "Folder holding ILSVRC2012_img_train.tar / ILSVRC2012_img_val.tar, or "
     "train/ and val/ folders of an extracted copy.")
@@ -134,7 +136,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-convert")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from absl import flags
 from pipelines import dataset_info
 from vgg_keras import artifacts
 
+from . import program
+
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_output", "Everything goes here; deleted "
                                   "and rewritten by every run.")
 _TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 40, "Training images per class.")
@@ -202,4 +204,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main, "demo")

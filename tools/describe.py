@@ -11,6 +11,8 @@ import json
 from absl import app
 from absl import flags
 
+from . import program
+
 _CONFIGS = flags.DEFINE_list("configs", None, "Configurations to describe (default: all six).")
 _BATCH_NORM = flags.DEFINE_bool("batch_norm", False, "Describe the batch-norm variants.")
 _INPUT_SIZE = flags.DEFINE_integer("input_size", 224, "Side of the square input image.")
@@ -75,7 +77,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-describe")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ protocols (§3.2, §4), printed in the shape of its Tables 3–7.
     vgg-evaluate --model=/models/d-multi --model=/models/e-multi --scales=256,384,512 ...
 """
 
-import sys
 
 from absl import app
 from absl import flags
 
 from vgg_keras import protocols
+
+from . import program
 
 _MODEL = flags.DEFINE_multi_string("model", None, "Keras file, vgg-train model dir, checkpoint "
                                    "or export; repeat to fuse several models (§4.4), each at "
@@ -60,22 +61,17 @@ def main(argv):
         train_scale = (values[0], values[-1])
     from vgg_keras import evaluation
 
-    try:
-        results = evaluation.evaluate(
-            _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
-            train_scale=train_scale, crop_size=_CROP_SIZE.value,
-            label_offset=_LABEL_OFFSET.value, num_classes=_NUM_CLASSES.value,
-            output_dir=_OUTPUT_DIR.value, max_images=_MAX_IMAGES.value,
-            batch_size=_BATCH_SIZE.value)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"vgg-evaluate: {error}", file=sys.stderr)
-        return 1
+    results = evaluation.evaluate(
+        _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
+        train_scale=train_scale, crop_size=_CROP_SIZE.value, label_offset=_LABEL_OFFSET.value,
+        num_classes=_NUM_CLASSES.value, output_dir=_OUTPUT_DIR.value,
+        max_images=_MAX_IMAGES.value, batch_size=_BATCH_SIZE.value)
     print(evaluation.format_table(results))
     return 0
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-evaluate")
 
 
 if __name__ == "__main__":

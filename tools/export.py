@@ -9,7 +9,6 @@ Each run writes the next version (/serving/vgg16/1, 2, ...) and never overwrites
 A SavedModel is a program: load only exports you trust.
 """
 
-import sys
 
 from absl import app
 from absl import flags
@@ -17,6 +16,8 @@ from absl import logging
 
 from vgg_keras import artifacts
 from vgg_keras import export
+
+from . import program
 
 _MODEL = flags.DEFINE_string("model", None, "vgg-train model dir, Keras file from it, or "
                              "checkpoint (MODEL_DIR/checkpoints/best/ckpt-N).")
@@ -47,15 +48,11 @@ def main(argv):
     if _TEST_SCALE.value is not None and _TEST_SCALE.value < 1:
         raise app.UsageError("--test_scale must be positive")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's notes while saving (a line per file)
-    try:
-        path = export.export_saved_model(
-            _MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
-            eval_mode=_EVAL_MODE.value, test_scale=_TEST_SCALE.value, top_k=_TOP_K.value,
-            max_pixels=_MAX_PIXELS.value, min_side=_MIN_SIDE.value,
-            full_probabilities=_FULL_PROBABILITIES.value, data_dir=_DATA_DIR.value)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"vgg-export: {error}", file=sys.stderr)
-        return 1
+    path = export.export_saved_model(
+        _MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
+        eval_mode=_EVAL_MODE.value, test_scale=_TEST_SCALE.value, top_k=_TOP_K.value,
+        max_pixels=_MAX_PIXELS.value, min_side=_MIN_SIDE.value,
+        full_probabilities=_FULL_PROBABILITIES.value, data_dir=_DATA_DIR.value)
     metadata = artifacts.read_metadata(path)
     print(f"exported {metadata['config']} ({metadata['num_classes']} classes, eval mode "
           f"{metadata['eval_mode']}, Q={metadata['test_scale']}, top {metadata['top_k']}) "
@@ -64,7 +61,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-export")
 
 
 if __name__ == "__main__":

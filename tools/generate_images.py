@@ -12,6 +12,8 @@ from absl import flags
 
 from pipelines import synthetic
 
+from . import program
+
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write the dataset into.")
 _LAYOUT = flags.DEFINE_enum("layout", "archives", synthetic.LAYOUTS, "Layout of the dataset.")
 _TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 20, "Good training images per class.")
@@ -38,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    program.run(main, "tools.generate_images")

@@ -17,6 +17,8 @@ from absl import flags
 
 from vgg_keras import artifacts
 
+from . import program
+
 _MODEL = flags.DEFINE_string("model", None, "Export folder: EXPORT_DIR/<model_name> or one of "
                              "its versions.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
@@ -55,11 +57,7 @@ def main(argv):
         raise app.UsageError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
     import tensorflow as tf
 
-    try:
-        location = artifacts.resolve_export(_MODEL.value)
-    except FileNotFoundError as error:
-        print(f"vgg-predict: {error}", file=sys.stderr)
-        return 1
+    location = artifacts.resolve_export(_MODEL.value)
     signature = tf.saved_model.load(location).signatures["serving_default"]
     missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
     if missing:
@@ -81,7 +79,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-predict")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ Killed, it resumes from MODEL_DIR/backup/ when run again with the same command.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from vgg_keras import artifacts
 from vgg_keras.training import run_config
+
+from . import program
 
 _D = run_config.DEFAULTS  # every default is the library's (the paper's, §3.1)
 
@@ -45,6 +46,16 @@ _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _D["weight_decay"], "Weight d
 _DROPOUT = flags.DEFINE_float("dropout", _D["dropout"], "Dropout after fc1 and fc2 (§3.1).")
 _LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", _D["lr_schedule"], run_config.LR_SCHEDULES,
                                  "plateau: ÷10 when validation top-1 stops improving (§3.1).")
+_PLATEAU_DECAYS = flags.DEFINE_integer("plateau_decays", _D["plateau_decays"], "With "
+                                      "--lr_schedule=plateau: at most this many ÷10 (§3.1: 3, "
+                                      "so 1e-2 ends at 1e-5); then the rate stays.")
+_PLATEAU_PATIENCE = flags.DEFINE_integer("plateau_patience", _D["plateau_patience"], "Epochs "
+                                        "without improvement of validation top-1 before a ÷10.")
+_PLATEAU_MIN_DELTA = flags.DEFINE_float("plateau_min_delta", _D["plateau_min_delta"], "The "
+                                        "least rise of validation top-1 that counts as an "
+                                        "improvement.")
+_MIN_LEARNING_RATE = flags.DEFINE_float("min_learning_rate", _D["min_learning_rate"], "The "
+                                        "rate never goes below this, whatever the schedule.")
 _LR_STEP_EPOCHS = flags.DEFINE_list("lr_step_epochs", [f"{e:g}" for e in _D["lr_step_epochs"]],
                                     "With --lr_schedule=step: epochs at which the rate ÷10.")
 _WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", _D["warmup_epochs"], "Linear warm-up "
@@ -83,6 +94,10 @@ _CROP_SIZE = flags.DEFINE_integer("crop_size", _D["crop_size"], "Training crop; 
                                   "same pixels.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", _D["num_classes"], "Default: from the data's "
                                     "metadata.")
+_TRAIN_EXAMPLES = flags.DEFINE_integer("train_examples", _D["train_examples"], "Images in "
+                                      "the training split, for shards without metadata "
+                                      "(default: from the metadata, or counted once and "
+                                      "cached in --model_dir).")
 _BACKUP_STEPS = flags.DEFINE_integer("backup_steps", _D["backup_steps"], "Steps between "
                                      "backups.")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", _D["skip_corrupt"], "Skip (and count) the "
@@ -113,14 +128,17 @@ def make_config():
         batch_size=_BATCH_SIZE.value, train_epochs=_TRAIN_EPOCHS.value,
         train_steps=_TRAIN_STEPS.value, learning_rate=_LEARNING_RATE.value,
         momentum=_MOMENTUM.value, weight_decay=_WEIGHT_DECAY.value, dropout=_DROPOUT.value,
-        lr_schedule=_LR_SCHEDULE.value, lr_step_epochs=epochs,
+        lr_schedule=_LR_SCHEDULE.value, plateau_decays=_PLATEAU_DECAYS.value,
+        plateau_patience=_PLATEAU_PATIENCE.value, plateau_min_delta=_PLATEAU_MIN_DELTA.value,
+        min_learning_rate=_MIN_LEARNING_RATE.value, lr_step_epochs=epochs,
         warmup_epochs=_WARMUP_EPOCHS.value, scale=parse_scale(_SCALE.value), init=_INIT.value,
         init_stddev=_INIT_STDDEV.value, distribution_strategy=_DISTRIBUTION_STRATEGY.value,
         num_gpus=_NUM_GPUS.value, cpu_replicas=_CPU_REPLICAS.value, dtype=_DTYPE.value,
         enable_xla=_ENABLE_XLA.value, steps_per_execution=_STEPS_PER_EXECUTION.value,
         label_offset=_LABEL_OFFSET.value, seed=_SEED.value, deterministic=_DETERMINISTIC.value,
         width=_WIDTH.value, fc_units=_FC_UNITS.value, crop_size=_CROP_SIZE.value,
-        num_classes=_NUM_CLASSES.value, backup_steps=_BACKUP_STEPS.value,
+        num_classes=_NUM_CLASSES.value, train_examples=_TRAIN_EXAMPLES.value,
+        backup_steps=_BACKUP_STEPS.value,
         skip_corrupt=_SKIP_CORRUPT.value)
     try:
         cfg.validate()
@@ -135,11 +153,7 @@ def main(argv):
     cfg = make_config()
     from vgg_keras.training import loop
 
-    try:
-        summary = loop.train(cfg)
-    except (loop.TrainingError, ValueError) as error:
-        print(f"vgg-train: {error}", file=sys.stderr)
-        return 1
+    summary = loop.train(cfg)
     print(f"done: {summary['steps']} steps, val top-1 {summary['val_top1']:.4f}, top-5 "
           f"{summary['val_top5']:.4f}, {summary['images_per_second']:.1f} images/s on "
           f"{summary['replicas']} replicas; "
@@ -148,7 +162,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    program.run(main, "vgg-train")
 
 
 if __name__ == "__main__":

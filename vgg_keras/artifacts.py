@@ -6,6 +6,7 @@ A model dir, as ``vgg-train`` writes it::
     MODEL_DIR/model.keras, best.keras        the final and the best net (Keras files)
              summary.json                    the run: settings, results, classes
              training_log.csv, training_curve.png, logs/ (TensorBoard)
+             train_examples.json             the counted epoch size of shards without metadata
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
              .worker_<i>/                    scratch of the non-chief workers of a multi-worker run
 
@@ -26,6 +27,7 @@ BEST_MODEL_FILE = "best.keras"
 SUMMARY_FILE = "summary.json"
 TRAINING_LOG = "training_log.csv"
 CURVE_FILE = "training_curve.png"
+TRAIN_EXAMPLES_FILE = "train_examples.json"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"
@@ -118,8 +120,10 @@ def resolve_export(path):
     """
     found = find_export(path)
     if found is None:
-        raise FileNotFoundError(f"{path} is neither a SavedModel nor a folder of numbered "
-                                "versions")
+        what = "does not exist" if not os.path.exists(path) else (
+            "is neither a SavedModel nor a folder of numbered versions")
+        raise FileNotFoundError(f"{path} {what}: give an export of vgg-export, "
+                                "EXPORT_DIR/<model_name> or one of its version folders")
     return found
 
 
@@ -164,7 +168,10 @@ def load_model(path):
         path = os.path.join(path, MODEL_FILE)
     if path.endswith(".keras"):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no Keras model at {path}")
+            raise FileNotFoundError(
+                f"no Keras model at {path}: give a vgg-train model dir whose run has finished "
+                "(or one of its checkpoints, MODEL_DIR/checkpoints/latest/ckpt-N), or a .keras "
+                "file")
         return keras.models.load_model(path, compile=False)
     if is_checkpoint(path):
         import tensorflow as tf
@@ -173,7 +180,8 @@ def load_model(path):
                                         compile=False)
         tf.train.Checkpoint(model=model).restore(path).expect_partial()
         return model
-    raise FileNotFoundError(f"{path} is neither a .keras file, a model dir nor a checkpoint")
+    raise FileNotFoundError(f"{path} is neither a .keras file, a vgg-train model dir, a "
+                            "checkpoint of one nor an export: give one of these")
 
 
 def _wrap_saved_model(path):

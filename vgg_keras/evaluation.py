@@ -10,7 +10,6 @@ so that the 50,000 ImageNet validation images take constant memory.
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -18,11 +17,13 @@ import tensorflow as tf
 
 from pipelines import dataset_info
 from pipelines import inputs
+from pipelines import progress as progress_lines
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import protocols as protocol_lib
 
 PROTOCOLS = protocol_lib.PROTOCOLS
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
 
 
 def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=None,
@@ -42,7 +43,8 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
         crop_size: default: each model's input size.
         label_offset, num_classes: as for ``pipelines.inputs.make_eval_dataset``.
         output_dir: where ``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` go.
-        progress: print progress (default: on a terminal).
+        progress: True for a live progress line, False for none, None (default) for a live
+            line on a terminal and otherwise a line every ``PROGRESS_INTERVAL`` seconds.
         max_images: stop after this many images (for quick looks).
         batch_size: images per batch of the single-crop protocol (the other protocols go one
             image at a time: their images differ in size, or are 50 crops already).
@@ -64,7 +66,9 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
     scores = {p: _Scores(num_classes) for p in protocols}
     data = dict(info=info, label_offset=label_offset, num_classes=num_classes)
     started = time.monotonic()
-    meter = _Progress(progress)
+    total = info.num_examples.get("validation")
+    meter = progress_lines.Progress(min(total, max_images or total) if total else max_images,
+                                    label="evaluated", show=progress, interval=PROGRESS_INTERVAL)
     if tuple(protocols) == (protocol_lib.SINGLE,):  # centre crops share a size: whole batches
         _score_center_batches(nets, data, scores, batch_size, max_images, meter)
     else:
@@ -235,26 +239,6 @@ class _Scores:
     def result(self):
         return {"top1_error": 1.0 - self.top1 / self.count,
                 "top5_error": 1.0 - self.top5 / self.count, "num_images": self.count}
-
-
-class _Progress:
-    """Images evaluated so far: a running line on a terminal, a line per 1,000 otherwise."""
-
-    def __init__(self, show):
-        self.terminal = sys.stderr.isatty() if show is None else show
-        self.started, self.last = time.monotonic(), 0
-
-    def update(self, count):
-        rate = count / max(time.monotonic() - self.started, 1e-9)
-        if self.terminal:
-            print(f"\r{count} images, {rate:.1f} images/s", end="", file=sys.stderr)
-        elif count // 1000 > self.last // 1000:
-            print(f"{count} images evaluated, {rate:.1f} images/s", file=sys.stderr, flush=True)
-        self.last = count
-
-    def close(self):
-        if self.terminal:
-            print(file=sys.stderr)
 
 
 def _scale_text(scale):

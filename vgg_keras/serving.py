@@ -26,6 +26,7 @@ import json
 
 import tensorflow as tf
 
+from pipelines import errors
 from pipelines import image_header
 from pipelines import preprocessing
 from pipelines import schema
@@ -174,11 +175,4 @@ def _require(condition, index, message, *values):
 def request_error(error):
     """The readable part of a failed request's error: "image 2 of the request is ..." for the
     export's own checks, the decoder's complaint ("Invalid PNG. ...") otherwise."""
-    message = getattr(error, "message", str(error))
-    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
-    lines = [line.strip() for line in message.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(noise)] or [message]
-    text = lines[0]
-    if text.startswith("assertion failed: [") and text.endswith("]"):
-        text = text[len("assertion failed: ["):-1]
-    return text
+    return errors.one_line(error)

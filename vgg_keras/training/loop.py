@@ -9,7 +9,6 @@ input position are restored from ``MODEL_DIR/backup/``. Keras 3's ``BackupAndRes
 restores only the epoch and silently redoes the rest of it.
 """
 
-import dataclasses
 import math
 import sys
 import time
@@ -17,31 +16,22 @@ import time
 import keras
 import tensorflow as tf
 
-from pipelines import dataset_info
-from pipelines import inputs
+from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
-from vgg_keras import protocols
+from vgg_keras import configs
+from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
 from vgg_keras.training import model as run_model
 from vgg_keras.training import outputs as run_outputs
 from vgg_keras.training import schedules
 from vgg_keras.training import steps
 
+PROGRESS_INTERVAL = 60.0  # seconds between progress lines off a terminal
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, inconsistent data); the message says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Data:
-    """What the run learns about its data before it starts."""
-
-    info: dataset_info.DatasetInfo
-    num_classes: int
-    num_train: int
-    steps_per_epoch: int
-    total_steps: int
 
 
 def train(cfg):
@@ -64,17 +54,20 @@ def _train(cfg):
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
                                           cfg.cpu_replicas)
     _check_batch(cfg, strategy.num_replicas_in_sync)
-    data = _read_data(cfg)
+    data = run_data.read_run_data(cfg)
     outputs = run_outputs.RunOutputs(cfg.model_dir,
                                      distribution.output_root(strategy, cfg.model_dir))
     if cfg.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = _RunState(cfg, strategy, data, outputs)
+    print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     start = state.restore()
+    outputs.resume(start)
     corrupt = shard_integrity.make_corrupt_counter() if cfg.skip_corrupt else None
     iterator = iter(strategy.distribute_datasets_from_function(
-        _train_dataset_fn(cfg, data, start, corrupt)))
-    eval_data = strategy.experimental_distribute_dataset(_eval_dataset(cfg, data, corrupt))
+        run_data.train_dataset_fn(cfg, data, start, corrupt)))
+    eval_data = strategy.experimental_distribute_dataset(
+        run_data.eval_dataset(cfg, data, corrupt))
     result = _Loop(cfg, state, data, corrupt).run(iterator, eval_data, start)
     outputs.save_keras(state.model, artifacts.MODEL_FILE)
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result)
@@ -89,22 +82,18 @@ def _check_batch(cfg, replicas):
                          "replicas")
 
 
-def _read_data(cfg):
-    """The data's classes and epoch size, from its metadata (counted only for shards without
-    any), and the run's length in steps."""
-    info = dataset_info.read_info(cfg.data_dir)
-    num_classes = cfg.num_classes or info.num_classes
-    if not num_classes:
-        raise ValueError(f"--num_classes is needed: no dataset_info.json in {cfg.data_dir}")
-    num_train = info.num_examples.get("train")
-    if num_train is None:
-        num_train = dataset_info.count_records(info.split_files("train"))
-    if num_train < cfg.batch_size:
-        raise ValueError(f"the training split has {num_train} images, fewer than one batch of "
-                         f"{cfg.batch_size}")
-    steps_per_epoch = num_train // cfg.batch_size
-    total_steps = cfg.train_steps or cfg.train_epochs * steps_per_epoch
-    return _Data(info, int(num_classes), num_train, steps_per_epoch, total_steps)
+def _recipe(cfg, replicas, data, schedule):
+    """The effective recipe in one line: the first line of a run's log."""
+    name = configs.resolve_config(cfg.config)[0]
+    scale = (f"S = {cfg.scale[0]}" if cfg.scale[0] == cfg.scale[1] else
+             f"S in [{cfg.scale[0]}, {cfg.scale[1]}]")
+    return (f"recipe: config {name}; global batch {cfg.batch_size} "
+            f"({cfg.batch_size // replicas} per replica × {replicas} replicas, "
+            f"{cfg.distribution_strategy}); SGD momentum {cfg.momentum:g}, {schedule.describe()}"
+            f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; {scale}, crop "
+            f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
+            f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
+            f"data {data.describe()}")
 
 
 class _RunState:
@@ -155,31 +144,6 @@ def _checkpoint_step(path):
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def _train_dataset_fn(cfg, data, start_step, corrupt_counter):
-    def dataset_fn(context):
-        # A deterministic run resumes its input where it stopped: skip what it consumed.
-        consumed = start_step * context.num_replicas_in_sync // context.num_input_pipelines
-        return inputs.make_train_dataset(
-            data.info, batch_size=cfg.batch_size, num_classes=data.num_classes,
-            scale=cfg.scale, crop_size=cfg.crop_size, label_offset=cfg.label_offset,
-            input_context=context, deterministic=cfg.deterministic, seed=cfg.seed,
-            shuffle_buffer=cfg.shuffle_buffer, skip_corrupt=cfg.skip_corrupt,
-            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0)
-
-    return dataset_fn
-
-
-def _eval_dataset(cfg, data, corrupt_counter):
-    """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
-    dataset = inputs.make_eval_dataset(
-        data.info, mode=protocols.EVAL_INPUT_MODES[protocols.SINGLE],
-        scale=protocols.default_test_scale(cfg.scale),
-        crop_size=cfg.crop_size, batch_size=cfg.batch_size, num_classes=data.num_classes,
-        label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
-        corrupt_counter=corrupt_counter)
-    return dataset.map(lambda images, labels, _: (images, labels))
-
-
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
@@ -190,12 +154,16 @@ class _Loop:
             weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
             images_seen=state.images_seen)
         self.eval_step = steps.make_eval_step(state.model, state.strategy, data.num_classes)
-        self.verbose = cfg.verbose if cfg.verbose is not None else (
-            1 if sys.stdout.isatty() else 2)
+        # verbose: None a live line on a terminal, else a line a minute; 1 live; 0 and 2 only
+        # the line of each epoch.
+        show = {None: None, 1: True}.get(cfg.verbose, False)
+        self.line = progress.ProgressLine(show=show, interval=PROGRESS_INTERVAL,
+                                          stream=sys.stdout)
         self.train_seconds = self.train_images = 0.0
+        self.started, self.start_step = time.monotonic(), None
 
     def run(self, iterator, eval_data, start):
-        current, row = start, None
+        current, row, self.start_step = start, None, start
         while current < self.data.total_steps:
             current, row = self._epoch(iterator, eval_data, current)
         if row is None:  # nothing left to do: a finished run started again
@@ -222,12 +190,14 @@ class _Loop:
         self.train_seconds += seconds
         self.train_images += (current - first) * self.cfg.batch_size
         top1, top5, _ = steps.evaluate_top_k(self.eval_step, eval_data)
-        self._end_epoch(top1)
         row = {"epoch": epoch + 1, "step": current, "loss": loss_sum / max(1, current - first),
                "val_top1": top1, "val_top5": top5, "learning_rate": rate,
                "images_per_second": (current - first) * self.cfg.batch_size /
                max(seconds, 1e-9)}
+        # The log first, then the checkpoint: killed in between, the run resumes before this
+        # epoch and drops its row (RunOutputs.resume), so log and checkpoint always agree.
         self.state.outputs.log_epoch(row)
+        self._end_epoch(top1)
         self._print(row)
         return current, row
 
@@ -236,8 +206,7 @@ class _Loop:
         returns (step reached, summed loss, last learning rate)."""
         cfg, per_epoch = self.cfg, self.data.steps_per_epoch
         end = min(self.data.total_steps, (epoch + 1) * per_epoch)
-        bar = keras.utils.Progbar(end - epoch * per_epoch, verbose=self.verbose,
-                                  stateful_metrics=["learning_rate"])
+        epoch_start, epoch_began = current, time.monotonic()
         loss_sum, rate = 0.0, None
         while current < end:
             next_backup = (current // cfg.backup_steps + 1) * cfg.backup_steps
@@ -250,10 +219,27 @@ class _Loop:
             current += count
             self.state.step.assign(current)
             loss_sum += loss * count
-            bar.update(current - epoch * per_epoch, [("loss", loss), ("learning_rate", rate)])
+            if self.line.due():
+                self.line.write(self._progress(current, epoch, end, epoch_start, epoch_began,
+                                               rate, loss))
             if current % cfg.backup_steps == 0 and current < end:
                 self._save("backup")
+        self.line.end()
         return current, loss_sum, rate
+
+    def _progress(self, current, epoch, end, epoch_start, epoch_began, rate, loss):
+        """Where the run is: step, epoch, speed, rate, loss, and the time left of both."""
+        now, per_epoch = time.monotonic(), self.data.steps_per_epoch
+        epoch_done = current - epoch_start
+        images = epoch_done * self.cfg.batch_size / max(now - epoch_began, 1e-9)
+        left_epoch = progress.eta(epoch_done, end - epoch_start, now - epoch_began)
+        left_run = progress.eta(current - self.start_step, self.data.total_steps - self.start_step,
+                                now - self.started)
+        epochs = -(-self.data.total_steps // per_epoch)
+        return (f"step {current:,}/{self.data.total_steps:,}, epoch {epoch + 1}/{epochs} at "
+                f"{current - epoch * per_epoch:,}/{per_epoch:,}; {images:,.1f} images/s; lr "
+                f"{rate:.3g}; loss {loss:.4f}; ETA epoch {progress.format_duration(left_epoch)}"
+                f", run {progress.format_duration(left_run)}")
 
     def _end_epoch(self, top1):
         improved = self.state.schedule.end_epoch(top1)

@@ -30,6 +30,23 @@ class RunOutputs:
     def checkpoint_dir(self, name):
         return artifacts.checkpoint_dir(self.root, name)
 
+    def resume(self, step):
+        """Keeps the CSV log's rows up to ``step``, the step the run resumes from: rows of
+        epochs a killed run logged but did not checkpoint are redone."""
+        if not self.chief or not os.path.exists(self.csv):
+            return
+        with open(self.csv, newline="") as file:
+            rows = list(csv.DictReader(file))
+        kept = [row for row in rows if int(row["step"]) <= step]
+        if len(kept) == len(rows):
+            return
+        temporary = self.csv + ".tmp"
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(temporary, self.csv)
+
     def log_epoch(self, row):
         """Writes an epoch's row (``epoch``, ``step`` and ``SCALARS``) to TensorBoard, the CSV
         log and the curve."""

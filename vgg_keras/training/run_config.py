@@ -31,6 +31,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     dropout: float = 0.5
     lr_schedule: str = "plateau"
+    plateau_decays: int = 3  # §3.1: "the learning rate was decreased 3 times"
+    plateau_patience: int = 1  # §3.1: ÷10 as soon as the validation accuracy stops improving
+    plateau_min_delta: float = 1e-4
+    min_learning_rate: float = 0.0
     lr_step_epochs: tuple = (30, 60)
     warmup_epochs: float = 0.0
     scale: tuple = (256, 256)
@@ -49,6 +53,7 @@ class TrainConfig:
     fc_units: int = 4096
     crop_size: int = 224
     num_classes: int | None = None
+    train_examples: int | None = None  # the epoch size, for shards without metadata
     backup_steps: int = 1000
     skip_corrupt: bool = False
     shuffle_buffer: int = 10_000
@@ -76,6 +81,13 @@ class TrainConfig:
             (self.backup_steps >= 1, "backup_steps must be >= 1"),
             (self.cpu_replicas is None or self.cpu_replicas >= 1, "cpu_replicas must be >= 1"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.plateau_decays >= 0, "plateau_decays must be >= 0"),
+            (self.plateau_patience >= 1, "plateau_patience must be >= 1"),
+            (self.plateau_min_delta >= 0, "plateau_min_delta must be >= 0"),
+            (0 <= self.min_learning_rate <= self.learning_rate,
+             f"min_learning_rate must be in [0, learning_rate={self.learning_rate:g}]"),
+            (self.train_examples is None or self.train_examples >= 1,
+             "train_examples must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,0 +1,43 @@
+"""What every program of ``tools/`` shares: ``--help`` that lists the program's own flags (its
+console script's wrapper is not the program's module), and an error its user can fix ending the
+program with one line naming the problem and the fix, and exit status 1; the traceback only with
+``--verbose`` (or absl's ``-v 1``). An error that is a bug keeps its traceback.
+"""
+
+import sys
+import traceback
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from pipelines import errors
+
+_VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, print its traceback too.")
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
+
+
+def run(main, name):
+    """Runs ``main`` as absl's ``app.run`` does, as the program ``name`` (``vgg-train``)."""
+    app.run(guarded(main, name))
+
+
+def guarded(main, name):
+    """``main`` with a user's error reported as one line and exit status 1."""
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as error:  # noqa: BLE001 - sorted into a user's error or a bug below
+            message = errors.user_message(error)
+            if message is None:
+                raise
+            if _VERBOSE.value or logging.get_verbosity() > 0:
+                traceback.print_exc()
+            print(f"{name}: {message}", file=sys.stderr)
+            return EXIT_USER_ERROR
+
+    return wrapped

@@ -1,0 +1,128 @@
+"""The data of a run: its classes and epoch size, learned from metadata before anything is read
+(start-up grows with the number of shards, never with the images), and its training and
+validation inputs.
+
+The epoch size comes from ``--train_examples``, or the data's metadata (our manifest, tfds's
+``dataset_info.json``), or, for shards without any (slim's), from counting their records once:
+with a progress line, then cached in the model dir for every later start of the run.
+"""
+
+import dataclasses
+import json
+import os
+
+from pipelines import dataset_info
+from pipelines import inputs
+from pipelines import progress
+from vgg_keras import artifacts
+from vgg_keras import protocols
+
+_FORMAT_NAMES = {"vgg": "vgg-convert's shards and manifest", "tfds": "tfds's imagenet2012",
+                 "slim": "slim's shards, no metadata"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """What a run knows of its data before it starts."""
+
+    info: dataset_info.DatasetInfo
+    num_classes: int
+    num_train: int
+    train_examples_from: str  # where num_train came from, in words
+    steps_per_epoch: int
+    total_steps: int
+
+    def describe(self):
+        """The data in words, for the first line of a run's log."""
+        return (f"{self.info.location} ({_FORMAT_NAMES[self.info.format]}): "
+                f"{self.num_train:,} training images ({self.train_examples_from}), "
+                f"{self.num_classes} classes")
+
+
+def read_run_data(cfg, show_progress=None):
+    """The classes and epoch size of ``cfg.data_dir``, and the run's length in steps.
+
+    Raises:
+        FileNotFoundError: if the data dir holds no training shards.
+        ValueError: if the number of classes is unknown or the split is smaller than a batch.
+    """
+    info = dataset_info.read_info(cfg.data_dir)
+    info.split_files("train")  # no training shards: say so before anything else
+    num_classes = cfg.num_classes or info.num_classes
+    if not num_classes:
+        raise ValueError(f"--num_classes is needed: the shards in {cfg.data_dir} carry no "
+                         "metadata naming their classes (no dataset_info.json)")
+    num_train, source = _train_examples(cfg, info, show_progress)
+    if num_train < cfg.batch_size:
+        raise ValueError(f"the training split of {cfg.data_dir} has {num_train} images, fewer "
+                         f"than one batch of --batch_size={cfg.batch_size}: lower --batch_size")
+    steps_per_epoch = num_train // cfg.batch_size
+    total_steps = cfg.train_steps or cfg.train_epochs * steps_per_epoch
+    return RunData(info, int(num_classes), num_train, source, steps_per_epoch, total_steps)
+
+
+def _train_examples(cfg, info, show_progress):
+    """(the training split's size, where it came from)."""
+    if cfg.train_examples:
+        return cfg.train_examples, "given by --train_examples"
+    if info.num_examples.get("train") is not None:
+        return info.num_examples["train"], "from its metadata"
+    files = info.split_files("train")
+    cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
+    identity = [[os.path.basename(f), os.path.getsize(f)] for f in files]
+    cached = _read_json(cache)
+    if cached and cached.get("shards") == identity:
+        return cached["num_examples"], f"counted before, cached in {cache}"
+    count = _count(files, show_progress)
+    os.makedirs(cfg.model_dir, exist_ok=True)
+    with open(cache + ".tmp", "w") as file:
+        json.dump({"data_dir": os.path.abspath(cfg.data_dir), "num_examples": count,
+                   "shards": identity}, file)
+    os.replace(cache + ".tmp", cache)
+    return count, f"counted once in {len(files)} shards without metadata, cached in {cache}"
+
+
+def _count(files, show_progress):
+    """Counts the records of ``files`` shard by shard, reporting progress."""
+    meter = progress.Progress(len(files), label="counting training records (no metadata):",
+                              unit="shards", show=show_progress, interval=10.0)
+    total = 0
+    for index, path in enumerate(files, 1):
+        total += dataset_info.count_records([path])
+        meter.update(index, extra=f"{total:,} records")
+    meter.close(extra=f"{total:,} records")
+    return total
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def train_dataset_fn(cfg, data, start_step, corrupt_counter):
+    """The ``dataset_fn`` of ``strategy.distribute_datasets_from_function``: each input
+    pipeline's share of the training input, resumed at ``start_step`` when deterministic."""
+    def dataset_fn(context):
+        # A deterministic run resumes its input where it stopped: skip what it consumed.
+        consumed = start_step * context.num_replicas_in_sync // context.num_input_pipelines
+        return inputs.make_train_dataset(
+            data.info, batch_size=cfg.batch_size, num_classes=data.num_classes,
+            scale=cfg.scale, crop_size=cfg.crop_size, label_offset=cfg.label_offset,
+            input_context=context, deterministic=cfg.deterministic, seed=cfg.seed,
+            shuffle_buffer=cfg.shuffle_buffer, skip_corrupt=cfg.skip_corrupt,
+            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0)
+
+    return dataset_fn
+
+
+def eval_dataset(cfg, data, corrupt_counter):
+    """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
+    dataset = inputs.make_eval_dataset(
+        data.info, mode=protocols.EVAL_INPUT_MODES[protocols.SINGLE],
+        scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
+        batch_size=cfg.batch_size, num_classes=data.num_classes,
+        label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
+        corrupt_counter=corrupt_counter)
+    return dataset.map(lambda images, labels, _: (images, labels))
