@@ -30,6 +30,7 @@ TEST_REQUIRES = [
 # One console script per tool: the name users type, and the module whose main() it runs.
 CONSOLE_SCRIPTS = [
     "vgg-convert = tools.convert_imagenet:run",
+    "vgg-data-service = tools.data_service:run",
     "vgg-describe = tools.describe:run",
     "vgg-evaluate = tools.evaluate:run",
     "vgg-export = tools.export:run",

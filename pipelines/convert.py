@@ -29,7 +29,7 @@ from pipelines import schema
 
 STATE_DIR = ".convert_state"
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines off a terminal
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: each shard's size_bytes
 _LOG = logging.getLogger("vgg_keras.convert")
 
 
@@ -328,7 +328,8 @@ def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, 
             "num_resized": sum(r["num_resized"] for r in split_reports),
             "per_class": per_class,
             "shards": [{"file": r["file"], "num_examples": r["num_examples"],
-                        "sha256": r["sha256"]} for r in split_reports],
+                        "size_bytes": r["size_bytes"], "sha256": r["sha256"]}
+                       for r in split_reports],
         }
     order = lambda record: (record["split"], record["path"], record["reason"])  # noqa: E731
     return {

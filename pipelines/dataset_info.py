@@ -66,6 +66,11 @@ class DatasetInfo:
         """``{"encoded", "label", "filename"}`` → the feature keys of this format's records."""
         return RECORD_KEYS["tfds" if self.format == "tfds" else "vgg"]
 
+    def expected_shards(self):
+        """``{file name: {"size_bytes", "sha256", ...}}`` of every shard the metadata records
+        (our manifest), for ``shard_integrity``."""
+        return {name: entry for split in self.shards.values() for name, entry in split.items()}
+
     def split_files(self, split):
         """The files of ``split`` (all files for a pattern or list).
 

@@ -5,11 +5,15 @@ Reads our converter's shards, slim's ``build_imagenet_data.py`` shards (same key
 tfds-prepared ``imagenet2012`` directory, as ``dataset_info.read_info`` describes them. Labels are
 shifted by ``label_offset`` (1 for our and slim's shards, whose label 0 is reserved; 0 for tfds)
 and checked against ``num_classes``: a label outside [0, num_classes) stops the pipeline with an
-error naming the shard. Corrupt shards fail or are skipped and counted (``shard_integrity``).
+error naming the shard. Damaged shards fail naming themselves, or with ``skip_corrupt`` are left
+out and counted (``shard_integrity``: sizes checked against the manifest before reading).
 """
+
+import os
 
 import tensorflow as tf
 
+from pipelines import data_service as service
 from pipelines import dataset_info
 from pipelines import preprocessing
 from pipelines import shard_integrity
@@ -17,21 +21,32 @@ from pipelines import shard_integrity
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _records(files, *, input_context, shuffle, seed, deterministic, skip_corrupt,
-             corrupt_counter, cycle_length):
-    """``(record, path)`` of the files of this input pipeline, interleaved."""
-    sizes = [tf.io.gfile.stat(f).length for f in files]
-    dataset = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+def _records(files, expected, *, input_context, shuffle, seed, deterministic, skip_corrupt,
+             corrupt_counter, cycle_length, verify, remote=False):
+    """``(record, path)`` of the files of this input pipeline, interleaved, by the route of
+    ``shard_integrity``: sizes checked first where ``expected`` knows them, each record
+    accounted for where it does not (or with ``skip_corrupt``). ``remote``: the graph runs on
+    tf.data service workers, where this process's counter variable is not: shards skipped
+    while reading are logged there, not counted here."""
     if input_context and input_context.num_input_pipelines > 1:
         if len(files) < input_context.num_input_pipelines:
             raise ValueError(f"{len(files)} shards cannot feed "
                              f"{input_context.num_input_pipelines} input pipelines")
-        dataset = dataset.shard(input_context.num_input_pipelines,
-                                input_context.input_pipeline_id)
+        files = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+    known = all("size_bytes" in expected.get(os.path.basename(f), {}) for f in files)
+    if known or verify:
+        files = shard_integrity.checked_files(files, expected, skip_corrupt=skip_corrupt,
+                                              corrupt_counter=corrupt_counter, verify=verify)
+    if known and not skip_corrupt:
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        read = shard_integrity.plain_records
+    else:
+        sizes = tf.constant([tf.io.gfile.stat(f).length for f in files], tf.int64)
+        dataset = tf.data.Dataset.from_tensor_slices((files, sizes))
+        read = lambda path, size: shard_integrity.accounted_records(  # noqa: E731
+            path, size, skip_corrupt, None if remote else corrupt_counter)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    read = lambda path, size: shard_integrity.checked_records(  # noqa: E731
-        path, size, skip_corrupt, corrupt_counter)
     if cycle_length <= 1:
         return dataset.interleave(read, cycle_length=1)  # one file after the other
     return dataset.interleave(read, cycle_length=min(cycle_length, len(files)),
@@ -50,13 +65,18 @@ def make_parser(keys, label_offset, num_classes):
         features = tf.io.parse_single_example(record, spec)
         label = features[keys["label"]] - label_offset
         valid = tf.logical_and(label >= 0, label < num_classes)
-        message = tf.strings.join([  # format() would quote the names
-            "label ", tf.strings.as_string(features[keys["label"]]), " of ",
-            features[keys["filename"]], " in shard ", path,
-            f" is outside [0, {num_classes}) after label_offset={label_offset}: shards of our "
-            "converter and slim's use --label_offset=1, tfds's 0; and --num_classes must cover "
-            "every label"])
-        check = tf.debugging.Assert(valid, [message])
+
+        def fail():  # the message is built only for a label that fails
+            message = tf.strings.join([  # format() would quote the names
+                "label ", tf.strings.as_string(features[keys["label"]]), " of ",
+                features[keys["filename"]], " in shard ", path,
+                f" is outside [0, {num_classes}) after label_offset={label_offset}: shards of "
+                "our converter and slim's use --label_offset=1, tfds's 0; and --num_classes "
+                "must cover every label"])
+            with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+                return tf.constant(False)
+
+        check = tf.cond(valid, lambda: tf.constant(True), fail)
         with tf.control_dependencies([check]):
             label = tf.cast(tf.identity(label), tf.int32)
         return features[keys["encoded"]], label, features[keys["filename"]]
@@ -65,7 +85,8 @@ def make_parser(keys, label_offset, num_classes):
 
 
 def _prepare(source, split, num_classes, label_offset, data_format):
-    """The files of ``split`` and the parser of their records."""
+    """The files of ``split``, what the metadata expects of them, and the parser of their
+    records."""
     info = dataset_info.read_info(source)
     files = info.split_files(split)
     data_format = data_format or info.format
@@ -79,7 +100,7 @@ def _prepare(source, split, num_classes, label_offset, data_format):
     if label_offset is None:
         label_offset = info.label_offset
     keys = dataset_info.RECORD_KEYS["tfds" if data_format == "tfds" else "vgg"]
-    return files, make_parser(keys, label_offset, int(num_classes))
+    return files, info.expected_shards(), make_parser(keys, label_offset, int(num_classes))
 
 
 def _options(deterministic):
@@ -93,7 +114,8 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
                        crop_size=224, label_offset=None, input_context=None,
                        deterministic=False, seed=None, shuffle_buffer=10_000, skip_corrupt=False,
                        corrupt_counter=None, data_format=None, split="train", repeat=True,
-                       cycle_length=16, skip_batches=0):
+                       cycle_length=16, skip_batches=0, verify_shards=False, data_service=None,
+                       data_service_job="vgg_train"):
     """The §3.1 training input: batches of random crops at training scale S.
 
     Args:
@@ -110,7 +132,8 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
         deterministic: same batches in the same order for the same seed.
         seed: seed of shuffles and augmentation (required for reproducible runs).
         shuffle_buffer: records in the shuffle buffer.
-        skip_corrupt: skip the rest of a corrupt shard (counted) instead of failing.
+        skip_corrupt: leave out (or skip the rest of) a damaged shard, counted, instead of
+            failing.
         corrupt_counter: variable incremented per corrupt shard (``make_corrupt_counter``).
         data_format: one of ``dataset_info.FORMATS`` (default: detected).
         split: which shards of a folder to read.
@@ -119,6 +142,13 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
         skip_batches: per-replica batches this input pipeline already produced (a resumed
             deterministic run): their records and seeds are skipped before decoding, so the
             pipeline continues exactly where it stopped.
+        verify_shards: compare every shard's sha256 with the manifest before reading (reads
+            every byte once; sizes are always compared where the manifest records them).
+        data_service: ``grpc://HOST:PORT`` of a tf.data service dispatcher: its workers run
+            this pipeline (reading, decoding, cropping, batching) and send the batches
+            (``pipelines.data_service``). Not with ``deterministic``: the service keeps no
+            order.
+        data_service_job: the job's name; every input pipeline that names it shares its batches.
 
     Returns:
         A dataset of ``(uint8 images [batch, crop, crop, 3], int32 labels [batch])``.
@@ -133,14 +163,19 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
             raise ValueError(f"global batch size {batch_size} is not divisible by "
                              f"{input_context.num_replicas_in_sync} replicas")
         per_replica = input_context.get_per_replica_batch_size(batch_size)
+    if data_service and deterministic:
+        raise ValueError("a deterministic input cannot come from the tf.data service, which "
+                         "keeps no order: drop --data_service or --deterministic")
     if deterministic and seed is None:
         seed = 0
     if seed is not None and input_context is not None:
         seed += 1000 * input_context.input_pipeline_id  # other crops on each pipeline
-    files, parse = _prepare(source, split, num_classes, label_offset, data_format)
-    records = _records(files, input_context=input_context, shuffle=True, seed=seed,
-                       deterministic=deterministic, skip_corrupt=skip_corrupt,
-                       corrupt_counter=corrupt_counter, cycle_length=cycle_length)
+    files, expected, parse = _prepare(source, split, num_classes, label_offset, data_format)
+    records = _records(files, expected, input_context=None if data_service else input_context,
+                       shuffle=True, seed=seed, deterministic=deterministic,
+                       skip_corrupt=skip_corrupt, corrupt_counter=corrupt_counter,
+                       cycle_length=cycle_length, verify=verify_shards,
+                       remote=bool(data_service))
     records = records.shuffle(shuffle_buffer, seed=None if seed is None else seed + 1,
                               reshuffle_each_iteration=True)
     if repeat:
@@ -162,8 +197,10 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
 
         dataset = records.skip(skip_batches * per_replica)
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
-    return dataset.with_options(_options(deterministic))
+    dataset = dataset.batch(per_replica, drop_remainder=True)
+    if data_service:  # everything above runs on the service's workers
+        dataset = service.distribute(dataset, data_service, data_service_job)
+    return dataset.prefetch(AUTOTUNE).with_options(_options(deterministic))
 
 
 EVAL_MODES = ("center", "dense")
@@ -171,7 +208,8 @@ EVAL_MODES = ("center", "dense")
 
 def make_eval_dataset(source, *, mode="center", scale=256, crop_size=224, batch_size=32,
                       num_classes=None, label_offset=None, data_format=None, split="validation",
-                      skip_corrupt=False, corrupt_counter=None, input_context=None):
+                      skip_corrupt=False, corrupt_counter=None, input_context=None,
+                      verify_shards=False):
     """The §3.2 test inputs at test scale Q (``scale``), in file order, deterministic.
 
     Modes:
@@ -187,10 +225,10 @@ def make_eval_dataset(source, *, mode="center", scale=256, crop_size=224, batch_
         raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
     if mode == "center" and scale < crop_size:
         raise ValueError(f"test scale Q={scale} is smaller than the {crop_size} crop")
-    files, parse = _prepare(source, split, num_classes, label_offset, data_format)
-    records = _records(files, input_context=input_context, shuffle=False, seed=None,
+    files, expected, parse = _prepare(source, split, num_classes, label_offset, data_format)
+    records = _records(files, expected, input_context=input_context, shuffle=False, seed=None,
                        deterministic=True, skip_corrupt=skip_corrupt,
-                       corrupt_counter=corrupt_counter, cycle_length=1)
+                       corrupt_counter=corrupt_counter, cycle_length=1, verify=verify_shards)
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)

@@ -153,10 +153,11 @@ def _plan(synsets, per_class, problems, split):
     return plan
 
 
-def _render(plan, synsets, rng, size_range, texture):
+def _render(plan, synsets, rng, size_range, texture, scene_offset=0):
     for label, kind in plan:
         height, width = _image_size(rng, size_range)
-        yield label, kind, encode(draw_scene(label, rng, height, width, texture), kind)
+        yield label, kind, encode(draw_scene(label + scene_offset, rng, height, width, texture),
+                                  kind)
 
 
 def validation_numbers(synsets, per_class, labels_by_number):
@@ -174,7 +175,7 @@ def validation_numbers(synsets, per_class, labels_by_number):
 
 def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per_class=20,
                   val_per_class=5, problems=True, seed=0, size_range=(64, 160), texture=12.0,
-                  validation_labels=None, val_label_file=None):
+                  validation_labels=None, val_label_file=None, scene_offset=0):
     """Writes a dataset under ``root`` and returns the ``GeneratedFile`` of every input.
 
     Args:
@@ -190,6 +191,8 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
         val_label_file: instead, number the validation files 1..N (classes interleaved, as in
             ImageNet's) and write their synsets, one per line, to ``root/val_label_file``:
             the label file ``vgg-convert --val_labels`` reads.
+        scene_offset: class i is drawn as scene ``i + scene_offset``: other classes than the
+            first ones, that still share their shapes (for fine-tuning).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -197,9 +200,9 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     train = list(_render(_plan(synsets, train_per_class, problems, "train"), synsets, rng,
-                         size_range, texture))
+                         size_range, texture, scene_offset))
     val = list(_render(_plan(synsets, val_per_class, problems, "validation"), synsets, rng,
-                       size_range, texture))
+                       size_range, texture, scene_offset))
     if layout == "image_folder":
         return _write_image_folder(root, synsets, train + val)
     if val_label_file:

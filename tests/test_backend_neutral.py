@@ -71,6 +71,30 @@ def test_every_config_builds_and_runs_under_jax_without_tensorflow(tmp_path):
     ]
 
 
+def test_every_config_and_bn_variant_builds_without_a_head_under_jax(tmp_path):
+    """The backbone path: no head, pooled or not, with taps before and after the ReLU."""
+    out = _run_without_tensorflow("""
+        import numpy as np
+        import keras
+        import vgg_keras
+
+        image = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+        for config in vgg_keras.config_names():
+            for pooling in (None, "avg"):
+                model = vgg_keras.build_vgg(config, head=None, pooling=pooling, width=1 / 16)
+                out = keras.ops.convert_to_numpy(model(image))
+                taps = vgg_keras.feature_model(model, ["block2_conv1", "block5_pool"],
+                                               relu=pooling is None)(image)
+                print(config, pooling, out.shape, tuple(taps["block2_conv1"].shape))
+    """, tmp_path)
+    lines = out.splitlines()
+    assert len(lines) == 24
+    for line in lines:
+        name, pooling, shape = line.split(" ", 2)
+        expected = "(1, 2, 3, 32) (1, 32, 48, 8)" if pooling == "None" else "(1, 32) (1, 32, 48, 8)"
+        assert shape == expected, line
+
+
 def test_jax_and_tensorflow_give_the_same_numbers(tmp_path):
     model = build_tiny("A-LRN", input_shape=(64, 64, 3), batch_norm=True)
     model.save_weights(str(tmp_path / "tiny.weights.h5"))
@@ -93,3 +117,25 @@ def test_jax_and_tensorflow_give_the_same_numbers(tmp_path):
     expected = model.predict(images, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "dense.npy"), expected, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "conv.npy"), expected, atol=1e-5)
+
+
+def test_the_gpu_benchmark_runs_under_jax_without_tensorflow(tmp_path):
+    """tools/bench_gpu.py, made for the GPU machines (JAX, no TensorFlow), runs here on the CPU
+    with a small batch: known to work the day it meets a GPU."""
+    out = _run_without_tensorflow(f"""
+        import sys
+        sys.argv = ["bench_gpu", "--configs=A", "--batch_sizes=2", "--dtypes=float32,bfloat16",
+                    "--image_size=32", "--steps=2", "--warmup=1"]
+        sys.path.insert(0, {str(ROOT)!r})
+        from absl import app
+        from tools import bench_gpu
+        app.run(bench_gpu.main)
+    """, tmp_path)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("device cpu: ") and "Keras 3.15" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert [(row[0], row[1], row[2]) for row in rows] == [("A", "2", "float32"),
+                                                          ("A", "2", "bfloat16")]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0 and row[5] == "-"  # no peak for a CPU
+        assert np.isfinite(float(row[6]))

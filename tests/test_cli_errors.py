@@ -4,6 +4,7 @@ and exit status 1, with no traceback; ``--verbose`` adds the traceback. The comm
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +25,11 @@ def _cases(root, data, model_dir, empty):
             (truncated / shard.name).write_bytes(shard.read_bytes())
     victim = truncated / "train-00001-of-00004"
     victim.write_bytes(victim.read_bytes()[:-300])
+    flipped = root / "flipped"
+    shutil.copytree(data, flipped)
+    content = bytearray((flipped / victim.name).read_bytes())
+    content[2000] ^= 0xFF  # inside a record: its CRC fails, and TensorFlow names no file
+    (flipped / victim.name).write_bytes(bytes(content))
     def train(name):
         return ["vgg-train", "--config=A", "--width=0.125", "--fc_units=16",
                 f"--crop_size={CROP}", "--scale=36", "--batch_size=4", "--train_steps=2",
@@ -46,7 +52,13 @@ def _cases(root, data, model_dir, empty):
                                             "--num_classes, --label_offset)"),
         "train_truncated_shard": ([*train("truncated"), f"--data_dir={truncated}",
                                    "--label_offset=1"],
-                                  f"corrupt or truncated TFRecord shard {victim}: only"),
+                                  f"shard {victim} is {victim.stat().st_size:,} bytes, its "
+                                  "manifest says"),
+        "train_corrupt_record": ([*train("flipped"), f"--data_dir={flipped}",
+                                  "--label_offset=1"],
+                                 f"shard {flipped / victim.name} has another sha256 than its "
+                                 "manifest records: it is corrupt or was replaced: convert it "
+                                 "again"),
         "evaluate_model_dir_without_model": (
             ["vgg-evaluate", f"--model={empty}", f"--data_dir={data}", "--scales=40"],
             f"no Keras model at {empty / 'model.keras'}: give a vgg-train model dir whose run "
@@ -92,6 +104,7 @@ def ran(tmp_path_factory):
 
 CASES = ["train_label_offset", "evaluate_label_offset", "train_missing_data_dir",
          "train_empty_data_dir", "evaluate_class_counts", "train_truncated_shard",
+         "train_corrupt_record",
          "evaluate_model_dir_without_model", "export_model_dir_without_model",
          "predict_export_without_versions", "describe_unknown_config", "convert_missing_folder"]
 

@@ -19,13 +19,15 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tools.demo", f"--output_dir={out}", "--train_per_class=6",
          "--val_per_class=2", "--train_epochs=2", "--width=0.125", "--fc_units=32",
-         "--crop_size=32", "--scale=36,44", "--batch_size=16"],
+         "--crop_size=32", "--scale=36,44", "--batch_size=16", "--new_per_class=8",
+         "--new_epochs=1"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stdout = result.stdout
     commands = [line for line in stdout.splitlines() if line.startswith("$ ")]
     tools = ("vgg-describe", "tools.generate_images", "vgg-convert", "vgg-train", "vgg-evaluate",
-             "vgg-export", "vgg-predict")
+             "vgg-export", "vgg-predict", "tools.generate_images", "vgg-convert", "vgg-train",
+             "vgg-train")
     assert len(commands) == len(tools)
     for tool, command in zip(tools, commands, strict=True):
         assert tool in command, command
@@ -69,10 +71,19 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
     assert [item["image"] for item in printed] == [str(image) for image in images]
     assert printed[0]["predictions"][0]["synset"] == top
 
+    # The second act: the net fine-tuned on new classes, and trained from scratch alike.
+    assert "--init=model=" in commands[9] and "--trainable_from=block4_conv1" in commands[9]
+    assert "--init=glorot" in commands[10]
+    fine_tuned = json.loads((out / "model_fine_tuned" / "summary.json").read_text())
+    scratch = json.loads((out / "model_scratch" / "summary.json").read_text())
+    assert fine_tuned["num_classes"] == scratch["num_classes"] == 5
+    assert fine_tuned["steps"] == scratch["steps"] and fine_tuned["trainable_from"]
+    assert fine_tuned["init"]["new"] == ["predictions"]  # fc1 and fc2 fit: loaded
     report = (out / "report.txt").read_text()
     assert report in stdout
     for text in ("conversion", "10 skipped", "training", "images/s", "single", "dense",
-                 "multicrop", str(version), "prediction", "total"):
+                 "multicrop", str(version), "prediction", "own classes", "fine-tuned from the "
+                 "net above, blocks 1-3 frozen", "the same net from scratch", "total"):
         assert text in report, text
 
 

@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("vgg_keras", "pipelines")
 # The nets: Keras only, any backend (DESIGN.md).
 NETS = {"vgg_keras", "vgg_keras.builder", "vgg_keras.configs", "vgg_keras.layers",
-        "vgg_keras.initializers", "vgg_keras.weights", "vgg_keras.stats"}
+        "vgg_keras.initializers", "vgg_keras.weights", "vgg_keras.stats", "vgg_keras.features"}
 
 
 def _module_name(path):

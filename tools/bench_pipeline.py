@@ -8,8 +8,13 @@
 - reference: slim's ``vgg_preprocessing`` (decode the whole image, resize it to shorter side S
   in float32, random 224 crop and flip, subtract the mean), read the same plain way.
 
+With ``--data_service``, also the same pipeline run by a tf.data service (a dispatcher and 1,
+then 2 workers, in this process) against the local pipeline on the same cores: on one host
+that measures what the service costs (serialising and sending batches), not what it scales to.
+
     python -m tools.bench_pipeline --num_images=3000
     python -m tools.bench_pipeline --shard_dir=/data/imagenet-tfrecords   # any shards
+    python -m tools.bench_pipeline --data_service
 """
 
 import os
@@ -32,6 +37,8 @@ _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_pipeline", "Scratch 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 3000, "Images to generate.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _BATCHES = flags.DEFINE_integer("batches", 60, "Batches timed per pipeline (after warm-up).")
+_DATA_SERVICE = flags.DEFINE_bool("data_service", False, "Also time the pipeline through a "
+                                   "local tf.data service with 1 and 2 workers.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed rounds; pipelines alternate each round "
                                 "and the best round of each counts.")
 
@@ -115,6 +122,46 @@ def measure(dataset, batch_size, batches, warmup=10):
     return batches * batch_size / (time.perf_counter() - start)
 
 
+def best_rates(datasets, batch, batches, repeats):
+    """The best images/s of each dataset over ``repeats`` alternating rounds."""
+    best = {name: 0.0 for name in datasets}
+    for _ in range(repeats):
+        for name, dataset in datasets.items():
+            best[name] = max(best[name], measure(dataset, batch, batches))
+    return best
+
+
+def service_rates(info, batch, batches, repeats, num_classes):
+    """The local pipeline against the same pipeline through a local tf.data service with 1,
+    then 2 workers (each pair timed in alternating rounds)."""
+    import socket
+
+    from pipelines import data_service
+    from pipelines import inputs
+
+    def pipeline(address=None, job=None):
+        return inputs.make_train_dataset(info, batch_size=batch, scale=(256, 512),
+                                         crop_size=224, num_classes=num_classes,
+                                         shuffle_buffer=SHUFFLE_BUFFER, data_service=address,
+                                         data_service_job=job)
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    dispatcher = data_service.start_dispatcher(port)
+    workers, rates = [], {}
+    for count in (1, 2):
+        workers.append(data_service.start_worker(f"localhost:{port}",
+                                                 worker_address="localhost:%port%"))
+        pair = {"local": pipeline(), f"service, {count} worker(s)": pipeline(
+            f"grpc://localhost:{port}", f"bench_{count}")}
+        rates.update({f"{name} [{count}]": rate for name, rate in
+                      best_rates(pair, batch, batches, repeats).items()})
+    for server in (*workers, dispatcher):
+        server.stop()
+    return rates
+
+
 def main(argv):
     del argv
     from pipelines import dataset_info
@@ -134,10 +181,7 @@ def main(argv):
         "reference: slim vgg_preprocessing": _plain_pipeline(
             files, info.record_keys, _slim_vgg_preprocessing, batch),
     }
-    best = {name: 0.0 for name in pipelines}
-    for _ in range(_REPEATS.value):
-        for name, dataset in pipelines.items():
-            best[name] = max(best[name], measure(dataset, batch, _BATCHES.value))
+    best = best_rates(pipelines, batch, _BATCHES.value, _REPEATS.value)
     cores = os.cpu_count()
     print(f"{len(files)} shards in {shards} ({info.format}); batch {batch}; {cores} cores; best "
           f"of {_REPEATS.value} rounds of {_BATCHES.value} batches")
@@ -150,6 +194,14 @@ def main(argv):
         need = 8 * rate / (ours / cores)
         print(f"feeding 8 × {gpu} ≈ {8 * rate:,.0f} images/s needs ≈ {np.ceil(need):.0f} "
               "cores of this machine for the input pipeline")
+    if _DATA_SERVICE.value:
+        rates = service_rates(info, batch, _BATCHES.value, _REPEATS.value, _NUM_CLASSES.value)
+        print("tf.data service on this host (its workers share these cores with the client):")
+        for name, rate in rates.items():
+            print(f"  {name:<32}{rate:>8.0f} images/s")
+        for count in (1, 2):
+            ratio = rates[f"service, {count} worker(s) [{count}]"] / rates[f"local [{count}]"]
+            print(f"  service with {count} worker(s) / local = {ratio:.2f}")
 
 
 if __name__ == "__main__":

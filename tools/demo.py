@@ -41,10 +41,16 @@ _CROP_SIZE = flags.DEFINE_integer("crop_size", 64, "Training crop (the paper's 2
 _SCALE = flags.DEFINE_string("scale", "72,96", "Scale jitter [Smin, Smax] (the paper's "
                              "[256, 512], scaled).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch (16 per replica).")
+_NEW_PER_CLASS = flags.DEFINE_integer("new_per_class", 30, "Second act: images per new "
+                                     "class (30% held out for validation).")
+_NEW_EPOCHS = flags.DEFINE_integer("new_epochs", 8, "Second act: epochs of fine-tuning, and "
+                                   "of training from scratch.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (after a "
                                      "2-epoch warm-up, then cosine decay).")
 
 MODEL_NAME = "vgg_demo"
+# The second act's classes: drawn as new scenes (other colours, the same shapes).
+NEW_CLASSES = ("kite", "lantern", "teapot", "tulip", "yacht")
 NUM_CLASSES = 10  # synthetic.DEFAULT_SYNSETS: ImageNet's first ten, labels 1..10
 VAL_LABELS = "validation_labels.txt"
 MARKER = ".vgg_keras_demo"  # a folder holding it was written by the demo: a rerun may empty it
@@ -146,12 +152,38 @@ def run_demo(output_dir):
     predictions = step("predict", [_tool("vgg-predict"),
                                    f"--model={os.path.join(export_dir, MODEL_NAME)}", "--json",
                                    *images])
+    _second_act(output_dir, model_dir, step)
     report = _report(output_dir, raw, predictions, timings,
                      time.monotonic() - started)
     print(report)
     with open(os.path.join(output_dir, "report.txt"), "w") as file:
         file.write(report + "\n")
     return report
+
+
+def _second_act(output_dir, model_dir, step):
+    """Your own classes: new generated classes in class folders, converted; the trained net
+    fine-tuned on them with its first three blocks frozen, and the same net trained from
+    scratch for as many steps."""
+    raw, data = os.path.join(output_dir, "raw_new"), os.path.join(output_dir, "data_new")
+    step("generate_new", [sys.executable, "-m", "tools.generate_images", f"--output_dir={raw}",
+                          "--layout=image_folder", f"--classes={','.join(NEW_CLASSES)}",
+                          f"--scene_offset={NUM_CLASSES}",
+                          f"--train_per_class={_NEW_PER_CLASS.value}", "--val_per_class=0",
+                          "--noproblems"])
+    step("convert_new", [_tool("vgg-convert"), f"--image_folder={raw}",
+                         "--validation_fraction=0.3", f"--output_dir={data}", "--train_shards=2",
+                         "--validation_shards=1", "--num_workers=2"])
+    common = [_tool("vgg-train"), "--config=A", f"--data_dir={data}", f"--width={_WIDTH.value}",
+              f"--fc_units={_FC_UNITS.value}", f"--crop_size={_CROP_SIZE.value}",
+              f"--scale={_SCALE.value}", f"--batch_size={_BATCH_SIZE.value}",
+              f"--train_epochs={_NEW_EPOCHS.value}", f"--learning_rate={_LEARNING_RATE.value}",
+              "--lr_schedule=cosine", "--cpu_replicas=2", "--seed=0", "--deterministic"]
+    step("fine_tune", [*common, f"--model_dir={os.path.join(output_dir, 'model_fine_tuned')}",
+                       f"--init=model={model_dir}", "--trainable_from=block4_conv1",
+                       "--head_learning_rate_multiplier=10"])
+    step("scratch", [*common, f"--model_dir={os.path.join(output_dir, 'model_scratch')}",
+                     "--init=glorot"])
 
 
 def _report(output_dir, raw, predict_stdout, timings, seconds):
@@ -192,6 +224,15 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
         true = truth[int(image.split("_")[-1].split(".")[0]) - 1]
         lines.append(f"{'prediction':<22}{image}: {top['synset']} ({top['label'].split(',')[0]})"
                      f" p={top['score']:.4f}; true class {true}")
+    fine_tuned = artifacts.read_summary(os.path.join(output_dir, "model_fine_tuned"))
+    scratch = artifacts.read_summary(os.path.join(output_dir, "model_scratch"))
+    lines.append(f"{'own classes':<22}{len(NEW_CLASSES)} new classes, "
+                 f"{fine_tuned['train_examples']} training images, {fine_tuned['steps']} steps "
+                 "each; validation top-1 error (centre crop):")
+    lines.append(f"{'':<22}fine-tuned from the net above, blocks 1-3 frozen "
+                 f"{100 * (1 - fine_tuned['val_top1']):>6.1f}%")
+    lines.append(f"{'':<22}the same net from scratch                    "
+                 f"{100 * (1 - scratch['val_top1']):>6.1f}%")
     lines.append(f"{'time':<22}" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
                  + f"; total {seconds:.0f} s")
     return "\n".join(lines)

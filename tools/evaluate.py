@@ -35,6 +35,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch of the si
                                    "protocol (the others run one image at a time).")
 _CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Default: the model's training crop.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
+_VERIFY_SHARDS = flags.DEFINE_bool("verify_shards", False, "Compare every shard's sha256 with "
+                                   "the manifest first (sizes are always compared).")
 
 
 def _ints(values, name):
@@ -65,7 +67,8 @@ def main(argv):
         _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
         train_scale=train_scale, crop_size=_CROP_SIZE.value, label_offset=_LABEL_OFFSET.value,
         num_classes=_NUM_CLASSES.value, output_dir=_OUTPUT_DIR.value,
-        max_images=_MAX_IMAGES.value, batch_size=_BATCH_SIZE.value)
+        max_images=_MAX_IMAGES.value, batch_size=_BATCH_SIZE.value,
+        verify_shards=_VERIFY_SHARDS.value)
     print(evaluation.format_table(results))
     return 0
 

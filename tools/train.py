@@ -65,6 +65,12 @@ _SCALE = flags.DEFINE_string("scale", _scale_text(_D["scale"]), "Training scale 
 _INIT = flags.DEFINE_string("init", _D["init"], "auto (gaussian for A, glorot otherwise), "
                             "gaussian, glorot, from_a=PATH (§3.1), keras_applications=PATH, "
                             "model=PATH.")
+_TRAINABLE_FROM = flags.DEFINE_string("trainable_from", _D["trainable_from"], "Fine-tuning: "
+                                      "freeze every layer before this one (e.g. block5_conv1; "
+                                      "frozen batch norm runs in inference mode).")
+_HEAD_LR_MULTIPLIER = flags.DEFINE_float(
+    "head_learning_rate_multiplier", _D["head_learning_rate_multiplier"], "Fine-tuning: the "
+    "layers not loaded from --init (a new classifier) learn this many times faster.")
 _INIT_STDDEV = flags.DEFINE_float("init_stddev", _D["init_stddev"], "σ of --init=gaussian (the "
                                   "paper's text says '10^-2 variance'; see README).")
 _DISTRIBUTION_STRATEGY = flags.DEFINE_enum(
@@ -100,8 +106,14 @@ _TRAIN_EXAMPLES = flags.DEFINE_integer("train_examples", _D["train_examples"], "
                                       "cached in --model_dir).")
 _BACKUP_STEPS = flags.DEFINE_integer("backup_steps", _D["backup_steps"], "Steps between "
                                      "backups.")
-_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", _D["skip_corrupt"], "Skip (and count) the "
-                                  "rest of corrupt shards instead of stopping.")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", _D["skip_corrupt"], "Leave out (or skip the "
+                                  "rest of) damaged shards, counted, instead of stopping.")
+_DATA_SERVICE = flags.DEFINE_string("data_service", _D["data_service"], "grpc://HOST:PORT of a "
+                                    "tf.data service dispatcher (vgg-data-service): its workers "
+                                    "read, decode and crop the training input.")
+_VERIFY_SHARDS = flags.DEFINE_bool("verify_shards", _D["verify_shards"], "Compare every "
+                                   "shard's sha256 with the manifest before training (reads "
+                                   "the data once; sizes are always compared).")
 
 
 def parse_scale(text):
@@ -132,14 +144,17 @@ def make_config():
         plateau_patience=_PLATEAU_PATIENCE.value, plateau_min_delta=_PLATEAU_MIN_DELTA.value,
         min_learning_rate=_MIN_LEARNING_RATE.value, lr_step_epochs=epochs,
         warmup_epochs=_WARMUP_EPOCHS.value, scale=parse_scale(_SCALE.value), init=_INIT.value,
-        init_stddev=_INIT_STDDEV.value, distribution_strategy=_DISTRIBUTION_STRATEGY.value,
+        init_stddev=_INIT_STDDEV.value, trainable_from=_TRAINABLE_FROM.value,
+        head_learning_rate_multiplier=_HEAD_LR_MULTIPLIER.value,
+        distribution_strategy=_DISTRIBUTION_STRATEGY.value,
         num_gpus=_NUM_GPUS.value, cpu_replicas=_CPU_REPLICAS.value, dtype=_DTYPE.value,
         enable_xla=_ENABLE_XLA.value, steps_per_execution=_STEPS_PER_EXECUTION.value,
         label_offset=_LABEL_OFFSET.value, seed=_SEED.value, deterministic=_DETERMINISTIC.value,
         width=_WIDTH.value, fc_units=_FC_UNITS.value, crop_size=_CROP_SIZE.value,
         num_classes=_NUM_CLASSES.value, train_examples=_TRAIN_EXAMPLES.value,
         backup_steps=_BACKUP_STEPS.value,
-        skip_corrupt=_SKIP_CORRUPT.value)
+        skip_corrupt=_SKIP_CORRUPT.value, verify_shards=_VERIFY_SHARDS.value,
+        data_service=_DATA_SERVICE.value)
     try:
         cfg.validate()
     except ValueError as error:

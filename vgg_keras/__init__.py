@@ -31,6 +31,7 @@ _EXPORTS = {
     "count_flops": "stats",
     "count_parameters": "stats",
     "count_weight_layers": "stats",
+    "feature_model": "features",
     "load_keras_applications_weights": "weights",
 }
 

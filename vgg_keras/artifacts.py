@@ -7,6 +7,7 @@ A model dir, as ``vgg-train`` writes it::
              summary.json                    the run: settings, results, classes
              training_log.csv, training_curve.png, logs/ (TensorBoard)
              train_examples.json             the counted epoch size of shards without metadata
+             init.json                       where the first weights came from, layer by layer
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
              .worker_<i>/                    scratch of the non-chief workers of a multi-worker run
 
@@ -28,6 +29,7 @@ SUMMARY_FILE = "summary.json"
 TRAINING_LOG = "training_log.csv"
 CURVE_FILE = "training_curve.png"
 TRAIN_EXAMPLES_FILE = "train_examples.json"
+INIT_FILE = "init.json"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"

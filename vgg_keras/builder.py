@@ -20,7 +20,8 @@ from vgg_keras import layers as vgg_layers
 RGB_MEAN = (123.68, 116.78, 103.94)
 DEFAULT_INPUT_SHAPE = (224, 224, 3)  # §2.1: fixed-size 224×224 RGB training crops
 FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. layer"
-HEADS = ("dense", "conv")
+HEADS = ("dense", "conv", None)
+POOLINGS = (None, "avg", "max")
 _FC_ARGS = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer")
 
 
@@ -28,7 +29,7 @@ def build_vgg(
     config,
     num_classes=1000,
     *,
-    input_shape=DEFAULT_INPUT_SHAPE,
+    input_shape=None,
     head="dense",
     dropout=0.5,
     batch_norm=False,
@@ -41,6 +42,7 @@ def build_vgg(
     classifier_activation="softmax",
     fc1_kernel_size=FC1_KERNEL_SIZE,
     input_dtype="uint8",
+    pooling=None,
     seed=None,
     name=None,
 ):
@@ -50,9 +52,12 @@ def build_vgg(
         config: a key of ``CONFIGS`` ("A", "A-LRN", "B", "C", "D", "E"), a batch-norm variant
             ("D-BN"), an alias ("VGG16"), or a literal sequence of layer tokens.
         num_classes: units of the last FC layer (1000 for ImageNet).
-        input_shape: ``(height, width, 3)``; spatial dims may be ``None`` with ``head="conv"``.
-        head: ``"dense"`` (FC layers, fixed input size, as trained) or ``"conv"`` (FC layers as
-            convolutions, any input size, class score map averaged spatially, §3.2).
+        input_shape: ``(height, width, 3)``; spatial dims may be ``None`` with ``head="conv"``
+            or ``None``. Default: 224×224 (§2.1), any size for the feature extractor.
+        head: ``"dense"`` (FC layers, fixed input size, as trained), ``"conv"`` (FC layers as
+            convolutions, any input size, class score map averaged spatially, §3.2), or
+            ``None``: the convolutional part only, a feature extractor (keras.applications'
+            ``include_top=False``), its output the last pooling layer's ``[h, w, 512]``.
         dropout: rate of the dropout after fc1 and fc2 (§3.1: 0.5).
         batch_norm: add batch normalisation after every convolution (torchvision's ``*_bn``);
             also selected by a config name ending in "-BN".
@@ -66,7 +71,10 @@ def build_vgg(
         classifier_activation: ``"softmax"`` for probabilities, ``None`` for logits.
         fc1_kernel_size: with ``head="conv"``, the kernel of fc1 = the spatial size of the last
             pooling layer at the training resolution (7 for 224×224 crops).
-        input_dtype: dtype of the input images (uint8 RGB by default, values 0–255).
+        input_dtype: dtype of the input images: uint8 RGB by default, or ``"float32"`` for
+            float images with values in [0, 255].
+        pooling: with ``head=None``: ``None`` (the feature map), ``"avg"`` or ``"max"`` (global
+            pooling to ``[512]``), as keras.applications' ``pooling``.
         seed: makes the initial weights and the colour shift reproducible.
         name: the model's name; defaults to ``vgg_<config>``.
 
@@ -76,20 +84,24 @@ def build_vgg(
     Raises:
         ValueError: for an unknown configuration or an inconsistent argument.
     """
+    if input_shape is None:
+        input_shape = (None, None, 3) if head is None else DEFAULT_INPUT_SHAPE
     config_name, tokens, bn_from_name = configs.resolve_config(config)
     batch_norm = batch_norm or bn_from_name
     if batch_norm and not config_name.endswith(configs.BN_SUFFIX) and config_name != "custom":
         config_name += configs.BN_SUFFIX
     spec = [configs.parse_layer(t) for t in tokens]
     _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
-                     fc1_kernel_size)
+                     fc1_kernel_size, pooling)
     seeds = initializers.SeedSequence(seed)
     layer_args = initializers.layer_arguments(init, init_stddev, weight_decay, seeds)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="images")
     x = build_preprocessing(inputs, color_shift_stddev, seeds.next())
     x = _features(x, spec, width=width, batch_norm=batch_norm, layer_args=layer_args)
-    if head == "dense":
+    if head is None:
+        outputs = _pooled(x, pooling)
+    elif head == "dense":
         outputs = _dense_head(x, num_classes, fc_units, dropout, classifier_activation,
                               layer_args)
     else:
@@ -108,9 +120,12 @@ def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, 
 
 
 def _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
-                     fc1_kernel_size):
+                     fc1_kernel_size, pooling):
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if pooling not in POOLINGS or (pooling and head is not None):
+        raise ValueError(f"pooling must be one of {POOLINGS}, and is for head=None only; got "
+                         f"pooling={pooling!r} with head={head!r}")
     if int(num_classes) < 1 or int(fc_units) < 1:
         raise ValueError(f"num_classes and fc_units must be >= 1, got {num_classes}, {fc_units}")
     if not 0.0 <= dropout < 1.0:
@@ -172,6 +187,15 @@ def _classifier_output(x, classifier_activation, name):
 
 def _output_name(classifier_activation):
     return "logits" if classifier_activation in (None, "linear") else "probabilities"
+
+
+def _pooled(x, pooling):
+    """The feature extractor's output: the feature map, or its global average or maximum."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
 
 
 def _dense_head(x, num_classes, fc_units, dropout, classifier_activation, layer_args):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from pipelines import dataset_info
 from pipelines import inputs
 from pipelines import progress as progress_lines
+from pipelines import shard_integrity
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import protocols as protocol_lib
@@ -28,7 +29,8 @@ PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
 
 def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=None,
              train_scale=None, crop_size=None, label_offset=None, num_classes=None,
-             output_dir=None, progress=None, max_images=None, batch_size=32):
+             output_dir=None, progress=None, max_images=None, batch_size=32,
+             verify_shards=False):
     """Evaluates one model, or the fusion of several, with the paper's protocols.
 
     Args:
@@ -48,6 +50,7 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
         max_images: stop after this many images (for quick looks).
         batch_size: images per batch of the single-crop protocol (the other protocols go one
             image at a time: their images differ in size, or are 50 crops already).
+        verify_shards: compare every shard's sha256 with the manifest first.
 
     Returns:
         ``{protocol: {"top1_error", "top5_error", "num_images"}}`` plus ``"settings"``.
@@ -64,15 +67,20 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
     num_classes = _check_classes(nets, info, num_classes)
     _assign_scales(nets, scales, train_scale)
     scores = {p: _Scores(num_classes) for p in protocols}
-    data = dict(info=info, label_offset=label_offset, num_classes=num_classes)
+    data = dict(info=info, label_offset=label_offset, num_classes=num_classes,
+                verify_shards=verify_shards)
     started = time.monotonic()
     total = info.num_examples.get("validation")
     meter = progress_lines.Progress(min(total, max_images or total) if total else max_images,
                                     label="evaluated", show=progress, interval=PROGRESS_INTERVAL)
-    if tuple(protocols) == (protocol_lib.SINGLE,):  # centre crops share a size: whole batches
-        _score_center_batches(nets, data, scores, batch_size, max_images, meter)
-    else:
-        _score_image_by_image(nets, data, scores, protocols, max_images, meter)
+    try:
+        if tuple(protocols) == (protocol_lib.SINGLE,):  # centre crops share a size: batches
+            _score_center_batches(nets, data, scores, batch_size, max_images, meter)
+        else:
+            _score_image_by_image(nets, data, scores, protocols, max_images, meter)
+    except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
+        raise shard_integrity.explain(error, info.split_files("validation"),
+                                      info.expected_shards()) from error
     meter.close()
     results = {p: s.result() for p, s in scores.items()}
     results["settings"] = _settings(nets, time.monotonic() - started)
@@ -194,7 +202,8 @@ def _images_at(data, scale):
     mode = protocol_lib.EVAL_INPUT_MODES[protocol_lib.DENSE]  # the whole image at Q
     dataset = inputs.make_eval_dataset(data["info"], mode=mode, scale=scale,
                                        label_offset=data["label_offset"],
-                                       num_classes=data["num_classes"])
+                                       num_classes=data["num_classes"],
+                                       verify_shards=data["verify_shards"])
     for image, label, _ in dataset:
         yield image[0], label[0].numpy()
 
@@ -204,7 +213,8 @@ def _center_batches(data, scale, crop_size, batch_size):
     dataset = inputs.make_eval_dataset(data["info"], mode=mode, scale=scale,
                                        crop_size=crop_size, batch_size=batch_size,
                                        label_offset=data["label_offset"],
-                                       num_classes=data["num_classes"])
+                                       num_classes=data["num_classes"],
+                                       verify_shards=data["verify_shards"])
     for images, labels, _ in dataset:
         yield images, labels.numpy()
 

@@ -81,6 +81,22 @@ def _first_conv_name(model):
     raise ValueError(f"{model.name} has no convolution")
 
 
+def _read_keras_3_file(path, layers):
+    """A Keras 3 ``.weights.h5`` of keras.applications' VGG16 or VGG19 names its layers by class
+    (``conv2d_7``), not as the model does: Keras reads it back into that model (told by its
+    number of convolutions, with or without the top), whose layers carry the names."""
+    convs = sum(name.startswith("conv2d") for name in layers)
+    top = any(name.startswith("dense") for name in layers)
+    architectures = {13: keras.applications.VGG16, 16: keras.applications.VGG19}
+    if convs not in architectures:
+        raise ValueError(f"{path} holds {convs} convolutions: not keras.applications' VGG16 "
+                         "(13) or VGG19 (16)")
+    model = architectures[convs](include_top=top, weights=None,
+                                 input_shape=(224, 224, 3) if top else (32, 32, 3))
+    model.load_weights(path)
+    return _read_source(model)
+
+
 def _read_source(source):
     """Returns ``{layer name: (kernel, bias)}`` from a model or a keras.applications .h5 file."""
     if isinstance(source, keras.Model):
@@ -91,11 +107,16 @@ def _read_source(source):
         }
     path = os.fspath(source)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no keras.applications weights file at {path}")
+        raise FileNotFoundError(
+            f"no keras.applications weights file at {path}: keras.applications.VGG16("
+            "weights=\"imagenet\") downloads it once on a connected machine, into "
+            "~/.keras/models/")
     with h5py.File(path, "r") as h5:
         # Weights-only files keep layers at the root; whole-model files under model_weights.
         group = h5["model_weights"] if "model_weights" in h5 else h5
         if "layer_names" not in group.attrs:
+            if "layers" in h5:  # Keras 3's save_weights
+                return _read_keras_3_file(path, h5["layers"])
             raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names')")
         result = {}
         for raw_name in group.attrs["layer_names"]:

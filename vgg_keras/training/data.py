@@ -8,12 +8,14 @@ with a progress line, then cached in the model dir for every later start of the 
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 
 from pipelines import dataset_info
 from pipelines import inputs
 from pipelines import progress
+from pipelines import shard_integrity
 from vgg_keras import artifacts
 from vgg_keras import protocols
 
@@ -94,6 +96,12 @@ def _count(files, show_progress):
     return total
 
 
+def explain_data_loss(data, error):
+    """The ``ValueError`` naming the damaged shard behind a ``DataLossError`` of a run."""
+    files = [f for split in data.info.files for f in data.info.files[split]]
+    return shard_integrity.explain(error, files, data.info.expected_shards())
+
+
 def _read_json(path):
     if not os.path.exists(path):
         return None
@@ -112,9 +120,18 @@ def train_dataset_fn(cfg, data, start_step, corrupt_counter):
             scale=cfg.scale, crop_size=cfg.crop_size, label_offset=cfg.label_offset,
             input_context=context, deterministic=cfg.deterministic, seed=cfg.seed,
             shuffle_buffer=cfg.shuffle_buffer, skip_corrupt=cfg.skip_corrupt,
-            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0)
+            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0,
+            verify_shards=cfg.verify_shards, data_service=cfg.data_service,
+            data_service_job=data_service_job(cfg))
 
     return dataset_fn
+
+
+def data_service_job(cfg):
+    """The tf.data service job of a run: one per model dir, shared by all its input pipelines
+    (and continued by a resumed run while the dispatcher keeps it)."""
+    digest = hashlib.sha256(os.path.abspath(cfg.model_dir).encode()).hexdigest()[:12]
+    return f"vgg_train_{digest}"
 
 
 def eval_dataset(cfg, data, corrupt_counter):
@@ -124,5 +141,5 @@ def eval_dataset(cfg, data, corrupt_counter):
         scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
-        corrupt_counter=corrupt_counter)
+        corrupt_counter=corrupt_counter, verify_shards=cfg.verify_shards)
     return dataset.map(lambda images, labels, _: (images, labels))

@@ -16,6 +16,7 @@ import time
 import keras
 import tensorflow as tf
 
+from pipelines import data_service
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
@@ -51,6 +52,8 @@ def train(cfg):
 
 
 def _train(cfg):
+    if cfg.data_service:  # before anything heavy: its client would wait without end
+        data_service.check_reachable(cfg.data_service)
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
                                           cfg.cpu_replicas)
     _check_batch(cfg, strategy.num_replicas_in_sync)
@@ -61,6 +64,8 @@ def _train(cfg):
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = _RunState(cfg, strategy, data, outputs)
     print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
+    print(state.init.describe() + (f"; frozen below {cfg.trainable_from}"
+                                   if cfg.trainable_from else ""), flush=True)
     start = state.restore()
     outputs.resume(start)
     corrupt = shard_integrity.make_corrupt_counter() if cfg.skip_corrupt else None
@@ -70,7 +75,8 @@ def _train(cfg):
         run_data.eval_dataset(cfg, data, corrupt))
     result = _Loop(cfg, state, data, corrupt).run(iterator, eval_data, start)
     outputs.save_keras(state.model, artifacts.MODEL_FILE)
-    summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result)
+    summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
+                                        state.init)
     outputs.write_summary(summary)
     outputs.finish()
     return summary
@@ -93,7 +99,9 @@ def _recipe(cfg, replicas, data, schedule):
             f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; {scale}, crop "
             f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
             f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
-            f"data {data.describe()}")
+            f"data {data.describe()}"
+            + (f"; input from the tf.data service at {cfg.data_service}" if cfg.data_service
+               else ""))
 
 
 class _RunState:
@@ -101,14 +109,17 @@ class _RunState:
 
     def __init__(self, cfg, strategy, data, outputs):
         self.strategy, self.outputs = strategy, outputs
+        resumed = cfg.has_checkpoint()
         with strategy.scope():
-            self.model = run_model.build_model(cfg, data.num_classes)
+            self.model, init = run_model.build_initialized_model(cfg, data.num_classes,
+                                                                 resumed=resumed)
             self.optimizer = run_model.make_optimizer(cfg)
             self.optimizer.build(self.model.trainable_variables)  # slots before strategy.run
             self.images_seen = tf.Variable(  # per replica: each adds the images it trained on
                 0, dtype=tf.int64, trainable=False, name="images_seen",
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM)
+        self.init = outputs.init(init, resumed)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.schedule = schedules.LearningRate(cfg, data.steps_per_epoch, data.total_steps)
         self.checkpoint = tf.train.Checkpoint(
@@ -144,6 +155,17 @@ def _checkpoint_step(path):
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
+def _multipliers(cfg, state):
+    """``--head_learning_rate_multiplier`` for the variables of the layers not loaded from
+    ``--init`` (and of their batch normalisation)."""
+    if cfg.head_learning_rate_multiplier == 1.0 or not state.init.loaded:
+        return None
+    new = set(state.init.new)
+    return {v.path: cfg.head_learning_rate_multiplier for layer in state.model.layers
+            if layer.name in new or layer.name.removesuffix("_bn") in new
+            for v in layer.trainable_variables}
+
+
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
@@ -152,7 +174,8 @@ class _Loop:
         self.train_steps = steps.make_train_steps(
             state.model, state.optimizer, state.strategy, cfg.batch_size,
             weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
-            images_seen=state.images_seen)
+            images_seen=state.images_seen,
+            learning_rate_multipliers=_multipliers(cfg, state))
         self.eval_step = steps.make_eval_step(state.model, state.strategy, data.num_classes)
         # verbose: None a live line on a terminal, else a line a minute; 1 live; 0 and 2 only
         # the line of each epoch.
@@ -164,8 +187,11 @@ class _Loop:
 
     def run(self, iterator, eval_data, start):
         current, row, self.start_step = start, None, start
-        while current < self.data.total_steps:
-            current, row = self._epoch(iterator, eval_data, current)
+        try:
+            while current < self.data.total_steps:
+                current, row = self._epoch(iterator, eval_data, current)
+        except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
+            raise run_data.explain_data_loss(self.data, error) from error
         if row is None:  # nothing left to do: a finished run started again
             top1, top5, _ = steps.evaluate_top_k(self.eval_step, eval_data)
             row = {"loss": None, "val_top1": top1, "val_top5": top5}  # no step taken

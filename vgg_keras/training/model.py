@@ -1,5 +1,8 @@
-"""The net of a run (§3.1 initialisation: N(0, σ²) for net A, Glorot's for deeper nets, from a
-trained net A, from keras.applications weights, or from an earlier run) and its optimizer."""
+"""The net of a run: built, initialised (§3.1: N(0, σ²) for net A, Glorot's for deeper nets, or
+from a trained net A; or, to fine-tune, from keras.applications weights or any earlier run,
+every layer whose shape fits), frozen below ``--trainable_from``; and its optimizer."""
+
+import dataclasses
 
 import keras
 
@@ -11,12 +14,41 @@ from vgg_keras import weights as vgg_weights
 from vgg_keras.training import run_config
 
 
+@dataclasses.dataclass(frozen=True)
+class Init:
+    """Where a run's first weights came from: ``source`` (a file, or None for random ones), the
+    weight layers ``loaded`` from it and the ``new`` ones, freshly initialised."""
+
+    source: str | None
+    loaded: tuple
+    new: tuple
+
+    def describe(self):
+        if not self.loaded:
+            return f"init: every weight layer new ({len(self.new)})"
+        return (f"init: loaded {len(self.loaded)} layers from {self.source} "
+                f"({', '.join(self.loaded)}); new: {', '.join(self.new) or 'none'}")
+
+    def to_json(self):
+        return {"source": self.source, "loaded": list(self.loaded), "new": list(self.new)}
+
+    @classmethod
+    def from_json(cls, value):
+        return cls(value["source"], tuple(value["loaded"]), tuple(value["new"]))
+
+
 def build_model(cfg, num_classes):
-    """Builds and initialises the net of ``cfg`` (call inside the strategy's scope).
+    """Builds, initialises and freezes the net of ``cfg`` (call inside the strategy's scope).
 
     The model carries no weight decay: the training step applies it (``steps``).
     """
-    kind, path = run_config.parse_init(cfg.init)
+    return build_initialized_model(cfg, num_classes)[0]
+
+
+def build_initialized_model(cfg, num_classes, resumed=False):
+    """``(model, Init)``; a ``resumed`` run builds it with random weights, which its checkpoint
+    replaces (the ``--init`` file need not exist any more)."""
+    kind, path = run_config.parse_init(cfg.init, check_exists=not resumed)
     if kind == "auto":  # §3.1: net A from N(0, σ²); deeper nets trainable with Glorot's init
         kind = "gaussian" if configs.resolve_config(cfg.config)[0].startswith("A") else "glorot"
     model = builder.build_vgg(
@@ -24,13 +56,62 @@ def build_model(cfg, num_classes):
         dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
         init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
         seed=cfg.seed)
-    if kind == "from_a":
-        initializers.initialize_from_a(model, path)
+    layers = weight_layers(model)
+    if resumed or kind in ("gaussian", "glorot"):
+        init = Init(None, (), tuple(layers))
+    elif kind == "from_a":
+        loaded = initializers.initialize_from_a(model, path)
+        init = Init(path, tuple(n for n in layers if n in loaded),
+                    tuple(n for n in layers if n not in loaded))
     elif kind == "keras_applications":
-        vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
-    elif kind == "model":
-        model.set_weights(artifacts.load_model(path).get_weights())
-    return model
+        report = vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
+        init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
+    else:
+        init = load_fitting_layers(model, artifacts.load_model(path), path)
+    freeze_below(model, cfg.trainable_from)
+    return model, init
+
+
+def weight_layers(model):
+    """The names of the convolutions and FC layers, in order."""
+    return [layer.name for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
+def load_fitting_layers(model, source, source_path):
+    """Copies every layer of ``source`` whose name and weight shapes match one of ``model``'s
+    (a batch-norm layer with its convolution); the others stay as initialised."""
+    theirs = {layer.name: layer for layer in source.layers}
+    loaded = set()
+    for layer in model.layers:
+        mine = layer.get_weights()
+        other = theirs.get(layer.name)
+        if not mine or other is None or layer.name.endswith("color_shift"):
+            continue
+        weights = other.get_weights()
+        if [w.shape for w in weights] == [w.shape for w in mine]:
+            layer.set_weights(weights)
+            loaded.add(layer.name)
+    names = weight_layers(model)
+    return Init(source_path, tuple(n for n in names if n in loaded),
+                tuple(n for n in names if n not in loaded))
+
+
+def freeze_below(model, first_trainable):
+    """Freezes every layer before ``first_trainable`` (Keras runs a frozen batch-norm layer in
+    inference mode: its statistics stay too).
+
+    Raises:
+        ValueError: if the net has no such layer.
+    """
+    if not first_trainable:
+        return
+    names = [layer.name for layer in model.layers]
+    if first_trainable not in names:
+        raise ValueError(f"--trainable_from={first_trainable}: {model.name} has no such layer; "
+                         f"its weight layers: {', '.join(weight_layers(model))}")
+    for layer in model.layers[:names.index(first_trainable)]:
+        layer.trainable = False
 
 
 def make_optimizer(cfg):

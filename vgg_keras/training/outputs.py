@@ -5,6 +5,7 @@ writes the model dir; every other worker writes only what the collective ops nee
 folder removed at the end (file names: ``artifacts``)."""
 
 import csv
+import json
 import os
 import shutil
 
@@ -29,6 +30,18 @@ class RunOutputs:
 
     def checkpoint_dir(self, name):
         return artifacts.checkpoint_dir(self.root, name)
+
+    def init(self, init, resumed):
+        """The run's ``Init``: recorded at its start, read back when it resumes."""
+        path = os.path.join(self.model_dir, artifacts.INIT_FILE)
+        if resumed and os.path.exists(path):
+            with open(path) as file:
+                return type(init).from_json(json.load(file))
+        if self.chief and not resumed:
+            with open(path + ".tmp", "w") as file:
+                json.dump(init.to_json(), file, indent=1)
+            os.replace(path + ".tmp", path)
+        return init
 
     def resume(self, step):
         """Keeps the CSV log's rows up to ``step``, the step the run resumes from: rows of
@@ -98,13 +111,15 @@ def _classes(cfg, data):
             "class_synsets": synsets, "class_names": names}
 
 
-def build_summary(cfg, data, replicas, result):
+def build_summary(cfg, data, replicas, result, init):
     """``summary.json``: the run's settings, its results and the classes of its outputs."""
     return {"config": configs.resolve_config(cfg.config)[0], "steps": data.total_steps,
             "epochs": data.total_steps / data.steps_per_epoch, "replicas": replicas,
             "num_classes": data.num_classes, "train_examples": data.num_train,
             "batch_size": cfg.batch_size, "dtype": cfg.dtype, "scale": list(cfg.scale),
             "crop_size": cfg.crop_size, "distribution_strategy": cfg.distribution_strategy,
+            "data_service": cfg.data_service, "init": init.to_json(),
+            "trainable_from": cfg.trainable_from,
             **result, "model": os.path.join(cfg.model_dir, artifacts.MODEL_FILE),
             "best_model": os.path.join(cfg.model_dir, artifacts.BEST_MODEL_FILE),
             **_classes(cfg, data)}

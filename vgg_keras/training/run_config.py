@@ -7,6 +7,8 @@ from here, and refuses a bad value, before anything heavy starts.
 import dataclasses
 import os
 
+from pipelines import data_service
+from vgg_keras import artifacts
 from vgg_keras import configs
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu", "default")
@@ -40,6 +42,8 @@ class TrainConfig:
     scale: tuple = (256, 256)
     init: str = "auto"
     init_stddev: float = configs.PAPER_INIT_STDDEV
+    trainable_from: str | None = None  # fine-tuning: the layers before this one are frozen
+    head_learning_rate_multiplier: float = 1.0  # for the layers not loaded from --init
     distribution_strategy: str = "mirrored"
     num_gpus: int | None = None
     cpu_replicas: int | None = None
@@ -56,6 +60,8 @@ class TrainConfig:
     train_examples: int | None = None  # the epoch size, for shards without metadata
     backup_steps: int = 1000
     skip_corrupt: bool = False
+    verify_shards: bool = False
+    data_service: str | None = None  # grpc://HOST:PORT of a tf.data service dispatcher
     shuffle_buffer: int = 10_000
     verbose: int | None = None  # Keras progress bar: 1 on a terminal, 2 one line per epoch
 
@@ -81,6 +87,7 @@ class TrainConfig:
             (self.backup_steps >= 1, "backup_steps must be >= 1"),
             (self.cpu_replicas is None or self.cpu_replicas >= 1, "cpu_replicas must be >= 1"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.head_learning_rate_multiplier > 0, "head_learning_rate_multiplier must be > 0"),
             (self.plateau_decays >= 0, "plateau_decays must be >= 0"),
             (self.plateau_patience >= 1, "plateau_patience must be >= 1"),
             (self.plateau_min_delta >= 0, "plateau_min_delta must be >= 0"),
@@ -88,11 +95,24 @@ class TrainConfig:
              f"min_learning_rate must be in [0, learning_rate={self.learning_rate:g}]"),
             (self.train_examples is None or self.train_examples >= 1,
              "train_examples must be >= 1"),
+            (not (self.data_service and self.deterministic),
+             "--deterministic runs read their input in order, which the tf.data service does "
+             "not keep: drop --data_service or --deterministic"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        parse_init(self.init)
+        parse_init(self.init, check_exists=not self.has_checkpoint())
+        if self.data_service:
+            data_service.parse_address(self.data_service)
+
+
+    def has_checkpoint(self):
+        """Whether ``model_dir`` holds a checkpoint to resume from (then ``--init`` is not
+        read again)."""
+        return any(os.path.exists(os.path.join(artifacts.checkpoint_dir(self.model_dir, name),
+                                               "checkpoint"))
+                   for name in ("backup", "latest"))
 
 
 # The default of every setting that has one: the CLI's flag defaults.
@@ -100,16 +120,20 @@ DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfi
             if field.default is not dataclasses.MISSING}
 
 
-def parse_init(init):
+def parse_init(init, check_exists=True):
     """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH,
-    keras_applications=PATH or model=PATH (all weights of a model of the same net: a Keras
-    file, a model dir or one of its checkpoints, as ``artifacts.load_model`` reads them)."""
+    keras_applications=PATH (a keras.applications VGG16/VGG19 weights file, with or without
+    its top) or model=PATH (a Keras file, a model dir or one of its checkpoints, as
+    ``artifacts.load_model`` reads them: every layer whose shape fits)."""
     kind, _, path = init.partition("=")
     if kind in INITS and not path:
         return kind, None
     if kind in INITS_FROM_FILE and path:
-        if not os.path.exists(path):
-            raise ValueError(f"--init={init}: {path} does not exist")
+        if check_exists and not os.path.exists(path):
+            hint = (" (keras.applications' weights are downloaded once, on a connected machine, "
+                    "by keras.applications.VGG16(weights=\"imagenet\"); Keras keeps them in "
+                    "~/.keras/models/)") if kind == "keras_applications" else ""
+            raise ValueError(f"--init={init}: {path} does not exist{hint}")
         return kind, path
     raise ValueError(f"--init must be auto, gaussian, glorot, from_a=PATH, "
                      f"keras_applications=PATH or model=PATH, got {init!r}")

@@ -15,7 +15,7 @@ def decayed_variables(model):
 
 
 def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0.0,
-                     enable_xla=False, images_seen=None):
+                     enable_xla=False, images_seen=None, learning_rate_multipliers=None):
     """A function ``train_steps(iterator, count)`` running ``count`` training steps on a
     distributed iterator of ``(images, labels)``; returns their mean loss.
 
@@ -34,6 +34,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         weight_decay: λ.
         enable_xla: compile each replica's step with XLA.
         images_seen: an int64 variable (sync-on-read) that each replica adds its images to.
+        learning_rate_multipliers: ``{variable path: m}``: those variables' updates (gradient
+            and decay, as Caffe's ``lr_mult``) scaled by m, e.g. a fine-tuned net's new head.
 
     Raises:
         ValueError: if the model carries kernel regularisers and ``weight_decay`` is set.
@@ -47,6 +49,7 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     moving = [v for v in model.non_trainable_variables if "/moving_" in v.path]
     decayed = {id(v) for v in decayed_variables(model)}
     decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
+    multipliers = [(learning_rate_multipliers or {}).get(v.path, 1.0) for v in variables]
 
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
@@ -63,6 +66,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
             scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
             gradients = [g + tf.cast(rate * scale * v.value, g.dtype) if rate else g
                          for g, v, rate in zip(gradients, variables, decay, strict=True)]
+        gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers,
+                                                               strict=True)]
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         if replicas > 1 and moving:
             averaged = tf.distribute.get_replica_context().all_reduce(

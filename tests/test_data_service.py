@@ -1,0 +1,132 @@
+"""Preprocessing on other machines: a tf.data service dispatcher and two workers on localhost
+(started and stopped by the tests, on free ports); vgg-train on 2 logical CPU replicas trains
+through them, and goes on when one worker is killed; a wrong address or --deterministic is one
+clear line."""
+
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import write_shards
+
+BIN = pathlib.Path(sys.executable).parent
+TINY = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
+        "--batch_size=16", "--init=glorot", "--dropout=0", "--learning_rate=0.002", "--seed=0",
+        "--num_classes=4", "--label_offset=1", "--cpu_replicas=2"]
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _start(arguments, log):
+    return subprocess.Popen([str(BIN / "vgg-data-service"), *arguments], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+
+
+def _wait_until_serving(processes, logs, ready):
+    """Waits for each started ``vgg-data-service`` to print the line saying it serves."""
+    deadline = time.monotonic() + 120
+    for process, log in zip(processes, logs, strict=True):
+        while ready not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"vgg-data-service did not start: "
+                                     f"{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _service(folder):
+    """A dispatcher (workers taken as gone after 2 s without a heartbeat) and two workers;
+    all stopped on the way out, also when a test fails."""
+    port = _free_port()
+    processes = []
+    try:
+        logs = [folder / "dispatcher.log"]
+        processes.append(_start([f"--port={port}", f"--work_dir={folder / 'journal'}",
+                                 "--worker_timeout_ms=2000"], logs[0]))
+        _wait_until_serving(processes, logs, "dispatcher on")
+        logs = [folder / f"worker{index}.log" for index in range(2)]
+        processes += [_start([f"--dispatcher=localhost:{port}", "--worker_address=localhost"],
+                             log) for log in logs]  # both start at once
+        _wait_until_serving(processes[1:], logs, "worker on")
+        yield f"grpc://localhost:{port}", processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("service"), train_per_class=24, val_per_class=6,
+                        size_range=(40, 64))[0]
+
+
+def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp_path):
+    with _service(tmp_path) as (address, processes):
+        model_dir = tmp_path / "model"
+        log = tmp_path / "train.log"
+        train = subprocess.Popen([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                                  f"--model_dir={model_dir}", "--train_steps=60",
+                                  f"--data_service={address}"], stdout=open(log, "w"),
+                                 stderr=subprocess.STDOUT)
+        try:
+            csv = model_dir / "training_log.csv"
+            deadline = time.monotonic() + 300
+            while not (csv.exists() and len(csv.read_text().splitlines()) >= 2):
+                assert train.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            processes[2].kill()  # a worker dies mid-run
+            killed_at = len(csv.read_text().splitlines()) - 1
+            assert train.wait(timeout=600) == 0, log.read_text()[-3000:]
+        finally:
+            if train.poll() is None:
+                train.kill()
+        summary = json.loads((model_dir / "summary.json").read_text())
+        assert summary["data_service"] == address and summary["replicas"] == 2
+        assert summary["steps"] == 60 and summary["images_per_replica"] == [60 * 8] * 2
+        rows = csv.read_text().splitlines()[1:]
+        assert killed_at < len(rows) == 10  # epochs of 6 steps went on after the kill
+        assert "input from the tf.data service at " + address in log.read_text()
+
+
+def test_nothing_listening_or_deterministic_is_one_line(data, tmp_path):
+    port = _free_port()
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                             f"--model_dir={tmp_path / 'm'}", "--train_steps=2",
+                             f"--data_service=grpc://localhost:{port}"], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"vgg-train: no tf.data service dispatcher answers at grpc://localhost:{port} ")
+    assert f"`vgg-data-service --port={port}`" in result.stderr
+    assert time.monotonic() - started < 120
+    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                             f"--model_dir={tmp_path / 'm'}", "--deterministic",
+                             f"--data_service=grpc://localhost:{port}"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "read their input in order, which the tf.data service does not keep" in (
+        result.stderr)
+    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                             f"--model_dir={tmp_path / 'm'}", "--data_service=localhost"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "is not grpc://HOST:PORT" in result.stderr

@@ -1,0 +1,90 @@
+"""VGG as a backbone: the activations of named layers, for perceptual and style losses (which tap
+``block1_conv2`` … ``block5_conv4`` of VGG-19) and for detection and segmentation heads (which
+take whole blocks).
+
+``feature_model(net, layers)`` is a Keras model from the net's input to those activations, a dict
+by layer name, sharing the net's weights: training one trains the other. ``relu=False`` taps a
+convolution before its ReLU (after its batch normalisation in a ``-BN`` net), which some losses
+prefer. Keras only, any backend, like the nets.
+"""
+
+import keras
+
+
+def feature_model(model, layers, *, relu=True, name=None):
+    """A model returning ``{layer name: activation}`` of ``layers`` of ``model``.
+
+    Args:
+        model: one of our nets (any head, any config, with or without batch normalisation).
+        layers: layer names (``"block1_conv2"``, ``"block3_pool"``, ``"fc1"``, ...).
+        relu: tap after the ReLU (True) or before it (False) for layers that have one.
+        name: the model's name; default ``<net name>_features``.
+
+    Raises:
+        ValueError: naming a layer the net does not have, and the ones it has.
+    """
+    names = list(layers)
+    known = [layer.name for layer in model.layers]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"{model.name} has no layer {unknown or names}; its layers: "
+                         f"{', '.join(known[1:])}")
+    sources = {n: _source(model, n, relu) for n in names}
+    if all(source is not None for source in sources.values()):
+        outputs = {n: model.get_layer(sources[n]).output for n in names}
+    else:
+        outputs = _split_outputs(model, names)
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+
+
+def _source(model, name, relu):
+    """The layer whose output is the tap: ``name`` itself, its BN or ReLU layer in a ``-BN``
+    net, or None for a layer whose ReLU is fused into it when ``relu=False``."""
+    known = {layer.name for layer in model.layers}
+    if f"{name}_relu" in known:  # conv → BN → ReLU
+        return f"{name}_relu" if relu else f"{name}_bn"
+    activation = getattr(model.get_layer(name), "activation", None)
+    if relu or activation in (None, keras.activations.linear):
+        return name
+    return None
+
+
+def _split_outputs(model, names):
+    """The net run again layer by layer from its input, each tapped layer whose ReLU is fused
+    into it split into its linear part (with the same variables) and the ReLU."""
+    wanted, outputs = set(names), {}
+    x = model.inputs[0]
+    for layer in model.layers[1:]:
+        if layer.name in wanted and _source(model, layer.name, relu=False) is None:
+            linear = _Linear(layer)(x)
+            outputs[layer.name] = linear
+            x = keras.layers.Activation(layer.activation, name=f"{layer.name}_relu")(linear)
+        else:
+            x = layer(x)
+            outputs[layer.name] = x
+        if all(_source(model, n, relu=False) in outputs or n in outputs for n in names):
+            break
+    return {n: outputs[_source(model, n, relu=False) or n] for n in names}
+
+
+class _Linear(keras.layers.Layer):
+    """A convolution's or FC layer's output before its activation, computed with that layer's
+    own kernel and bias (shared: the same variables)."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(name=f"{layer.name}_linear", dtype=layer.dtype_policy, **kwargs)
+        self.wrapped = layer
+
+    def call(self, inputs):
+        kernel = keras.ops.cast(self.wrapped.kernel, self.compute_dtype)
+        bias = keras.ops.cast(self.wrapped.bias, self.compute_dtype)
+        if isinstance(self.wrapped, keras.layers.Conv2D):
+            outputs = keras.ops.conv(inputs, kernel, strides=self.wrapped.strides,
+                                     padding=self.wrapped.padding,
+                                     dilation_rate=self.wrapped.dilation_rate)
+        else:
+            outputs = keras.ops.matmul(inputs, kernel)
+        return outputs + bias
+
+    def compute_output_shape(self, input_shape):
+        return self.wrapped.compute_output_shape(input_shape)
