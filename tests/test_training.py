@@ -143,7 +143,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     good = sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir())
     best = (tmp_path / "best.keras").read_bytes()
     with pytest.raises(loop.TrainingError, match=r"training stopped.*last good checkpoint"):
-        loop.train(_config(data, tmp_path, train_epochs=2, learning_rate=1e12))
+        loop.train(_config(data, tmp_path, train_epochs=2, learning_rate=1e12,
+                           allow_changed_settings=True))
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir()) == good
     assert (tmp_path / "best.keras").read_bytes() == best
 
@@ -181,6 +182,8 @@ def test_kill_mid_epoch_and_resume(data, tmp_path):
     expected = json.loads((reference / "summary.json").read_text())
     assert summary["steps"] == expected["steps"] == 18
     assert summary["resumed_from_step"] >= backup > 0  # at most backup_steps lost
+    assert summary["resumed_from"] == "backup"
+    assert f"resumed at step {summary['resumed_from_step']} from backup/ (written " in result.stdout
     rows = (killed / "training_log.csv").read_text().splitlines()[1:]
     assert [r.split(",")[:2] for r in rows] == [["1", "6"], ["2", "12"], ["3", "18"]]
     # Deterministic: the resumed run continues with the same data, and ends with the same net.
@@ -229,9 +232,13 @@ def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, 
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 18 <= _latest_checkpoint_step(tmp_path) < 42
+    resumed = _latest_checkpoint_step(tmp_path)
+    assert 18 <= resumed < 42
     result = _cli(*common)
     assert result.returncode == 0, result.stderr[-3000:]
+    # No backup within an epoch (--backup_steps 1000): the epoch checkpoint, and the log says so.
+    assert (f"resumed at step {resumed} from checkpoints/latest/ (epoch {resumed // 6})"
+            in result.stdout.splitlines())
     assert "at most 3 times (to 1e-05)" in result.stdout.splitlines()[0]  # the recipe line
     rows = [line.split(",") for line in
             (tmp_path / "training_log.csv").read_text().splitlines()[1:]]

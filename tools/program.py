@@ -20,7 +20,18 @@ EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + 
 
 def run(main, name):
     """Runs ``main`` as absl's ``app.run`` does, as the program ``name`` (``vgg-train``)."""
+    adopt_key_flags(main.__module__)
     app.run(guarded(main, name))
+
+
+def adopt_key_flags(module_name):
+    """Makes the flags of ``module_name`` (the program's) and this module's the key flags of the
+    main module, which absl's ``--help`` lists: for a console script the main module is its
+    wrapper, which defines no flag, and ``--help`` would list none."""
+    main_module = sys.argv[0]
+    for owner in (module_name, __name__):
+        for flag in flags.FLAGS.get_flags_for_module(owner):
+            flags.FLAGS.register_key_flag_for_module(main_module, flag)
 
 
 def guarded(main, name):

@@ -8,10 +8,14 @@ r"""vgg-train: trains a VGG net (§3.1 of the paper) on TFRecords from vgg-conve
     vgg-train --config=A --data_dir=demo_output/data --model_dir=/tmp/a --width=0.125 \
         --fc_units=256 --crop_size=64 --scale=72,96 --batch_size=32 --cpu_replicas=2
 
-Killed, it resumes from MODEL_DIR/backup/ when run again with the same command.
+Killed, it resumes from MODEL_DIR/backup/ when run again with the same command. SIGTERM (a
+preemptible machine taken away) or Ctrl-C stops it after the current step with a backup of
+that step; it exits with 143 (SIGTERM) or 130 (SIGINT), and the same command resumes there.
+A command that would change the run MODEL_DIR holds is refused (--allow_changed_settings).
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -114,6 +118,10 @@ _DATA_SERVICE = flags.DEFINE_string("data_service", _D["data_service"], "grpc://
 _VERIFY_SHARDS = flags.DEFINE_bool("verify_shards", _D["verify_shards"], "Compare every "
                                    "shard's sha256 with the manifest before training (reads "
                                    "the data once; sizes are always compared).")
+_ALLOW_CHANGED_SETTINGS = flags.DEFINE_bool(
+    "allow_changed_settings", _D["allow_changed_settings"], "Resume the run in --model_dir "
+    "with settings that change it (a longer schedule, another batch size …): recorded in its "
+    "run.json and the log. Without it such a command is refused.")
 
 
 def parse_scale(text):
@@ -154,7 +162,7 @@ def make_config():
         num_classes=_NUM_CLASSES.value, train_examples=_TRAIN_EXAMPLES.value,
         backup_steps=_BACKUP_STEPS.value,
         skip_corrupt=_SKIP_CORRUPT.value, verify_shards=_VERIFY_SHARDS.value,
-        data_service=_DATA_SERVICE.value)
+        data_service=_DATA_SERVICE.value, allow_changed_settings=_ALLOW_CHANGED_SETTINGS.value)
     try:
         cfg.validate()
     except ValueError as error:
@@ -167,8 +175,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = make_config()
     from vgg_keras.training import loop
+    from vgg_keras.training import preemption
 
-    summary = loop.train(cfg)
+    try:
+        summary = loop.train(cfg)
+    except preemption.Stopped as stopped:
+        print(f"vgg-train: {stopped}", file=sys.stderr, flush=True)
+        return stopped.exit_code
     print(f"done: {summary['steps']} steps, val top-1 {summary['val_top1']:.4f}, top-5 "
           f"{summary['val_top5']:.4f}, {summary['images_per_second']:.1f} images/s on "
           f"{summary['replicas']} replicas; "

@@ -8,6 +8,7 @@ A model dir, as ``vgg-train`` writes it::
              training_log.csv, training_curve.png, logs/ (TensorBoard)
              train_examples.json             the counted epoch size of shards without metadata
              init.json                       where the first weights came from, layer by layer
+             run.json                        the settings and data that define the run
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
              .worker_<i>/                    scratch of the non-chief workers of a multi-worker run
 
@@ -30,6 +31,7 @@ TRAINING_LOG = "training_log.csv"
 CURVE_FILE = "training_curve.png"
 TRAIN_EXAMPLES_FILE = "train_examples.json"
 INIT_FILE = "init.json"
+RUN_FILE = "run.json"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"

@@ -41,14 +41,15 @@ class RunData:
                 f"{self.num_classes} classes")
 
 
-def read_run_data(cfg, show_progress=None):
-    """The classes and epoch size of ``cfg.data_dir``, and the run's length in steps.
+def read_run_data(cfg, info=None, show_progress=None):
+    """The classes and epoch size of ``cfg.data_dir`` (``info``: its ``DatasetInfo``, if read
+    already), and the run's length in steps.
 
     Raises:
         FileNotFoundError: if the data dir holds no training shards.
         ValueError: if the number of classes is unknown or the split is smaller than a batch.
     """
-    info = dataset_info.read_info(cfg.data_dir)
+    info = info or dataset_info.read_info(cfg.data_dir)
     info.split_files("train")  # no training shards: say so before anything else
     num_classes = cfg.num_classes or info.num_classes
     if not num_classes:

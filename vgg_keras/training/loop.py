@@ -6,7 +6,9 @@ several GPUs, several machines or a TPU.
 The loop is our own rather than ``Model.fit``, so that a run killed at any step resumes at that
 step: model, optimizer (momentum), step, learning-rate state and (with ``deterministic``) the
 input position are restored from ``MODEL_DIR/backup/``. Keras 3's ``BackupAndRestore``
-restores only the epoch and silently redoes the rest of it.
+restores only the epoch and silently redoes the rest of it. SIGTERM or Ctrl-C stops a run after
+its current step with a backup of that step (``preemption``); a command that would change the
+run a model dir holds is refused before anything starts (``run_identity``).
 """
 
 import math
@@ -17,15 +19,17 @@ import keras
 import tensorflow as tf
 
 from pipelines import data_service
+from pipelines import dataset_info
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
 from vgg_keras import configs
 from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
-from vgg_keras.training import model as run_model
 from vgg_keras.training import outputs as run_outputs
-from vgg_keras.training import schedules
+from vgg_keras.training import preemption
+from vgg_keras.training import run_identity
+from vgg_keras.training import state as run_state
 from vgg_keras.training import steps
 
 PROGRESS_INTERVAL = 60.0  # seconds between progress lines off a terminal
@@ -41,6 +45,9 @@ def train(cfg):
 
     Raises:
         ValueError: for inconsistent settings, before anything heavy starts.
+        run_identity.ChangedSettings: if ``MODEL_DIR`` holds a run with other settings (and
+            ``allow_changed_settings`` is not set), before anything is written.
+        preemption.Stopped: on SIGTERM or SIGINT, after a backup of the step reached.
         TrainingError: if the loss or the weights stop being finite (nothing is saved then).
     """
     cfg.validate()
@@ -52,28 +59,38 @@ def train(cfg):
 
 
 def _train(cfg):
+    info = dataset_info.read_info(cfg.data_dir)
+    identity = run_identity.check(cfg, info)  # refused here, nothing has been written
     if cfg.data_service:  # before anything heavy: its client would wait without end
         data_service.check_reachable(cfg.data_service)
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
                                           cfg.cpu_replicas)
     _check_batch(cfg, strategy.num_replicas_in_sync)
-    data = run_data.read_run_data(cfg)
+    data = run_data.read_run_data(cfg, info)
     outputs = run_outputs.RunOutputs(cfg.model_dir,
                                      distribution.output_root(strategy, cfg.model_dir))
+    if outputs.chief:
+        identity.record()
     if cfg.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
-    state = _RunState(cfg, strategy, data, outputs)
+    state = run_state.RunState(cfg, strategy, data, outputs)
     print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
-    print(state.init.describe() + (f"; frozen below {cfg.trainable_from}"
-                                   if cfg.trainable_from else ""), flush=True)
-    start = state.restore()
+    for line in (identity.describe_changes(), state.init.describe() + (
+            f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else "")):
+        if line:
+            print(line, flush=True)
+    resumed = state.restore()
+    start = resumed.step if resumed else 0
+    if resumed:
+        print(resumed.describe(), flush=True)
     outputs.resume(start)
     corrupt = shard_integrity.make_corrupt_counter() if cfg.skip_corrupt else None
     iterator = iter(strategy.distribute_datasets_from_function(
         run_data.train_dataset_fn(cfg, data, start, corrupt)))
     eval_data = strategy.experimental_distribute_dataset(
         run_data.eval_dataset(cfg, data, corrupt))
-    result = _Loop(cfg, state, data, corrupt).run(iterator, eval_data, start)
+    with preemption.StopRequests(strategy) as stops:
+        result = _Loop(cfg, state, data, corrupt, stops).run(iterator, eval_data, resumed)
     outputs.save_keras(state.model, artifacts.MODEL_FILE)
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
                                         state.init)
@@ -104,57 +121,6 @@ def _recipe(cfg, replicas, data, schedule):
                else ""))
 
 
-class _RunState:
-    """The run's net, optimizer, counters and schedule, and the checkpoints that carry them."""
-
-    def __init__(self, cfg, strategy, data, outputs):
-        self.strategy, self.outputs = strategy, outputs
-        resumed = cfg.has_checkpoint()
-        with strategy.scope():
-            self.model, init = run_model.build_initialized_model(cfg, data.num_classes,
-                                                                 resumed=resumed)
-            self.optimizer = run_model.make_optimizer(cfg)
-            self.optimizer.build(self.model.trainable_variables)  # slots before strategy.run
-            self.images_seen = tf.Variable(  # per replica: each adds the images it trained on
-                0, dtype=tf.int64, trainable=False, name="images_seen",
-                synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=tf.VariableAggregation.SUM)
-        self.init = outputs.init(init, resumed)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.schedule = schedules.LearningRate(cfg, data.steps_per_epoch, data.total_steps)
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step,
-            images_seen=self.images_seen, random_streams=steps.random_streams(self.model),
-            **self.schedule.state())
-        self.managers = {name: tf.train.CheckpointManager(
-            self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=1)
-            for name in artifacts.CHECKPOINT_NAMES}
-
-    def restore(self):
-        """Restores the most advanced of the backup and the latest epoch checkpoint; returns
-        its step (0 for a new run)."""
-        candidates = [m.latest_checkpoint for m in (self.managers["backup"],
-                                                    self.managers["latest"])
-                      if m.latest_checkpoint]
-        start = 0
-        if candidates:
-            newest = max(candidates, key=_checkpoint_step)
-            self.checkpoint.restore(newest).expect_partial()
-            start = _checkpoint_step(newest)
-        self.step.assign(start)
-        return start
-
-    def save(self, name):
-        self.managers[name].save(checkpoint_number=int(self.step.numpy()))
-
-    def saved(self):
-        return [m.latest_checkpoint for m in self.managers.values() if m.latest_checkpoint]
-
-
-def _checkpoint_step(path):
-    return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
 def _multipliers(cfg, state):
     """``--head_learning_rate_multiplier`` for the variables of the layers not loaded from
     ``--init`` (and of their batch normalisation)."""
@@ -169,8 +135,9 @@ def _multipliers(cfg, state):
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
-    def __init__(self, cfg, state, data, corrupt):
+    def __init__(self, cfg, state, data, corrupt, stops):
         self.cfg, self.state, self.data, self.corrupt = cfg, state, data, corrupt
+        self.stops = stops
         self.train_steps = steps.make_train_steps(
             state.model, state.optimizer, state.strategy, cfg.batch_size,
             weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
@@ -185,11 +152,14 @@ class _Loop:
         self.train_seconds = self.train_images = 0.0
         self.started, self.start_step = time.monotonic(), None
 
-    def run(self, iterator, eval_data, start):
+    def run(self, iterator, eval_data, resumed):
+        start = resumed.step if resumed else 0
         current, row, self.start_step = start, None, start
         try:
             while current < self.data.total_steps:
                 current, row = self._epoch(iterator, eval_data, current)
+                if current < self.data.total_steps:  # a signal during the validation
+                    self._stop_if_asked(current, saved=self.state.managers["latest"])
         except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
             raise run_data.explain_data_loss(self.data, error) from error
         if row is None:  # nothing left to do: a finished run started again
@@ -203,7 +173,8 @@ class _Loop:
                 "images_per_replica": [int(v.numpy()) for v in
                                        self.state.strategy.experimental_local_results(
                                            self.state.images_seen)],
-                "resumed_from_step": start}
+                "resumed_from_step": start,
+                "resumed_from": resumed.source if resumed else None}
 
     def _epoch(self, iterator, eval_data, current):
         """Trains to the end of the current epoch, then validates and checkpoints; returns the
@@ -248,8 +219,12 @@ class _Loop:
             if self.line.due():
                 self.line.write(self._progress(current, epoch, end, epoch_start, epoch_began,
                                                rate, loss))
-            if current % cfg.backup_steps == 0 and current < end:
+            backed_up = current % cfg.backup_steps == 0 and current < end
+            if backed_up:
                 self._save("backup")
+            if current < end:  # at the epoch's end: once its checkpoint is written
+                self._stop_if_asked(current, saved=self.state.managers["backup"] if backed_up
+                                    else None)
         self.line.end()
         return current, loss_sum, rate
 
@@ -286,7 +261,18 @@ class _Loop:
         if not steps.weights_finite(self.state.model):
             self._stop(f"the weights are no longer finite at step "
                        f"{int(self.state.step.numpy())}")
-        self.state.save(name)
+        return self.state.save(name)
+
+    def _stop_if_asked(self, current, saved=None):
+        """Stops the run at ``current`` if any worker received SIGTERM or SIGINT, after a
+        backup of this step (unless ``saved``, a checkpoint manager, has one already)."""
+        asked = self.stops.agreed()
+        if asked is None:
+            return
+        self.line.end()
+        path = saved.latest_checkpoint if saved is not None else self._save("backup")
+        self.state.outputs.flush()
+        raise preemption.Stopped(asked[0], current, path, elsewhere=asked[1])
 
     def _stop(self, what):
         kept = self.state.saved()

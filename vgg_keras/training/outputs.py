@@ -77,6 +77,10 @@ class RunOutputs:
             writer.writerow(row)
         write_training_curve(self.csv, os.path.join(self.model_dir, artifacts.CURVE_FILE))
 
+    def flush(self):
+        """Writes out what TensorBoard's writer holds (a run that stops)."""
+        self.writer.flush()
+
     def save_keras(self, model, name):
         """Writes ``model`` as ``MODEL_DIR/name``, whole (a temporary name, then renamed)."""
         if self.chief:

@@ -62,6 +62,7 @@ class TrainConfig:
     skip_corrupt: bool = False
     verify_shards: bool = False
     data_service: str | None = None  # grpc://HOST:PORT of a tf.data service dispatcher
+    allow_changed_settings: bool = False  # resume a model dir's run with other settings
     shuffle_buffer: int = 10_000
     verbose: int | None = None  # Keras progress bar: 1 on a terminal, 2 one line per epoch
 

@@ -1,0 +1,174 @@
+"""vgg-train on a preemptible machine: SIGTERM or Ctrl-C stops a run after its current step with
+a backup of that step, and the same command resumes it to the weights of an uninterrupted run;
+two workers stop at the same step; every resume says where it came from."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import write_shards
+from tests.test_training import TINY_FLAGS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# 96 images in batches of 8: 12 steps an epoch, 3 epochs; no backup but the one a signal asks.
+STEPS_PER_EPOCH = 12
+FLAGS = [*TINY_FLAGS, "--batch_size=8", "--train_epochs=3", "--backup_steps=1000",
+         "--deterministic"]
+STOPPED = re.compile(r"vgg-train: stopped by (SIG\w+)( \(received by another worker\))? at step "
+                     r"(\d+); backup written; run the same command to resume \(from (.+)\)")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("preempt"), train_per_class=24, val_per_class=6,
+                        size_range=(40, 64))[0]
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("reference")
+    result = _train(data, model_dir, "--distribution_strategy=one_device")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
+
+
+def _command(data, model_dir, *extra):
+    return [sys.executable, "-m", "tools.train", *FLAGS, f"--data_dir={data}",
+            f"--model_dir={model_dir}", *extra]
+
+
+def _train(data, model_dir, *extra, env=None):
+    return subprocess.run(_command(data, model_dir, *extra), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def _signal_after_first_epoch(process, number):
+    """Sends ``number`` once the process has logged its first epoch (mid-way through the
+    run: the signal lands among the steps of epoch 2); returns everything it printed."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("epoch 1 "):
+            process.send_signal(number)
+            break
+    out, err = process.communicate(timeout=600)
+    return "".join(lines) + out, err
+
+
+def _weights(path):
+    return keras.models.load_model(path).get_weights()
+
+
+@pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(data, reference, tmp_path,
+                                                                     number, code):
+    process = subprocess.Popen(_command(data, tmp_path, "--distribution_strategy=one_device"),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _, err = _signal_after_first_epoch(process, number)
+    assert process.returncode == code, err[-3000:]
+    stopped = STOPPED.search(err)
+    assert stopped and stopped.group(1) == signal.Signals(number).name, err[-3000:]
+    step = int(stopped.group(3))
+    assert STEPS_PER_EPOCH < step < 3 * STEPS_PER_EPOCH and step % STEPS_PER_EPOCH  # mid-epoch
+    assert stopped.group(4) == str(tmp_path / "backup" / f"ckpt-{step}")
+    assert pathlib.Path(stopped.group(4) + ".index").exists()
+    assert not (tmp_path / "summary.json").exists()
+    # The log agrees with the checkpoints: epoch 1's row only.
+    rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [["1", "12"]]
+
+    again = _train(data, tmp_path, "--distribution_strategy=one_device")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert re.search(rf"^resumed at step {step} from backup/ \(written \d{{4}}-\d\d-\d\d "
+                     r"\d\d:\d\d:\d\d\)$", again.stdout, re.MULTILINE), again.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resumed_from_step"] == step and summary["resumed_from"] == "backup"
+    assert summary["steps"] == 3 * STEPS_PER_EPOCH
+    rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
+    for ours, theirs in zip(_weights(tmp_path / "model.keras"),
+                            _weights(reference / "model.keras"), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
+    # The handler itself, without a run around it: the first SIGINT is noted, the second one
+    # ends the process with 130 before anything else happens.
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, time
+        from vgg_keras.training import preemption
+
+        with preemption.StopRequests() as stops:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs
+            assert stops.agreed() == (signal.SIGINT, False), stops.agreed()
+            print("first noted", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            print("survived the second", flush=True)
+    """))
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert result.stdout == "first noted\n"
+
+
+def _free_ports(count):
+    ports = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("localhost", 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
+def _workers(data, model_dir):
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            _command(data, model_dir, "--distribution_strategy=multi_worker"), cwd=ROOT,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def test_two_workers_stop_at_the_same_step_when_one_is_preempted(data, tmp_path):
+    chief, other = _workers(data, tmp_path)
+    try:
+        for line in chief.stdout:
+            if line.startswith("epoch 1 "):
+                other.send_signal(signal.SIGTERM)  # only the second worker is taken away
+                break
+        results = [process.communicate(timeout=600) for process in (chief, other)]
+    finally:
+        for process in (chief, other):
+            if process.poll() is None:
+                process.kill()
+    assert [p.returncode for p in (chief, other)] == [143, 143], results[0][1][-3000:]
+    stops = [STOPPED.search(err) for _, err in results]
+    assert all(stops), [err[-2000:] for _, err in results]
+    assert stops[0].group(2) and not stops[1].group(2)  # the chief learnt it from the other
+    assert stops[0].group(3) == stops[1].group(3)  # the same step on both
+    step = int(stops[0].group(3))
+    assert pathlib.Path(stops[0].group(4) + ".index").exists()
+
+    chief, other = _workers(data, tmp_path)
+    results = [process.communicate(timeout=600) for process in (chief, other)]
+    assert [p.returncode for p in (chief, other)] == [0, 0], results[0][1][-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resumed_from_step"] == step and summary["steps"] == 3 * STEPS_PER_EPOCH
+    assert f"resumed at step {step} from " in results[0][0]

@@ -1,0 +1,106 @@
+"""Stopping a run on request. Preemptible machines (spot VMs, Kubernetes) send SIGTERM and kill
+the process after a grace period (often 30 s); a user presses Ctrl-C (SIGINT).
+
+On either signal the run finishes the step it is in, writes a backup of exactly that step
+(model, optimizer, schedule state, random streams; in ``--deterministic`` runs the input
+position follows from the step) and stops with ``Stopped``, which ``vgg-train`` prints as one
+line before it exits with 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), the
+status a shell reports for a process ended by that signal. A signal during the validation at an
+epoch's end stops the run once the epoch's checkpoint is written. A second SIGINT ends the
+process at once.
+
+Several workers (``multi_worker``) must stop at the same step, or the collective save of one
+would wait for the others for ever: after every call of the training step they sum their stop
+flags (one per signal) with one all-reduce of two numbers, so that all of them see, at the same
+step, a request that reached any of them. TensorFlow's
+``tf.distribute.experimental.PreemptionCheckpointHandler`` agrees on the step too, but it
+reacts to SIGTERM alone, saves through its own checkpoint manager rather than the run's backup
+(so a resume could not tell its checkpoint from an epoch's), and ends the process itself; one
+small all-reduce per step call serves both signals on every strategy and leaves the backup,
+the message and the exit status to the run.
+"""
+
+import os
+import signal
+import threading
+
+import tensorflow as tf
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def exit_code(signal_number):
+    """128 + the signal's number: what a shell reports for a process ended by it."""
+    return 128 + int(signal_number)
+
+
+class Stopped(Exception):  # noqa: N818 - not an error: the run stopped as it was asked to
+    """The run stopped on a signal at ``step``, with a checkpoint of that step at ``saved``."""
+
+    def __init__(self, signal_number, step, saved, elsewhere=False):
+        self.signal_number, self.step, self.saved = signal_number, step, saved
+        name = signal.Signals(signal_number).name
+        where = " (received by another worker)" if elsewhere else ""
+        super().__init__(f"stopped by {name}{where} at step {step}; backup written; run the "
+                         f"same command to resume (from {saved})")
+
+    @property
+    def exit_code(self):
+        return exit_code(self.signal_number)
+
+
+class StopRequests:
+    """Catches SIGTERM and SIGINT while a run trains (``with StopRequests(strategy) as
+    stops``); ``stops.agreed()`` says whether to stop at this step."""
+
+    def __init__(self, strategy=None):
+        self.received = None  # the first signal received by this process
+        self._previous = {}
+        self._agree = _agreement(strategy) if _several_workers(strategy) else None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
+            for number in SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number, frame):
+        if self.received == signal.SIGINT and number == signal.SIGINT:
+            os._exit(exit_code(signal.SIGINT))  # a second Ctrl-C: at once, saving nothing
+        if self.received is None:  # nothing printed here: the handler may interrupt a print
+            self.received = number
+
+    def agreed(self):
+        """``(signal number, received elsewhere)`` if this or any other worker received a
+        signal, else None. Every worker calls this at the same steps and gets the same
+        answer."""
+        if self._agree is None:
+            return (self.received, False) if self.received else None
+        flags = [int(self.received == number) for number in SIGNALS]
+        counts = self._agree(tf.constant(flags, tf.int32)).numpy()
+        for number, count in zip(SIGNALS, counts, strict=True):
+            if count:  # SIGTERM first: where both were received, the machine is going away
+                return number, number != self.received
+        return None
+
+
+def _several_workers(strategy):
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for job, tasks in spec.items() if job in ("chief", "worker")) > 1
+
+
+def _agreement(strategy):
+    """The sum of a vector of flags over every replica of every worker."""
+    @tf.function
+    def agree(flags):
+        per_replica = strategy.run(lambda: tf.identity(flags))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return agree
