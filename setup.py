@@ -26,16 +26,21 @@ TEST_REQUIRES = [
     "pytest==9.2.0",
     "jax[cpu]==0.10.2",  # the nets must run under KERAS_BACKEND=jax, without TensorFlow
     "ruff==0.17.6",
+    "setuptools==80.9.0",  # tests/test_packaging.py builds the wheel offline with these
+    "wheel==0.45.1",
 ]
-# One console script per tool: the name users type, and the module whose main() it runs.
+# One console script per tool: the name users type, and the module whose main() it runs. The
+# programs live in tools/ (python -m tools.train from a checkout) and are installed as
+# vgg_keras.cli: the distribution owns no top-level "tools", a name other projects use.
+CLI_PACKAGE = "vgg_keras.cli"
 CONSOLE_SCRIPTS = [
-    "vgg-convert = tools.convert_imagenet:run",
-    "vgg-data-service = tools.data_service:run",
-    "vgg-describe = tools.describe:run",
-    "vgg-evaluate = tools.evaluate:run",
-    "vgg-export = tools.export:run",
-    "vgg-predict = tools.predict:run",
-    "vgg-train = tools.train:run",
+    f"vgg-convert = {CLI_PACKAGE}.convert_imagenet:run",
+    f"vgg-data-service = {CLI_PACKAGE}.data_service:run",
+    f"vgg-describe = {CLI_PACKAGE}.describe:run",
+    f"vgg-evaluate = {CLI_PACKAGE}.evaluate:run",
+    f"vgg-export = {CLI_PACKAGE}.export:run",
+    f"vgg-predict = {CLI_PACKAGE}.predict:run",
+    f"vgg-train = {CLI_PACKAGE}.train:run",
 ]
 
 setuptools.setup(
@@ -47,7 +52,8 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["vgg_keras*", "pipelines*", "tools*"]),
+    packages=[*setuptools.find_packages(include=["vgg_keras*", "pipelines*"]), CLI_PACKAGE],
+    package_dir={CLI_PACKAGE: "tools"},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "gpu": ["tensorflow[and-cuda]==2.21.0"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
