@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import pathlib
+import shutil
 import time
 
 import numpy as np
@@ -26,8 +27,12 @@ import numpy as np
 from pipelines import images
 from pipelines import progress as progress_lines
 from pipelines import schema
+from pipelines import shard_integrity
 
 STATE_DIR = ".convert_state"
+# "apply": a photo stored sideways with an EXIF orientation is turned upright; "keep": the pixels
+# as stored (what models trained on ImageNet saw: its path keeps them by default).
+EXIF_ORIENTATIONS = ("apply", "keep")
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines off a terminal
 MANIFEST_VERSION = 2  # 2: each shard's size_bytes
 _LOG = logging.getLogger("vgg_keras.convert")
@@ -56,6 +61,7 @@ class Settings:
     label_text: tuple
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     max_shorter_side: int | None = None
+    exif_orientation: str = "keep"  # or "apply": images turned upright (EXIF_ORIENTATIONS)
 
 
 def assign_shards(entries, num_shards, seed, split):
@@ -74,13 +80,15 @@ def assign_shards(entries, num_shards, seed, split):
 
 def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
             max_pixels=images.DEFAULT_MAX_PIXELS, max_shorter_side=None, boxes=None,
-            bbox_problems=(), arguments=None, progress=None):
+            bbox_problems=(), arguments=None, progress=None, exif_orientation=None):
     """Writes the shards of every split of ``plan`` and the manifest; returns the manifest.
 
     Args:
         plan: the inputs, from ``sources.find_imagenet`` or ``sources.find_image_folder``.
         output_dir: where shards, the manifest and the resume state go (created).
-        num_shards: ``{split: shards}``; defaults to ImageNet's 1024 / 128.
+        num_shards: ``{split: shards}``; defaults to ImageNet's 1024 / 128. A split with fewer
+            images than that gets one shard per image (never an empty shard), named ``-of-``
+            the count written; the manifest records both (``shards_requested``).
         num_workers: processes, each writing whole shards (default: all cores).
         seed: seed of the shuffle across shards.
         max_pixels: images whose header declares more pixels are skipped (decompression bombs).
@@ -91,15 +99,31 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
         progress: True for a live progress line, False for none, None for a live line on a
             terminal and otherwise a line every ``PROGRESS_INTERVAL`` seconds (image by image,
             with the ETA).
+        exif_orientation: ``EXIF_ORIENTATIONS``; default "apply" for an image folder, "keep"
+            for ImageNet.
 
     Raises:
-        ValueError: if ``output_dir`` holds a different conversion.
+        ValueError: if ``output_dir`` holds a different conversion, or if no input is an
+            image (then nothing is left in ``output_dir``).
     """
+    if exif_orientation is None:
+        exif_orientation = "apply" if "image_folder" in plan.source else "keep"
+    if exif_orientation not in EXIF_ORIENTATIONS:
+        raise ValueError(f"exif_orientation must be one of {EXIF_ORIENTATIONS}, got "
+                         f"{exif_orientation!r}")
+    if not plan.total_entries():
+        raise ValueError(_no_images(plan, plan.skipped))
     output = pathlib.Path(output_dir)
+    existed = output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    num_shards = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
+    requested = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
+    num_shards = {split: min(requested[split], len(entries))
+                  for split, entries in plan.entries.items()}
+    for split in sorted(split for split in num_shards if num_shards[split] < requested[split]):
+        _LOG.info("%s: %d shards instead of %d (one per image: %d images)", split,
+                  num_shards[split], requested[split], len(plan.entries[split]))
     settings = Settings(str(output), tuple(plan.labels), tuple(plan.label_text), max_pixels,
-                        max_shorter_side)
+                        max_shorter_side, exif_orientation)
     tasks = [ShardTask(split, index, num_shards[split], shard)
              for split in sorted(plan.entries)
              for index, shard in enumerate(assign_shards(plan.entries[split],
@@ -116,9 +140,36 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
     for report in _run(todo, settings, boxes or {}, num_workers, progress):
         reports[report["file"]] = report
     manifest = _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed,
-                         settings)
+                         settings, requested)
+    if not any(split["num_examples"] for split in manifest["splits"].values()):
+        _remove_conversion(output, tasks, existed)
+        raise ValueError(_no_images(plan, manifest["skipped"]))
     _write_atomically(output / schema.MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+def _no_images(plan, skipped):
+    """The one line for inputs without a single image: the folder, and what it held."""
+    where = (f"--image_folder {plan.source['image_folder']}" if "image_folder" in plan.source
+             else f"--raw_data_dir {plan.source.get('raw_data_dir')}")
+    reasons = collections.Counter(record["reason"].split(":")[0].split(" (")[0]
+                                  for record in skipped)
+    found = [f"{count} {reason}" for reason, count in reasons.most_common()]
+    if plan.ignored:
+        found.append(f"{len(plan.ignored)} hidden or system names ignored")
+    return (f"{where} holds no image to convert: found "
+            f"{'; '.join(found) if found else 'no files'} (every file is listed in the "
+            "report); give folders of images, one sub-folder per class")
+
+
+def _remove_conversion(output, tasks, existed):
+    """Removes what a conversion that found no image wrote: its shards and state, and the
+    output folder if it created it."""
+    for task in tasks:
+        (output / task.name).unlink(missing_ok=True)
+    shutil.rmtree(output / STATE_DIR, ignore_errors=True)
+    if not existed and not any(output.iterdir()):
+        output.rmdir()
 
 
 def _claim(output, plan, settings, num_shards, seed, boxes):
@@ -131,6 +182,7 @@ def _claim(output, plan, settings, num_shards, seed, boxes):
         "seed": seed,
         "max_pixels": settings.max_pixels,
         "max_shorter_side": settings.max_shorter_side,
+        "exif_orientation": settings.exif_orientation,
         "boxes": hashlib.sha256(json.dumps(boxes or {}, sort_keys=True).encode()).hexdigest(),
     }
     marker = state / "conversion.json"
@@ -226,10 +278,15 @@ def _read(entry):
         if entry.source not in files:
             files[entry.source] = open(entry.source, "rb")  # noqa: SIM115 - cached handle
         file = files[entry.source]
+        if entry.offset == 0:  # a file of its own (not a tar member): as it was indexed?
+            size = os.fstat(file.fileno()).st_size
+            if size != entry.size:
+                raise images.BadImage(f"file changed since it was indexed ({entry.size} bytes "
+                                      f"then, {size} now)")
         file.seek(entry.offset)
         data = file.read(entry.size)
     except OSError as error:
-        raise images.BadImage(f"unreadable file: {error}") from None
+        raise images.BadImage(f"unreadable file: {error.strerror or error}") from None
     if len(data) != entry.size:
         raise images.BadImage(f"file shorter than its {entry.size} bytes ({len(data)} read)")
     return data
@@ -250,8 +307,10 @@ def write_shard(task):
         for entry in task.entries:
             _count_image()
             try:
-                image = images.prepare_image(_read(entry), max_pixels=settings.max_pixels,
-                                             max_shorter_side=settings.max_shorter_side)
+                image = images.prepare_image(
+                    _read(entry), max_pixels=settings.max_pixels,
+                    max_shorter_side=settings.max_shorter_side,
+                    apply_orientation=settings.exif_orientation == "apply")
             except images.BadImage as error:
                 report["skipped"].append({"split": entry.split, "path": entry.path,
                                           "reason": str(error), "synset": entry.synset})
@@ -273,19 +332,11 @@ def write_shard(task):
     report["num_examples"] = sum(report["per_class"].values())
     report["per_class"] = dict(report["per_class"])
     report["size_bytes"] = (output / task.name).stat().st_size
-    report["sha256"] = _sha256(output / task.name)
+    report["sha256"] = shard_integrity.sha256_of(output / task.name)
     report["finished"] = time.time()
     state = output / STATE_DIR / f"{task.name}.json"
     _write_atomically(state, json.dumps(report).encode())
     return report
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path):
@@ -306,7 +357,8 @@ def _write_atomically(path, data):
     os.replace(temporary, path)
 
 
-def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, settings):
+def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, settings,
+              requested):
     """Builds ``dataset_info.json``: labels, per-split counts and shards, skipped and repaired."""
     skipped = list(plan.skipped)
     repaired = []
@@ -326,6 +378,7 @@ def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, 
             "num_skipped": sum(len(r["skipped"]) for r in split_reports) + index_skipped,
             "num_repaired": sum(len(r["repaired"]) for r in split_reports),
             "num_resized": sum(r["num_resized"] for r in split_reports),
+            "shards_requested": requested[split],
             "per_class": per_class,
             "shards": [{"file": r["file"], "num_examples": r["num_examples"],
                         "size_bytes": r["size_bytes"], "sha256": r["sha256"]}
@@ -342,8 +395,10 @@ def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, 
         "skipped": sorted(skipped, key=order),
         "repaired": sorted(repaired, key=order),
         "bbox_problems": list(bbox_problems),
-        "settings": {"num_shards": num_shards, "seed": seed, "max_pixels": settings.max_pixels,
-                     "max_shorter_side": settings.max_shorter_side},
+        "settings": {"num_shards": requested, "seed": seed, "max_pixels": settings.max_pixels,
+                     "max_shorter_side": settings.max_shorter_side,
+                     "exif_orientation": settings.exif_orientation},
+        "ignored": list(plan.ignored),
         "source": plan.source,
         "arguments": arguments or {},
     }

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 from pipelines import image_header
 
@@ -23,6 +24,9 @@ REPAIR_SUBSAMPLING = 0  # 4:4:4
 # PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 0.25 GiB of 24-bit pixels.
 DEFAULT_MAX_PIXELS = 89_478_485
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 is upright as stored
+_ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "mirrored and rotated",
+                 6: "rotated 90°", 7: "flipped and rotated", 8: "rotated 270°"}
 _FRAME_NAMES = {0xC2: "progressive", 0xC3: "lossless", 0xC5: "hierarchical",
                 0xC6: "hierarchical progressive", 0xC7: "hierarchical lossless",
                 0xC9: "arithmetic-coded", 0xCA: "arithmetic progressive",
@@ -46,13 +50,16 @@ class PreparedImage:
     resized_from: tuple | None = None  # (height, width) before --max_shorter_side
 
 
-def prepare_image(data, *, max_pixels=DEFAULT_MAX_PIXELS, max_shorter_side=None):
+def prepare_image(data, *, max_pixels=DEFAULT_MAX_PIXELS, max_shorter_side=None,
+                  apply_orientation=False):
     """Returns the bytes to store for one input image.
 
     Args:
         data: the file's bytes.
         max_pixels: images whose header declares more pixels are refused before decoding.
         max_shorter_side: if set, larger images are downscaled to this shorter side.
+        apply_orientation: turn an image whose EXIF orientation is not 1 upright (as a
+            photo viewer shows it) and re-encode it; TensorFlow's decoders ignore EXIF.
 
     Raises:
         BadImage: empty, not an image, truncated or corrupt, or a decompression bomb.
@@ -67,6 +74,10 @@ def prepare_image(data, *, max_pixels=DEFAULT_MAX_PIXELS, max_shorter_side=None)
     if width < 1 or height < 1:
         raise BadImage(f"image has no pixels ({width}x{height})")
     repair = _repair_reason(image, data)
+    orientation = _orientation(image) if apply_orientation else None
+    if orientation:
+        turned = f"EXIF orientation {orientation} applied ({_ORIENTATIONS[orientation]})"
+        repair = f"{repair}; {turned}" if repair else turned
     downscale = bool(max_shorter_side) and min(width, height) > max_shorter_side
     if not repair and not downscale:
         # The bytes are kept, so the pixels are not needed, only proof that the whole
@@ -78,6 +89,9 @@ def prepare_image(data, *, max_pixels=DEFAULT_MAX_PIXELS, max_shorter_side=None)
         image.load()  # truncated or corrupt data fails here
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise BadImage(f"truncated or corrupt {image.format} data: {error}") from None
+    if orientation:
+        image = ImageOps.exif_transpose(image)
+        width, height = image.size
     resized_from = None
     if downscale:
         resized_from = (height, width)
@@ -121,6 +135,15 @@ def _open(data):
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise BadImage(f"unreadable image header: {error}") from None
     return image
+
+
+def _orientation(image):
+    """The EXIF orientation (2..8) of an image not stored upright, or None."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return None  # unreadable EXIF: the pixels as stored
+    return value if value in _ORIENTATIONS else None
 
 
 def _repair_reason(image, data):

@@ -17,7 +17,19 @@ from pipelines import tar_index
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Names that are not data, wherever they appear: hidden names (".DS_Store", ".ipynb_checkpoints",
+# AppleDouble "._x.jpg", ".Trashes", ".Spotlight-V100", ".fseventsd") and the litter of
+# operating systems, file managers, NAS boxes and tools. Neither classes nor inputs; listed in
+# the manifest as ignored.
+LITTER = frozenset({
+    "__MACOSX",  # macOS's zip resource forks
+    "Thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "Desktop.ini",  # Windows
+    "$RECYCLE.BIN", "System Volume Information", "RECYCLER",
+    "lost+found",  # fsck
+    "@eaDir", "#recycle", "#snapshot",  # Synology and other NAS
+    "__pycache__",
+    "Icon\r",  # macOS custom folder icons
+})
 _VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 
 
@@ -43,6 +55,10 @@ class Plan:
     entries: dict  # split -> [Entry]
     skipped: list  # [{"split", "path", "reason", "synset"}]
     source: dict  # how the inputs were found
+    ignored: list = dataclasses.field(default_factory=list)  # hidden and system names
+
+    def total_entries(self):
+        return sum(len(entries) for entries in self.entries.values())
 
     def fingerprint(self):
         """A digest of the inputs, to refuse resuming a conversion of other inputs."""
@@ -52,6 +68,11 @@ class Plan:
                 digest.update(f"{split}\0{entry.path}\0{entry.label}\0{entry.size}\n".encode())
         digest.update("\n".join(self.labels).encode())
         return digest.hexdigest()
+
+
+def is_litter(name):
+    """Whether a file or folder name is not data (``LITTER``, or hidden)."""
+    return name.startswith(".") or name in LITTER or name.endswith(":Zone.Identifier")
 
 
 def skip(split, path, reason, synset=None):
@@ -81,19 +102,20 @@ def find_imagenet(raw_data_dir, val_labels=None):
     label_of = {synset: index for index, synset in enumerate(labels, start=1)}
     validation = (imagenet_labels.read_label_file(val_labels) if val_labels
                   else imagenet_labels.validation_synsets())
-    entries, skipped, source = {}, [], {"raw_data_dir": str(root)}
+    entries, skipped, source, ignored = {}, [], {"raw_data_dir": str(root)}, []
     if (root / TRAIN_TAR).is_file():
         entries["train"] = _index_train_tar(root / TRAIN_TAR, label_of, skipped)
         source["train"] = TRAIN_TAR
     elif (root / "train").is_dir():
-        entries["train"] = _index_class_folders(root / "train", "train", label_of, skipped, root)
+        entries["train"] = _index_class_folders(root / "train", "train", label_of, skipped, root,
+                                                ignored)
         source["train"] = "train/"
     if (root / VAL_TAR).is_file():
         entries["validation"] = _index_val_tar(root / VAL_TAR, validation, label_of, skipped)
         source["validation"] = VAL_TAR
     elif (root / "val").is_dir():
         entries["validation"] = _index_val_folder(root / "val", validation, label_of, skipped,
-                                                  root)
+                                                  root, ignored)
         source["validation"] = "val/"
     if not entries:
         found = sorted(p.name for p in root.iterdir())[:20]
@@ -101,14 +123,17 @@ def find_imagenet(raw_data_dir, val_labels=None):
             f"--raw_data_dir {root} holds neither {TRAIN_TAR} / {VAL_TAR} nor train/ and val/ "
             f"folders; found: {found}")
     source["validation_labels"] = str(val_labels) if val_labels else "tensorflow-datasets"
-    return Plan(labels, list(imagenet_labels.synset_names()), entries, skipped, source)
+    return Plan(labels, list(imagenet_labels.synset_names()), entries, skipped, source,
+                sorted(ignored))
 
 
 def find_image_folder(image_folder, validation_fraction=0.0):
     """Returns the plan for ``DIR/<class>/…`` or ``DIR/train/<class>`` + ``DIR/val/<class>``.
 
-    Classes are the sorted folder names (of ``train/`` in the split layout). A single folder is
-    split by ``validation_fraction``, deterministically by file name.
+    Classes are the sorted folder names (of ``train/`` in the split layout), hidden and system
+    folders left out (``is_litter``). A single folder is split by ``validation_fraction``,
+    deterministically by file name. Every other file is an input, judged by its content when
+    the shards are written: its extension decides nothing.
     """
     root = pathlib.Path(image_folder)
     if not root.is_dir():
@@ -116,23 +141,29 @@ def find_image_folder(image_folder, validation_fraction=0.0):
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
     split_layout = (root / "train").is_dir() and val_dir is not None
     class_root = root / "train" if split_layout else root
-    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir())
+    try:
+        classes = sorted(p.name for p in class_root.iterdir()
+                         if p.is_dir() and not is_litter(p.name))
+    except OSError as error:
+        raise FileNotFoundError(f"--image_folder {class_root} cannot be listed: "
+                                f"{error.strerror}") from None
     if not classes:
         raise FileNotFoundError(f"--image_folder {class_root} has no class sub-folders")
     label_of = {name: index for index, name in enumerate(classes, start=1)}
-    skipped = []
+    skipped, ignored = [], []
     if split_layout:
+        ignored += [p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
+                    if is_litter(p.name)]
         entries = {
             "train": _index_class_folders(root / "train", "train", label_of, skipped, root,
-                                          extensions=IMAGE_EXTENSIONS),
+                                          ignored),
             "validation": _index_class_folders(val_dir, "validation", label_of, skipped, root,
-                                               extensions=IMAGE_EXTENSIONS),
+                                               ignored),
         }
     else:
         if not 0.0 <= validation_fraction < 1.0:
             raise ValueError(f"--validation_fraction must be in [0, 1), got {validation_fraction}")
-        found = _index_class_folders(root, "train", label_of, skipped, root,
-                                     extensions=IMAGE_EXTENSIONS)
+        found = _index_class_folders(root, "train", label_of, skipped, root, ignored)
         entries = {"train": [], "validation": []}
         for entry in found:
             split = "validation" if _hash_fraction(entry.path) < validation_fraction else "train"
@@ -141,7 +172,7 @@ def find_image_folder(image_folder, validation_fraction=0.0):
             del entries["validation"]
     source = {"image_folder": str(root), "layout": "train/val" if split_layout else "single",
               "validation_fraction": validation_fraction}
-    return Plan(classes, list(classes), entries, skipped, source)
+    return Plan(classes, list(classes), entries, skipped, source, sorted(ignored))
 
 
 def _hash_fraction(name):
@@ -149,10 +180,10 @@ def _hash_fraction(name):
     return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16**12
 
 
-def _index_class_folders(folder, split, label_of, skipped, root, extensions=None):
+def _index_class_folders(folder, split, label_of, skipped, root, ignored):
     """``folder/<class>/**`` files; files outside a known class folder are skipped."""
     entries = []
-    for path in _walk_files(folder):
+    for path in _walk_files(folder, root, ignored):
         relative = path.relative_to(root).as_posix()
         parts = path.relative_to(folder).parts
         if len(parts) < 2:
@@ -161,26 +192,22 @@ def _index_class_folders(folder, split, label_of, skipped, root, extensions=None
         synset = parts[0]
         if synset not in label_of:
             skipped.append(skip(split, relative, f"unknown class {synset!r}", synset))
-        elif extensions and path.suffix.lower() not in extensions:
-            skipped.append(skip(split, relative, f"not an image file extension "
-                                f"({path.suffix or 'none'}; expected {', '.join(extensions)})",
-                                synset))
         else:
-            entries.append(_file_entry(split, relative, synset, label_of[synset], path))
+            _add_file(entries, skipped, split, relative, synset, label_of[synset], path)
     return entries
 
 
-def _index_val_folder(folder, validation, label_of, skipped, root):
+def _index_val_folder(folder, validation, label_of, skipped, root, ignored):
     """``val/`` flat (labels by file number) and/or in synset folders."""
     entries = []
-    for path in _walk_files(folder):
+    for path in _walk_files(folder, root, ignored):
         relative = path.relative_to(root).as_posix()
         parts = path.relative_to(folder).parts
         if len(parts) >= 2:
             synset = parts[0]
             if synset in label_of:
-                entries.append(_file_entry("validation", relative, synset, label_of[synset],
-                                           path))
+                _add_file(entries, skipped, "validation", relative, synset, label_of[synset],
+                          path)
             else:
                 skipped.append(skip("validation", relative, f"unknown synset {synset!r}",
                                     synset))
@@ -189,7 +216,7 @@ def _index_val_folder(folder, validation, label_of, skipped, root):
         if reason:
             skipped.append(skip("validation", relative, reason, synset))
         else:
-            entries.append(_file_entry("validation", relative, synset, label_of[synset], path))
+            _add_file(entries, skipped, "validation", relative, synset, label_of[synset], path)
     return entries
 
 
@@ -212,15 +239,43 @@ def _validation_synset(name, validation, label_of):
     return synset, None
 
 
-def _walk_files(folder):
-    for directory, subdirs, files in os.walk(folder):
-        subdirs.sort()
+def _walk_files(folder, root, ignored):
+    """Every file under ``folder`` (following links to folders, each folder once), in name
+    order; hidden and system names are not entered or yielded but added to ``ignored``
+    (relative to ``root``, folders with a trailing ``/``)."""
+    seen = set()
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        here = pathlib.Path(directory)
+        real = os.path.realpath(directory)
+        if real in seen:  # a link back to a folder read already: a loop, or a second name
+            ignored.append(here.relative_to(root).as_posix() + "/ (a link to a folder read "
+                           "already)")
+            subdirs[:] = []
+            continue
+        seen.add(real)
+        ignored += [(here / name).relative_to(root).as_posix() + "/"
+                    for name in subdirs if is_litter(name)]
+        subdirs[:] = sorted(name for name in subdirs if not is_litter(name))
         for name in sorted(files):
-            yield pathlib.Path(directory) / name
+            if is_litter(name):
+                ignored.append((here / name).relative_to(root).as_posix())
+            else:
+                yield here / name
 
 
-def _file_entry(split, relative, synset, label, path):
-    return Entry(split, relative, synset, label, str(path), 0, path.stat().st_size)
+def _add_file(entries, skipped, split, relative, synset, label, path):
+    """Adds the file at ``path`` as an input, or skips it with the reason it cannot be one (a
+    broken link, a file that cannot be examined): one file never stops the run."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        if path.is_symlink():
+            reason = f"broken symbolic link (to {os.readlink(path)})"
+        else:
+            reason = f"unreadable file: {error.strerror}"
+        skipped.append(skip(split, relative, reason, synset))
+        return
+    entries.append(Entry(split, relative, synset, label, str(path), 0, size))
 
 
 def _index_train_tar(path, label_of, skipped):

@@ -191,7 +191,7 @@ def test_image_folder_round_trip_and_split_by_name(tmp_path):
     manifest = run_convert(plan, output)
     assert manifest["labels"] == ["cat", "dog", "fox"]
     reasons = {s["path"]: s["reason"] for s in manifest["skipped"]}
-    assert reasons["cat/notes.txt"].startswith("not an image file extension (.txt")
+    assert reasons["cat/notes.txt"].startswith("not an image (unrecognised data")
     assert reasons["README.md"] == "not inside a class folder"
     split_of = {}
     for split in ("train", "validation"):
@@ -436,3 +436,23 @@ def test_kill_and_resume_gives_the_same_shards(tmp_path, archives):
     expected = json.loads((reference / "dataset_info.json").read_text())
     assert manifest["splits"] == expected["splits"] and manifest["skipped"] == expected["skipped"]
     assert not list(output.glob("*.tmp"))
+
+
+def test_fewer_images_than_shards_write_fewer_shards_never_an_empty_one(tmp_path):
+    # 5 classes × 2 training and 1 validation images, the default 1,024 + 128 shards asked.
+    generate(tmp_path / "raw", "extracted", train_per_class=2, val_per_class=1, problems=False)
+    plan = sources.find_imagenet(tmp_path / "raw")
+    manifest = convert.convert(plan, tmp_path / "out", num_workers=1, seed=0)
+    names = sorted(p.name for p in (tmp_path / "out").glob("*-of-*"))
+    assert names == ([f"train-{i:05d}-of-00010" for i in range(10)]
+                     + [f"validation-{i:05d}-of-00005" for i in range(5)])
+    for split, count in (("train", 10), ("validation", 5)):
+        info = manifest["splits"][split]
+        assert info["num_examples"] == count and len(info["shards"]) == count
+        assert all(shard["num_examples"] == 1 for shard in info["shards"])
+        assert info["shards_requested"] == schema.DEFAULT_SHARDS[split]
+    assert manifest["settings"]["num_shards"] == schema.DEFAULT_SHARDS
+    from tools import convert_imagenet
+
+    assert ("train: 10 images written to 10 shards (not the 1024 asked: never an empty shard)"
+            in convert_imagenet.summarize(manifest))

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -85,6 +86,7 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
                  "multicrop", str(version), "prediction", "own classes", "fine-tuned from the "
                  "net above, blocks 1-3 frozen", "the same net from scratch", "total"):
         assert text in report, text
+    assert re.search(r"^machine +\S.*, \d+ cores$", report, re.MULTILINE), report
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path):

@@ -6,6 +6,7 @@ import concurrent.futures
 import configparser
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,9 +23,13 @@ SCRIPTS = ("vgg-convert", "vgg-data-service", "vgg-describe", "vgg-evaluate", "v
 def wheel(tmp_path_factory):
     """The wheel of this checkout, built offline with the test environment's setuptools."""
     out = tmp_path_factory.mktemp("wheel")
+    # From a copy: setuptools builds in the source tree (build/, *.egg-info), not in ours.
+    source = out / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "demo_output", "__pycache__", ".pytest_cache"))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "--wheel-dir", str(out), str(ROOT)], capture_output=True, text=True,
+         "--no-index", "--wheel-dir", str(out), str(source)], capture_output=True, text=True,
         timeout=600, cwd=out)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (path,) = out.glob("vgg_keras-*.whl")

@@ -267,7 +267,7 @@ def test_multi_worker_two_processes_on_localhost(data, tmp_path):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "tools.train", *TINY_FLAGS, f"--data_dir={data}",
              f"--model_dir={tmp_path}", "--distribution_strategy=multi_worker",
-             "--train_epochs=1"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+             "--train_epochs=1", "--enable_xla"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
@@ -380,7 +380,8 @@ def test_one_weight_decay_per_model(data, tmp_path):
         np.testing.assert_allclose(keras_l2, caffe, rtol=1e-5, atol=1e-7)
 
 
-def test_mirrored_replicas_keep_identical_variables(data, tmp_path):
+@pytest.mark.parametrize("enable_xla", [False, True])
+def test_mirrored_replicas_keep_identical_variables(data, tmp_path, enable_xla):
     """The training step on 2 logical CPU devices: after several steps every variable has the
     same value on both replicas (a subprocess: logical devices are set before TF starts)."""
     script = tmp_path / "sync.py"
@@ -403,7 +404,7 @@ with strategy.scope():
     seen = tf.Variable(0, dtype=tf.int64, synchronization=tf.VariableSynchronization.ON_READ,
                        aggregation=tf.VariableAggregation.SUM)
 steps = run_steps.make_train_steps(model, optimizer, strategy, 8, weight_decay=5e-4,
-                                   images_seen=seen)
+                                   images_seen=seen, enable_xla={enable_xla})
 iterator = iter(strategy.distribute_datasets_from_function(
     lambda context: inputs.make_train_dataset(
         cfg.data_dir, batch_size=8, num_classes=4, scale=cfg.scale, crop_size=32,
@@ -457,3 +458,14 @@ def test_running_a_finished_run_again_changes_nothing(data, tmp_path):
     for a, b in zip(keras.models.load_model(tmp_path / "model.keras").get_weights(), weights,
                     strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_imagenet_length_on_small_data_earns_a_note(data, tmp_path):
+    from vgg_keras.training import data as run_data
+
+    cfg = _config(data, tmp_path)  # --train_epochs left at the paper's 74
+    assert loop._imagenet_defaults(cfg, run_data.read_run_data(cfg)) == (
+        "note: 74 epochs is the paper's ImageNet schedule (§3.1); on 96 images that is 444 "
+        "steps of 16: set --train_epochs or --train_steps for your data")
+    chosen = _config(data, tmp_path, train_epochs=3)
+    assert loop._imagenet_defaults(chosen, run_data.read_run_data(chosen)) is None

@@ -7,9 +7,15 @@ Reference: ``keras.applications.VGG16`` (or VGG19 for E) compiled with the same 
 Same process, same synthetic batch, alternating rounds; the ratio says whether our builder,
 layers and strategy add anything to the step.
 
+With ``--xla``, the reference is our own step without XLA and ours is the same step with
+``enable_xla`` (what ``vgg-train --enable_xla`` runs); ``--cpu_replicas=2`` runs both under
+MirroredStrategy over 2 logical CPU devices, each replica with half the batch.
+
     python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3
+    python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3 --xla --cpu_replicas=2
 """
 
+import functools
 import time
 
 import numpy as np
@@ -22,13 +28,29 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternating rounds; the best of each counts.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input side.")
+_XLA = flags.DEFINE_bool("xla", False, "Compare our step with XLA (ours) against our step "
+                         "without (reference), instead of against keras.applications.")
+_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into N logical devices "
+                                     "and train on N replicas (MirroredStrategy).")
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (≈ 2 × forward) per image
 H100_BF16_DENSE_FLOPS = 989e12
 PIPELINE_IMAGES_PER_CORE = 730  # tools/bench_pipeline.py on this machine (BENCHMARKS.md)
 
 
-def _ours(config, images, labels):
+@functools.cache
+def _strategy():
+    """One strategy for every net of the run: the collective keys of two MirroredStrategy
+    objects in one process collide (a net's all-reduce would meet another net's)."""
+    import tensorflow as tf
+
+    if _CPU_REPLICAS.value == 1:
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")])
+
+
+def _ours(config, images, labels, enable_xla=False):
     import tensorflow as tf
 
     import vgg_keras
@@ -36,13 +58,14 @@ def _ours(config, images, labels):
     from vgg_keras.training import run_config
     from vgg_keras.training import steps as run_steps
 
-    strategy = tf.distribute.get_strategy()
-    model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
-    optimizer = run_model.make_optimizer(run_config.TrainConfig(
-        data_dir="", model_dir="", learning_rate=1e-3))
-    optimizer.build(model.trainable_variables)
+    strategy = _strategy()
+    with strategy.scope():
+        model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
+        optimizer = run_model.make_optimizer(run_config.TrainConfig(
+            data_dir="", model_dir="", learning_rate=1e-3))
+        optimizer.build(model.trainable_variables)
     steps = run_steps.make_train_steps(model, optimizer, strategy, len(labels),
-                                       weight_decay=5e-4)  # ours decays
+                                       weight_decay=5e-4, enable_xla=enable_xla)
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     return lambda count: float(steps(iterator, tf.constant(count))), model
@@ -83,17 +106,27 @@ def _time(run, steps):
 
 def main(argv):
     del argv
+    import tensorflow as tf
+
     import vgg_keras
+
+    if _CPU_REPLICAS.value > 1:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * _CPU_REPLICAS.value)
 
     size, batch = _IMAGE_SIZE.value, _BATCH_SIZE.value
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, 1000, batch).astype("int32")
-    print(f"batch {batch} at {size}×{size}, {_STEPS.value} steps per round, best of "
-          f"{_ROUNDS.value} rounds")
+    against = "ours without XLA" if _XLA.value else "keras.applications"
+    print(f"batch {batch} at {size}×{size} on {_CPU_REPLICAS.value} replica(s), "
+          f"{_STEPS.value} steps per round, best of {_ROUNDS.value} rounds; reference: "
+          f"{against}")
     for config in _CONFIGS.value:
-        ours, model = _ours(config, images, labels)
-        reference, _ = _reference(config, images, labels)
+        ours, model = _ours(config, images, labels, enable_xla=_XLA.value)
+        reference, _ = (_ours(config, images, labels) if _XLA.value else
+                        _reference(config, images, labels))
         best = {"ours": float("inf"), "reference": float("inf")}
         for _ in range(_ROUNDS.value):
             best["ours"] = min(best["ours"], _time(ours, _STEPS.value))
@@ -102,7 +135,8 @@ def main(argv):
         flops = vgg_keras.count_flops(vgg_keras.build_vgg(config)) * TRAIN_FLOPS_PER_FORWARD
         print(f"{config}: ours {rates['ours']:.2f} images/s, reference "
               f"{rates['reference']:.2f} images/s, ratio {rates['ours'] / rates['reference']:.2f}"
-              f" (target >= 0.95); {flops * rates['ours'] / 1e9:.0f} GFLOP/s achieved")
+              f"{'' if _XLA.value else ' (target >= 0.95)'}; "
+              f"{flops * rates['ours'] / 1e9:.0f} GFLOP/s achieved")
         for fraction in (0.4, 0.6):
             per_gpu = fraction * H100_BF16_DENSE_FLOPS / flops
             cores = 8 * per_gpu / PIPELINE_IMAGES_PER_CORE

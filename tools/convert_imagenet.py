@@ -50,9 +50,16 @@ _STRICT = flags.DEFINE_bool("strict", False, "Exit with status 1 if any input wa
 _MAX_SHORTER_SIDE = flags.DEFINE_integer(
     "max_shorter_side", None, "If set, images with a larger shorter side are downscaled to it "
     "and re-encoded, so that training decodes fewer pixels.")
+_EXIF_ORIENTATION = flags.DEFINE_enum(
+    "exif_orientation", None, ["apply", "keep"], "apply: photos stored sideways with an EXIF "
+    "orientation are turned upright (re-encoded, reported as repaired); keep: the pixels as "
+    "stored. Default: apply for --image_folder, keep for --raw_data_dir (ImageNet's models saw "
+    "its images as stored).")
 
 
-def _validate():
+def check_flags():
+    """The flags' values checked, reading no file (the documentation's commands are tested
+    with it)."""
     if bool(_RAW_DATA_DIR.value) == bool(_IMAGE_FOLDER.value):
         raise app.UsageError("give exactly one of --raw_data_dir and --image_folder")
     if not _OUTPUT_DIR.value:
@@ -69,6 +76,9 @@ def _validate():
         raise app.UsageError("--validation_fraction must be in [0, 1)")
     if _VALIDATION_FRACTION.value and not _IMAGE_FOLDER.value:
         raise app.UsageError("--validation_fraction applies to --image_folder only")
+
+
+def _check_paths():
     if _VAL_LABELS.value and not os.path.isfile(_VAL_LABELS.value):
         raise app.UsageError(f"--val_labels {_VAL_LABELS.value} is not a file")
     if _BBOX_DIR.value and not os.path.isdir(_BBOX_DIR.value):
@@ -79,8 +89,11 @@ def summarize(manifest):
     """Returns the human-readable summary of a conversion."""
     lines = []
     for split, info in manifest["splits"].items():
+        asked = info.get("shards_requested", len(info["shards"]))
+        fewer = (f" (not the {asked} asked: never an empty shard)"
+                 if len(info["shards"]) < asked else "")
         lines.append(f"{split}: {info['num_examples']} images written to "
-                     f"{len(info['shards'])} shards ({info['num_inputs']} inputs, "
+                     f"{len(info['shards'])} shards{fewer} ({info['num_inputs']} inputs, "
                      f"{info['num_skipped']} skipped, {info['num_repaired']} repaired, "
                      f"{info['num_resized']} downscaled)")
     reasons = collections.Counter(_reason_kind(s["reason"]) for s in manifest["skipped"])
@@ -96,6 +109,16 @@ def summarize(manifest):
         lines.append(f"repaired {count}: {reason}")
     for problem in manifest["bbox_problems"]:
         lines.append(f"bounding boxes: {problem['path']}: {problem['reason']}")
+    ignored = manifest.get("ignored", [])
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        lines.append(f"ignored {len(ignored)} hidden or system names (neither classes nor "
+                     f"inputs; listed in the manifest): {shown}")
+    orientation = manifest["settings"].get("exif_orientation")
+    if orientation:
+        lines.append(f"EXIF orientation: {orientation}"
+                     + (" (photos turned upright)" if orientation == "apply" else
+                        " (pixels as stored)"))
     return "\n".join(lines)
 
 
@@ -106,7 +129,8 @@ def _reason_kind(reason):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    _validate()
+    check_flags()
+    _check_paths()
     logging.getLogger("vgg_keras.convert").setLevel(logging.INFO)
     from pipelines import bbox
     from pipelines import convert
@@ -120,13 +144,13 @@ def main(argv):
     arguments = {name: flags.FLAGS[name].value for name in (
         "raw_data_dir", "image_folder", "validation_fraction", "output_dir", "train_shards",
         "validation_shards", "num_workers", "seed", "val_labels", "bbox_dir", "max_pixels",
-        "strict", "max_shorter_side")}
+        "strict", "max_shorter_side", "exif_orientation")}
     manifest = convert.convert(
         plan, _OUTPUT_DIR.value,
         num_shards={"train": _TRAIN_SHARDS.value, "validation": _VALIDATION_SHARDS.value},
         num_workers=_NUM_WORKERS.value, seed=_SEED.value, max_pixels=_MAX_PIXELS.value,
         max_shorter_side=_MAX_SHORTER_SIDE.value, boxes=boxes, bbox_problems=bbox_problems,
-        arguments=arguments)
+        arguments=arguments, exif_orientation=_EXIF_ORIENTATION.value)
     print(summarize(manifest))
     print(f"manifest: {os.path.join(_OUTPUT_DIR.value, 'dataset_info.json')}")
     if _STRICT.value and manifest["skipped"]:

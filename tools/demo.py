@@ -1,4 +1,4 @@
-"""The whole job end to end on a small bundled dataset, with the real commands as a user types
+"""The whole job end to end on a small generated dataset, with the real commands as a user types
 them: vgg-describe (the six nets), a generated ImageNet-layout dataset → vgg-convert →
 vgg-train (a narrow net A on small inputs, scale jitter, MirroredStrategy over 2 logical CPU
 devices) → vgg-evaluate (single, dense, multi-crop) → vgg-export → vgg-predict on two images;
@@ -235,6 +235,7 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
                  f"{100 * (1 - scratch['val_top1']):>6.1f}%")
     lines.append(f"{'time':<22}" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
                  + f"; total {seconds:.0f} s")
+    lines.append(f"{'machine':<22}{program.machine()}")
     return "\n".join(lines)
 
 

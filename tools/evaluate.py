@@ -49,9 +49,8 @@ def _ints(values, name):
     return numbers
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def check_flags():
+    """The flags' values parsed and checked; returns ``(scales, train_scale)``."""
     if not _MODEL.value or not _DATA_DIR.value:
         raise app.UsageError("--model and --data_dir are required")
     scales = _ints(_SCALES.value, "scales") if _SCALES.value else None
@@ -61,6 +60,13 @@ def main(argv):
         if len(values) > 2:
             raise app.UsageError("--train_scale is S or Smin,Smax")
         train_scale = (values[0], values[-1])
+    return scales, train_scale
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    scales, train_scale = check_flags()
     from vgg_keras import evaluation
 
     results = evaluation.evaluate(

@@ -40,13 +40,18 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards whose dataset_info.jso
                                 "classes (default: as recorded by vgg-train).")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def check_flags():
+    """The flags' values checked, reading no file."""
     if not _MODEL.value or not _EXPORT_DIR.value:
         raise app.UsageError("--model and --export_dir are required")
     if _TEST_SCALE.value is not None and _TEST_SCALE.value < 1:
         raise app.UsageError("--test_scale must be positive")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    check_flags()
     logging.set_verbosity(logging.WARNING)  # TensorFlow's notes while saving (a line per file)
     path = export.export_saved_model(
         _MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,

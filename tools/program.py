@@ -4,6 +4,8 @@ program with one line naming the problem and the fix, and exit status 1; the tra
 ``--verbose`` (or absl's ``-v 1``). An error that is a bug keeps its traceback.
 """
 
+import os
+import platform
 import sys
 import traceback
 
@@ -16,6 +18,21 @@ from pipelines import errors
 _VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, print its traceback too.")
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
+
+
+def machine():
+    """The CPU model and the cores this process may use, as timings should name them:
+    ``"AMD EPYC 7B13, 2 cores"``."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            names = [line.split(":", 1)[1].strip() for line in file
+                     if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass  # not Linux: the platform's own name
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
 
 
 def run(main, name):

@@ -133,8 +133,9 @@ def parse_scale(text):
     return (values[0], values[-1])
 
 
-def make_config():
-    """The TrainConfig of the flags, validated."""
+def make_config(check_files=True):
+    """The TrainConfig of the flags, validated (``check_files``: that an ``--init`` file
+    exists too)."""
     for name in ("data_dir", "model_dir"):
         if not flags.FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
@@ -164,10 +165,16 @@ def make_config():
         skip_corrupt=_SKIP_CORRUPT.value, verify_shards=_VERIFY_SHARDS.value,
         data_service=_DATA_SERVICE.value, allow_changed_settings=_ALLOW_CHANGED_SETTINGS.value)
     try:
-        cfg.validate()
+        cfg.validate(check_files=check_files)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     return cfg
+
+
+def check_flags():
+    """The flags' values parsed and checked as a run checks them, reading no file (the
+    documentation's commands are tested with it)."""
+    make_config(check_files=False)
 
 
 def main(argv):

@@ -28,11 +28,13 @@ from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
 from vgg_keras.training import outputs as run_outputs
 from vgg_keras.training import preemption
+from vgg_keras.training import run_config
 from vgg_keras.training import run_identity
 from vgg_keras.training import state as run_state
 from vgg_keras.training import steps
 
 PROGRESS_INTERVAL = 60.0  # seconds between progress lines off a terminal
+SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
 
 
 class TrainingError(RuntimeError):
@@ -75,7 +77,8 @@ def _train(cfg):
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
     print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
-    for line in (identity.describe_changes(), state.init.describe() + (
+    for line in (_imagenet_defaults(cfg, data), identity.describe_changes(),
+                 state.init.describe() + (
             f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else "")):
         if line:
             print(line, flush=True)
@@ -97,6 +100,16 @@ def _train(cfg):
     outputs.write_summary(summary)
     outputs.finish()
     return summary
+
+
+def _imagenet_defaults(cfg, data):
+    """A note when the run's length is ImageNet's default on data far smaller, or None."""
+    if (cfg.train_steps is None and cfg.train_epochs == run_config.DEFAULTS["train_epochs"]
+            and data.num_train < SMALL_DATA):
+        return (f"note: {cfg.train_epochs} epochs is the paper's ImageNet schedule (§3.1); on "
+                f"{data.num_train:,} images that is {data.total_steps:,} steps of "
+                f"{cfg.batch_size}: set --train_epochs or --train_steps for your data")
+    return None
 
 
 def _check_batch(cfg, replicas):

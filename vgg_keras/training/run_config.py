@@ -66,8 +66,9 @@ class TrainConfig:
     shuffle_buffer: int = 10_000
     verbose: int | None = None  # Keras progress bar: 1 on a terminal, 2 one line per epoch
 
-    def validate(self):
-        """Raises ``ValueError`` for an unknown or inconsistent value, before anything heavy."""
+    def validate(self, check_files=True):
+        """Raises ``ValueError`` for an unknown or inconsistent value, before anything heavy
+        (and, with ``check_files``, for an ``--init`` file that does not exist)."""
         configs.resolve_config(self.config)
         checks = [
             (self.distribution_strategy in STRATEGIES,
@@ -103,7 +104,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        parse_init(self.init, check_exists=not self.has_checkpoint())
+        parse_init(self.init, check_exists=check_files and not self.has_checkpoint())
         if self.data_service:
             data_service.parse_address(self.data_service)
 

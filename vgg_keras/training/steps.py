@@ -32,7 +32,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         strategy: the ``tf.distribute`` strategy.
         global_batch: images per step over all replicas (the loss is their mean).
         weight_decay: λ.
-        enable_xla: compile each replica's step with XLA.
+        enable_xla: compile each replica's forward and backward pass with XLA (the
+            cross-replica sums and the optimizer's update stay outside the compiled cluster).
         images_seen: an int64 variable (sync-on-read) that each replica adds its images to.
         learning_rate_multipliers: ``{variable path: m}``: those variables' updates (gradient
             and decay, as Caffe's ``lr_mult``) scaled by m, e.g. a fine-tuned net's new head.
@@ -51,7 +52,9 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
     multipliers = [(learning_rate_multipliers or {}).get(v.path, 1.0) for v in variables]
 
-    def replica_step(images, labels):
+    def gradients_of(images, labels):
+        """The replica's loss and gradients (with weight decay and multipliers): the
+        computation XLA compiles, without the cross-replica sums."""
         with tf.GradientTape() as tape:
             probabilities = model(images, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
@@ -68,6 +71,13 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
                          for g, v, rate in zip(gradients, variables, decay, strict=True)]
         gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers,
                                                                strict=True)]
+        return loss, gradients
+
+    if enable_xla:
+        gradients_of = _compiled_per_replica(gradients_of)
+
+    def replica_step(images, labels):
+        loss, gradients = gradients_of(images, labels)
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         if replicas > 1 and moving:
             averaged = tf.distribute.get_replica_context().all_reduce(
@@ -77,9 +87,6 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         if images_seen is not None:
             images_seen.assign_add(tf.cast(tf.shape(labels)[0], tf.int64))
         return loss
-
-    if enable_xla:
-        replica_step = tf.function(replica_step, jit_compile=True)
 
     # An explicit while loop rather than AutoGraph's conversion of a Python loop: AutoGraph
     # needs the source file, and falls back to a broken graph when it cannot read it (a
@@ -95,6 +102,31 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         return total / tf.cast(count, tf.float32)
 
     return train_steps
+
+
+def _compiled_per_replica(function):
+    """``function`` compiled with XLA, once per replica.
+
+    XLA requires the variables a compiled cluster reads and writes (the weights, batch norm's
+    statistics, dropout's random state) to be on its own device. One
+    ``tf.function(jit_compile=True)`` shared by the replicas is traced once and run on every
+    device, so the replica on device 1 would read device 0's copies (TensorFlow: "Trying to
+    access resource ... located in device CPU:1 from device CPU:0"); a function per replica is
+    traced in that replica's context and reads its own. The cross-replica sums (gradients, batch
+    norm's statistics) cannot be inside a nested function (``merge_call``), so the caller
+    keeps them outside.
+    """
+    compiled = {}
+
+    def per_replica(*args):
+        context = tf.distribute.get_replica_context()
+        replica = tf.get_static_value(context.replica_id_in_sync_group) if context else 0
+        key = (None if replica is None else int(replica), args[0].device)
+        if key not in compiled:
+            compiled[key] = tf.function(function, jit_compile=True)
+        return compiled[key](*args)
+
+    return per_replica
 
 
 def _check_one_weight_decay(model, weight_decay):
