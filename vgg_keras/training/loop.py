@@ -77,9 +77,9 @@ def _train(cfg):
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
     print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
+    frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
     for line in (_imagenet_defaults(cfg, data), identity.describe_changes(),
-                 state.init.describe() + (
-            f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else "")):
+                 state.init.describe() + frozen):
         if line:
             print(line, flush=True)
     resumed = state.restore()
