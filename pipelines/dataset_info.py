@@ -71,6 +71,17 @@ class DatasetInfo:
         (our manifest), for ``shard_integrity``."""
         return {name: entry for split in self.shards.values() for name, entry in split.items()}
 
+    def shard_sizes(self, paths):
+        """``[[file name, size in bytes]]`` of ``paths``: the manifest's sizes where it records
+        them, else one ``stat`` per shard (never a read)."""
+        expected = self.expected_shards()
+        sizes = []
+        for path in paths:
+            name = os.path.basename(path)
+            size = expected.get(name, {}).get("size_bytes")
+            sizes.append([name, size if size is not None else os.path.getsize(path)])
+        return sizes
+
     def split_files(self, split):
         """The files of ``split`` (all files for a pattern or list).
 

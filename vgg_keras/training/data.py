@@ -72,7 +72,7 @@ def _train_examples(cfg, info, show_progress):
         return info.num_examples["train"], "from its metadata"
     files = info.split_files("train")
     cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
-    identity = [[os.path.basename(f), os.path.getsize(f)] for f in files]
+    identity = info.shard_sizes(files)  # no manifest here: one stat per shard
     cached = _read_json(cache)
     if cached and cached.get("shards") == identity:
         return cached["num_examples"], f"counted before, cached in {cache}"

@@ -42,13 +42,8 @@ def data_identity(info):
     """What the data is, independent of where it lies: its format, counts, and a digest of every
     shard's split, name and size (sizes from the manifest where it records them, else one
     ``stat`` per shard: start-up grows with the shards, never with the images)."""
-    expected = info.expected_shards()
-    shards = []
-    for split in sorted(info.files, key=str):
-        for path in info.files[split]:
-            name = os.path.basename(path)
-            size = expected.get(name, {}).get("size_bytes")
-            shards.append([str(split), name, size if size is not None else os.path.getsize(path)])
+    shards = [[str(split), *entry] for split in sorted(info.files, key=str)
+              for entry in info.shard_sizes(info.files[split])]
     digest = hashlib.sha256(json.dumps(shards).encode()).hexdigest()
     return {"format": info.format, "num_classes": info.num_classes,
             "num_examples": {str(k): v for k, v in sorted(info.num_examples.items(), key=str)},
