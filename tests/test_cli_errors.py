@@ -19,10 +19,7 @@ CROP = 32
 
 def _cases(root, data, model_dir, empty):
     truncated = root / "truncated"
-    truncated.mkdir()
-    for shard in data.iterdir():
-        if shard.is_file():
-            (truncated / shard.name).write_bytes(shard.read_bytes())
+    shutil.copytree(data, truncated)
     victim = truncated / "train-00001-of-00004"
     victim.write_bytes(victim.read_bytes()[:-300])
     flipped = root / "flipped"

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -429,10 +430,7 @@ print(len(strategy.experimental_local_results(model.get_layer("fc1").kernel.valu
 
 def test_skip_corrupt_reaches_the_summary(data, tmp_path):
     copy = tmp_path / "data"
-    copy.mkdir()
-    for path in data.iterdir():
-        if path.is_file():
-            (copy / path.name).write_bytes(path.read_bytes())
+    shutil.copytree(data, copy)
     victim = copy / "train-00002-of-00004"
     victim.write_bytes(victim.read_bytes()[:-500])  # truncated
     with pytest.raises(ValueError, match=f"shard {victim} is .* bytes, its manifest says"):
