@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint clean
+.PHONY: test test-fast demo lint clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,9 +13,16 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The whole suite on TEST_WORKERS pytest-xdist workers, a test module at a time on each (a
+# module's fixtures are built once); budget: 15 minutes on 2 cores (BUILD.md, "Tests").
 # pytest exits 5 when it collects no test; that must fail here, as any non-zero code does.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The unit tests only (no subprocess, no training, no full-size net): the edit-test loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 # The whole job on a generated ImageNet-layout dataset: describe, convert, train, evaluate, export,
 # predict (tools/demo.py). Everything goes under demo_output/, which every run starts afresh.

@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
 ]
 TEST_REQUIRES = [
     "pytest==9.2.0",
+    "pytest-xdist==3.8.0",  # make test runs the suite on 2 workers
     "jax[cpu]==0.10.2",  # the nets must run under KERAS_BACKEND=jax, without TensorFlow
     "ruff==0.17.6",
     "setuptools==80.9.0",  # tests/test_packaging.py builds the wheel offline with these

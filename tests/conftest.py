@@ -1,6 +1,16 @@
-"""Shared test set-up: quiet TensorFlow logs and one helper that builds tiny VGG nets."""
+"""Shared test set-up: quiet TensorFlow logs, the tiny nets and runs the tests share, the data and
+trained runs built once per run of the suite, and the suite's own wall time.
 
+`make test` runs the suite on two pytest-xdist workers (BUILD.md, "Tests"); what is built once
+here is built once for both of them: the first worker to ask builds it under a lock, the other
+waits and reads it. Tests never change a shared folder: they copy it first.
+"""
+
+import contextlib
+import fcntl
 import os
+import shutil
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -10,6 +20,32 @@ import vgg_keras  # noqa: E402
 
 # A tiny net: 1/16 of the paper's widths (block1 has 4 filters, block5 32), FC-16, 10 classes.
 TINY = dict(num_classes=10, input_shape=(32, 32, 3), width=1 / 16, fc_units=16)
+
+# A tiny training run on the 4 classes of `train_data` (ImageNet labels 1..4: label_offset 1).
+# Glorot's init at lr 0.002 learns within a few dozen steps; the paper's N(0, 0.01²) barely moves
+# there. The same run as a library config and as vgg-train's flags.
+TINY_RUN = dict(config="A", width=0.125, fc_units=64, crop_size=32, scale=(36, 48),
+                batch_size=16, init="glorot", dropout=0.0, learning_rate=0.002, seed=0,
+                verbose=0, num_classes=4, label_offset=1)
+TINY_FLAGS = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
+              "--batch_size=16", "--init=glorot", "--dropout=0", "--learning_rate=0.002",
+              "--seed=0", "--num_classes=4", "--label_offset=1"]
+# The reference run of the resume tests: 96 images in batches of 8, 12 steps an epoch, 3 epochs,
+# deterministic, so that a run stopped anywhere and resumed ends with the same weights.
+REFERENCE_STEPS_PER_EPOCH = 12
+REFERENCE_RUN = dict(TINY_RUN, batch_size=8, train_epochs=3, deterministic=True,
+                     distribution_strategy="one_device")
+REFERENCE_FLAGS = [*TINY_FLAGS, "--batch_size=8", "--train_epochs=3", "--deterministic",
+                   "--distribution_strategy=one_device"]
+
+BUDGET_MINUTES = 15  # `make test` on 2 cores (BUILD.md, "Tests")
+# The longest modules, longest first (seconds on 2 cores, from --durations): they start first, so
+# that the xdist workers, which take the next module as they finish one, end together.
+LONGEST_MODULES = ("test_training.py", "test_demo.py", "test_preemption.py",
+                   "test_backend_neutral.py", "test_export.py", "test_docs_commands.py",
+                   "test_cli_errors.py", "test_data_service.py", "test_evaluation.py",
+                   "test_convert.py", "test_fine_tune.py", "test_packaging.py")
+_STARTED = pytest.StashKey[float]()
 
 
 def build_tiny(config, **overrides):
@@ -33,10 +69,88 @@ def write_shards(root, *, train_per_class, val_per_class, size_range, train_shar
     from pipelines import synthetic
 
     synthetic.write_dataset(root / "raw", layout="extracted",
-                                  synsets=synthetic.DEFAULT_SYNSETS[:4],
-                                  train_per_class=train_per_class, val_per_class=val_per_class,
-                                  problems=False, size_range=size_range)
+                            synsets=synthetic.DEFAULT_SYNSETS[:4],
+                            train_per_class=train_per_class, val_per_class=val_per_class,
+                            problems=False, size_range=size_range)
     manifest = convert.convert(sources.find_imagenet(root / "raw"), root / "data",
                                num_shards={"train": train_shards, "validation": validation_shards},
                                num_workers=1)
     return root / "data", manifest
+
+
+@contextlib.contextmanager
+def _locked(path):
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name``, made by ``build(folder)`` the first time any test of this run of the
+    suite asks for it (in any xdist worker), and the same folder for every later test."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # .../pytest-N/popen-gwK: share pytest-N
+        base = base.parent
+    root = base / "built_once"
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with _locked(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory):
+    """96 training and 24 validation images of 4 classes (shorter sides 40–64) as vgg-convert's
+    shards: 4 training shards, 2 validation shards."""
+    folder = built_once(tmp_path_factory, "train_data", lambda root: write_shards(
+        root, train_per_class=24, val_per_class=6, size_range=(40, 64)))
+    return folder / "data"
+
+
+@pytest.fixture(scope="session")
+def reference_run(train_data, tmp_path_factory):
+    """The model dir of ``REFERENCE_RUN`` on ``train_data``, finished: what an uninterrupted run
+    ends with."""
+    from vgg_keras.training import loop
+    from vgg_keras.training import run_config
+
+    def train(folder):
+        loop.train(run_config.TrainConfig(data_dir=str(train_data), model_dir=str(folder),
+                                          **REFERENCE_RUN))
+
+    return built_once(tmp_path_factory, "reference_run", train)
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the modules of ``LONGEST_MODULES`` first, in that order; a module's tests stay
+    together and in their order."""
+    def rank(item):
+        name = item.path.name
+        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+
+    items.sort(key=rank)  # stable: the rest keep the collection order
+
+
+def pytest_configure(config):
+    config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The suite's wall time against its budget (in the xdist controller, or a plain run)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    seconds = time.monotonic() - config.stash[_STARTED]
+    over = seconds > BUDGET_MINUTES * 60
+    terminalreporter.write_sep(
+        "=", f"suite wall time {int(seconds // 60)} min {int(seconds % 60):02d} s; `make test`'s "
+        f"budget is {BUDGET_MINUTES} min on 2 cores"
+        + (" — OVER BUDGET: find what grew with --durations=25 (BUILD.md, Tests)" if over else ""),
+        red=over, bold=over)

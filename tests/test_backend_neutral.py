@@ -1,6 +1,10 @@
 """The nets need only Keras: built and run under JAX in a process where TensorFlow cannot be
-imported, with the same numbers as under TensorFlow."""
+imported, with the same numbers as under TensorFlow.
 
+Starting JAX and Keras costs seconds, so one child process runs every check of this module, each
+in its own section (a failing section fails its own test only, with its traceback)."""
+
+import json
 import os
 import pathlib
 import subprocess
@@ -8,9 +12,11 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tests.conftest import build_tiny
 
+pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # Runs first in the child: any `import tensorflow...` raises, as on a machine without it.
@@ -25,30 +31,15 @@ class _BlockTensorFlow(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _BlockTensorFlow())
 """
 
-
-def _run_without_tensorflow(body, tmp_path):
-    script = tmp_path / "child.py"
-    script.write_text(_BLOCK_TENSORFLOW + textwrap.dedent(body))
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                            text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def test_blocker_really_blocks(tmp_path):
-    out = _run_without_tensorflow("""
+# The checks, in the order they run; each prints its own lines.
+SECTIONS = {
+    "blocker": """
         try:
             import tensorflow
         except ImportError as error:
             print("blocked:", error)
-    """, tmp_path)
-    assert "blocked: import of tensorflow blocked" in out
-
-
-def test_every_config_builds_and_runs_under_jax_without_tensorflow(tmp_path):
-    out = _run_without_tensorflow("""
-        import sys
+    """,
+    "every_config": """
         import numpy as np
         import keras
         import vgg_keras
@@ -62,18 +53,12 @@ def test_every_config_builds_and_runs_under_jax_without_tensorflow(tmp_path):
             assert abs(float(probabilities.sum()) - 1.0) < 1e-4
             print(config, vgg_keras.count_parameters(model),
                   vgg_keras.count_weight_layers(model))
+            del model
+            keras.backend.clear_session()
         loaded = sorted(name for name in sys.modules if name.startswith("tensorflow"))
         print("tensorflow modules:", loaded)
-    """, tmp_path)
-    assert out.splitlines() == [
-        "A 132863336 11", "A-LRN 132863336 11", "B 133047848 13", "C 133638952 16",
-        "D 138357544 16", "E 143667240 19", "tensorflow modules: []",
-    ]
-
-
-def test_every_config_and_bn_variant_builds_without_a_head_under_jax(tmp_path):
-    """The backbone path: no head, pooled or not, with taps before and after the ReLU."""
-    out = _run_without_tensorflow("""
+    """,
+    "backbones": """
         import numpy as np
         import keras
         import vgg_keras
@@ -86,21 +71,8 @@ def test_every_config_and_bn_variant_builds_without_a_head_under_jax(tmp_path):
                 taps = vgg_keras.feature_model(model, ["block2_conv1", "block5_pool"],
                                                relu=pooling is None)(image)
                 print(config, pooling, out.shape, tuple(taps["block2_conv1"].shape))
-    """, tmp_path)
-    lines = out.splitlines()
-    assert len(lines) == 24
-    for line in lines:
-        name, pooling, shape = line.split(" ", 2)
-        expected = "(1, 2, 3, 32) (1, 32, 48, 8)" if pooling == "None" else "(1, 32) (1, 32, 48, 8)"
-        assert shape == expected, line
-
-
-def test_jax_and_tensorflow_give_the_same_numbers(tmp_path):
-    model = build_tiny("A-LRN", input_shape=(64, 64, 3), batch_norm=True)
-    model.save_weights(str(tmp_path / "tiny.weights.h5"))
-    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    np.save(tmp_path / "images.npy", images)
-    _run_without_tensorflow("""
+    """,
+    "same_numbers": """
         import numpy as np
         import keras
         import vgg_keras
@@ -113,25 +85,103 @@ def test_jax_and_tensorflow_give_the_same_numbers(tmp_path):
         np.save("dense.npy", keras.ops.convert_to_numpy(model(images, training=False)))
         conv = vgg_keras.to_conv_head(model)
         np.save("conv.npy", keras.ops.convert_to_numpy(conv(images, training=False)))
-    """, tmp_path)
+        print("saved")
+    """,
+    "gpu_benchmark": f"""
+        sys.path.insert(0, {str(ROOT)!r})
+        from absl import flags
+        from tools import bench_gpu
+        argv = ["bench_gpu", "--configs=A", "--batch_sizes=2", "--dtypes=float32,bfloat16",
+                "--image_size=32", "--steps=2", "--warmup=1"]
+        bench_gpu.main(flags.FLAGS(argv))
+    """,
+    "afterwards": """
+        print(sorted(name for name in sys.modules if name.startswith("tensorflow")))
+    """,
+}
+
+# The child: TensorFlow blocked, then every section; a section's output and error are kept apart.
+_CHILD = _BLOCK_TENSORFLOW + """
+import contextlib, io, json, sys, time, traceback
+results = {}
+for name, body in json.loads(sys.argv[1]).items():
+    out, started = io.StringIO(), time.monotonic()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(body, name, "exec"), {"__name__": "__main__", "sys": sys})
+        results[name] = {"out": out.getvalue(), "error": None}
+    except BaseException:  # noqa: BLE001 - reported to the section's own test
+        results[name] = {"out": out.getvalue(), "error": traceback.format_exc()}
+    results[name]["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps({name: results[name]}), flush=True)
+with open("results.json", "w") as file:
+    json.dump(results, file)
+"""
+
+
+@pytest.fixture(scope="module")
+def child(tmp_path_factory):
+    """Runs every section in one JAX process without TensorFlow; returns {section: output}."""
+    folder = tmp_path_factory.mktemp("jax")
+    # The same-numbers check reads a tiny net saved here, under TensorFlow.
+    model = build_tiny("A-LRN", input_shape=(64, 64, 3), batch_norm=True)
+    model.save_weights(str(folder / "tiny.weights.h5"))
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    np.save(folder / "images.npy", images)
+    script = folder / "child.py"
+    script.write_text(_CHILD)
+    sections = {name: textwrap.dedent(body) for name, body in SECTIONS.items()}
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, str(script), json.dumps(sections)], env=env,
+                            capture_output=True, text=True, timeout=900, cwd=folder)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((folder / "results.json").read_text())
+    return folder, model, images, results
+
+
+def _output(child, name):
+    result = child[3][name]
+    assert result["error"] is None, result["out"] + result["error"]
+    return result["out"]
+
+
+def test_blocker_really_blocks(child):
+    assert "blocked: import of tensorflow blocked" in _output(child, "blocker")
+
+
+def test_every_config_builds_and_runs_under_jax_without_tensorflow(child):
+    assert _output(child, "every_config").splitlines() == [
+        "A 132863336 11", "A-LRN 132863336 11", "B 133047848 13", "C 133638952 16",
+        "D 138357544 16", "E 143667240 19", "tensorflow modules: []",
+    ]
+
+
+def test_no_tensorflow_module_was_loaded_by_any_section(child):
+    assert _output(child, "afterwards").strip() == "[]"
+
+
+def test_every_config_and_bn_variant_builds_without_a_head_under_jax(child):
+    """The backbone path: no head, pooled or not, with taps before and after the ReLU."""
+    lines = _output(child, "backbones").splitlines()
+    assert len(lines) == 24
+    for line in lines:
+        name, pooling, shape = line.split(" ", 2)
+        expected = "(1, 2, 3, 32) (1, 32, 48, 8)" if pooling == "None" else "(1, 32) (1, 32, 48, 8)"
+        assert shape == expected, line
+
+
+def test_jax_and_tensorflow_give_the_same_numbers(child):
+    assert _output(child, "same_numbers").strip() == "saved"
+    folder, model, images, _ = child
     expected = model.predict(images, verbose=0)
-    np.testing.assert_allclose(np.load(tmp_path / "dense.npy"), expected, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "conv.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(folder / "dense.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(folder / "conv.npy"), expected, atol=1e-5)
 
 
-def test_the_gpu_benchmark_runs_under_jax_without_tensorflow(tmp_path):
+def test_the_gpu_benchmark_runs_under_jax_without_tensorflow(child):
     """tools/bench_gpu.py, made for the GPU machines (JAX, no TensorFlow), runs here on the CPU
     with a small batch: known to work the day it meets a GPU."""
-    out = _run_without_tensorflow(f"""
-        import sys
-        sys.argv = ["bench_gpu", "--configs=A", "--batch_sizes=2", "--dtypes=float32,bfloat16",
-                    "--image_size=32", "--steps=2", "--warmup=1"]
-        sys.path.insert(0, {str(ROOT)!r})
-        from absl import app
-        from tools import bench_gpu
-        app.run(bench_gpu.main)
-    """, tmp_path)
-    lines = out.strip().splitlines()
+    lines = _output(child, "gpu_benchmark").strip().splitlines()
     assert lines[0].startswith("device cpu: ") and "Keras 3.15" in lines[0]
     rows = [line.split() for line in lines[2:]]
     assert [(row[0], row[1], row[2]) for row in rows] == [("A", "2", "float32"),

@@ -13,6 +13,8 @@ import pytest
 import vgg_keras
 from tests.conftest import write_shards
 
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
+
 BIN = pathlib.Path(sys.executable).parent
 CROP = 32
 

@@ -222,6 +222,7 @@ def test_image_folder_with_train_and_val_folders(tmp_path):
     assert [s["reason"] for s in manifest["skipped"]] == ["unknown class 'zebra'"]
 
 
+@pytest.mark.slow
 def test_same_shards_whatever_the_number_of_workers(tmp_path, archives):
     root, _, output, _ = archives
     run_convert(sources.find_imagenet(root), tmp_path / "two", num_workers=2)
@@ -374,6 +375,7 @@ def _cli(*arguments, **kwargs):
                           cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_strict_and_summary(archives, tmp_path):
     root = archives[0]
     common = [f"--raw_data_dir={root}", "--train_shards=2", "--validation_shards=1",
@@ -390,6 +392,7 @@ def test_cli_strict_and_summary(archives, tmp_path):
     assert (tmp_path / "b" / "dataset_info.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
     ([], "give exactly one of --raw_data_dir and --image_folder"),
     (["--raw_data_dir=/x", "--image_folder=/y", "--output_dir=/z"], "give exactly one"),
@@ -405,6 +408,7 @@ def test_cli_rejects_bad_flags(arguments, message):
     assert result.returncode != 0 and message in result.stderr
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_shards(tmp_path, archives):
     root = archives[0]
     common = [f"--raw_data_dir={root}", "--train_shards=24", "--validation_shards=6",

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import write_shards
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
 BIN = pathlib.Path(sys.executable).parent
 TINY = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
@@ -73,10 +73,9 @@ def _service(folder):
                 process.wait()
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("service"), train_per_class=24, val_per_class=6,
-                        size_range=(40, 64))[0]
+@pytest.fixture
+def data(train_data):
+    return train_data
 
 
 def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp_path):

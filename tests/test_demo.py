@@ -6,9 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from vgg_keras import artifacts
+
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -21,7 +24,7 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
         [sys.executable, "-m", "tools.demo", f"--output_dir={out}", "--train_per_class=6",
          "--val_per_class=2", "--train_epochs=2", "--width=0.125", "--fc_units=32",
          "--crop_size=32", "--scale=36,44", "--batch_size=16", "--new_per_class=8",
-         "--new_epochs=1"],
+         "--new_epochs=1", "--describe_configs=A"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stdout = result.stdout

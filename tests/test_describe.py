@@ -41,6 +41,7 @@ def test_cli_prints_every_configuration():
     assert lines["D"][3] == "30.94" and lines["E"][3] == "39.26"
 
 
+@pytest.mark.slow
 def test_cli_json_for_bn_variants_at_another_size():
     result = subprocess.run([sys.executable, "-m", "tools.describe", "--configs=B",
                              "--batch_norm", "--json", "--input_size=384", "--head=conv"],

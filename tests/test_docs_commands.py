@@ -100,6 +100,7 @@ print(json.dumps(failures))
 """
 
 
+@pytest.mark.slow
 def test_every_documented_command_parses_with_its_programs_flags():
     by_module = {}
     for doc, number, module, arguments in documented_commands():
@@ -127,6 +128,7 @@ def test_the_checker_catches_what_a_reader_would_hit():
     assert [f.split(":")[0] for f in failures] == ["bad", "enum", "init", "scale"]
 
 
+@pytest.mark.slow
 def test_every_flag_the_docs_pass_is_listed_by_the_scripts_help():
     flags_used = {}
     for _, _, module, arguments in documented_commands():

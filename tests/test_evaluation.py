@@ -154,6 +154,7 @@ def test_clear_errors(setup):
         artifacts.load_model(str(path) + ".missing")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table(setup, tmp_path):
     data, path, _ = setup
     result = subprocess.run(

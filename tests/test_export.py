@@ -26,6 +26,8 @@ from vgg_keras import serving
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
 CROP, Q = 32, 40

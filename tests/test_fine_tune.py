@@ -20,6 +20,8 @@ from vgg_keras import weights as vgg_weights
 from vgg_keras.training import model as run_model
 from vgg_keras.training import run_config
 
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
+
 BIN = pathlib.Path(sys.executable).parent
 CLASSES = ("café au lait", "dog", "猫")  # real folder names are not ASCII identifiers
 

@@ -178,6 +178,7 @@ def _cli(*arguments):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_folder_without_images_ends_in_one_line_and_leaves_nothing(tmp_path):
     (tmp_path / "in" / "cat").mkdir(parents=True)
     (tmp_path / "in" / "dog").mkdir()
@@ -204,6 +205,7 @@ def test_a_folder_without_images_ends_in_one_line_and_leaves_nothing(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_report_counts_what_was_ignored(messy, tmp_path):
     result = _cli(f"--image_folder={messy}", f"--output_dir={tmp_path / 'out'}",
                   "--train_shards=2")

@@ -190,6 +190,7 @@ def test_tfds_prepared_folder(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
     """distribute_datasets_from_function on 2 logical CPU devices: each replica gets half of
     the global batch (logical devices must be set before TensorFlow starts: a subprocess)."""

@@ -14,6 +14,8 @@ import zipfile
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ("vgg-convert", "vgg-data-service", "vgg-describe", "vgg-evaluate", "vgg-export",
            "vgg-predict", "vgg-train")

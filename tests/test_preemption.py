@@ -11,35 +11,26 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
 import pytest
 
-from tests.conftest import write_shards
-from tests.test_training import TINY_FLAGS
+from tests.conftest import REFERENCE_FLAGS
+from tests.conftest import REFERENCE_RUN
+from tests.conftest import REFERENCE_STEPS_PER_EPOCH as STEPS_PER_EPOCH
+from vgg_keras.training import loop
+from vgg_keras.training import run_config
 
+pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# 96 images in batches of 8: 12 steps an epoch, 3 epochs; no backup but the one a signal asks.
-STEPS_PER_EPOCH = 12
-FLAGS = [*TINY_FLAGS, "--batch_size=8", "--train_epochs=3", "--backup_steps=1000",
-         "--deterministic"]
+# The reference run (96 images in batches of 8: 12 steps an epoch, 3 epochs), with a backup every
+# 5 steps: the tests signal a run once a backup inside epoch 2 is on disk, so that the signal
+# lands mid-epoch however slowly the machine runs.
+FLAGS = [*REFERENCE_FLAGS, "--backup_steps=5"]
 STOPPED = re.compile(r"vgg-train: stopped by (SIG\w+)( \(received by another worker\))? at step "
                      r"(\d+); backup written; run the same command to resume \(from (.+)\)")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("preempt"), train_per_class=24, val_per_class=6,
-                        size_range=(40, 64))[0]
-
-
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("reference")
-    result = _train(data, model_dir, "--distribution_strategy=one_device")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return model_dir
 
 
 def _command(data, model_dir, *extra):
@@ -52,17 +43,26 @@ def _train(data, model_dir, *extra, env=None):
                           text=True, timeout=600, env=env)
 
 
-def _signal_after_first_epoch(process, number):
-    """Sends ``number`` once the process has logged its first epoch (mid-way through the
-    run: the signal lands among the steps of epoch 2); returns everything it printed."""
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("epoch 1 "):
-            process.send_signal(number)
-            break
-    out, err = process.communicate(timeout=600)
-    return "".join(lines) + out, err
+def _backup_step(model_dir):
+    """The step of the newest complete backup (its state file names it only once its files are
+    written), or 0."""
+    state = model_dir / "backup" / "checkpoint"
+    text = state.read_text() if state.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("model_checkpoint_path:"):
+            return int(line.rsplit("-", 1)[1].rstrip('"'))
+    return 0
+
+
+def _signal_in_epoch_2(process, model_dir, number):
+    """Sends ``number`` once a backup inside epoch 2 is on disk (at step 15: the signal lands
+    among the steps of epoch 2, 9 steps before its end); returns what the process printed."""
+    deadline = time.monotonic() + 300
+    while (process.poll() is None and time.monotonic() < deadline
+           and not STEPS_PER_EPOCH < _backup_step(model_dir) < 2 * STEPS_PER_EPOCH):
+        time.sleep(0.01)
+    process.send_signal(number)
+    return process.communicate(timeout=600)
 
 
 def _weights(path):
@@ -70,12 +70,12 @@ def _weights(path):
 
 
 @pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(data, reference, tmp_path,
-                                                                     number, code):
-    process = subprocess.Popen(_command(data, tmp_path, "--distribution_strategy=one_device"),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    _, err = _signal_after_first_epoch(process, number)
+def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(train_data, reference_run,
+                                                                     tmp_path, capfd, number,
+                                                                     code):
+    process = subprocess.Popen(_command(train_data, tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    _, err = _signal_in_epoch_2(process, tmp_path, number)
     assert process.returncode == code, err[-3000:]
     stopped = STOPPED.search(err)
     assert stopped and stopped.group(1) == signal.Signals(number).name, err[-3000:]
@@ -88,17 +88,20 @@ def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(data, refer
     rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
     assert [r.split(",")[:2] for r in rows] == [["1", "12"]]
 
-    again = _train(data, tmp_path, "--distribution_strategy=one_device")
-    assert again.returncode == 0, again.stderr[-3000:]
+    # The same run again, through the library call the command makes (its flags' TrainConfig).
+    capfd.readouterr()
+    loop.train(run_config.TrainConfig(data_dir=str(train_data), model_dir=str(tmp_path),
+                                      **dict(REFERENCE_RUN, backup_steps=5)))
+    printed = capfd.readouterr().out
     assert re.search(rf"^resumed at step {step} from backup/ \(written \d{{4}}-\d\d-\d\d "
-                     r"\d\d:\d\d:\d\d\)$", again.stdout, re.MULTILINE), again.stdout
+                     r"\d\d:\d\d:\d\d\)$", printed, re.MULTILINE), printed
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["resumed_from_step"] == step and summary["resumed_from"] == "backup"
     assert summary["steps"] == 3 * STEPS_PER_EPOCH
     rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
     assert [r.split(",")[:2] for r in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
     for ours, theirs in zip(_weights(tmp_path / "model.keras"),
-                            _weights(reference / "model.keras"), strict=True):
+                            _weights(reference_run / "model.keras"), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -141,12 +144,14 @@ def _workers(data, model_dir):
         env = dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            _command(data, model_dir, "--distribution_strategy=multi_worker"), cwd=ROOT,
+            _command(data, model_dir, "--distribution_strategy=multi_worker",
+                     "--backup_steps=1000"), cwd=ROOT,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes
 
 
-def test_two_workers_stop_at_the_same_step_when_one_is_preempted(data, tmp_path):
+def test_two_workers_stop_at_the_same_step_when_one_is_preempted(train_data, tmp_path):
+    data = train_data
     chief, other = _workers(data, tmp_path)
     try:
         for line in chief.stdout:

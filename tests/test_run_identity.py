@@ -10,12 +10,14 @@ import sys
 
 import pytest
 
+from tests.conftest import TINY_FLAGS
+from tests.conftest import TINY_RUN as TINY
 from tests.conftest import write_shards
-from tests.test_training import TINY
-from tests.test_training import TINY_FLAGS
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 from vgg_keras.training import run_identity
+
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -135,6 +135,7 @@ def test_a_cut_at_a_record_without_metadata_is_what_no_reader_can_see(shards, tm
     assert _read_all(folder) == manifest["splits"]["train"]["num_examples"] - in_victim + 1
 
 
+@pytest.mark.slow
 def test_a_left_out_shard_is_logged_on_standard_error(shards, tmp_path):
     data, _ = shards
     folder, victim = _copy(data, tmp_path / "data", "truncated")

@@ -13,7 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import write_shards
+from tests.conftest import REFERENCE_FLAGS
+from tests.conftest import REFERENCE_STEPS_PER_EPOCH
+from tests.conftest import TINY_FLAGS
+from tests.conftest import TINY_RUN as TINY
 from vgg_keras import protocols
 from vgg_keras.training import distribution
 from vgg_keras.training import loop
@@ -22,21 +25,13 @@ from vgg_keras.training import run_config
 from vgg_keras.training import schedules
 from vgg_keras.training import steps
 
+pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# A narrow net on the 4 classes the data holds (ImageNet labels 1..4: label_offset 1). Glorot's
-# init at lr 0.002 learns within a few dozen steps; the paper's N(0, 0.01²) barely moves there.
-TINY = dict(config="A", width=0.125, fc_units=64, crop_size=32, scale=(36, 48), batch_size=16,
-            init="glorot", dropout=0.0, learning_rate=0.002, seed=0, verbose=0, num_classes=4,
-            label_offset=1)
-TINY_FLAGS = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
-              "--batch_size=16", "--init=glorot", "--dropout=0", "--learning_rate=0.002",
-              "--seed=0", "--num_classes=4", "--label_offset=1"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("train"), train_per_class=24, val_per_class=6,
-                        size_range=(40, 64))[0]
+@pytest.fixture
+def data(train_data):
+    return train_data
 
 
 def _config(data, model_dir, **overrides):
@@ -150,17 +145,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     assert (tmp_path / "best.keras").read_bytes() == best
 
 
-def test_kill_mid_epoch_and_resume(data, tmp_path):
-    common = [*TINY_FLAGS, f"--data_dir={data}", "--train_epochs=3", "--backup_steps=2",
-              "--deterministic", "--distribution_strategy=one_device"]
-    reference = tmp_path / "reference"
-    assert _cli(*common, f"--model_dir={reference}").returncode == 0
+def test_kill_mid_epoch_and_resume(reference_run, data, tmp_path):
+    common = [*REFERENCE_FLAGS, f"--data_dir={data}", "--backup_steps=2"]
+    per_epoch = REFERENCE_STEPS_PER_EPOCH
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "tools.train", *common,
                                 f"--model_dir={killed}"], cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    # Kill once a mid-epoch backup is complete (epochs are 6 steps; backups every 2): the
+    # Kill once a mid-epoch backup is complete (epochs are 12 steps; backups every 2): the
     # manager's state file names it only after its files are written.
     state = killed / "backup" / "checkpoint"
 
@@ -171,25 +164,25 @@ def test_kill_mid_epoch_and_resume(data, tmp_path):
                 return int(line.rsplit("-", 1)[1].rstrip('"'))
         return 0
 
-    while time.monotonic() < deadline and not recorded_backup() % 6:
+    while time.monotonic() < deadline and not recorded_backup() % per_epoch:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     backup = recorded_backup()
-    assert backup % 6 and not (killed / "summary.json").exists()  # killed mid-epoch
+    assert backup % per_epoch and not (killed / "summary.json").exists()  # killed mid-epoch
     result = _cli(*common, f"--model_dir={killed}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((killed / "summary.json").read_text())
-    expected = json.loads((reference / "summary.json").read_text())
-    assert summary["steps"] == expected["steps"] == 18
+    expected = json.loads((reference_run / "summary.json").read_text())
+    assert summary["steps"] == expected["steps"] == 3 * per_epoch
     assert summary["resumed_from_step"] >= backup > 0  # at most backup_steps lost
     assert summary["resumed_from"] == "backup"
     assert f"resumed at step {summary['resumed_from_step']} from backup/ (written " in result.stdout
     rows = (killed / "training_log.csv").read_text().splitlines()[1:]
-    assert [r.split(",")[:2] for r in rows] == [["1", "6"], ["2", "12"], ["3", "18"]]
+    assert [r.split(",")[:2] for r in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
     # Deterministic: the resumed run continues with the same data, and ends with the same net.
     ours = keras.models.load_model(killed / "model.keras").get_weights()
-    theirs = keras.models.load_model(reference / "model.keras").get_weights()
+    theirs = keras.models.load_model(reference_run / "model.keras").get_weights()
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -218,7 +211,7 @@ def _tensorboard_scalars(log_dir, tag):
     return values
 
 
-def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, tmp_path):
+def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, tmp_path, capfd):
     """§3.1 to the letter: with the validation accuracy flat (weights of σ = 1e-6 carry no
     signal through 11 layers: every image gets the same class, top-1 stays 1/4), the rate is
     divided by 10 after epochs 2, 3 and 4, then stays at 1e-5. Killed after epoch 3 and
@@ -235,12 +228,14 @@ def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, 
     process.wait()
     resumed = _latest_checkpoint_step(tmp_path)
     assert 18 <= resumed < 42
-    result = _cli(*common)
-    assert result.returncode == 0, result.stderr[-3000:]
+    capfd.readouterr()
+    # The same run, resumed by the library call the command makes (its flags' TrainConfig).
+    loop.train(_config(data, tmp_path, train_epochs=7, learning_rate=0.01, init="gaussian",
+                       init_stddev=1e-6, deterministic=True))
+    printed = capfd.readouterr().out.splitlines()
     # No backup within an epoch (--backup_steps 1000): the epoch checkpoint, and the log says so.
-    assert (f"resumed at step {resumed} from checkpoints/latest/ (epoch {resumed // 6})"
-            in result.stdout.splitlines())
-    assert "at most 3 times (to 1e-05)" in result.stdout.splitlines()[0]  # the recipe line
+    assert f"resumed at step {resumed} from checkpoints/latest/ (epoch {resumed // 6})" in printed
+    assert "at most 3 times (to 1e-05)" in printed[0]  # the recipe line
     rows = [line.split(",") for line in
             (tmp_path / "training_log.csv").read_text().splitlines()[1:]]
     assert [int(row[1]) for row in rows] == [6 * epoch for epoch in range(1, 8)]
@@ -381,12 +376,16 @@ def test_one_weight_decay_per_model(data, tmp_path):
         np.testing.assert_allclose(keras_l2, caffe, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("enable_xla", [False, True])
-def test_mirrored_replicas_keep_identical_variables(data, tmp_path, enable_xla):
-    """The training step on 2 logical CPU devices: after several steps every variable has the
-    same value on both replicas (a subprocess: logical devices are set before TF starts)."""
-    script = tmp_path / "sync.py"
+@pytest.fixture(scope="module")
+def replica_sync(tmp_path_factory, train_data):
+    """The training step on 2 logical CPU devices, without and with XLA, in one subprocess
+    (logical devices are set before TF starts; one strategy serves both, as in vgg-train):
+    {enable_xla: (copies of fc1's kernel, largest difference between replicas over every
+    variable, whether fc1 moved, images each replica counted)}."""
+    folder = tmp_path_factory.mktemp("sync")
+    script = folder / "sync.py"
     script.write_text(f"""
+import json
 import numpy as np
 import tensorflow as tf
 from pipelines import inputs
@@ -395,37 +394,49 @@ from vgg_keras.training import model as run_model
 from vgg_keras.training import run_config
 from vgg_keras.training import steps as run_steps
 strategy = distribution.make_strategy("mirrored", cpu_replicas=2)
-cfg = run_config.TrainConfig(data_dir={str(data)!r}, model_dir="", config="A-BN", width=0.125,
-                             fc_units=16, crop_size=32, scale=(36, 48), batch_size=8, seed=0,
-                             init="glorot", learning_rate=0.01, num_classes=4, label_offset=1)
-with strategy.scope():
-    model = run_model.build_model(cfg, 4)
-    optimizer = run_model.make_optimizer(cfg)
-    optimizer.build(model.trainable_variables)
-    seen = tf.Variable(0, dtype=tf.int64, synchronization=tf.VariableSynchronization.ON_READ,
-                       aggregation=tf.VariableAggregation.SUM)
-steps = run_steps.make_train_steps(model, optimizer, strategy, 8, weight_decay=5e-4,
-                                   images_seen=seen, enable_xla={enable_xla})
-iterator = iter(strategy.distribute_datasets_from_function(
-    lambda context: inputs.make_train_dataset(
-        cfg.data_dir, batch_size=8, num_classes=4, scale=cfg.scale, crop_size=32,
-        label_offset=1, input_context=context, seed=0)))
-before = model.get_layer("fc1").kernel.numpy().copy()
-steps(iterator, tf.constant(4))
-differences = []
-for variable in model.variables:
-    values = [v.numpy() for v in strategy.experimental_local_results(variable.value)]
-    differences.append(max(float(np.abs(values[0] - v).max()) for v in values[1:]))
-moved = float(np.abs(model.get_layer("fc1").kernel.numpy() - before).max())
-print(len(strategy.experimental_local_results(model.get_layer("fc1").kernel.value)),
-      max(differences), moved > 0, [int(v) for v in strategy.experimental_local_results(seen)])
+cfg = run_config.TrainConfig(data_dir={str(train_data)!r}, model_dir="", config="A-BN",
+                             width=0.125, fc_units=16, crop_size=32, scale=(36, 48), batch_size=8,
+                             seed=0, init="glorot", learning_rate=0.01, num_classes=4,
+                             label_offset=1)
+results = {{}}
+for enable_xla in (False, True):
+    with strategy.scope():
+        model = run_model.build_model(cfg, 4)
+        optimizer = run_model.make_optimizer(cfg)
+        optimizer.build(model.trainable_variables)
+        seen = tf.Variable(0, dtype=tf.int64, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.SUM)
+    steps = run_steps.make_train_steps(model, optimizer, strategy, 8, weight_decay=5e-4,
+                                       images_seen=seen, enable_xla=enable_xla)
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: inputs.make_train_dataset(
+            cfg.data_dir, batch_size=8, num_classes=4, scale=cfg.scale, crop_size=32,
+            label_offset=1, input_context=context, seed=0)))
+    before = model.get_layer("fc1").kernel.numpy().copy()
+    steps(iterator, tf.constant(4))
+    differences = []
+    for variable in model.variables:
+        values = [v.numpy() for v in strategy.experimental_local_results(variable.value)]
+        differences.append(max(float(np.abs(values[0] - v).max()) for v in values[1:]))
+    moved = float(np.abs(model.get_layer("fc1").kernel.numpy() - before).max())
+    results[str(enable_xla)] = [
+        len(strategy.experimental_local_results(model.get_layer("fc1").kernel.value)),
+        max(differences), moved > 0, [int(v) for v in strategy.experimental_local_results(seen)]]
+print(json.dumps(results))
 """)
     result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stderr[-3000:]
-    copies, difference, moved, per_replica = result.stdout.split(maxsplit=3)
-    assert copies == "2" and float(difference) == 0.0 and moved == "True"
-    assert per_replica.strip() == "[16, 16]"  # 4 steps × 4 images on each replica
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("enable_xla", [False, True])
+def test_mirrored_replicas_keep_identical_variables(replica_sync, enable_xla):
+    """After several steps on 2 logical CPU devices every variable has the same value on both
+    replicas."""
+    copies, difference, moved, per_replica = replica_sync[str(enable_xla)]
+    assert copies == 2 and difference == 0.0 and moved
+    assert per_replica == [16, 16]  # 4 steps × 4 images on each replica
 
 
 def test_skip_corrupt_reaches_the_summary(data, tmp_path):

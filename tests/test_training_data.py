@@ -90,6 +90,7 @@ def _tfds_shaped(root, real):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["imagenet_shaped", "tfds_shaped"])
 def test_start_up_takes_the_epoch_size_from_metadata(real, tmp_path, capsys, layout):
     make = _imagenet_shaped if layout == "imagenet_shaped" else _tfds_shaped

@@ -45,6 +45,8 @@ _NEW_PER_CLASS = flags.DEFINE_integer("new_per_class", 30, "Second act: images p
                                      "class (30% held out for validation).")
 _NEW_EPOCHS = flags.DEFINE_integer("new_epochs", 8, "Second act: epochs of fine-tuning, and "
                                    "of training from scratch.")
+_DESCRIBE_CONFIGS = flags.DEFINE_list("describe_configs", None, "The nets vgg-describe lists "
+                                      "(default: the six of Table 1).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (after a "
                                      "2-epoch warm-up, then cosine decay).")
 
@@ -126,7 +128,8 @@ def run_demo(output_dir):
         timings[name] = time.monotonic() - begun
         return result
 
-    step("describe", [_tool("vgg-describe")])
+    step("describe", [_tool("vgg-describe"), *([f"--configs={','.join(_DESCRIBE_CONFIGS.value)}"]
+                                              if _DESCRIBE_CONFIGS.value else [])])
     step("generate", [sys.executable, "-m", "tools.generate_images", f"--output_dir={raw}",
                       "--layout=archives", f"--train_per_class={_TRAIN_PER_CLASS.value}",
                       f"--val_per_class={_VAL_PER_CLASS.value}", f"--val_label_file={VAL_LABELS}"])
