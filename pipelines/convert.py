@@ -24,10 +24,11 @@ import time
 
 import numpy as np
 
+from pipelines import errors
 from pipelines import images
 from pipelines import progress as progress_lines
 from pipelines import schema
-from pipelines import shard_integrity
+from pipelines import storage
 
 STATE_DIR = ".convert_state"
 # "apply": a photo stored sideways with an EXIF orientation is turned upright; "keep": the pixels
@@ -109,10 +110,10 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
     if exif_orientation is None:
         exif_orientation = "apply" if "image_folder" in plan.source else "keep"
     if exif_orientation not in EXIF_ORIENTATIONS:
-        raise ValueError(f"exif_orientation must be one of {EXIF_ORIENTATIONS}, got "
-                         f"{exif_orientation!r}")
+        raise errors.UserError(f"exif_orientation must be one of {EXIF_ORIENTATIONS}, got "
+                               f"{exif_orientation!r}")
     if not plan.total_entries():
-        raise ValueError(_no_images(plan, plan.skipped))
+        raise errors.UserError(_no_images(plan, plan.skipped))
     output = pathlib.Path(output_dir)
     existed = output.exists()
     output.mkdir(parents=True, exist_ok=True)
@@ -143,8 +144,8 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
                          settings, requested)
     if not any(split["num_examples"] for split in manifest["splits"].values()):
         _remove_conversion(output, tasks, existed)
-        raise ValueError(_no_images(plan, manifest["skipped"]))
-    _write_atomically(output / schema.MANIFEST, json.dumps(manifest, indent=1).encode())
+        raise errors.UserError(_no_images(plan, manifest["skipped"]))
+    storage.write_atomic(output / schema.MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -188,14 +189,15 @@ def _claim(output, plan, settings, num_shards, seed, boxes):
     marker = state / "conversion.json"
     if marker.exists():
         if json.loads(marker.read_text()) != identity:
-            raise ValueError(f"{output} holds shards of a different conversion (other inputs, "
-                             "shard counts, seed or image settings); use an empty --output_dir")
+            raise errors.UserError(
+                f"{output} holds shards of a different conversion (other inputs, shard counts, "
+                "seed or image settings); use an empty --output_dir")
     else:
         stray = sorted(p.name for p in output.glob("*-?????-of-?????"))
         if stray:
-            raise ValueError(f"{output} already holds shards of an unknown conversion "
-                             f"({stray[0]}, ...); use an empty --output_dir")
-        _write_atomically(marker, json.dumps(identity, indent=1).encode())
+            raise errors.UserError(f"{output} already holds shards of an unknown conversion "
+                                   f"({stray[0]}, ...); use an empty --output_dir")
+        storage.write_atomic(marker, json.dumps(identity, indent=1))
     for leftover in output.glob("*.tmp"):  # shards a killed run did not finish
         leftover.unlink()
     return state
@@ -326,35 +328,17 @@ def write_shard(task):
                 report["repaired"].append({"split": entry.split, "path": entry.path,
                                            "reason": image.repair})
             report["num_resized"] += image.resized_from is not None
-    _fsync(temporary)
-    os.replace(temporary, output / task.name)
-    _fsync(output)
+    storage.replace(temporary, output / task.name)
     report["num_examples"] = sum(report["per_class"].values())
     report["per_class"] = dict(report["per_class"])
     report["size_bytes"] = (output / task.name).stat().st_size
-    report["sha256"] = shard_integrity.sha256_of(output / task.name)
+    report["sha256"] = storage.sha256(output / task.name)
     report["finished"] = time.time()
     state = output / STATE_DIR / f"{task.name}.json"
-    _write_atomically(state, json.dumps(report).encode())
+    storage.write_atomic(state, json.dumps(report))
     return report
 
 
-def _fsync(path):
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_atomically(path, data):
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, settings,

@@ -14,6 +14,8 @@ dies loses only the file it was reading. Order is not kept: deterministic runs s
 import socket
 import urllib.parse
 
+from pipelines import errors
+
 PROTOCOL = "grpc"
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a dispatcher to accept a connection
 
@@ -27,8 +29,8 @@ def parse_address(address):
     text = address if "://" in address else f"{PROTOCOL}://{address}"
     parsed = urllib.parse.urlparse(text)
     if parsed.scheme != PROTOCOL or not parsed.hostname or not parsed.port:
-        raise ValueError(f"--data_service={address} is not grpc://HOST:PORT, the address of a "
-                         "tf.data service dispatcher (vgg-data-service --port=PORT)")
+        raise errors.UserError(f"--data_service={address} is not grpc://HOST:PORT, the address "
+                               "of a tf.data service dispatcher (vgg-data-service --port=PORT)")
     return parsed.hostname, parsed.port
 
 
@@ -44,10 +46,10 @@ def check_reachable(address, timeout=CONNECT_TIMEOUT):
         with socket.create_connection((host, port), timeout=timeout):
             return f"{PROTOCOL}://{host}:{port}"
     except OSError as error:
-        raise ValueError(f"no tf.data service dispatcher answers at {PROTOCOL}://{host}:{port} "
-                         f"({error.strerror or error}): start one there with "
-                         f"`vgg-data-service --port={port}`, and workers with "
-                         f"`vgg-data-service --dispatcher={host}:{port}`") from None
+        raise errors.UserError(f"no tf.data service dispatcher answers at {PROTOCOL}://{host}:"
+                               f"{port} ({error.strerror or error}): start one there with "
+                               f"`vgg-data-service --port={port}`, and workers with "
+                               f"`vgg-data-service --dispatcher={host}:{port}`") from None
 
 
 def distribute(dataset, address, job_name):

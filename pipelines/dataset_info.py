@@ -17,11 +17,12 @@ the metadata beside the first file.
 
 import dataclasses
 import glob
-import json
 import os
 
+from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import schema
+from pipelines import storage
 
 FORMATS = ("vgg", "slim", "tfds")
 # The feature keys of the records: our and slim's schema, or tfds's imagenet2012 features.
@@ -126,9 +127,9 @@ class DatasetInfo:
                 result_synsets.append("background")
                 result_names.append("background")
             else:
-                raise ValueError(f"output {index} of {num_classes} has no class in "
-                                 f"{self.location} ({len(synsets)} classes, "
-                                 f"label_offset={label_offset})")
+                raise errors.UserError(f"output {index} of {num_classes} has no class in "
+                                       f"{self.location} ({len(synsets)} classes, "
+                                       f"label_offset={label_offset})")
         return result_synsets, result_names
 
 
@@ -155,7 +156,7 @@ def read_info(source):
             f"{schema.shard_pattern('validation')} from vgg-convert or slim, or a tfds folder)")
     first = next(paths[0] for paths in files.values() if paths)
     folder = os.path.dirname(first)
-    metadata = _read_json(os.path.join(folder, schema.MANIFEST))  # ours, or tfds's namesake
+    metadata = storage.read_json(os.path.join(folder, schema.MANIFEST))  # ours, or tfds's namesake
     if isinstance(metadata, dict) and isinstance(metadata.get("splits"), list):
         return _tfds_info(source, files, folder, metadata)
     if isinstance(metadata, dict) and "num_classes" in metadata:
@@ -170,7 +171,7 @@ def read_info(source):
 def read_manifest(folder):
     """Our converter's whole manifest (``dataset_info.json``: counts, label map, shards, every
     skipped and repaired input), or None where there is none (or it is tfds's namesake)."""
-    manifest = _read_json(os.path.join(folder, schema.MANIFEST))
+    manifest = storage.read_json(os.path.join(folder, schema.MANIFEST))
     if isinstance(manifest, dict) and "num_classes" in manifest:
         return manifest
     return None
@@ -199,13 +200,6 @@ def _find_files(source):
     return found
 
 
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
 def _our_info(source, files, manifest):
     splits = manifest.get("splits", {})
     return DatasetInfo(
@@ -226,7 +220,7 @@ def _tfds_info(source, files, folder, dataset_info):
         if lengths:
             num_examples[_SPLIT_ALIASES.get(split["name"], split["name"])] = sum(
                 int(n) for n in lengths)
-    features = _read_json(os.path.join(folder, TFDS_FEATURES)) or {}
+    features = storage.read_json(os.path.join(folder, TFDS_FEATURES)) or {}
     label = features.get("featuresDict", {}).get("features", {}).get("label", {})
     num_classes = label.get("classLabel", {}).get("numClasses")
     synsets = names = None

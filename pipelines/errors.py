@@ -1,20 +1,46 @@
-"""How failures read: the one line a command prints for an error its user can fix.
+"""How failures read: the one line a command prints for an error its user can fix, and the
+traceback of anything else.
 
-The library raises ``ValueError`` and the ``OSError`` family for bad settings, paths and files,
-its own ``RuntimeError`` subclasses where a run cannot go on, and, from inside TensorFlow graphs
-(a label outside its range, a corrupt shard, a refused image), a TensorFlow error whose
-assertion text is the message. ``user_message`` turns each into one line; anything else is a
-bug, and keeps its traceback.
+An error is the user's when our code judged the user's input and raised ``UserError`` (or a
+subclass) naming the problem and the fix; when the system refused what the user asked for (a
+missing or unreadable path, a full disk: ``OSError``s and their TensorFlow counterparts); or when
+a check inside a TensorFlow graph fails (a label outside its range, a corrupt shard, a refused
+image), whose assertion text is the message. Anything else — a ``ValueError`` from inside Keras
+or from our own code included — is a bug, and keeps its traceback.
 """
 
 import ast
+import contextlib
 import errno
 import re
 
-_PACKAGES = ("vgg_keras", "pipelines")
+# OSErrors that are the user's: what was asked for is not there, cannot be read or written.
+_USERS_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                    PermissionError)
+# TensorFlow's errors that say the same of a path, or of the data at it.
+_USERS_TF_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError",
+                    "AlreadyExistsError")
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[",
              "Stack trace for op", "Traceback", "File \"")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class UserError(ValueError):
+    """A value, path or file the user gave is wrong; the message names it and the fix. (A
+    ``ValueError``, so that library callers who catch those catch it too.)"""
+
+
+@contextlib.contextmanager
+def user_input():
+    """Within it, a ``ValueError`` is a ``UserError``: around a call that judges the user's
+    input for us (the nets name an unknown configuration, Keras a file that is no weights file),
+    and nothing else."""
+    try:
+        yield
+    except UserError:
+        raise
+    except ValueError as error:
+        raise UserError(str(error)) from error
 
 
 def one_line(error):
@@ -60,11 +86,21 @@ def user_message(error):
         where = f" writing {error.filename}" if error.filename else ""
         return (f"the disk is full{where} ({error.strerror}): free space, or write to another "
                 "disk; an interrupted run resumes from its last checkpoint")
-    if isinstance(error, (ValueError, OSError)):
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
-    module = type(error).__module__.split(".")[0]
-    if isinstance(error, RuntimeError) and module in _PACKAGES:
-        return str(error)
-    if module == "tensorflow" and hasattr(error, "error_code"):
-        return one_line(error)
+    if isinstance(error, UserError):  # ours, written to be read whole (a list of settings)
+        return str(error) or type(error).__name__
+    if isinstance(error, _USERS_OS_ERRORS):
+        return _first_line(error)
+    if type(error).__module__.startswith("tensorflow") and hasattr(error, "error_code"):
+        message = getattr(error, "message", "") or str(error)
+        if "assertion failed" in message or "Summarized data" in message:
+            return one_line(error)  # one of our checks inside a graph
+        if type(error).__name__ in _USERS_TF_ERRORS:
+            return one_line(error)
+        if type(error).__name__ == "ResourceExhaustedError" and "space" in message.lower():
+            return ("the disk is full (" + one_line(error) + "): free space, or write to another "
+                    "disk; an interrupted run resumes from its last checkpoint")
     return None
+
+
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

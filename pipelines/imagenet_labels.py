@@ -10,6 +10,8 @@ import functools
 import importlib.util
 import pathlib
 
+from pipelines import errors
+
 NUM_IMAGENET_CLASSES = 1000
 NUM_VALIDATION_IMAGES = 50_000
 
@@ -68,5 +70,5 @@ def read_label_file(path):
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
-        raise ValueError(f"validation label file {path} is empty")
+        raise errors.UserError(f"validation label file {path} is empty")
     return tuple(lines)

@@ -1,12 +1,19 @@
 """tf.data inputs for training (§3.1) and evaluation (§3.2): pure functions from shards to
-``tf.data.Dataset``.
+``tf.data.Dataset``, in three parts, each usable alone:
 
-Reads our converter's shards, slim's ``build_imagenet_data.py`` shards (same keys), or a
-tfds-prepared ``imagenet2012`` directory, as ``dataset_info.read_info`` describes them. Labels are
-shifted by ``label_offset`` (1 for our and slim's shards, whose label 0 is reserved; 0 for tfds)
-and checked against ``num_classes``: a label outside [0, num_classes) stops the pipeline with an
-error naming the shard. Damaged shards fail naming themselves, or with ``skip_corrupt`` are left
-out and counted (``shard_integrity``: sizes checked against the manifest before reading).
+- the reader, ``read_records``: files → ``(record, path)``: this input pipeline's share of the
+  shards, their integrity checked (``shard_integrity``: sizes against the manifest before
+  reading, or every record accounted for), interleaved;
+- the parser, ``make_parser``: a record → ``(encoded image, label, file name)``, for our
+  converter's and slim's shards or tfds's ``imagenet2012`` (``dataset_info.RECORD_KEYS``), the
+  label shifted by ``label_offset`` and checked to lie in [0, num_classes): a label outside
+  stops the pipeline with an error naming the shard;
+- the augmentation of ``preprocessing``: §3.1's random crop of the image rescaled to a random S,
+  and flip (``train_crop``); §3.2's rescale to Q and centre crop.
+
+``make_train_dataset`` and ``make_eval_dataset`` compose them. Reads our converter's shards,
+slim's ``build_imagenet_data.py`` shards (same keys), or a tfds-prepared ``imagenet2012``
+directory, as ``dataset_info.read_info`` describes them.
 """
 
 import os
@@ -15,24 +22,42 @@ import tensorflow as tf
 
 from pipelines import data_service as service
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import preprocessing
 from pipelines import shard_integrity
+from pipelines.input_config import InputConfig  # noqa: F401 - part of this module's API
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The two inputs evaluation reads: batches of centre crops, or each image whole at Q (for the
+# fully convolutional net and the multi-crop grid, which take their own views of it).
+CENTER_CROPS, WHOLE_IMAGES = "center_crops", "whole_images"
+INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
 
 
-def _records(files, expected, *, input_context, shuffle, seed, deterministic, skip_corrupt,
-             corrupt_counter, cycle_length, verify, remote=False):
-    """``(record, path)`` of the files of this input pipeline, interleaved, by the route of
-    ``shard_integrity``: sizes checked first where ``expected`` knows them, each record
-    accounted for where it does not (or with ``skip_corrupt``). ``remote``: the graph runs on
-    tf.data service workers, where this process's counter variable is not: shards skipped
-    while reading are logged there, not counted here."""
-    if input_context and input_context.num_input_pipelines > 1:
-        if len(files) < input_context.num_input_pipelines:
-            raise ValueError(f"{len(files)} shards cannot feed "
-                             f"{input_context.num_input_pipelines} input pipelines")
-        files = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+def pipeline_files(files, input_context=None):
+    """The shards this input pipeline reads: every ``num_input_pipelines``-th file, from its
+    ``input_pipeline_id`` (all of them without a context, or with one pipeline).
+
+    Raises:
+        UserError: if there are fewer shards than input pipelines.
+    """
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return list(files)
+    count = input_context.num_input_pipelines
+    if len(files) < count:
+        raise errors.UserError(f"{len(files)} shards cannot feed {count} input pipelines")
+    return list(files[input_context.input_pipeline_id::count])
+
+
+def read_records(files, expected, *, shuffle=False, seed=None, deterministic=True,
+                 cycle_length=1, skip_corrupt=False, corrupt_counter=None, verify=False,
+                 remote=False):
+    """``(record, path)`` of ``files``, by the route of ``shard_integrity``: sizes checked first
+    where ``expected`` (``DatasetInfo.expected_shards``) knows them, each record accounted for
+    where it does not (or with ``skip_corrupt``). ``shuffle``: the files' order, each pass;
+    ``cycle_length``: files read at once (1: one after the other). ``remote``: the graph runs on
+    tf.data service workers, where this process's counter variable is not: shards skipped while
+    reading are logged there, not counted here."""
     known = all("size_bytes" in expected.get(os.path.basename(f), {}) for f in files)
     if known or verify:
         files = shard_integrity.checked_files(files, expected, skip_corrupt=skip_corrupt,
@@ -84,23 +109,20 @@ def make_parser(keys, label_offset, num_classes):
     return parse
 
 
-def _prepare(source, split, num_classes, label_offset, data_format):
-    """The files of ``split``, what the metadata expects of them, and the parser of their
-    records."""
-    info = dataset_info.read_info(source)
-    files = info.split_files(split)
-    data_format = data_format or info.format
-    if data_format not in dataset_info.FORMATS:
-        raise ValueError(f"data_format must be one of {dataset_info.FORMATS}, "
-                         f"got {data_format!r}")
+def parser_of(info, num_classes=None, label_offset=None):
+    """``make_parser`` for the records of ``info`` (a ``DatasetInfo``): their keys, and the
+    classes and label offset of its metadata unless given.
+
+    Raises:
+        UserError: if the number of classes is neither given nor in the metadata.
+    """
     num_classes = num_classes or info.num_classes
     if not num_classes:
-        raise ValueError(f"num_classes is required: no dataset_info.json or features.json "
-                         f"beside {files[0]}")
+        raise errors.UserError(f"num_classes is required: no dataset_info.json or features.json "
+                               f"beside the shards of {info.location}")
     if label_offset is None:
         label_offset = info.label_offset
-    keys = dataset_info.RECORD_KEYS["tfds" if data_format == "tfds" else "vgg"]
-    return files, info.expected_shards(), make_parser(keys, label_offset, int(num_classes))
+    return make_parser(info.record_keys, label_offset, int(num_classes))
 
 
 def _options(deterministic):
@@ -110,77 +132,45 @@ def _options(deterministic):
     return options
 
 
-def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512),
-                       crop_size=224, label_offset=None, input_context=None,
-                       deterministic=False, seed=None, shuffle_buffer=10_000, skip_corrupt=False,
-                       corrupt_counter=None, data_format=None, split="train", repeat=True,
-                       cycle_length=16, skip_batches=0, verify_shards=False, data_service=None,
-                       data_service_job="vgg_train"):
+def make_train_dataset(source, config, *, input_context=None, corrupt_counter=None,
+                       skip_batches=0):
     """The §3.1 training input: batches of random crops at training scale S.
 
     Args:
         source: a folder of shards (our converter's, slim's or tfds's), a glob pattern, a list
             of files, or their ``dataset_info.DatasetInfo``.
-        batch_size: global batch size; each input pipeline yields the per-replica batch
-            ``batch_size / input_context.num_replicas_in_sync``.
-        num_classes: default: ``num_classes`` of the metadata beside the shards.
-        scale: S as ``(Smin, Smax)`` (jitter, §3.1: 256–512) or one number (fixed S).
-        crop_size: side of the square crops (224).
-        label_offset: subtracted from stored labels (default: 1 for our/slim shards, 0 tfds).
+        config: an ``InputConfig`` (batch, scale, crop, order, damaged shards, service).
         input_context: ``tf.distribute.InputContext`` of
-            ``strategy.distribute_datasets_from_function``: shards files per input pipeline.
-        deterministic: same batches in the same order for the same seed.
-        seed: seed of shuffles and augmentation (required for reproducible runs).
-        shuffle_buffer: records in the shuffle buffer.
-        skip_corrupt: leave out (or skip the rest of) a damaged shard, counted, instead of
-            failing.
+            ``strategy.distribute_datasets_from_function``: shards files per input pipeline
+            and sets the per-replica batch.
         corrupt_counter: variable incremented per corrupt shard (``make_corrupt_counter``).
-        data_format: one of ``dataset_info.FORMATS`` (default: detected).
-        split: which shards of a folder to read.
-        repeat: repeat forever (training); False for one pass.
-        cycle_length: shards read in parallel.
         skip_batches: per-replica batches this input pipeline already produced (a resumed
             deterministic run): their records and seeds are skipped before decoding, so the
             pipeline continues exactly where it stopped.
-        verify_shards: compare every shard's sha256 with the manifest before reading (reads
-            every byte once; sizes are always compared where the manifest records them).
-        data_service: ``grpc://HOST:PORT`` of a tf.data service dispatcher: its workers run
-            this pipeline (reading, decoding, cropping, batching) and send the batches
-            (``pipelines.data_service``). Not with ``deterministic``: the service keeps no
-            order.
-        data_service_job: the job's name; every input pipeline that names it shares its batches.
 
     Returns:
         A dataset of ``(uint8 images [batch, crop, crop, 3], int32 labels [batch])``.
     """
-    scale = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
-    if scale[0] > scale[1] or scale[0] < crop_size:
-        raise ValueError(f"scale must be S or (Smin, Smax) with crop_size {crop_size} <= Smin <= "
-                         f"Smax, got {scale}")
-    per_replica = batch_size
+    info = dataset_info.read_info(source)
+    parse = parser_of(info, config.num_classes, config.label_offset)
+    per_replica, seed = config.batch_size, config.seed
     if input_context is not None:
-        if batch_size % input_context.num_replicas_in_sync:
-            raise ValueError(f"global batch size {batch_size} is not divisible by "
-                             f"{input_context.num_replicas_in_sync} replicas")
-        per_replica = input_context.get_per_replica_batch_size(batch_size)
-    if data_service and deterministic:
-        raise ValueError("a deterministic input cannot come from the tf.data service, which "
-                         "keeps no order: drop --data_service or --deterministic")
-    if deterministic and seed is None:
-        seed = 0
-    if seed is not None and input_context is not None:
-        seed += 1000 * input_context.input_pipeline_id  # other crops on each pipeline
-    files, expected, parse = _prepare(source, split, num_classes, label_offset, data_format)
-    records = _records(files, expected, input_context=None if data_service else input_context,
-                       shuffle=True, seed=seed, deterministic=deterministic,
-                       skip_corrupt=skip_corrupt, corrupt_counter=corrupt_counter,
-                       cycle_length=cycle_length, verify=verify_shards,
-                       remote=bool(data_service))
-    records = records.shuffle(shuffle_buffer, seed=None if seed is None else seed + 1,
+        per_replica = input_context.get_per_replica_batch_size(config.batch_size)
+        if seed is not None:
+            seed += 1000 * input_context.input_pipeline_id  # other crops on each pipeline
+    # On the tf.data service, every worker reads every shard: the service splits the work.
+    files = pipeline_files(info.split_files(config.split),
+                           None if config.data_service else input_context)
+    records = read_records(files, info.expected_shards(), shuffle=True, seed=seed,
+                           deterministic=config.deterministic, cycle_length=config.cycle_length,
+                           skip_corrupt=config.skip_corrupt, corrupt_counter=corrupt_counter,
+                           verify=config.verify_shards, remote=bool(config.data_service))
+    records = records.shuffle(config.shuffle_buffer, seed=None if seed is None else seed + 1,
                               reshuffle_each_iteration=True)
-    if repeat:
+    if config.repeat:
         records = records.repeat()
-    if deterministic:
+    scale, crop_size = config.scale, config.crop_size
+    if config.deterministic:
         # A seed per element, zipped in before the parallel map: each crop is a function of
         # its element and the seed, whatever the order in which the map runs.
         seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
@@ -189,46 +179,46 @@ def make_train_dataset(source, *, batch_size, num_classes=None, scale=(256, 512)
             encoded, label, _ = parse(*item)
             return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
 
-        dataset = tf.data.Dataset.zip((records, seeds)).skip(skip_batches * per_replica)
+        dataset = tf.data.Dataset.zip((records, seeds))
     else:
         def augment(record, path):
             encoded, label, _ = parse(record, path)
             return preprocessing.train_crop(encoded, scale, crop_size), label
 
-        dataset = records.skip(skip_batches * per_replica)
-    dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        dataset = records
+    dataset = dataset.skip(skip_batches * per_replica)
+    dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE,
+                          deterministic=config.deterministic)
     dataset = dataset.batch(per_replica, drop_remainder=True)
-    if data_service:  # everything above runs on the service's workers
-        dataset = service.distribute(dataset, data_service, data_service_job)
-    return dataset.prefetch(AUTOTUNE).with_options(_options(deterministic))
+    if config.data_service:  # everything above runs on the service's workers
+        dataset = service.distribute(dataset, config.data_service, config.data_service_job)
+    return dataset.prefetch(AUTOTUNE).with_options(_options(config.deterministic))
 
 
-EVAL_MODES = ("center", "dense")
-
-
-def make_eval_dataset(source, *, mode="center", scale=256, crop_size=224, batch_size=32,
-                      num_classes=None, label_offset=None, data_format=None, split="validation",
+def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, batch_size=32,
+                      num_classes=None, label_offset=None, split="validation",
                       skip_corrupt=False, corrupt_counter=None, input_context=None,
                       verify_shards=False):
     """The §3.2 test inputs at test scale Q (``scale``), in file order, deterministic.
 
-    Modes:
-        ``center``: shorter side → Q, the central ``crop_size`` crop; batches of
+    Modes (``INPUT_MODES``):
+        ``center_crops``: shorter side → Q, the central ``crop_size`` crop; batches of
             ``(images [b, crop, crop, 3], labels [b], filenames [b])``.
-        ``dense``: the whole image rescaled to shorter side Q, for the fully convolutional net
-            and the multi-crop grid. Image sizes differ, so each element is one image:
-            ``(image [1, H, W, 3], label [1], filename [1])``.
+        ``whole_images``: the whole image rescaled to shorter side Q, for the fully
+            convolutional net and the multi-crop grid. Image sizes differ, so each element is
+            one image: ``(image [1, H, W, 3], label [1], filename [1])``.
 
     Every element carries its label (after ``label_offset``) and file name.
     """
-    if mode not in EVAL_MODES:
-        raise ValueError(f"mode must be one of {EVAL_MODES}, got {mode!r}")
-    if mode == "center" and scale < crop_size:
-        raise ValueError(f"test scale Q={scale} is smaller than the {crop_size} crop")
-    files, expected, parse = _prepare(source, split, num_classes, label_offset, data_format)
-    records = _records(files, expected, input_context=input_context, shuffle=False, seed=None,
-                       deterministic=True, skip_corrupt=skip_corrupt,
-                       corrupt_counter=corrupt_counter, cycle_length=1, verify=verify_shards)
+    if mode not in INPUT_MODES:
+        raise ValueError(f"mode must be one of {INPUT_MODES}, got {mode!r}")
+    if mode == CENTER_CROPS and scale < crop_size:
+        raise errors.UserError(f"test scale Q={scale} is smaller than the {crop_size} crop")
+    info = dataset_info.read_info(source)
+    parse = parser_of(info, num_classes, label_offset)
+    records = read_records(pipeline_files(info.split_files(split), input_context),
+                           info.expected_shards(), skip_corrupt=skip_corrupt,
+                           corrupt_counter=corrupt_counter, verify=verify_shards)
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)
@@ -236,7 +226,7 @@ def make_eval_dataset(source, *, mode="center", scale=256, crop_size=224, batch_
             filename
 
     dataset = records.map(rescaled, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if mode == "center":
+    if mode == CENTER_CROPS:
         dataset = dataset.map(
             lambda image, label, name: (preprocessing.center_crop(image, crop_size), label,
                                         name), num_parallel_calls=AUTOTUNE, deterministic=True)

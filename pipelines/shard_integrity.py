@@ -20,7 +20,6 @@ So there are two routes:
   and logged on standard error.
 """
 
-import hashlib
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ import tensorflow as tf
 
 from pipelines import errors
 from pipelines import progress
+from pipelines import storage
 
 TFRECORD_FRAMING = 16  # length (8) + its CRC (4) + data CRC (4)
 
@@ -53,15 +53,15 @@ def checked_files(files, expected, *, skip_corrupt=False, corrupt_counter=None, 
         if problem is None:
             kept.append(path)
         elif not skip_corrupt:
-            raise ValueError(f"shard {path} {problem}: convert it again (vgg-convert rewrites "
-                             "damaged shards when run again), or pass --skip_corrupt to leave "
-                             "such shards out")
+            raise errors.UserError(f"shard {path} {problem}: convert it again (vgg-convert "
+                                   "rewrites damaged shards when run again), or pass "
+                                   "--skip_corrupt to leave such shards out")
         else:
             print(f"WARNING: left out shard {path}: it {problem}", file=sys.stderr, flush=True)
             if corrupt_counter is not None:
                 corrupt_counter.assign_add(1)
     if not kept:
-        raise ValueError(f"every shard of {os.path.dirname(files[0])} is damaged")
+        raise errors.UserError(f"every shard of {os.path.dirname(files[0])} is damaged")
     return kept
 
 
@@ -71,17 +71,9 @@ def _problem(path, entry, verify):
         how = "truncated" if size < entry["size_bytes"] else "longer than written"
         return (f"is {size:,} bytes, its manifest says {entry['size_bytes']:,}: it is {how} "
                 "or was replaced")
-    if verify and entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+    if verify and entry.get("sha256") and storage.sha256(path) != entry["sha256"]:
         return "has another sha256 than its manifest records: it is corrupt or was replaced"
     return None
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plain_records(path):
@@ -169,14 +161,14 @@ def _what(error):
 
 
 def explain(error, files, expected, show_progress=None):
-    """A ``ValueError`` naming the damaged shard behind a ``DataLossError`` (which names
+    """A ``UserError`` naming the damaged shard behind a ``DataLossError`` (which names
     none), found by ``find_damaged``."""
     damaged = find_damaged(files, expected, show_progress)
     if not damaged:
-        return ValueError(f"a record failed TensorFlow's checks ({_what(error)}), but every "
-                          "shard checks out now: a read error of the disk or the network? Run "
-                          "the command again")
+        return errors.UserError(f"a record failed TensorFlow's checks ({_what(error)}), but "
+                                "every shard checks out now: a read error of the disk or the "
+                                "network? Run the command again")
     path, problem = damaged[0]
     more = f" (and {len(damaged) - 1} more shards)" if len(damaged) > 1 else ""
-    return ValueError(f"shard {path} {problem}{more}: convert it again, or pass --skip_corrupt "
-                      "to skip the rest of such shards")
+    return errors.UserError(f"shard {path} {problem}{more}: convert it again, or pass "
+                            "--skip_corrupt to skip the rest of such shards")

@@ -12,6 +12,7 @@ import os
 import pathlib
 import re
 
+from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import tar_index
 
@@ -162,11 +163,12 @@ def find_image_folder(image_folder, validation_fraction=0.0):
         }
     else:
         if not 0.0 <= validation_fraction < 1.0:
-            raise ValueError(f"--validation_fraction must be in [0, 1), got {validation_fraction}")
+            raise errors.UserError(f"--validation_fraction must be in [0, 1), got "
+                                   f"{validation_fraction}")
         found = _index_class_folders(root, "train", label_of, skipped, root, ignored)
         entries = {"train": [], "validation": []}
         for entry in found:
-            split = "validation" if _hash_fraction(entry.path) < validation_fraction else "train"
+            split = "validation" if hash_fraction(entry.path) < validation_fraction else "train"
             entries[split].append(dataclasses.replace(entry, split=split))
         if validation_fraction == 0.0:
             del entries["validation"]
@@ -175,7 +177,7 @@ def find_image_folder(image_folder, validation_fraction=0.0):
     return Plan(classes, list(classes), entries, skipped, source, sorted(ignored))
 
 
-def _hash_fraction(name):
+def hash_fraction(name):
     """A number in [0, 1) fixed by ``name``: the same split on every run and machine."""
     return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16**12
 

@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from pipelines import errors
 from pipelines import imagenet_labels
 
 # Ten real ImageNet synsets (tench, goldfish, great white shark, ...), for realistic names.
@@ -168,8 +169,8 @@ def validation_numbers(synsets, per_class, labels_by_number):
             wanted[synset].append(number)
     for synset, numbers in wanted.items():
         if len(numbers) < per_class:
-            raise ValueError(f"the validation label list has only {len(numbers)} images of "
-                             f"{synset}, {per_class} asked")
+            raise errors.UserError(f"the validation label list has only {len(numbers)} images of "
+                                   f"{synset}, {per_class} asked")
     return wanted
 
 
@@ -195,7 +196,7 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
             first ones, that still share their shapes (for fine-tuning).
     """
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        raise errors.UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

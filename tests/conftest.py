@@ -26,7 +26,7 @@ TINY = dict(num_classes=10, input_shape=(32, 32, 3), width=1 / 16, fc_units=16)
 # there. The same run as a library config and as vgg-train's flags.
 TINY_RUN = dict(config="A", width=0.125, fc_units=64, crop_size=32, scale=(36, 48),
                 batch_size=16, init="glorot", dropout=0.0, learning_rate=0.002, seed=0,
-                verbose=0, num_classes=4, label_offset=1)
+                progress="epochs", num_classes=4, label_offset=1)
 TINY_FLAGS = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--scale=36,48",
               "--batch_size=16", "--init=glorot", "--dropout=0", "--learning_rate=0.002",
               "--seed=0", "--num_classes=4", "--label_offset=1"]

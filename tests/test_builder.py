@@ -154,7 +154,7 @@ def test_keras_file_round_trip(tmp_path, tiny):
     "overrides, message",
     [
         (dict(head="fully"), "head must be one of"),
-        (dict(input_shape=(None, None, 3)), "dense head needs a fixed input size"),
+        (dict(input_shape=(None, None, 3)), "FC head needs a fixed input size"),
         (dict(input_shape=(16, 16, 3)), "input size 16 is too small: 5 pooling layers"),
         (dict(input_shape=(32, 32, 1)), r"input_shape must be \(height, width, 3\)"),
         (dict(head="conv", input_shape=(64, 64, 3)), "7×7 fc1 need at least 224 pixels"),

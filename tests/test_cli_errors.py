@@ -17,6 +17,19 @@ pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
 BIN = pathlib.Path(sys.executable).parent
 CROP = 32
+# vgg-train with a bug planted in its loop's control (monkeypatched): any ValueError there is ours.
+BUG = """
+import sys
+from vgg_keras.training import loop
+
+def broken(*arguments):
+    raise ValueError("an internal inconsistency")
+
+loop.plan_chunk = broken
+sys.argv[0] = "vgg-train"
+from vgg_keras.cli import train
+train.run()
+"""
 
 
 def _cases(root, data, model_dir, empty):
@@ -90,10 +103,16 @@ def ran(tmp_path_factory):
     empty.mkdir()
     cases = _cases(root, data, model_dir, empty)
     cases["verbose"] = (["vgg-describe", "--configs=F", "--verbose"], "unknown VGG configuration")
-    processes = {name: subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=root,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
-                 for name, (command, _) in cases.items()}
+    # A bug: a ValueError raised inside the training loop, not by a check of the user's input.
+    (root / "bug.py").write_text(BUG)
+    cases["bug"] = ([str(root / "bug.py"), "--config=A", "--width=0.125", "--fc_units=16",
+                     f"--crop_size={CROP}", "--scale=36", "--batch_size=4", "--train_steps=2",
+                     "--distribution_strategy=one_device", f"--data_dir={data}",
+                     f"--model_dir={root / 'runs' / 'bug'}"], "an internal inconsistency")
+    processes = {name: subprocess.Popen(
+        [sys.executable, *command] if command[0].endswith(".py") else
+        [str(BIN / command[0]), *command[1:]], cwd=root, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for name, (command, _) in cases.items()}
     results = {}
     for name, process in processes.items():
         stdout, stderr = process.communicate(timeout=900)
@@ -115,6 +134,16 @@ def test_a_users_error_is_one_line_and_exit_status_1(ran, case):
     assert "Traceback" not in stderr, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"{command[0]}: ") and expected in last, last
+
+
+def test_a_bug_keeps_its_traceback_and_asks_to_be_reported(ran):
+    _, _, returncode, stderr = ran["bug"]
+    assert returncode == 2, stderr[-3000:]
+    assert "Traceback (most recent call last)" in stderr
+    assert "ValueError: an internal inconsistency" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("vgg-train: this is a bug in vgg_keras, not something you did: "
+                           "please report it") and "--train_steps=2" in last, last
 
 
 def test_verbose_adds_the_traceback(ran):

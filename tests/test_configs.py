@@ -2,6 +2,7 @@
 
 import pytest
 
+import vgg_keras
 from vgg_keras import configs
 
 
@@ -49,7 +50,12 @@ def test_a_lrn_is_a_with_lrn_after_the_first_conv():
 def test_every_net_has_five_pools_and_the_shared_classifier():
     for tokens in configs.CONFIGS.values():
         assert tokens.count("maxpool") == 5 and tokens[-1] == "maxpool"
-    assert configs.CLASSIFIER == ("FC-4096", "FC-4096", "FC-1000", "soft-max")
+    # The builder's default head is the classifier the table states (narrow convs: cheap).
+    model = vgg_keras.build_vgg("A", input_shape=(32, 32, 3), width=1 / 16)
+    fc = [f"FC-{model.get_layer(name).units}" for name in ("fc1", "fc2", "predictions")]
+    activation = model.layers[-1].activation.__name__  # an Activation layer, in float32
+    assert [*fc, "soft-max" if activation == "softmax" else activation] == list(
+        configs.CLASSIFIER)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""§3.2 dense evaluation: the fully convolutional head carries the dense head's weights."""
+"""§3.2 dense evaluation: the fully convolutional head carries the FC head's weights."""
 
 import keras
 import numpy as np
@@ -77,5 +77,5 @@ def test_conv_head_of_a_reloaded_model(tmp_path, tiny):
 
 def test_to_conv_head_rejects_a_conv_head_model(tiny):
     conv = tiny("A", head="conv", input_shape=(None, None, 3), fc1_kernel_size=1)
-    with pytest.raises(ValueError, match="has no dense VGG head"):
+    with pytest.raises(ValueError, match="has no FC head of a VGG net"):
         vgg_keras.to_conv_head(conv)

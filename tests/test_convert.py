@@ -201,7 +201,7 @@ def test_image_folder_round_trip_and_split_by_name(tmp_path):
     assert len(split_of) == len(stored)
     for f in stored:
         assert split_of[os.path.basename(f.path)] == (
-            "validation" if sources._hash_fraction(f.path) < 0.3 else "train")
+            "validation" if sources.hash_fraction(f.path) < 0.3 else "train")
     assert 0.15 < sum(s == "validation" for s in split_of.values()) / len(split_of) < 0.45
     again = run_convert(sources.find_image_folder(tmp_path / "data", 0.3), tmp_path / "out2")
     assert shard_digests(output) == shard_digests(tmp_path / "out2")

@@ -1,10 +1,8 @@
-"""The documents say what the code is: the layout maps of README.md and BUILD.md name every
-module and program, one line each, and nothing that does not exist."""
+"""The documents say what the code is: BUILD.md's layout map, the one map of the code, names every
+module and program, one line each, and nothing that does not exist; README.md points to it."""
 
 import pathlib
 import re
-
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAPPED = ("vgg_keras", "pipelines", "tools")
@@ -36,10 +34,15 @@ def _files():
             if not (path.name == "__init__.py" and path.parent.name != "vgg_keras")}
 
 
-@pytest.mark.parametrize("document, heading", [("README.md", "## Where things are"),
-                                               ("BUILD.md", "## Layout")])
-def test_layout_maps_name_every_module_and_nothing_else(document, heading):
-    mapped = {p for p in _layout(document, heading) if p.split("/")[0] in MAPPED}
+def test_the_layout_map_names_every_module_and_nothing_else():
+    document = "BUILD.md"
+    mapped = {p for p in _layout(document, "## Layout") if p.split("/")[0] in MAPPED}
     files = _files()
     assert not files - mapped, f"{document} does not map {sorted(files - mapped)}"
     assert not mapped - files, f"{document} maps what does not exist: {sorted(mapped - files)}"
+
+
+def test_the_map_is_written_once():
+    readme = (ROOT / "README.md").read_text()
+    assert "(BUILD.md#layout)" in readme
+    assert "  training/" not in readme and "  inputs.py" not in readme  # no second map

@@ -3,9 +3,11 @@ undone, UTF-8 paths included), a full disk said as such, and a bug left to its t
 
 import errno
 
+import pytest
 import tensorflow as tf
 
 from pipelines import errors
+from vgg_keras import configs
 
 
 def _assertion_error(text, graph):
@@ -36,12 +38,29 @@ def test_tensorflow_framing_is_dropped():
 
 
 def test_user_errors_bugs_and_a_full_disk():
-    assert errors.user_message(ValueError("--batch_size=15 is not divisible\nmore")) == (
+    assert errors.user_message(errors.UserError("--batch_size=15 is not divisible\nmore")) == (
         "--batch_size=15 is not divisible")
     assert errors.user_message(FileNotFoundError("no shards found in /x")) == (
         "no shards found in /x")
+    # A ValueError our code did not raise as the user's (inside Keras, or a bug of ours).
+    assert errors.user_message(ValueError("Input 0 of layer fc1 is incompatible")) is None
     full = OSError(errno.ENOSPC, "No space left on device", "/models/d/ckpt-7.data")
     assert errors.user_message(full).startswith(
         "the disk is full writing /models/d/ckpt-7.data (No space left on device): free space")
     assert errors.user_message(KeyError("fc1")) is None  # a bug: keeps its traceback
     assert errors.user_message(TypeError("unsupported operand")) is None
+
+
+def test_user_input_marks_a_libraries_judgement_of_the_users_value():
+    with pytest.raises(errors.UserError, match="unknown VGG configuration 'F'"):
+        with errors.user_input():
+            configs.resolve_config("F")  # the nets raise ValueError, as Keras does
+    with pytest.raises(KeyError):  # only ValueErrors: anything else stays a bug
+        with errors.user_input():
+            raise KeyError("fc1")
+
+
+def test_a_tensorflow_error_about_a_path_is_the_users_and_others_are_bugs():
+    missing = tf.errors.NotFoundError(None, None, "/data/x/train-00000-of-01024; No such file")
+    assert errors.user_message(missing) == "/data/x/train-00000-of-01024; No such file"
+    assert errors.user_message(tf.errors.InternalError(None, None, "cuDNN failed")) is None

@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
 def _images(data, q):
     """The validation images at Q with their labels, through the pipeline."""
     return [(image[0], int(label[0])) for image, label, _ in inputs.make_eval_dataset(
-        data, mode="dense", scale=q, **EVAL)]
+        data, mode=inputs.WHOLE_IMAGES, scale=q, **EVAL)]
 
 
 def _errors(probabilities, labels):
@@ -52,7 +52,7 @@ def test_error_table_matches_per_image_predictions(setup, tmp_path):
     results = evaluation.evaluate([str(path)], data, protocols=("single",), scales=[40],
                                   output_dir=tmp_path, **EVAL)
     errors = total = 0
-    for images, labels, _ in inputs.make_eval_dataset(data, mode="center", scale=40,
+    for images, labels, _ in inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, scale=40,
                                                       crop_size=CROP, **EVAL):
         predictions = model.predict(images, verbose=0).argmax(axis=1)
         errors += int((predictions != labels.numpy()).sum())
@@ -122,7 +122,7 @@ def test_fused_models_each_use_their_own_training_scale(setup, tmp_path):
     assert settings["model_scales"] == [[36, 48, 60], [40, 48, 56]]
     assert settings["train_scales"] == [[36, 60], [40, 56]] and settings["train_scale"] is None
     assert settings["scales"] == [36, 40, 48, 56, 60]
-    assert "[36;60]+[40;56]" in evaluation.format_table(batched).splitlines()[2]
+    assert "36,60+40,56" in evaluation.format_table(batched).splitlines()[2]
     images = {q: _images(data, q) for q in settings["scales"]}
     labels = [label for _, label in images[36]]
     fused = []

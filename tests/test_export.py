@@ -32,8 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
 CROP, Q = 32, 40
 TRAIN = dict(config="A", width=0.125, fc_units=16, crop_size=CROP, scale=(36, 44), batch_size=8,
-             train_steps=2, init="glorot", dropout=0.0, seed=0, verbose=0, num_classes=4,
-             label_offset=1, distribution_strategy="one_device")
+             train_steps=2, init="glorot", dropout=0.0, seed=0, progress="epochs",
+             num_classes=4, label_offset=1, distribution_strategy="one_device")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def exports(trained):
     paths = {mode: export.export_saved_model(str(model_dir), str(root / "exports"),
                                              model_name=mode, eval_mode=mode, top_k=3,
                                              full_probabilities=True, max_pixels=100_000)
-             for mode in export.EVAL_MODES}
+             for mode in protocols.SERVED}
     return paths, artifacts.load_model(str(model_dir))
 
 
@@ -65,13 +65,13 @@ def _photo(height=50, width=70, seed=0):
 def _expected(model, image, mode):
     """The in-memory model on vgg-evaluate's preprocessing of ``image`` at Q."""
     rescaled = preprocessing.rescale_shorter_side(tf.constant(image), Q)
-    if mode == "center":
+    if mode == protocols.SINGLE:
         return model(preprocessing.center_crop(rescaled, CROP)[None], training=False).numpy()[0]
     conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
     return protocols.dense_probabilities(conv, rescaled).numpy()
 
 
-@pytest.mark.parametrize("mode", export.EVAL_MODES)
+@pytest.mark.parametrize("mode", protocols.SERVED)
 def test_reloaded_export_equals_the_in_memory_model(exports, mode):
     paths, model = exports
     loaded = tf.saved_model.load(paths[mode])
@@ -102,12 +102,12 @@ def test_reloaded_export_equals_the_in_memory_model(exports, mode):
 
 def test_every_image_kind_is_served(exports):
     paths, model = exports
-    loaded = tf.saved_model.load(paths["center"])
+    loaded = tf.saved_model.load(paths["single"])
     pixels = _photo(48, 60, 5)
     for kind in ("rgb", "grayscale", "cmyk", "progressive", "png", "gif", "bmp"):
         data = synthetic.encode(pixels, kind)
         outputs = loaded.signatures["serving_default"](images=tf.constant([data]))
-        expected = _expected(model, preprocessing.decode(data).numpy(), "center")
+        expected = _expected(model, preprocessing.decode(data).numpy(), protocols.SINGLE)
         np.testing.assert_allclose(outputs["probabilities"].numpy()[0], expected, atol=1e-5,
                                    err_msg=kind)
 
@@ -141,7 +141,7 @@ def _bad_requests():
 def test_bad_request_gets_a_clear_invalid_argument_and_the_model_keeps_serving(
         exports, name, data, message):
     paths, _ = exports
-    for mode in export.EVAL_MODES:
+    for mode in protocols.SERVED:
         serve = tf.saved_model.load(paths[mode]).signatures["serving_default"]
         good = synthetic.encode(_photo(50, 70))
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
@@ -152,7 +152,7 @@ def test_bad_request_gets_a_clear_invalid_argument_and_the_model_keeps_serving(
 
 def test_bad_tensors_and_examples(exports):
     paths, _ = exports
-    loaded = tf.saved_model.load(paths["center"])
+    loaded = tf.saved_model.load(paths["single"])
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         loaded.signatures["predict_images"](images=tf.zeros([1, 10, 500, 3], tf.uint8))
     assert serving.request_error(raised.value) == (
@@ -232,14 +232,14 @@ def test_saved_model_cli_run_and_vgg_predict_agree_on_a_real_jpeg(exports, tmp_p
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(synthetic.encode(_photo(90, 120, 7)))
     np.save(tmp_path / "images.npy", np.array([jpeg.read_bytes()], dtype=object))
-    run = subprocess.run([str(BIN / "saved_model_cli"), "run", "--dir", paths["center"],
+    run = subprocess.run([str(BIN / "saved_model_cli"), "run", "--dir", paths["single"],
                           "--tag_set", "serve", "--signature_def", "serving_default",
                           "--inputs", f"images={tmp_path / 'images.npy'}"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     classes = re.search(r"output key classes:\s*\[\[(\d+)", run.stdout)
     predict = subprocess.run([str(BIN / "vgg-predict"), "--model", str(pathlib.Path(
-        paths["center"]).parent), "--json", str(jpeg)], capture_output=True, text=True,
+        paths["single"]).parent), "--json", str(jpeg)], capture_output=True, text=True,
         timeout=300)
     assert predict.returncode == 0, predict.stderr
     result = json.loads(predict.stdout)
@@ -308,11 +308,11 @@ def test_vgg_evaluate_reads_an_export(trained, exports):
     arguments = dict(protocols=("single", "multicrop"), scales=[Q], label_offset=1,
                      num_classes=4)
     from_keras = evaluation.evaluate([str(model_dir)], str(data), **arguments)
-    from_export = evaluation.evaluate([str(pathlib.Path(paths["center"]).parent)], str(data),
+    from_export = evaluation.evaluate([str(pathlib.Path(paths["single"]).parent)], str(data),
                                       **arguments)
     for protocol in ("single", "multicrop"):
         assert from_export[protocol] == from_keras[protocol]
-    assert artifacts.train_scale_of(paths["center"]) == (36, 44)
+    assert artifacts.train_scale_of(paths["single"]) == (36, 44)
 
 
 def test_export_errors(trained, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import inputs
 from pipelines import schema
 from pipelines import synthetic
@@ -33,10 +34,41 @@ def _all_labels(manifest, split):
     return sorted(labels)
 
 
-def _train(data, **overrides):
+def _train(data, input_context=None, skip_batches=0, **overrides):
     arguments = dict(batch_size=4, scale=SCALE, crop_size=CROP, deterministic=True, seed=3)
     arguments.update(overrides)
-    return inputs.make_train_dataset(data, **arguments)
+    return inputs.make_train_dataset(data, inputs.InputConfig(**arguments),
+                                     input_context=input_context, skip_batches=skip_batches)
+
+
+def test_the_reader_reads_each_pipelines_share_of_the_shards_once(shards):
+    data, manifest = shards
+    info = dataset_info.read_info(data)
+    files = info.split_files("train")
+    assert inputs.pipeline_files(files) == list(files)
+    shares = [inputs.pipeline_files(files, tf.distribute.InputContext(2, index, 2))
+              for index in range(2)]
+    assert sorted(shares[0] + shares[1]) == sorted(files) and not set(shares[0]) & set(shares[1])
+    with pytest.raises(errors.UserError, match="4 shards cannot feed 5 input pipelines"):
+        inputs.pipeline_files(files, tf.distribute.InputContext(5, 0, 5))
+    for expected in (info.expected_shards(), {}):  # sizes known, or every record accounted for
+        paths = [path.numpy().decode() for _, path in inputs.read_records(files, expected)]
+        assert len(paths) == manifest["splits"]["train"]["num_examples"]
+        assert sorted(set(paths)) == sorted(files)
+
+
+def test_the_parser_gives_image_label_and_name_eagerly_and_in_tf_data(shards):
+    data, _ = shards
+    info = dataset_info.read_info(data)
+    parse = inputs.parser_of(info, num_classes=4)  # our labels 1..4, offset 1
+    record, path = next(iter(inputs.read_records(info.split_files("validation")[:1], {})))
+    stored = tf.train.Example.FromString(record.numpy()).features.feature
+    eager = parse(record, path)
+    in_graph = next(iter(tf.data.Dataset.from_tensors((record, path)).map(parse)))
+    for encoded, label, name in (eager, in_graph):
+        assert encoded.numpy() == stored[schema.ENCODED].bytes_list.value[0]
+        assert int(label) == stored[schema.LABEL].int64_list.value[0] - 1
+        assert name.numpy() == stored[schema.FILENAME].bytes_list.value[0]
 
 
 def test_train_batches_and_labels(shards):
@@ -92,7 +124,8 @@ def test_two_input_pipelines_cover_every_record_once(shards):
 
 
 def test_batch_not_divisible_by_replicas(shards):
-    with pytest.raises(ValueError, match="global batch size 5 is not divisible by 2 replicas"):
+    with pytest.raises(ValueError, match="global_batch_size.* 5 is not divisible by "
+                                         "`num_replicas_in_sync` 2"):
         _train(shards[0], batch_size=5, input_context=tf.distribute.InputContext(1, 0, 2))
 
 
@@ -122,19 +155,20 @@ def test_label_offset_error_names_the_shard(shards):
 def test_eval_modes(shards):
     data, manifest = shards
     total = manifest["splits"]["validation"]["num_examples"]
-    center = list(inputs.make_eval_dataset(data, mode="center", scale=56, crop_size=CROP,
-                                           batch_size=5))
+    center = list(inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, scale=56,
+                                           crop_size=CROP, batch_size=5))
     names = [n for _, _, batch in center for n in batch.numpy()]
     assert len(names) == total and center[0][0].shape[1:] == (CROP, CROP, 3)
-    again = [n for _, _, batch in inputs.make_eval_dataset(data, mode="center", scale=56,
-                                                           crop_size=CROP) for n in batch.numpy()]
+    again = [n for _, _, batch in inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS,
+                                                           scale=56, crop_size=CROP)
+             for n in batch.numpy()]
     assert names == again  # file order, deterministic
     records = []
     for shard in sorted(data.glob("validation-*")):
         for raw in tf.data.TFRecordDataset(str(shard)):
             records.append(tf.train.Example.FromString(raw.numpy()))
     assert names == [r.features.feature[schema.FILENAME].bytes_list.value[0] for r in records]
-    dense = list(inputs.make_eval_dataset(data, mode="dense", scale=64))
+    dense = list(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, scale=64))
     assert len(dense) == total
     for image, label, _ in dense:
         assert image.shape[0] == 1 and min(image.shape[1:3]) == 64 and label.shape == (1,)
@@ -204,8 +238,9 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         dataset = strategy.distribute_datasets_from_function(
             lambda context: inputs.make_train_dataset(
-                {str(shards[0])!r}, batch_size=6, scale=(56, 72), crop_size=48, seed=1,
-                deterministic=True, input_context=context))
+                {str(shards[0])!r}, inputs.InputConfig(batch_size=6, scale=(56, 72),
+                                                       crop_size=48, seed=1, deterministic=True),
+                input_context=context))
         images, labels = next(iter(dataset))
         shapes = [tuple(t.shape) for t in strategy.experimental_local_results(images)]
         print(strategy.num_replicas_in_sync, shapes)

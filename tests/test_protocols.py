@@ -24,7 +24,7 @@ def setup(tmp_path_factory):
 
 
 def _image(data, q):
-    image, _, _ = next(iter(inputs.make_eval_dataset(data, mode="dense", scale=q,
+    image, _, _ = next(iter(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, scale=q,
                                                      label_offset=1, num_classes=4)))
     return image[0]
 
@@ -85,7 +85,9 @@ def test_default_scales_follow_the_paper():
     assert protocols.fallback_test_scale(224) == 256
 
 
-def test_protocol_names_map_to_the_inputs_and_export_modes():
-    assert set(protocols.EVAL_INPUT_MODES) == set(protocols.PROTOCOLS)
-    assert set(protocols.EVAL_INPUT_MODES.values()) <= set(inputs.EVAL_MODES)
-    assert protocols.EXPORT_MODES == {"center": protocols.SINGLE, "dense": protocols.DENSE}
+def test_protocol_names_map_to_the_inputs_and_the_served_protocols():
+    assert set(protocols.INPUT_MODES) == set(protocols.PROTOCOLS)
+    assert set(protocols.INPUT_MODES.values()) == set(inputs.INPUT_MODES)
+    assert set(protocols.SERVED) < set(protocols.PROTOCOLS)
+    assert protocols.protocol_name("center") == protocols.SINGLE  # vgg-export's old name
+    assert [protocols.protocol_name(p) for p in protocols.PROTOCOLS] == list(protocols.PROTOCOLS)

@@ -90,7 +90,7 @@ def test_every_differing_setting_is_named(trained, data):
 
 def test_settings_of_how_a_run_runs_may_change(trained, data):
     summary = loop.train(_config(data, trained, backup_steps=7, steps_per_execution=2,
-                                 verbose=2, skip_corrupt=True, verify_shards=True))
+                                 progress="live", skip_corrupt=True, verify_shards=True))
     assert summary["resumed_from_step"] == 2 and summary["resumed_from"] == "checkpoints/latest"
 
 

@@ -26,10 +26,11 @@ def _epochs(schedule, top1s):
 
 
 def test_flat_accuracy_divides_exactly_three_times_then_the_rate_stays():
-    rates = _epochs(_schedule(), [0.3] * 20)
+    schedule = _schedule()
+    rates = _epochs(schedule, [0.3] * 20)
     assert rates[:5] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4, 1e-5])
     assert rates[5:] == pytest.approx([1e-5] * 15)  # §3.1: "decreased 3 times", no more
-    assert int(_schedule().decays.numpy()) == 0
+    assert int(schedule.decays.numpy()) == 3  # the count the checkpoint carries
 
 
 def test_patience_min_delta_and_floor():

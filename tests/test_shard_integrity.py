@@ -52,11 +52,12 @@ def _copy(data, folder, damage, manifest=True):
     return folder, victim
 
 
-def _read_all(data, **overrides):
+def _read_all(data, corrupt_counter=None, **overrides):
     arguments = dict(batch_size=1, scale=(56, 72), crop_size=48, repeat=False, seed=1,
                      deterministic=True, num_classes=1000)
     arguments.update(overrides)
-    return sum(int(x.shape[0]) for x, _ in inputs.make_train_dataset(data, **arguments))
+    return sum(int(x.shape[0]) for x, _ in inputs.make_train_dataset(
+        data, inputs.InputConfig(**arguments), corrupt_counter=corrupt_counter))
 
 
 def test_tensorflow_names_no_file_and_misses_a_cut_at_a_record(shards, tmp_path):
@@ -83,7 +84,8 @@ def test_known_sizes_refuse_a_short_shard_before_reading(shards, tmp_path, damag
     with pytest.raises(ValueError, match=f"shard {victim} is {size:,} bytes, its manifest says "
                                          f"{expected:,}: it is truncated or was replaced: "
                                          "convert it again"):
-        inputs.make_train_dataset(folder, batch_size=1, scale=(56, 72), crop_size=48)
+        inputs.make_train_dataset(folder, inputs.InputConfig(batch_size=1, scale=(56, 72),
+                                                             crop_size=48))
     counter = shard_integrity.make_corrupt_counter()
     read = _read_all(folder, skip_corrupt=True, corrupt_counter=counter)
     in_victim = next(s["num_examples"] for s in manifest["splits"]["train"]["shards"]
@@ -103,8 +105,8 @@ def test_known_sizes_trace_a_failed_crc_to_its_shard(shards, tmp_path):
     assert str(error).startswith(f"shard {victim} has another sha256 than its manifest "
                                  "records: it is corrupt or was replaced: convert it again")
     with pytest.raises(ValueError, match=f"shard {victim} has another sha256"):
-        inputs.make_train_dataset(folder, batch_size=1, scale=(56, 72), crop_size=48,
-                                  verify_shards=True)  # on request, before reading
+        inputs.make_train_dataset(folder, inputs.InputConfig(
+            batch_size=1, scale=(56, 72), crop_size=48, verify_shards=True))  # before reading
     counter = shard_integrity.make_corrupt_counter()
     read = _read_all(folder, skip_corrupt=True, corrupt_counter=counter)
     assert int(counter.numpy()) == 1  # its rest skipped and counted
@@ -142,8 +144,8 @@ def test_a_left_out_shard_is_logged_on_standard_error(shards, tmp_path):
     script = tmp_path / "read.py"
     script.write_text(textwrap.dedent(f"""
         from pipelines import inputs
-        dataset = inputs.make_train_dataset({str(folder)!r}, batch_size=1, scale=(56, 72),
-                                            crop_size=48, repeat=False, skip_corrupt=True)
+        dataset = inputs.make_train_dataset({str(folder)!r}, inputs.InputConfig(
+            batch_size=1, scale=(56, 72), crop_size=48, repeat=False, skip_corrupt=True))
         print(sum(1 for _ in dataset))
     """))
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,

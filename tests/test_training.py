@@ -410,8 +410,7 @@ for enable_xla in (False, True):
                                        images_seen=seen, enable_xla=enable_xla)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: inputs.make_train_dataset(
-            cfg.data_dir, batch_size=8, num_classes=4, scale=cfg.scale, crop_size=32,
-            label_offset=1, input_context=context, seed=0)))
+            cfg.data_dir, cfg.input_config(), input_context=context)))
     before = model.get_layer("fc1").kernel.numpy().copy()
     steps(iterator, tf.constant(4))
     differences = []
@@ -473,8 +472,8 @@ def test_imagenet_length_on_small_data_earns_a_note(data, tmp_path):
     from vgg_keras.training import data as run_data
 
     cfg = _config(data, tmp_path)  # --train_epochs left at the paper's 74
-    assert loop._imagenet_defaults(cfg, run_data.read_run_data(cfg)) == (
+    assert loop.imagenet_defaults(cfg, run_data.read_run_data(cfg)) == (
         "note: 74 epochs is the paper's ImageNet schedule (§3.1); on 96 images that is 444 "
         "steps of 16: set --train_epochs or --train_steps for your data")
     chosen = _config(data, tmp_path, train_epochs=3)
-    assert loop._imagenet_defaults(chosen, run_data.read_run_data(chosen)) is None
+    assert loop.imagenet_defaults(chosen, run_data.read_run_data(chosen)) is None

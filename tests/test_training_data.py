@@ -20,7 +20,8 @@ from vgg_keras.training import run_config
 IMAGENET = {"train": 1_281_167, "validation": 50_000}
 SHARDS = {"train": 1024, "validation": 128}
 TINY = dict(config="A", width=0.125, fc_units=16, crop_size=32, scale=(36, 40), batch_size=4,
-            train_steps=1, init="glorot", seed=0, verbose=0, distribution_strategy="one_device")
+            train_steps=1, init="glorot", seed=0, progress="epochs",
+            distribution_strategy="one_device")
 
 
 @pytest.fixture(scope="module")

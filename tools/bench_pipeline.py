@@ -39,6 +39,9 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _BATCHES = flags.DEFINE_integer("batches", 60, "Batches timed per pipeline (after warm-up).")
 _DATA_SERVICE = flags.DEFINE_bool("data_service", False, "Also time the pipeline through a "
                                    "local tf.data service with 1 and 2 workers.")
+_BEFORE = flags.DEFINE_string("before", None, "pipelines/inputs.py of another version (a "
+                              "checkout of an earlier commit): its make_train_dataset is timed in "
+                              "the same rounds, on the same shards, and compared with ours.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed rounds; pipelines alternate each round "
                                 "and the best round of each counts.")
 
@@ -140,10 +143,9 @@ def service_rates(info, batch, batches, repeats, num_classes):
     from pipelines import inputs
 
     def pipeline(address=None, job=None):
-        return inputs.make_train_dataset(info, batch_size=batch, scale=(256, 512),
-                                         crop_size=224, num_classes=num_classes,
-                                         shuffle_buffer=SHUFFLE_BUFFER, data_service=address,
-                                         data_service_job=job)
+        return inputs.make_train_dataset(info, inputs.InputConfig(
+            batch_size=batch, scale=(256, 512), crop_size=224, num_classes=num_classes,
+            shuffle_buffer=SHUFFLE_BUFFER, data_service=address, data_service_job=job))
 
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
@@ -162,6 +164,23 @@ def service_rates(info, batch, batches, repeats, num_classes):
     return rates
 
 
+def _pipeline_before(path, info, batch):
+    """``make_train_dataset`` of another version's ``pipelines/inputs.py`` (loaded beside ours;
+    the modules it imports are this checkout's), called as that version takes its settings:
+    keyword arguments, or one ``InputConfig``."""
+    import importlib.util
+    import inspect
+
+    spec = importlib.util.spec_from_file_location("inputs_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = dict(batch_size=batch, scale=(256, 512), crop_size=224,
+                    num_classes=_NUM_CLASSES.value, shuffle_buffer=SHUFFLE_BUFFER)
+    if "config" in inspect.signature(module.make_train_dataset).parameters:
+        return module.make_train_dataset(info, module.InputConfig(**settings))
+    return module.make_train_dataset(info, **settings)
+
+
 def main(argv):
     del argv
     from pipelines import dataset_info
@@ -174,21 +193,27 @@ def main(argv):
     batch = _BATCH_SIZE.value
     pipelines = {
         "ours: scale jitter, crop-before-decode": inputs.make_train_dataset(
-            info, batch_size=batch, scale=(256, 512), crop_size=224,
-            num_classes=_NUM_CLASSES.value, shuffle_buffer=SHUFFLE_BUFFER),
+            info, inputs.InputConfig(batch_size=batch, scale=(256, 512), crop_size=224,
+                                     num_classes=_NUM_CLASSES.value,
+                                     shuffle_buffer=SHUFFLE_BUFFER)),
         "limit: plain read + parse + full decode": _plain_pipeline(
             files, info.record_keys, _decode_only, batch),
         "reference: slim vgg_preprocessing": _plain_pipeline(
             files, info.record_keys, _slim_vgg_preprocessing, batch),
     }
+    if _BEFORE.value:
+        pipelines[f"before: {_BEFORE.value}"] = _pipeline_before(_BEFORE.value, info, batch)
     best = best_rates(pipelines, batch, _BATCHES.value, _REPEATS.value)
     cores = os.cpu_count()
     print(f"{len(files)} shards in {shards} ({info.format}); batch {batch}; {cores} cores; best "
           f"of {_REPEATS.value} rounds of {_BATCHES.value} batches")
     for name, rate in best.items():
         print(f"{name:<42}{rate:>8.0f} images/s  ({rate / cores:.0f} per core)")
-    ours, limit, reference = best.values()
+    ours, limit, reference = list(best.values())[:3]
     print(f"ours / limit     = {ours / limit:.2f}   (target >= 0.95)")
+    if _BEFORE.value:
+        before = best[f"before: {_BEFORE.value}"]
+        print(f"before / limit   = {before / limit:.2f};  ours / before = {ours / before:.2f}")
     print(f"ours / reference = {ours / reference:.2f}   (target >= 1.9)")
     for gpu, rate in GPU_TRAINING_IMAGES_PER_SECOND.items():
         need = 8 * rate / (ours / cores)

@@ -11,17 +11,20 @@ import json
 from absl import app
 from absl import flags
 
+from pipelines import errors
+
 from . import program
 
 _CONFIGS = flags.DEFINE_list("configs", None, "Configurations to describe (default: all six).")
 _BATCH_NORM = flags.DEFINE_bool("batch_norm", False, "Describe the batch-norm variants.")
 _INPUT_SIZE = flags.DEFINE_integer("input_size", 224, "Side of the square input image.")
-_HEAD = flags.DEFINE_enum("head", "dense", ["dense", "conv"], "Classifier head.")
+_HEAD = flags.DEFINE_enum("head", "fc", ["fc", "conv", "dense"], "Classifier head: fc (the "
+                          "fully connected layers; dense is its other name) or conv (§3.2).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per configuration instead.")
 
 
-def describe(config, *, batch_norm=False, input_size=224, head="dense", num_classes=1000):
+def describe(config, *, batch_norm=False, input_size=224, head="fc", num_classes=1000):
     """Returns a dict of the counts of one configuration, from the built model."""
     import keras
 
@@ -61,12 +64,14 @@ def main(argv):
     import vgg_keras
 
     configs = _CONFIGS.value or vgg_keras.config_names(batch_norm_variants=False)
-    for config in configs:
-        vgg_keras.resolve_config(config)  # a clear error before building anything
+    with errors.user_input():  # the nets judge the names and sizes given
+        for config in configs:
+            vgg_keras.resolve_config(config)  # a clear error before building anything
     rows = []
     for config in configs:
-        row = describe(config, batch_norm=_BATCH_NORM.value, input_size=_INPUT_SIZE.value,
-                       head=_HEAD.value, num_classes=_NUM_CLASSES.value)
+        with errors.user_input():
+            row = describe(config, batch_norm=_BATCH_NORM.value, input_size=_INPUT_SIZE.value,
+                           head=_HEAD.value, num_classes=_NUM_CLASSES.value)
         if _JSON.value:
             print(json.dumps(row))
         rows.append(row)

@@ -19,7 +19,8 @@ _MODEL = flags.DEFINE_multi_string("model", None, "Keras file, vgg-train model d
                                    "its own training scale's test scales.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards with a validation split.")
 _PROTOCOLS = flags.DEFINE_list("protocols", [protocols.SINGLE], "Comma list of "
-                               f"{', '.join(protocols.PROTOCOLS)}.")
+                               f"{', '.join(protocols.PROTOCOLS)} (single: the centre crop; "
+                               "center is its other name).")
 _SCALES = flags.DEFINE_list("scales", None, "Test scales Q for every model (default: from the "
                             "training scale as §4.2: S-32,S,S+32 for a fixed S; Smin,mid,Smax "
                             "for jitter).")

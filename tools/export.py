@@ -16,6 +16,7 @@ from absl import logging
 
 from vgg_keras import artifacts
 from vgg_keras import export
+from vgg_keras import protocols
 
 from . import program
 
@@ -24,9 +25,11 @@ _MODEL = flags.DEFINE_string("model", None, "vgg-train model dir, Keras file fro
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Base folder of the exports.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "vgg", "Sub-folder of --export_dir, and the "
                                   "model's name in TF Serving.")
-_EVAL_MODE = flags.DEFINE_enum("eval_mode", "center", export.EVAL_MODES, "center: shorter "
-                               "side to Q, centre crop; dense: the whole image at Q through the "
-                               "fully convolutional net, with its mirror (§3.2).")
+_EVAL_MODE = flags.DEFINE_enum("eval_mode", protocols.SINGLE,
+                               [*protocols.SERVED, *protocols.ALIASES],
+                               "The protocol served: single: shorter side to Q, the centre crop "
+                               "(center is its other name); dense: the whole image at Q through "
+                               "the fully convolutional net, with its mirror (§3.2).")
 _TEST_SCALE = flags.DEFINE_integer("test_scale", None, "Q (default: from the training scale in "
                                    "summary.json: S, or (Smin+Smax)/2).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.")

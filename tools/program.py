@@ -1,13 +1,17 @@
-"""What every program of ``tools/`` shares: ``--help`` that lists the program's own flags (its
-console script's wrapper is not the program's module), and an error its user can fix ending the
-program with one line naming the problem and the fix, and exit status 1; the traceback only with
-``--verbose`` (or absl's ``-v 1``). An error that is a bug keeps its traceback.
+"""What every program of ``tools/`` shares: flags derived from a library's settings dataclass
+(each setting declared once, in the library: ``vgg_keras.training.run_config.setting``),
+``--help`` that lists the program's own flags (its console script's wrapper is not the program's
+module), and an error its user can fix ending the program with one line naming the problem and
+the fix, and exit status 1; the traceback only with ``--verbose`` (or absl's ``-v 1``). An error
+that is a bug keeps its traceback and asks to be reported.
 """
 
+import dataclasses
 import os
 import platform
 import sys
 import traceback
+import types
 
 from absl import app
 from absl import flags
@@ -17,7 +21,55 @@ from pipelines import errors
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, print its traceback too.")
 EXIT_USER_ERROR = 1
+EXIT_BUG = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
+ISSUES = "the vgg_keras issue tracker"
+
+
+def define_settings_flags(settings_class, module_name):
+    """Defines a flag for every setting of ``settings_class`` that offers one, with the
+    setting's name, default, help text and choices, as flags of ``module_name`` (the program);
+    returns ``{name: FlagHolder}``. A setting with a ``parse`` function is a string flag holding
+    its ``text``; an unset optional setting's flag defaults to None."""
+    holders = {}
+    for field in dataclasses.fields(settings_class):
+        meta = field.metadata
+        if not meta.get("flag"):
+            continue
+        default = None if field.default is dataclasses.MISSING else field.default
+        common = dict(name=field.name, help=meta["help"], module_name=module_name)
+        if meta.get("parse"):
+            text = None if default is None else meta["text"](default)
+            holders[field.name] = flags.DEFINE_string(default=text, **common)
+        elif meta.get("choices"):
+            holders[field.name] = flags.DEFINE_enum(default=default,
+                                                    enum_values=list(meta["choices"]), **common)
+        else:
+            define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                      float: flags.DEFINE_float, str: flags.DEFINE_string}[_base_type(field.type)]
+            holders[field.name] = define(default=default, **common)
+    return holders
+
+
+def settings_from_flags(settings_class, holders, **given):
+    """The ``settings_class`` of the flags' values (and of ``given``, for settings without a
+    flag), parsed; a required setting without its flag is a usage error."""
+    fields = {field.name: field for field in dataclasses.fields(settings_class)}
+    values = dict(given)
+    for name, holder in holders.items():
+        value, field = holder.value, fields[name]
+        if value is None and field.default is dataclasses.MISSING:
+            raise app.UsageError(f"--{name} is required")
+        parse = field.metadata.get("parse")
+        values[name] = parse(value) if parse and value is not None else value
+    return settings_class(**values)
+
+
+def _base_type(annotation):
+    """``int`` of ``int``, ``int | None``."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = [a for a in annotation.__args__ if a is not type(None)]
+    return annotation
 
 
 def machine():
@@ -52,7 +104,8 @@ def adopt_key_flags(module_name):
 
 
 def guarded(main, name):
-    """``main`` with a user's error reported as one line and exit status 1."""
+    """``main`` with a user's error reported as one line and exit status 1, and a bug as its
+    traceback and a line asking to report it, exit status 2."""
     def wrapped(argv):
         try:
             return main(argv)
@@ -62,7 +115,11 @@ def guarded(main, name):
         except Exception as error:  # noqa: BLE001 - sorted into a user's error or a bug below
             message = errors.user_message(error)
             if message is None:
-                raise
+                traceback.print_exc()
+                print(f"{name}: this is a bug in vgg_keras, not something you did: please report "
+                      f"it to {ISSUES} with the command you ran ({' '.join(sys.argv)}) and the "
+                      "traceback above", file=sys.stderr)
+                return EXIT_BUG
             if _VERBOSE.value or logging.get_verbosity() > 0:
                 traceback.print_exc()
             print(f"{name}: {message}", file=sys.stderr)

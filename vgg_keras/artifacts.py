@@ -21,8 +21,10 @@ Reading summaries, metadata and version folders needs no TensorFlow; loading a m
 imports it then, so that tools which only look at the files (the demo) start fast.
 """
 
-import json
 import os
+
+from pipelines import errors
+from pipelines import storage
 
 MODEL_FILE = "model.keras"
 BEST_MODEL_FILE = "best.keras"
@@ -83,12 +85,12 @@ def _ancestors(folder, count):
 
 def read_summary(path):
     """The ``summary.json`` of the model dir of ``path`` (see ``model_dir_of``), or ``{}``."""
-    return _read_json(os.path.join(model_dir_of(path), SUMMARY_FILE)) or {}
+    return storage.read_json(os.path.join(model_dir_of(path), SUMMARY_FILE), {})
 
 
 def write_summary(model_dir, summary):
     """Writes ``summary.json`` whole (a temporary file renamed over it)."""
-    _write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+    storage.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
 
 
 def versions(base):
@@ -133,13 +135,13 @@ def resolve_export(path):
 
 def read_metadata(export_path):
     """The export's settings and class names (``assets.extra/vgg_metadata.json``), or None."""
-    return _read_json(os.path.join(resolve_export(export_path), METADATA_FILE))
+    return storage.read_json(os.path.join(resolve_export(export_path), METADATA_FILE))
 
 
 def write_metadata(export_path, metadata):
     """Writes an export's ``assets.extra/vgg_metadata.json``."""
     os.makedirs(os.path.join(export_path, ASSETS_EXTRA), exist_ok=True)
-    _write_json(os.path.join(export_path, METADATA_FILE), metadata)
+    storage.write_json(os.path.join(export_path, METADATA_FILE), metadata)
 
 
 def train_scale_of(model_path):
@@ -176,7 +178,8 @@ def load_model(path):
                 f"no Keras model at {path}: give a vgg-train model dir whose run has finished "
                 "(or one of its checkpoints, MODEL_DIR/checkpoints/latest/ckpt-N), or a .keras "
                 "file")
-        return keras.models.load_model(path, compile=False)
+        with errors.user_input():  # Keras judges the file the user named
+            return keras.models.load_model(path, compile=False)
     if is_checkpoint(path):
         import tensorflow as tf
 
@@ -204,9 +207,9 @@ def _wrap_saved_model(path):
         signature = loaded.signatures["serving_default"]
         spec = list(signature.structured_input_signature[1].values())[0]
         if len(signature.structured_outputs) != 1:
-            raise ValueError(f"{path}: serving_default returns "
-                             f"{sorted(signature.structured_outputs)}; evaluation needs a "
-                             "signature returning class probabilities only")
+            raise errors.UserError(f"{path}: serving_default returns "
+                                   f"{sorted(signature.structured_outputs)}; evaluation needs a "
+                                   "signature returning class probabilities only")
         endpoint = "serving_default"
     inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name)
     probabilities = keras.layers.TFSMLayer(path, call_endpoint=endpoint)(inputs)
@@ -215,15 +218,3 @@ def _wrap_saved_model(path):
     return keras.Model(inputs, probabilities, name=os.path.basename(os.path.normpath(path)))
 
 
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
-def _write_json(path, value):
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=1, ensure_ascii=False)
-    os.replace(temporary, path)

@@ -20,7 +20,10 @@ from vgg_keras import layers as vgg_layers
 RGB_MEAN = (123.68, 116.78, 103.94)
 DEFAULT_INPUT_SHAPE = (224, 224, 3)  # §2.1: fixed-size 224×224 RGB training crops
 FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. layer"
-HEADS = ("dense", "conv", None)
+# The classifier heads: "fc", the fully connected layers (fixed input size, as trained);
+# "conv", the same layers as convolutions (§3.2, any input size); None, no head (a backbone).
+HEADS = ("fc", "conv", None)
+HEAD_ALIASES = {"dense": "fc"}  # the FC head's earlier name, still taken
 POOLINGS = (None, "avg", "max")
 _FC_ARGS = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer")
 
@@ -30,7 +33,7 @@ def build_vgg(
     num_classes=1000,
     *,
     input_shape=None,
-    head="dense",
+    head="fc",
     dropout=0.5,
     batch_norm=False,
     width=1.0,
@@ -54,7 +57,8 @@ def build_vgg(
         num_classes: units of the last FC layer (1000 for ImageNet).
         input_shape: ``(height, width, 3)``; spatial dims may be ``None`` with ``head="conv"``
             or ``None``. Default: 224×224 (§2.1), any size for the feature extractor.
-        head: ``"dense"`` (FC layers, fixed input size, as trained), ``"conv"`` (FC layers as
+        head: ``"fc"`` (FC layers, fixed input size, as trained; ``"dense"`` is taken too),
+            ``"conv"`` (FC layers as
             convolutions, any input size, class score map averaged spatially, §3.2), or
             ``None``: the convolutional part only, a feature extractor (keras.applications'
             ``include_top=False``), its output the last pooling layer's ``[h, w, 512]``.
@@ -86,6 +90,7 @@ def build_vgg(
     """
     if input_shape is None:
         input_shape = (None, None, 3) if head is None else DEFAULT_INPUT_SHAPE
+    head = HEAD_ALIASES.get(head, head)
     config_name, tokens, bn_from_name = configs.resolve_config(config)
     batch_norm = batch_norm or bn_from_name
     if batch_norm and not config_name.endswith(configs.BN_SUFFIX) and config_name != "custom":
@@ -101,8 +106,8 @@ def build_vgg(
     x = _features(x, spec, width=width, batch_norm=batch_norm, layer_args=layer_args)
     if head is None:
         outputs = _pooled(x, pooling)
-    elif head == "dense":
-        outputs = _dense_head(x, num_classes, fc_units, dropout, classifier_activation,
+    elif head == "fc":
+        outputs = _fc_head(x, num_classes, fc_units, dropout, classifier_activation,
                               layer_args)
     else:
         outputs = _conv_head(x, num_classes, fc_units, fc1_kernel_size, dropout,
@@ -136,8 +141,8 @@ def _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_un
         raise ValueError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}")
     pools = sum(isinstance(layer, configs.MaxPool) for layer in spec)
     spatial = input_shape[:2]
-    if head == "dense" and None in spatial:
-        raise ValueError("the dense head needs a fixed input size; use head='conv' for "
+    if head == "fc" and None in spatial:
+        raise ValueError("the FC head needs a fixed input size; use head='conv' for "
                          f"variable sizes (got input_shape={tuple(input_shape)})")
     smallest = (fc1_kernel_size if head == "conv" else 1) * 2**pools
     for size in spatial:
@@ -198,7 +203,7 @@ def _pooled(x, pooling):
     return x
 
 
-def _dense_head(x, num_classes, fc_units, dropout, classifier_activation, layer_args):
+def _fc_head(x, num_classes, fc_units, dropout, classifier_activation, layer_args):
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(fc_units, activation="relu", name="fc1", **layer_args())(x)
     x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
@@ -224,7 +229,8 @@ def _conv_head(x, num_classes, fc_units, fc1_kernel_size, dropout, classifier_ac
 
 
 def to_conv_head(model, input_shape=(None, None, 3)):
-    """Returns the fully convolutional version of a dense-head VGG model, with its weights.
+    """Returns the fully convolutional version of a VGG model with the FC head, with its
+    weights.
 
     fc1's kernel ``(k·k·C, U)`` becomes a k×k convolution (k = the spatial size of the last
     pooling layer at the model's input size, 7 at 224×224), fc2 and predictions become 1×1
@@ -232,15 +238,15 @@ def to_conv_head(model, input_shape=(None, None, 3)):
     it gives the same outputs as ``model``.
 
     Args:
-        model: a model built by ``build_vgg(..., head="dense")`` (or loaded from one).
+        model: a model built by ``build_vgg(..., head="fc")`` (or loaded from one).
         input_shape: input shape of the new model; ``None`` spatial dims accept any size.
 
     Raises:
-        ValueError: if ``model`` has no dense VGG head.
+        ValueError: if ``model`` has no FC head.
     """
     layer_names = [layer.name for layer in model.layers]
     if "flatten" not in layer_names:
-        raise ValueError(f"{model.name} has no dense VGG head (no 'flatten' layer)")
+        raise ValueError(f"{model.name} has no FC head of a VGG net (no 'flatten' layer)")
     pool_shape = model.get_layer("flatten").input.shape
     if None in pool_shape[1:3]:
         raise ValueError(f"{model.name} has no fixed input size; cannot size fc1's kernel")

@@ -16,12 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import inputs
 from pipelines import progress as progress_lines
 from pipelines import shard_integrity
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import protocols as protocol_lib
+from vgg_keras.training import run_config
 
 PROTOCOLS = protocol_lib.PROTOCOLS
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
@@ -37,7 +39,7 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
         model_paths: Keras files, ``vgg-train`` model dirs, checkpoints or exports; several are
             fused (their softmax averaged, §4.4).
         data_dir: shards with a validation split (our converter's, slim's, or tfds').
-        protocols: any of ``PROTOCOLS``.
+        protocols: any of ``PROTOCOLS`` (or their other names, ``protocols.ALIASES``).
         scales: test scales Q for every model; default: each model's
             ``protocols.default_scales`` of its training scale (§4.2).
         train_scale: (Smin, Smax) to take as every model's training scale; default: each
@@ -59,6 +61,7 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
         ValueError: for an unknown protocol, missing scales, or models whose classes differ
             from the data's.
     """
+    protocols = [protocol_lib.protocol_name(p) for p in protocols]
     _check_protocols(protocols)
     info = dataset_info.read_info(data_dir)
     need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(protocols)
@@ -98,9 +101,9 @@ class _Net:
         self.crop_size = crop_size or int(model.input.shape[1])
         self.scales = self.train_scale = None
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
-            raise ValueError(f"dense evaluation of {model.name} needs its layers (a Keras file "
-                             "or vgg-train model dir), not a SavedModel; use single or "
-                             "multicrop")
+            raise errors.UserError(f"dense evaluation of {model.name} needs its layers (a Keras "
+                                   "file or vgg-train model dir), not a SavedModel; use single or "
+                                   "multicrop")
         net = protocol_lib.as_probabilities(model)
         crop = self.crop_size
         # reduce_retracing: images of every size share one graph after the second size.
@@ -125,7 +128,7 @@ class _Net:
 def _check_protocols(protocols):
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
-        raise ValueError(f"protocols must be among {PROTOCOLS}, got {list(protocols)}")
+        raise errors.UserError(f"protocols must be among {PROTOCOLS}, got {list(protocols)}")
 
 
 def _check_classes(nets, info, num_classes):
@@ -135,8 +138,8 @@ def _check_classes(nets, info, num_classes):
     for net in nets:
         outputs = net.model.output.shape[-1]
         if num_classes and outputs != num_classes:
-            raise ValueError(f"{net.path} predicts {outputs} classes but the data has "
-                             f"{num_classes} (see --num_classes, --label_offset)")
+            raise errors.UserError(f"{net.path} predicts {outputs} classes but the data has "
+                                   f"{num_classes} (see --num_classes, --label_offset)")
     return num_classes or nets[0].model.output.shape[-1]
 
 
@@ -151,11 +154,11 @@ def _assign_scales(nets, scales, train_scale):
         elif net.train_scale:
             net.scales = protocol_lib.default_scales(net.train_scale)
         else:
-            raise ValueError(f"give --scales, or --train_scale (no summary.json beside the "
-                             f"model {net.path} tells it)")
+            raise errors.UserError(f"give --scales, or --train_scale (no summary.json beside the "
+                                   f"model {net.path} tells it)")
         if min(net.scales) < net.crop_size:
-            raise ValueError(f"test scales {net.scales} must be at least the crop size "
-                             f"{net.crop_size}")
+            raise errors.UserError(f"test scales {net.scales} must be at least the crop size "
+                                   f"{net.crop_size}")
 
 
 def _score_center_batches(nets, data, scores, batch_size, max_images, meter):
@@ -199,7 +202,7 @@ def _mean_parts(parts):
 
 def _images_at(data, scale):
     """(image rescaled to shorter side Q, label), one image at a time, in file order."""
-    mode = protocol_lib.EVAL_INPUT_MODES[protocol_lib.DENSE]  # the whole image at Q
+    mode = protocol_lib.INPUT_MODES[protocol_lib.DENSE]  # the whole image at Q
     dataset = inputs.make_eval_dataset(data["info"], mode=mode, scale=scale,
                                        label_offset=data["label_offset"],
                                        num_classes=data["num_classes"],
@@ -209,7 +212,7 @@ def _images_at(data, scale):
 
 
 def _center_batches(data, scale, crop_size, batch_size):
-    mode = protocol_lib.EVAL_INPUT_MODES[protocol_lib.SINGLE]  # centre crops
+    mode = protocol_lib.INPUT_MODES[protocol_lib.SINGLE]  # centre crops
     dataset = inputs.make_eval_dataset(data["info"], mode=mode, scale=scale,
                                        crop_size=crop_size, batch_size=batch_size,
                                        label_offset=data["label_offset"],
@@ -251,17 +254,11 @@ class _Scores:
                 "top5_error": 1.0 - self.top5 / self.count, "num_images": self.count}
 
 
-def _scale_text(scale):
-    if not scale:
-        return "-"
-    return str(scale[0]) if scale[0] == scale[1] else f"[{scale[0]};{scale[1]}]"
-
-
 def format_table(results):
     """The results in the shape of the paper's Tables 3–7."""
     settings = results["settings"]
     models = " + ".join(os.path.basename(os.path.normpath(m)) for m in settings["models"])
-    train = "+".join(_scale_text(s) for s in dict.fromkeys(
+    train = "+".join(run_config.scale_text(s) if s else "-" for s in dict.fromkeys(
         tuple(s) if s else None for s in settings.get("train_scales", [settings["train_scale"]])))
     test = ",".join(str(q) for q in settings["scales"])
     lines = [f"{'model':<24} {'train S':>10} {'test Q':>12} {'protocol':>16} "

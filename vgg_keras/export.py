@@ -27,28 +27,30 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import schema
 from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras import serving
 
-EVAL_MODES = tuple(protocols.EXPORT_MODES)
 DEFAULT_MAX_PIXELS = 40_000_000  # above the largest ImageNet image (~ 33 MP); ~120 MB decoded
 DEFAULT_MIN_SIDE = 32
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses a warm-up file with more records
 
 
-def export_saved_model(model_path, export_dir, *, model_name="vgg", eval_mode="center",
-                       test_scale=None, top_k=5, max_pixels=DEFAULT_MAX_PIXELS,
-                       min_side=DEFAULT_MIN_SIDE, full_probabilities=False, data_dir=None):
+def export_saved_model(model_path, export_dir, *, model_name="vgg",
+                       eval_mode=protocols.SINGLE, test_scale=None, top_k=5,
+                       max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE,
+                       full_probabilities=False, data_dir=None):
     """Exports a trained net as ``export_dir/model_name/<next version>``.
 
     Args:
         model_path: a ``vgg-train`` model dir, a Keras file, or a checkpoint of a model dir.
         export_dir: the base folder of the exports.
         model_name: the sub-folder, and the model name in the warm-up requests.
-        eval_mode: ``"center"`` or ``"dense"`` (see the module docstring).
+        eval_mode: the protocol served, ``"single"`` (the centre crop; ``"center"``, its other
+            name, is taken too) or ``"dense"`` (see the module docstring).
         test_scale: Q; default: from the training scale in ``summary.json`` (§4.1: S, or
             (Smin + Smax) / 2 for jitter), or 256/224 of the crop without one.
         top_k: classes returned per image.
@@ -65,22 +67,24 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg", eval_mode="c
         ValueError: for inconsistent settings, or classes that cannot be named.
         FileNotFoundError: if there is no model at ``model_path``.
     """
-    if eval_mode not in EVAL_MODES:
-        raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
+    eval_mode = protocols.protocol_name(eval_mode)
+    if eval_mode not in protocols.SERVED:
+        raise errors.UserError(f"eval_mode must be one of {protocols.SERVED}, got "
+                               f"{eval_mode!r}")
     if top_k < 1 or max_pixels < 1 or min_side < 1:
-        raise ValueError("top_k, max_pixels and min_side must be positive")
+        raise errors.UserError("top_k, max_pixels and min_side must be positive")
     if os.path.isdir(model_path) and artifacts.find_export(model_path) == model_path:
-        raise ValueError(f"{model_path} is a SavedModel already; export a Keras file, a "
-                         "vgg-train model dir or a checkpoint")
+        raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
+                               "vgg-train model dir or a checkpoint")
     model = artifacts.load_model(model_path)
     summary = artifacts.read_summary(model_path)
     crop_size = int(model.input.shape[1])
     num_classes = int(model.output.shape[-1])
     test_scale = test_scale or _default_test_scale(summary, crop_size)
     if test_scale < crop_size:
-        raise ValueError(f"test scale Q={test_scale} is smaller than the crop {crop_size}")
+        raise errors.UserError(f"test scale Q={test_scale} is smaller than the crop {crop_size}")
     if test_scale * test_scale > max_pixels:
-        raise ValueError(f"max_pixels={max_pixels} is below Q²={test_scale ** 2}")
+        raise errors.UserError(f"max_pixels={max_pixels} is below Q²={test_scale ** 2}")
     synsets, labels = _class_names(summary, data_dir, num_classes, model_path)
     metadata = {
         "format": "vgg_keras.export/1",
@@ -118,12 +122,12 @@ def _class_names(summary, data_dir, num_classes, model_path):
         classes = dataset_info.read_info(data_dir).class_names(num_classes,
                                                                summary.get("label_offset"))
         if classes is None:
-            raise ValueError(f"{data_dir} has no dataset_info.json naming its classes")
+            raise errors.UserError(f"{data_dir} has no dataset_info.json naming its classes")
         return classes
     if summary.get("class_synsets"):
         if len(summary["class_synsets"]) != num_classes:
-            raise ValueError(f"summary.json names {len(summary['class_synsets'])} classes; "
-                             f"the model has {num_classes} outputs")
+            raise errors.UserError(f"summary.json names {len(summary['class_synsets'])} classes; "
+                                   f"the model has {num_classes} outputs")
         return summary["class_synsets"], summary["class_names"]
     if summary.get("data_dir") and os.path.isdir(summary["data_dir"]):
         classes = dataset_info.read_info(summary["data_dir"]).class_names(
@@ -132,8 +136,8 @@ def _class_names(summary, data_dir, num_classes, model_path):
             return classes
     if num_classes == imagenet_labels.NUM_IMAGENET_CLASSES:
         return imagenet_labels.synsets(), imagenet_labels.synset_names()
-    raise ValueError(f"cannot name the {num_classes} classes of {model_path}: give --data_dir "
-                     "(shards with dataset_info.json)")
+    raise errors.UserError(f"cannot name the {num_classes} classes of {model_path}: give "
+                           "--data_dir (shards with dataset_info.json)")
 
 
 def _write_new_version(module, base, model_name, metadata):

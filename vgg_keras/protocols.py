@@ -10,19 +10,31 @@ shorter side is the test scale Q (``pipelines.preprocessing.rescale_shorter_side
 
 import tensorflow as tf
 
+from pipelines import inputs
 from pipelines import preprocessing
 
+# The protocols: single (one centre crop), dense (§3.2: the fully convolutional net on the whole
+# image), multi-crop (§3.2: a grid of crops), and dense + multi-crop (§4.3).
 SINGLE, DENSE, MULTICROP, DENSE_MULTICROP = "single", "dense", "multicrop", "dense+multicrop"
 PROTOCOLS = (SINGLE, DENSE, MULTICROP, DENSE_MULTICROP)
-# vgg-export's --eval_mode values (the names it has always taken) and the protocol each serves.
-EXPORT_MODES = {"center": SINGLE, "dense": DENSE}
+# Other names a command line or an earlier file may use for a protocol: "center", the name
+# vgg-export's --eval_mode has always taken for the single centre crop.
+ALIASES = {"center": SINGLE}
+# The protocols an export can serve (vgg-export --eval_mode).
+SERVED = (SINGLE, DENSE)
 # The input each protocol reads from pipelines.inputs.make_eval_dataset: centre crops, or the
 # whole image at Q (the conv net and the multi-crop grid take their own views of it).
-EVAL_INPUT_MODES = {SINGLE: "center", DENSE: "dense", MULTICROP: "dense",
-                    DENSE_MULTICROP: "dense"}
+INPUT_MODES = {SINGLE: inputs.CENTER_CROPS, DENSE: inputs.WHOLE_IMAGES,
+               MULTICROP: inputs.WHOLE_IMAGES, DENSE_MULTICROP: inputs.WHOLE_IMAGES}
 GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
 # Q of a model trained without a recorded S: slim's and Keras' habit (resize to 256, crop 224).
 RESIZE_RATIO_WITHOUT_SCALE = 256 / 224
+
+
+def protocol_name(name):
+    """The protocol a name given on a command line or read from a file stands for
+    (``ALIASES``)."""
+    return ALIASES.get(name, name)
 
 
 def default_test_scale(train_scale):

@@ -47,7 +47,7 @@ class ServingModule(tf.Module):
         self._crop = metadata["crop_size"]
         self._k = metadata["top_k"]
         self._num_classes = metadata["num_classes"]
-        self._protocol = protocols.EXPORT_MODES[metadata["eval_mode"]]
+        self._protocol = protocols.protocol_name(metadata["eval_mode"])
         # Dense: the fully convolutional twin serves both the whole images and (for
         # vgg-evaluate) crops, on which it equals the net.
         net = builder.to_conv_head(model) if self._protocol == protocols.DENSE else model

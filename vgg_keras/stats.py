@@ -4,22 +4,28 @@ import keras
 import numpy as np
 
 
+def is_weight_layer(layer):
+    """Whether ``layer`` is a weight layer as Table 1 counts them: a convolution or an FC layer
+    (the layers weight decay applies to, and the ones weights move between nets by)."""
+    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+
+
+def is_random_state(variable):
+    """Whether ``variable`` is the state of a random stream (a Keras seed generator: dropout,
+    the colour shift): a variable, not a parameter, yet part of a run's state."""
+    return "seed_generator" in variable.path
+
+
 def count_weight_layers(model):
     """Returns the number of weight layers (convolutions and FC layers), as Table 1 counts."""
-    return sum(isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-               for layer in model.layers)
+    return sum(is_weight_layer(layer) for layer in model.layers)
 
 
 def count_parameters(model, trainable_only=False):
     """Returns the number of parameters (Table 2); BN moving statistics count unless
     ``trainable_only``."""
     weights = model.trainable_weights if trainable_only else model.weights
-    return int(sum(np.prod(w.shape) for w in weights if not _is_seed_state(w)))
-
-
-def _is_seed_state(variable):
-    # The colour shift's random-stream state is a variable but not a parameter.
-    return "seed_generator" in variable.path
+    return int(sum(np.prod(w.shape) for w in weights if not is_random_state(w)))
 
 
 def count_flops(model):

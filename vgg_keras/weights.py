@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from vgg_keras import builder
+from vgg_keras import stats
 
 # keras.applications.imagenet_utils.preprocess_input, mode "caffe": BGR means.
 KERAS_APPLICATIONS_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -40,7 +41,7 @@ def load_keras_applications_weights(model, source, *, skip_mismatch=False):
     loaded, skipped, problems = [], [], []
     first_conv = _first_conv_name(model)
     for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        if not stats.is_weight_layer(layer):
             continue
         values = weights.get(layer.name)
         if values is None:

@@ -9,13 +9,14 @@ with a progress line, then cached in the model dir for every later start of the 
 
 import dataclasses
 import hashlib
-import json
 import os
 
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import inputs
 from pipelines import progress
 from pipelines import shard_integrity
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import protocols
 
@@ -53,12 +54,13 @@ def read_run_data(cfg, info=None, show_progress=None):
     info.split_files("train")  # no training shards: say so before anything else
     num_classes = cfg.num_classes or info.num_classes
     if not num_classes:
-        raise ValueError(f"--num_classes is needed: the shards in {cfg.data_dir} carry no "
-                         "metadata naming their classes (no dataset_info.json)")
+        raise errors.UserError(f"--num_classes is needed: the shards in {cfg.data_dir} carry no "
+                               "metadata naming their classes (no dataset_info.json)")
     num_train, source = _train_examples(cfg, info, show_progress)
     if num_train < cfg.batch_size:
-        raise ValueError(f"the training split of {cfg.data_dir} has {num_train} images, fewer "
-                         f"than one batch of --batch_size={cfg.batch_size}: lower --batch_size")
+        raise errors.UserError(f"the training split of {cfg.data_dir} has {num_train} images, "
+                               f"fewer than one batch of --batch_size={cfg.batch_size}: lower "
+                               "--batch_size")
     steps_per_epoch = num_train // cfg.batch_size
     total_steps = cfg.train_steps or cfg.train_epochs * steps_per_epoch
     return RunData(info, int(num_classes), num_train, source, steps_per_epoch, total_steps)
@@ -73,15 +75,13 @@ def _train_examples(cfg, info, show_progress):
     files = info.split_files("train")
     cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
     identity = info.shard_sizes(files)  # no manifest here: one stat per shard
-    cached = _read_json(cache)
+    cached = storage.read_json(cache)
     if cached and cached.get("shards") == identity:
         return cached["num_examples"], f"counted before, cached in {cache}"
     count = _count(files, show_progress)
-    os.makedirs(cfg.model_dir, exist_ok=True)
-    with open(cache + ".tmp", "w") as file:
-        json.dump({"data_dir": os.path.abspath(cfg.data_dir), "num_examples": count,
-                   "shards": identity}, file)
-    os.replace(cache + ".tmp", cache)
+    storage.makedirs(cfg.model_dir)
+    storage.write_json(cache, {"data_dir": os.path.abspath(cfg.data_dir), "num_examples": count,
+                             "shards": identity})
     return count, f"counted once in {len(files)} shards without metadata, cached in {cache}"
 
 
@@ -103,27 +103,17 @@ def explain_data_loss(data, error):
     return shard_integrity.explain(error, files, data.info.expected_shards())
 
 
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
 def train_dataset_fn(cfg, data, start_step, corrupt_counter):
     """The ``dataset_fn`` of ``strategy.distribute_datasets_from_function``: each input
     pipeline's share of the training input, resumed at ``start_step`` when deterministic."""
+    config = cfg.input_config(data.num_classes, data_service_job(cfg))
+
     def dataset_fn(context):
         # A deterministic run resumes its input where it stopped: skip what it consumed.
         consumed = start_step * context.num_replicas_in_sync // context.num_input_pipelines
         return inputs.make_train_dataset(
-            data.info, batch_size=cfg.batch_size, num_classes=data.num_classes,
-            scale=cfg.scale, crop_size=cfg.crop_size, label_offset=cfg.label_offset,
-            input_context=context, deterministic=cfg.deterministic, seed=cfg.seed,
-            shuffle_buffer=cfg.shuffle_buffer, skip_corrupt=cfg.skip_corrupt,
-            corrupt_counter=corrupt_counter, skip_batches=consumed if cfg.deterministic else 0,
-            verify_shards=cfg.verify_shards, data_service=cfg.data_service,
-            data_service_job=data_service_job(cfg))
+            data.info, config, input_context=context, corrupt_counter=corrupt_counter,
+            skip_batches=consumed if cfg.deterministic else 0)
 
     return dataset_fn
 
@@ -138,7 +128,7 @@ def data_service_job(cfg):
 def eval_dataset(cfg, data, corrupt_counter):
     """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
     dataset = inputs.make_eval_dataset(
-        data.info, mode=protocols.EVAL_INPUT_MODES[protocols.SINGLE],
+        data.info, mode=protocols.INPUT_MODES[protocols.SINGLE],
         scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,

@@ -5,6 +5,7 @@ TPU), which worker is the chief, and where each worker writes.
 
 import tensorflow as tf
 
+from pipelines import errors
 from vgg_keras import artifacts
 
 
@@ -33,7 +34,7 @@ def make_strategy(name, num_gpus=None, cpu_replicas=None):
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
         if num_gpus > len(gpus):
-            raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPUs are visible")
+            raise errors.UserError(f"--num_gpus={num_gpus} but only {len(gpus)} GPUs are visible")
         gpus = gpus[:num_gpus]
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "mirrored":

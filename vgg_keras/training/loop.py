@@ -11,6 +11,7 @@ its current step with a backup of that step (``preemption``); a command that wou
 run a model dir holds is refused before anything starts (``run_identity``).
 """
 
+import dataclasses
 import math
 import sys
 import time
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 from pipelines import data_service
 from pipelines import dataset_info
+from pipelines import errors
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
@@ -37,7 +39,7 @@ PROGRESS_INTERVAL = 60.0  # seconds between progress lines off a terminal
 SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.UserError):
     """Training cannot go on (a NaN loss, inconsistent data); the message says why."""
 
 
@@ -78,7 +80,7 @@ def _train(cfg):
     state = run_state.RunState(cfg, strategy, data, outputs)
     print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
-    for line in (_imagenet_defaults(cfg, data), identity.describe_changes(),
+    for line in (imagenet_defaults(cfg, data), identity.describe_changes(),
                  state.init.describe() + frozen):
         if line:
             print(line, flush=True)
@@ -102,7 +104,7 @@ def _train(cfg):
     return summary
 
 
-def _imagenet_defaults(cfg, data):
+def imagenet_defaults(cfg, data):
     """A note when the run's length is ImageNet's default on data far smaller, or None."""
     if (cfg.train_steps is None and cfg.train_epochs == run_config.DEFAULTS["train_epochs"]
             and data.num_train < SMALL_DATA):
@@ -114,19 +116,19 @@ def _imagenet_defaults(cfg, data):
 
 def _check_batch(cfg, replicas):
     if cfg.batch_size % replicas:
-        raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
-                         "replicas")
+        raise errors.UserError(f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
+                               "replicas")
 
 
 def _recipe(cfg, replicas, data, schedule):
     """The effective recipe in one line: the first line of a run's log."""
     name = configs.resolve_config(cfg.config)[0]
-    scale = (f"S = {cfg.scale[0]}" if cfg.scale[0] == cfg.scale[1] else
-             f"S in [{cfg.scale[0]}, {cfg.scale[1]}]")
+    jitter = " (scale jitter)" if cfg.scale[0] != cfg.scale[1] else ""
     return (f"recipe: config {name}; global batch {cfg.batch_size} "
             f"({cfg.batch_size // replicas} per replica × {replicas} replicas, "
             f"{cfg.distribution_strategy}); SGD momentum {cfg.momentum:g}, {schedule.describe()}"
-            f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; {scale}, crop "
+            f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; S = "
+            f"{run_config.scale_text(cfg.scale)}{jitter}, crop "
             f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
             f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
             f"data {data.describe()}"
@@ -145,6 +147,50 @@ def _multipliers(cfg, state):
             for v in layer.trainable_variables}
 
 
+def plan_chunk(current, end, backup_steps, steps_per_execution):
+    """The next call of the training step function, from step ``current`` of an epoch that ends
+    at step ``end``: ``(steps it runs, whether a backup follows)``. A call runs at most
+    ``steps_per_execution`` steps and never past the epoch's end or the next multiple of
+    ``backup_steps``, where the backup is written (unless that is the epoch's end, whose
+    checkpoint is written anyway)."""
+    next_backup = (current // backup_steps + 1) * backup_steps
+    count = min(steps_per_execution, end - current, next_backup - current)
+    reached = current + count
+    return count, reached % backup_steps == 0 and reached < end
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochProgress:
+    """Where an epoch stands, for the progress line: the epoch (0-based), its first step
+    ``start`` (this start of the run), its ``end``, and when it ``began``; the run's length,
+    and where and when this start of the run began."""
+
+    epoch: int
+    start: int
+    end: int
+    steps_per_epoch: int
+    total_steps: int
+    run_start: int
+    run_began: float
+    began: float
+    batch_size: int
+
+    def describe(self, current, rate, loss, now=None):
+        """Step, epoch, speed, rate, loss, and the time left of the epoch and of the run."""
+        now = time.monotonic() if now is None else now
+        done = current - self.start
+        images = done * self.batch_size / max(now - self.began, 1e-9)
+        left_epoch = progress.eta(done, self.end - self.start, now - self.began)
+        left_run = progress.eta(current - self.run_start, self.total_steps - self.run_start,
+                                now - self.run_began)
+        epochs = -(-self.total_steps // self.steps_per_epoch)
+        within = current - self.epoch * self.steps_per_epoch
+        return (f"step {current:,}/{self.total_steps:,}, epoch {self.epoch + 1}/{epochs} at "
+                f"{within:,}/{self.steps_per_epoch:,}; {images:,.1f} images/s; lr {rate:.3g}; "
+                f"loss {loss:.4f}; ETA epoch {progress.format_duration(left_epoch)}, run "
+                f"{progress.format_duration(left_run)}")
+
+
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
@@ -157,9 +203,9 @@ class _Loop:
             images_seen=state.images_seen,
             learning_rate_multipliers=_multipliers(cfg, state))
         self.eval_step = steps.make_eval_step(state.model, state.strategy, data.num_classes)
-        # verbose: None a live line on a terminal, else a line a minute; 1 live; 0 and 2 only
-        # the line of each epoch.
-        show = {None: None, 1: True}.get(cfg.verbose, False)
+        # auto: a live line on a terminal, else a line a minute; live; epochs: only the line of
+        # each epoch.
+        show = {"auto": None, "live": True, "epochs": False}[cfg.progress]
         self.line = progress.ProgressLine(show=show, interval=PROGRESS_INTERVAL,
                                           stream=sys.stdout)
         self.train_seconds = self.train_images = 0.0
@@ -215,12 +261,15 @@ class _Loop:
         """The steps of one epoch from ``current``, with backups every ``backup_steps``;
         returns (step reached, summed loss, last learning rate)."""
         cfg, per_epoch = self.cfg, self.data.steps_per_epoch
-        end = min(self.data.total_steps, (epoch + 1) * per_epoch)
-        epoch_start, epoch_began = current, time.monotonic()
+        meter = EpochProgress(epoch=epoch, start=current,
+                              end=min(self.data.total_steps, (epoch + 1) * per_epoch),
+                              steps_per_epoch=per_epoch, total_steps=self.data.total_steps,
+                              run_start=self.start_step, run_began=self.started,
+                              began=time.monotonic(), batch_size=cfg.batch_size)
         loss_sum, rate = 0.0, None
-        while current < end:
-            next_backup = (current // cfg.backup_steps + 1) * cfg.backup_steps
-            count = min(cfg.steps_per_execution, end - current, next_backup - current)
+        while current < meter.end:
+            count, back_up = plan_chunk(current, meter.end, cfg.backup_steps,
+                                        cfg.steps_per_execution)
             rate = self.state.schedule(current)
             self.state.optimizer.learning_rate = rate
             loss = float(self.train_steps(iterator, tf.constant(count)))
@@ -230,30 +279,14 @@ class _Loop:
             self.state.step.assign(current)
             loss_sum += loss * count
             if self.line.due():
-                self.line.write(self._progress(current, epoch, end, epoch_start, epoch_began,
-                                               rate, loss))
-            backed_up = current % cfg.backup_steps == 0 and current < end
-            if backed_up:
+                self.line.write(meter.describe(current, rate, loss))
+            if back_up:
                 self._save("backup")
-            if current < end:  # at the epoch's end: once its checkpoint is written
-                self._stop_if_asked(current, saved=self.state.managers["backup"] if backed_up
+            if current < meter.end:  # at the epoch's end: once its checkpoint is written
+                self._stop_if_asked(current, saved=self.state.managers["backup"] if back_up
                                     else None)
         self.line.end()
         return current, loss_sum, rate
-
-    def _progress(self, current, epoch, end, epoch_start, epoch_began, rate, loss):
-        """Where the run is: step, epoch, speed, rate, loss, and the time left of both."""
-        now, per_epoch = time.monotonic(), self.data.steps_per_epoch
-        epoch_done = current - epoch_start
-        images = epoch_done * self.cfg.batch_size / max(now - epoch_began, 1e-9)
-        left_epoch = progress.eta(epoch_done, end - epoch_start, now - epoch_began)
-        left_run = progress.eta(current - self.start_step, self.data.total_steps - self.start_step,
-                                now - self.started)
-        epochs = -(-self.data.total_steps // per_epoch)
-        return (f"step {current:,}/{self.data.total_steps:,}, epoch {epoch + 1}/{epochs} at "
-                f"{current - epoch * per_epoch:,}/{per_epoch:,}; {images:,.1f} images/s; lr "
-                f"{rate:.3g}; loss {loss:.4f}; ETA epoch {progress.format_duration(left_epoch)}"
-                f", run {progress.format_duration(left_run)}")
 
     def _end_epoch(self, top1):
         improved = self.state.schedule.end_epoch(top1)

@@ -6,10 +6,12 @@ import dataclasses
 
 import keras
 
+from pipelines import errors
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import configs
 from vgg_keras import initializers
+from vgg_keras import stats
 from vgg_keras import weights as vgg_weights
 from vgg_keras.training import run_config
 
@@ -51,31 +53,31 @@ def build_initialized_model(cfg, num_classes, resumed=False):
     kind, path = run_config.parse_init(cfg.init, check_exists=not resumed)
     if kind == "auto":  # §3.1: net A from N(0, σ²); deeper nets trainable with Glorot's init
         kind = "gaussian" if configs.resolve_config(cfg.config)[0].startswith("A") else "glorot"
-    model = builder.build_vgg(
-        cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
-        dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
-        init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
-        seed=cfg.seed)
-    layers = weight_layers(model)
-    if resumed or kind in ("gaussian", "glorot"):
-        init = Init(None, (), tuple(layers))
-    elif kind == "from_a":
-        loaded = initializers.initialize_from_a(model, path)
-        init = Init(path, tuple(n for n in layers if n in loaded),
-                    tuple(n for n in layers if n not in loaded))
-    elif kind == "keras_applications":
-        report = vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
-        init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
-    else:
-        init = load_fitting_layers(model, artifacts.load_model(path), path)
+    with errors.user_input():  # the nets judge the run's settings and its --init file
+        model = builder.build_vgg(
+            cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
+            dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
+            init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
+            seed=cfg.seed)
+        layers = weight_layers(model)
+        if resumed or kind in ("gaussian", "glorot"):
+            init = Init(None, (), tuple(layers))
+        elif kind == "from_a":
+            loaded = initializers.initialize_from_a(model, path)
+            init = Init(path, tuple(n for n in layers if n in loaded),
+                        tuple(n for n in layers if n not in loaded))
+        elif kind == "keras_applications":
+            report = vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
+            init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
+        else:
+            init = load_fitting_layers(model, artifacts.load_model(path), path)
     freeze_below(model, cfg.trainable_from)
     return model, init
 
 
 def weight_layers(model):
     """The names of the convolutions and FC layers, in order."""
-    return [layer.name for layer in model.layers
-            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    return [layer.name for layer in model.layers if stats.is_weight_layer(layer)]
 
 
 def load_fitting_layers(model, source, source_path):
@@ -108,8 +110,8 @@ def freeze_below(model, first_trainable):
         return
     names = [layer.name for layer in model.layers]
     if first_trainable not in names:
-        raise ValueError(f"--trainable_from={first_trainable}: {model.name} has no such layer; "
-                         f"its weight layers: {', '.join(weight_layers(model))}")
+        raise errors.UserError(f"--trainable_from={first_trainable}: {model.name} has no such "
+                               f"layer; its weight layers: {', '.join(weight_layers(model))}")
     for layer in model.layers[:names.index(first_trainable)]:
         layer.trainable = False
 

@@ -5,13 +5,14 @@ writes the model dir; every other worker writes only what the collective ops nee
 folder removed at the end (file names: ``artifacts``)."""
 
 import csv
-import json
+import io
 import os
-import shutil
+import tempfile
 
 import tensorflow as tf
 from absl import logging
 
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import configs
 
@@ -24,7 +25,7 @@ class RunOutputs:
     def __init__(self, model_dir, root):
         self.model_dir, self.root = model_dir, root
         self.chief = os.path.abspath(root) == os.path.abspath(model_dir)
-        os.makedirs(root, exist_ok=True)
+        storage.makedirs(root)
         self.csv = os.path.join(model_dir, artifacts.TRAINING_LOG)
         self.writer = tf.summary.create_file_writer(os.path.join(root, artifacts.LOGS_DIR))
 
@@ -34,31 +35,23 @@ class RunOutputs:
     def init(self, init, resumed):
         """The run's ``Init``: recorded at its start, read back when it resumes."""
         path = os.path.join(self.model_dir, artifacts.INIT_FILE)
-        if resumed and os.path.exists(path):
-            with open(path) as file:
-                return type(init).from_json(json.load(file))
+        recorded = storage.read_json(path) if resumed else None
+        if recorded is not None:
+            return type(init).from_json(recorded)
         if self.chief and not resumed:
-            with open(path + ".tmp", "w") as file:
-                json.dump(init.to_json(), file, indent=1)
-            os.replace(path + ".tmp", path)
+            storage.write_json(path, init.to_json())
         return init
 
     def resume(self, step):
         """Keeps the CSV log's rows up to ``step``, the step the run resumes from: rows of
         epochs a killed run logged but did not checkpoint are redone."""
-        if not self.chief or not os.path.exists(self.csv):
+        if not self.chief or not storage.exists(self.csv):
             return
-        with open(self.csv, newline="") as file:
-            rows = list(csv.DictReader(file))
+        rows = read_log(self.csv)
         kept = [row for row in rows if int(row["step"]) <= step]
         if len(kept) == len(rows):
             return
-        temporary = self.csv + ".tmp"
-        with open(temporary, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(temporary, self.csv)
+        storage.write_atomic(self.csv, _csv_text(kept, list(rows[0]), header=True))
 
     def log_epoch(self, row):
         """Writes an epoch's row (``epoch``, ``step`` and ``SCALARS``) to TensorBoard, the CSV
@@ -69,12 +62,8 @@ class RunOutputs:
         self.writer.flush()
         if not self.chief:
             return
-        new = not os.path.exists(self.csv)
-        with open(self.csv, "a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        storage.append_text(self.csv, _csv_text([row], list(row),
+                                              header=not storage.exists(self.csv)))
         write_training_curve(self.csv, os.path.join(self.model_dir, artifacts.CURVE_FILE))
 
     def flush(self):
@@ -83,10 +72,17 @@ class RunOutputs:
 
     def save_keras(self, model, name):
         """Writes ``model`` as ``MODEL_DIR/name``, whole (a temporary name, then renamed)."""
-        if self.chief:
-            temporary = os.path.join(self.model_dir, f".tmp_{name}")
-            model.save(temporary)
-            os.replace(temporary, os.path.join(self.model_dir, name))
+        if not self.chief:
+            return
+        target = os.path.join(self.model_dir, name)
+        if storage.is_url(target):  # Keras writes local files: written here, then uploaded
+            with tempfile.TemporaryDirectory() as folder:
+                model.save(os.path.join(folder, name))
+                storage.write_atomic(target, storage.read_bytes(os.path.join(folder, name)))
+            return
+        temporary = os.path.join(self.model_dir, f".tmp_{name}")  # Keras wants .keras at the end
+        model.save(temporary)
+        storage.replace(temporary, target)
 
     def write_summary(self, summary):
         if self.chief:
@@ -95,9 +91,9 @@ class RunOutputs:
     def finish(self):
         """A finished run needs no backup (as Keras' BackupAndRestore); a worker's scratch
         folder goes."""
-        shutil.rmtree(self.checkpoint_dir("backup"), ignore_errors=True)
+        storage.rmtree(self.checkpoint_dir("backup"))
         if not self.chief:
-            shutil.rmtree(self.root, ignore_errors=True)
+            storage.rmtree(self.root)
 
 
 def _classes(cfg, data):
@@ -136,8 +132,7 @@ def write_training_curve(csv_path, png_path):
     matplotlib.use("Agg")  # no display needed
     from matplotlib import pyplot
 
-    with open(csv_path, newline="") as file:
-        rows = list(csv.DictReader(file))
+    rows = read_log(csv_path)
     epochs = [int(row["epoch"]) for row in rows]
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [float(row["loss"]) for row in rows], marker="o")
@@ -152,7 +147,21 @@ def write_training_curve(csv_path, png_path):
     for axis in (left, right):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    temporary = png_path + ".tmp.png"
-    figure.savefig(temporary, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
     pyplot.close(figure)
-    os.replace(temporary, png_path)
+    storage.write_atomic(png_path, image.getvalue())
+
+
+def read_log(csv_path):
+    """The rows of ``training_log.csv``, as dicts of text."""
+    return list(csv.DictReader(io.StringIO(storage.read_text(csv_path), newline="")))
+
+
+def _csv_text(rows, fieldnames, header):
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()

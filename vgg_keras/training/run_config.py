@@ -1,113 +1,202 @@
-"""The settings of a training run, with the paper's defaults (§3.1), and their validation.
+"""The settings of a training run, each declared once: its name, type, default (the paper's, §3.1),
+help text, check, and whether a resumed run may change it. ``vgg-train`` derives its flags from
+these declarations (``tools/program.py``), ``validate`` runs their checks, and the run's identity
+(``run_identity``) takes the settings that may not change.
 
-Free of TensorFlow and Keras, so that ``vgg-train`` defines its flags (choices and defaults)
-from here, and refuses a bad value, before anything heavy starts.
+Free of TensorFlow and Keras, so that ``vgg-train`` defines its flags, and refuses a bad value,
+before anything heavy starts.
 """
 
 import dataclasses
 import os
 
 from pipelines import data_service
+from pipelines import errors
+from pipelines import input_config
 from vgg_keras import artifacts
 from vgg_keras import configs
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu", "default")
 LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
+PROGRESS = ("auto", "live", "epochs")
 INITS = ("auto", "gaussian", "glorot")  # and from_a=PATH, keras_applications=PATH, model=PATH
 INITS_FROM_FILE = ("from_a", "keras_applications", "model")
+
+
+def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
+            changeable=False, flag=True, parse=None, text=None):
+    """A field of a settings dataclass, with everything else there is to say about it.
+
+    Args:
+        default: the default (the paper's where it has one); none: the setting is required.
+        help: the flag's help text.
+        check: ``(predicate, what)``: the value must satisfy ``predicate``; the error says
+            "--name must be what". None values (unset optional settings) are not checked.
+        choices: the allowed values (an enum flag).
+        changeable: a resumed run may change it: it says how the run runs (where, how often it
+            saves, how it reports), not what it computes (``run_identity``).
+        flag: whether the program offers it as a flag.
+        parse: for a value a flag cannot hold as such (a pair, a list of numbers): the function
+            from the flag's text to the value; ``text`` the function back.
+    """
+    metadata = dict(help=help, check=check, choices=choices, changeable=changeable, flag=flag,
+                    parse=parse, text=text)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_scale(value):
+    """'256' → (256, 256); '256,512' → (256, 512)."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise errors.UserError(f"--scale must be S or Smin,Smax in pixels, got {value!r}")
+    values = [int(p) for p in parts]
+    return (values[0], values[-1])
+
+
+def scale_text(scale):
+    """The training scale as its flag writes it, wherever it is shown: ``256``, ``256,512``."""
+    return str(scale[0]) if scale[0] == scale[1] else f"{scale[0]},{scale[1]}"
+
+
+def _parse_epochs(value):
+    try:
+        return tuple(float(e) for e in (value.split(",") if isinstance(value, str) else value))
+    except ValueError:
+        raise errors.UserError(f"--lr_step_epochs must be numbers, got {value}") from None
+
+
+def _epochs_text(epochs):
+    return ",".join(f"{e:g}" for e in epochs)
+
+
+def _at_least(low):
+    return (lambda value: value >= low, f">= {low}")
+
+
+def _above(low):
+    return (lambda value: value > low, f"> {low}")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a run depends on; the defaults are the paper's (§3.1)."""
 
-    data_dir: str
-    model_dir: str
-    config: str = "A"
-    batch_size: int = 256
-    train_epochs: int = 74
-    train_steps: int | None = None
-    learning_rate: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    dropout: float = 0.5
-    lr_schedule: str = "plateau"
-    plateau_decays: int = 3  # §3.1: "the learning rate was decreased 3 times"
-    plateau_patience: int = 1  # §3.1: ÷10 as soon as the validation accuracy stops improving
-    plateau_min_delta: float = 1e-4
-    min_learning_rate: float = 0.0
-    lr_step_epochs: tuple = (30, 60)
-    warmup_epochs: float = 0.0
-    scale: tuple = (256, 256)
-    init: str = "auto"
-    init_stddev: float = configs.PAPER_INIT_STDDEV
-    trainable_from: str | None = None  # fine-tuning: the layers before this one are frozen
-    head_learning_rate_multiplier: float = 1.0  # for the layers not loaded from --init
-    distribution_strategy: str = "mirrored"
-    num_gpus: int | None = None
-    cpu_replicas: int | None = None
-    dtype: str = "float32"
-    enable_xla: bool = False
-    steps_per_execution: int = 1
-    label_offset: int | None = None
-    seed: int | None = None
-    deterministic: bool = False
-    width: float = 1.0
-    fc_units: int = 4096
-    crop_size: int = 224
-    num_classes: int | None = None
-    train_examples: int | None = None  # the epoch size, for shards without metadata
-    backup_steps: int = 1000
-    skip_corrupt: bool = False
-    verify_shards: bool = False
-    data_service: str | None = None  # grpc://HOST:PORT of a tf.data service dispatcher
-    allow_changed_settings: bool = False  # resume a model dir's run with other settings
-    shuffle_buffer: int = 10_000
-    verbose: int | None = None  # Keras progress bar: 1 on a terminal, 2 one line per epoch
+    data_dir: str = setting(help="Folder of TFRecord shards (vgg-convert's output, slim's, or a "
+                                 "tfds imagenet2012 folder).", changeable=True)
+    model_dir: str = setting(help="Where checkpoints, logs and models go.", changeable=True)
+    config: str = setting("A", "A, A-LRN, B, C, D, E, or a -BN variant (D-BN).")
+    batch_size: int = setting(256, "Global batch size (§3.1: 256).", check=_at_least(1))
+    train_epochs: int = setting(74, "Epochs (§3.1: 74).")
+    train_steps: int | None = setting(None, "Steps; overrides --train_epochs.",
+                                      check=_at_least(1))
+    learning_rate: float = setting(1e-2, "Initial learning rate (§3.1).", check=_above(0))
+    momentum: float = setting(0.9, "SGD momentum (§3.1).",
+                              check=(lambda value: 0 <= value < 1, "in [0, 1)"))
+    weight_decay: float = setting(5e-4, "Weight decay λ on kernels, Caffe's convention: "
+                                        "gradient += λ·w (§3.1).", check=_at_least(0))
+    dropout: float = setting(0.5, "Dropout after fc1 and fc2 (§3.1).",
+                             check=(lambda value: 0 <= value < 1, "in [0, 1)"))
+    lr_schedule: str = setting("plateau", "plateau: ÷10 when validation top-1 stops improving "
+                                          "(§3.1).", choices=LR_SCHEDULES)
+    # §3.1: "the learning rate was decreased 3 times", as soon as the accuracy stopped improving.
+    plateau_decays: int = setting(3, "With --lr_schedule=plateau: at most this many ÷10 (§3.1: "
+                                     "3, so 1e-2 ends at 1e-5); then the rate stays.",
+                                  check=_at_least(0))
+    plateau_patience: int = setting(1, "Epochs without improvement of validation top-1 before "
+                                       "a ÷10.", check=_at_least(1))
+    plateau_min_delta: float = setting(1e-4, "The least rise of validation top-1 that counts as "
+                                             "an improvement.", check=_at_least(0))
+    min_learning_rate: float = setting(0.0, "The rate never goes below this, whatever the "
+                                            "schedule.")
+    lr_step_epochs: tuple = setting((30, 60), "With --lr_schedule=step: epochs at which the "
+                                              "rate ÷10.", parse=_parse_epochs,
+                                    text=_epochs_text)
+    warmup_epochs: float = setting(0.0, "Linear warm-up (large batches).", check=_at_least(0))
+    scale: tuple = setting((256, 256), "Training scale S: 256, 384, or Smin,Smax (256,512) for "
+                                       "scale jitter (§3.1).", parse=parse_scale,
+                           text=scale_text)
+    init: str = setting("auto", "auto (gaussian for A, glorot otherwise), gaussian, glorot, "
+                                "from_a=PATH (§3.1), keras_applications=PATH, model=PATH.")
+    init_stddev: float = setting(configs.PAPER_INIT_STDDEV, "σ of --init=gaussian (the paper's "
+                                                           "text says '10^-2 variance'; see "
+                                                           "README).")
+    trainable_from: str | None = setting(None, "Fine-tuning: freeze every layer before this one "
+                                               "(e.g. block5_conv1; frozen batch norm runs in "
+                                               "inference mode).")
+    head_learning_rate_multiplier: float = setting(
+        1.0, "Fine-tuning: the layers not loaded from --init (a new classifier) learn this many "
+             "times faster.", check=_above(0))
+    distribution_strategy: str = setting("mirrored", "tf.distribute strategy.",
+                                         choices=STRATEGIES, changeable=True)
+    num_gpus: int | None = setting(None, "GPUs to use (default: all visible).", changeable=True)
+    cpu_replicas: int | None = setting(None, "Split the CPU into N logical devices, so that "
+                                             "MirroredStrategy runs N replicas.",
+                                       check=_at_least(1), changeable=True)
+    dtype: str = setting("float32", "Compute dtype (float16 with loss scaling).", choices=DTYPES)
+    enable_xla: bool = setting(False, "Compile the training step with XLA.", changeable=True)
+    steps_per_execution: int = setting(1, "Training steps per call of the step function.",
+                                       check=_at_least(1), changeable=True)
+    label_offset: int | None = setting(None, "Subtracted from stored labels (default: 1 for "
+                                             "our/slim shards, 0 for tfds).")
+    seed: int | None = setting(None, "Seed of initialisation and input.")
+    deterministic: bool = setting(False, "Reproducible input order and augmentation (seeded; "
+                                         "resumes at the same input position).")
+    width: float = setting(1.0, "Multiplier of every conv's filters (small data).")
+    fc_units: int = setting(4096, "Units of fc1 and fc2.")
+    crop_size: int = setting(224, "Training crop; --scale in the same pixels.")
+    num_classes: int | None = setting(None, "Default: from the data's metadata.")
+    train_examples: int | None = setting(None, "Images in the training split, for shards "
+                                               "without metadata (default: from the metadata, "
+                                               "or counted once and cached in --model_dir).",
+                                         check=_at_least(1))
+    backup_steps: int = setting(1000, "Steps between backups.", check=_at_least(1),
+                                changeable=True)
+    skip_corrupt: bool = setting(False, "Leave out (or skip the rest of) damaged shards, "
+                                        "counted, instead of stopping.", changeable=True)
+    verify_shards: bool = setting(False, "Compare every shard's sha256 with the manifest before "
+                                         "training (reads the data once; sizes are always "
+                                         "compared).", changeable=True)
+    data_service: str | None = setting(None, "grpc://HOST:PORT of a tf.data service dispatcher "
+                                             "(vgg-data-service): its workers read, decode and "
+                                             "crop the training input.", changeable=True)
+    allow_changed_settings: bool = setting(
+        False, "Resume the run in --model_dir with settings that change it (a longer schedule, "
+               "another batch size …): recorded in its run.json and the log. Without it such a "
+               "command is refused.", changeable=True)
+    shuffle_buffer: int = setting(10_000, "Records in the training input's shuffle buffer.",
+                                  check=_at_least(1))
+    progress: str = setting("auto", "The progress line between epochs: auto (live on a "
+                                    "terminal, otherwise a line a minute), live, or epochs (only "
+                                    "each epoch's line).", choices=PROGRESS, changeable=True)
 
     def validate(self, check_files=True):
-        """Raises ``ValueError`` for an unknown or inconsistent value, before anything heavy
+        """Raises ``UserError`` for an unknown or inconsistent value, before anything heavy
         (and, with ``check_files``, for an ``--init`` file that does not exist)."""
-        configs.resolve_config(self.config)
-        checks = [
-            (self.distribution_strategy in STRATEGIES,
-             f"distribution_strategy must be one of {STRATEGIES}"),
-            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}"),
-            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+        check_settings(self)
+        with errors.user_input():
+            configs.resolve_config(self.config)
+        self.input_config()  # the training input's own checks (scale and crop, service)
+        rules = [
             (self.train_epochs >= 1 or self.train_steps, "train_epochs must be >= 1"),
-            (self.train_steps is None or self.train_steps >= 1, "train_steps must be >= 1"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-            (len(self.scale) == 2 and self.crop_size <= self.scale[0] <= self.scale[1],
-             f"scale must be S or Smin,Smax with crop_size {self.crop_size} <= Smin <= Smax, "
-             f"got {self.scale}"),
-            (self.steps_per_execution >= 1, "steps_per_execution must be >= 1"),
-            (self.backup_steps >= 1, "backup_steps must be >= 1"),
-            (self.cpu_replicas is None or self.cpu_replicas >= 1, "cpu_replicas must be >= 1"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (self.head_learning_rate_multiplier > 0, "head_learning_rate_multiplier must be > 0"),
-            (self.plateau_decays >= 0, "plateau_decays must be >= 0"),
-            (self.plateau_patience >= 1, "plateau_patience must be >= 1"),
-            (self.plateau_min_delta >= 0, "plateau_min_delta must be >= 0"),
             (0 <= self.min_learning_rate <= self.learning_rate,
              f"min_learning_rate must be in [0, learning_rate={self.learning_rate:g}]"),
-            (self.train_examples is None or self.train_examples >= 1,
-             "train_examples must be >= 1"),
-            (not (self.data_service and self.deterministic),
-             "--deterministic runs read their input in order, which the tf.data service does "
-             "not keep: drop --data_service or --deterministic"),
         ]
-        for ok, message in checks:
+        for ok, message in rules:
             if not ok:
-                raise ValueError(message)
+                raise errors.UserError(message)
         parse_init(self.init, check_exists=check_files and not self.has_checkpoint())
         if self.data_service:
             data_service.parse_address(self.data_service)
 
+    def input_config(self, num_classes=None, data_service_job="vgg_train"):
+        """The run's training input (``InputConfig``, which checks itself as it is made)."""
+        return input_config.InputConfig(
+            batch_size=self.batch_size, scale=self.scale, crop_size=self.crop_size,
+            num_classes=num_classes or self.num_classes, label_offset=self.label_offset,
+            seed=self.seed, deterministic=self.deterministic, shuffle_buffer=self.shuffle_buffer,
+            skip_corrupt=self.skip_corrupt, verify_shards=self.verify_shards,
+            data_service=self.data_service, data_service_job=data_service_job)
 
     def has_checkpoint(self):
         """Whether ``model_dir`` holds a checkpoint to resume from (then ``--init`` is not
@@ -117,9 +206,37 @@ class TrainConfig:
                    for name in ("backup", "latest"))
 
 
-# The default of every setting that has one: the CLI's flag defaults.
-DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)
+def check_settings(settings):
+    """Each field's own check and choices (``setting``), for any settings dataclass.
+
+    Raises:
+        UserError: naming the first setting whose value fails, and what it must be.
+    """
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        choices, check = field.metadata.get("choices"), field.metadata.get("check")
+        if value is None:
+            continue
+        if choices and value not in choices:
+            raise errors.UserError(f"{field.name} must be one of {choices}, got {value!r}")
+        if check and not check[0](value):
+            raise errors.UserError(f"{field.name} must be {check[1]}, got {value!r}")
+
+
+def defaults(settings_class):
+    """The default of every setting of ``settings_class`` that has one."""
+    return {field.name: field.default for field in dataclasses.fields(settings_class)
             if field.default is not dataclasses.MISSING}
+
+
+def changeable(settings_class):
+    """The names of the settings a resumed run may change."""
+    return tuple(field.name for field in dataclasses.fields(settings_class)
+                 if field.metadata.get("changeable"))
+
+
+# The default of every setting that has one: the CLI's flag defaults.
+DEFAULTS = defaults(TrainConfig)
 
 
 def parse_init(init, check_exists=True):
@@ -135,7 +252,7 @@ def parse_init(init, check_exists=True):
             hint = (" (keras.applications' weights are downloaded once, on a connected machine, "
                     "by keras.applications.VGG16(weights=\"imagenet\"); Keras keeps them in "
                     "~/.keras/models/)") if kind == "keras_applications" else ""
-            raise ValueError(f"--init={init}: {path} does not exist{hint}")
+            raise errors.UserError(f"--init={init}: {path} does not exist{hint}")
         return kind, path
-    raise ValueError(f"--init must be auto, gaussian, glorot, from_a=PATH, "
-                     f"keras_applications=PATH or model=PATH, got {init!r}")
+    raise errors.UserError(f"--init must be auto, gaussian, glorot, from_a=PATH, "
+                           f"keras_applications=PATH or model=PATH, got {init!r}")

@@ -5,8 +5,9 @@ before anything heavy or any write, with one line per differing setting and the 
 ``--allow_changed_settings`` the change is deliberate: it is made, printed in the log and
 recorded in ``run.json``'s ``changes``.
 
-The settings in ``CHANGEABLE`` may differ between the starts of one run: they change how it
-runs (where, on how many devices, how often it saves, how it reports), not what it computes.
+The settings declared ``changeable`` (``run_config``) may differ between the starts of one run:
+they change how it runs (where, on how many devices, how often it saves, how it reports), not
+what it computes.
 The global batch is ``--batch_size`` whatever the number of replicas, so ``--num_gpus`` may
 change with it. ``--data_dir`` may move: the data is compared by content (its format, counts
 and every shard's name and size), not by path.
@@ -18,17 +19,17 @@ import hashlib
 import json
 import os
 
+from pipelines import errors
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.training import run_config
 
 VERSION = 1
 # May change between the starts of one run (README: "Resuming a run").
-CHANGEABLE = ("model_dir", "data_dir", "backup_steps", "verbose", "num_gpus", "cpu_replicas",
-              "distribution_strategy", "enable_xla", "steps_per_execution", "data_service",
-              "verify_shards", "skip_corrupt", "allow_changed_settings")
+CHANGEABLE = run_config.changeable(run_config.TrainConfig)
 
 
-class ChangedSettings(RuntimeError):
+class ChangedSettings(errors.UserError):
     """A command would change the run its model dir holds; the message lists the changes."""
 
 
@@ -83,11 +84,8 @@ class RunIdentity:
                 for name, (there, now_value) in self.changes.items()}})
         value = {"version": VERSION, "created": (self.recorded or {}).get("created", now),
                  "settings": self.settings, "data": self.data, "changes": history}
-        os.makedirs(self.model_dir, exist_ok=True)
-        path = os.path.join(self.model_dir, artifacts.RUN_FILE)
-        with open(path + ".tmp", "w") as file:
-            json.dump(value, file, indent=1, ensure_ascii=False)
-        os.replace(path + ".tmp", path)
+        storage.makedirs(self.model_dir)
+        storage.write_json(os.path.join(self.model_dir, artifacts.RUN_FILE), value)
 
 
 def check(cfg, info):
@@ -100,10 +98,7 @@ def check(cfg, info):
     """
     settings, data = defining_settings(cfg), data_identity(info)
     path = os.path.join(cfg.model_dir, artifacts.RUN_FILE)
-    recorded = None
-    if os.path.exists(path):
-        with open(path) as file:
-            recorded = json.load(file)
+    recorded = storage.read_json(path)
     if recorded is None or not cfg.has_checkpoint():
         return RunIdentity(cfg.model_dir, settings, data, None, {})
     # A setting newer than the run.json counts as its default there.

@@ -6,12 +6,14 @@ and the validation step that counts top-1/top-5 hits. Public: the loop, the test
 import keras
 import tensorflow as tf
 
+from pipelines import errors
+from vgg_keras import stats
+
 
 def decayed_variables(model):
     """The variables weight decay applies to: the kernels of the convolutions and FC layers
     (not biases, not batch-norm scales and offsets)."""
-    return [layer.kernel for layer in model.layers
-            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    return [layer.kernel for layer in model.layers if stats.is_weight_layer(layer)]
 
 
 def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0.0,
@@ -172,7 +174,7 @@ def evaluate_top_k(eval_step, dataset):
         top1, top5, images = eval_step(batch)
         correct1, correct5, count = correct1 + int(top1), correct5 + int(top5), count + int(images)
     if not count:
-        raise ValueError("the validation split holds no images")
+        raise errors.UserError("the validation split holds no images")
     return correct1 / count, correct5 / count, count
 
 
@@ -182,7 +184,7 @@ def random_streams(model):
     ``tf.train.Checkpoint`` does not see Keras' seed generators: without these, a resumed run
     would restart every random stream and diverge from an uninterrupted one.
     """
-    states = [v.value for v in model.variables if "seed_generator" in v.path]
+    states = [v.value for v in model.variables if stats.is_random_state(v)]
     return {f"stream_{index}": state for index, state in enumerate(states)}
 
 

@@ -1,0 +1,53 @@
+"""The training loop's control, alone: which steps each call of the step function runs, when a
+backup follows, and the progress line."""
+
+import pytest
+
+from vgg_keras.training import loop
+
+
+def _calls(start, end, backup_steps, steps_per_execution):
+    """The (first step, steps, backup after) of every call from ``start`` to ``end``."""
+    calls, current = [], start
+    while current < end:
+        count, backup = loop.plan_chunk(current, end, backup_steps, steps_per_execution)
+        calls.append((current, count, backup))
+        current += count
+    return calls
+
+
+def test_one_step_a_call_backs_up_at_every_multiple_but_the_epochs_end():
+    assert _calls(0, 6, 2, 1) == [(0, 1, False), (1, 1, True), (2, 1, False), (3, 1, True),
+                                  (4, 1, False), (5, 1, False)]  # step 6: the epoch's checkpoint
+
+
+def test_calls_stop_at_a_backup_and_at_the_epochs_end():
+    # 3 steps a call, backups every 4, an epoch of 10 steps from step 0.
+    assert _calls(0, 10, 4, 3) == [(0, 3, False), (3, 1, True), (4, 3, False), (7, 1, True),
+                                   (8, 2, False)]
+
+
+def test_a_resumed_epoch_starts_mid_way_and_no_backup_is_due():
+    assert _calls(13, 24, 1000, 4) == [(13, 4, False), (17, 4, False), (21, 3, False)]
+
+
+@pytest.mark.parametrize("start, end, backup_steps, steps_per_execution", [
+    (0, 37, 5, 3), (12, 24, 7, 1), (5, 6, 1, 8), (0, 100, 10, 10)])
+def test_calls_cover_the_epoch_exactly_once(start, end, backup_steps, steps_per_execution):
+    calls = _calls(start, end, backup_steps, steps_per_execution)
+    assert sum(count for _, count, _ in calls) == end - start
+    for first, count, backup in calls:
+        reached = first + count
+        assert 1 <= count <= steps_per_execution
+        assert backup == (reached % backup_steps == 0 and reached < end)
+        # No call runs past a multiple of backup_steps.
+        assert (first // backup_steps) == ((reached - 1) // backup_steps)
+
+
+def test_the_progress_line_of_an_epoch():
+    meter = loop.EpochProgress(epoch=1, start=15, end=24, steps_per_epoch=12, total_steps=36,
+                               run_start=15, run_began=100.0, began=100.0, batch_size=8)
+    # 3 steps of 8 images in 6 s: 4 images/s; 6 steps of the epoch and 18 of the run left.
+    assert meter.describe(18, 0.01, 1.23456, now=106.0) == (
+        "step 18/36, epoch 2/3 at 6/12; 4.0 images/s; lr 0.01; loss 1.2346; ETA epoch 12 s, run "
+        "36 s")
