@@ -4,12 +4,14 @@
 import os
 import xml.etree.ElementTree as ElementTree
 
+from pipelines import storage
+
 
 def read_boxes(bbox_dir):
     """Returns ``({image stem: [(xmin, ymin, xmax, ymax)]}, [problems])`` for the XMLs under
     ``bbox_dir`` (any depth); an unreadable file is a problem, not a failure."""
     boxes, problems = {}, []
-    for directory, subdirs, files in os.walk(bbox_dir):
+    for directory, subdirs, files in storage.walk(bbox_dir):
         subdirs.sort()
         for name in sorted(files):
             if not name.lower().endswith(".xml"):
@@ -28,7 +30,7 @@ def read_boxes(bbox_dir):
 
 def parse_annotation(path):
     """Returns the relative boxes of one ILSVRC annotation file."""
-    root = ElementTree.parse(path).getroot()
+    root = ElementTree.fromstring(storage.read_bytes(path))
     width = float(root.findtext("size/width") or 0)
     height = float(root.findtext("size/height") or 0)
     if width <= 0 or height <= 0:

@@ -18,8 +18,6 @@ import json
 import logging
 import multiprocessing
 import os
-import pathlib
-import shutil
 import time
 
 import numpy as np
@@ -114,16 +112,17 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
                                f"{exif_orientation!r}")
     if not plan.total_entries():
         raise errors.UserError(_no_images(plan, plan.skipped))
-    output = pathlib.Path(output_dir)
-    existed = output.exists()
-    output.mkdir(parents=True, exist_ok=True)
+    output = str(output_dir)
+    storage.check_filesystem(output, "--output_dir")
+    existed = storage.exists(output)
+    storage.makedirs(output)
     requested = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
     num_shards = {split: min(requested[split], len(entries))
                   for split, entries in plan.entries.items()}
     for split in sorted(split for split in num_shards if num_shards[split] < requested[split]):
         _LOG.info("%s: %d shards instead of %d (one per image: %d images)", split,
                   num_shards[split], requested[split], len(plan.entries[split]))
-    settings = Settings(str(output), tuple(plan.labels), tuple(plan.label_text), max_pixels,
+    settings = Settings(output, tuple(plan.labels), tuple(plan.label_text), max_pixels,
                         max_shorter_side, exif_orientation)
     tasks = [ShardTask(split, index, num_shards[split], shard)
              for split in sorted(plan.entries)
@@ -145,7 +144,8 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
     if not any(split["num_examples"] for split in manifest["splits"].values()):
         _remove_conversion(output, tasks, existed)
         raise errors.UserError(_no_images(plan, manifest["skipped"]))
-    storage.write_atomic(output / schema.MANIFEST, json.dumps(manifest, indent=1))
+    # The manifest last: it marks a finished conversion (resume state and shards come before).
+    storage.write_atomic(storage.join(output, schema.MANIFEST), json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -167,16 +167,16 @@ def _remove_conversion(output, tasks, existed):
     """Removes what a conversion that found no image wrote: its shards and state, and the
     output folder if it created it."""
     for task in tasks:
-        (output / task.name).unlink(missing_ok=True)
-    shutil.rmtree(output / STATE_DIR, ignore_errors=True)
-    if not existed and not any(output.iterdir()):
-        output.rmdir()
+        storage.remove(storage.join(output, task.name))
+    storage.rmtree(storage.join(output, STATE_DIR))
+    if not existed and not storage.listdir(output):
+        storage.rmtree(output)
 
 
 def _claim(output, plan, settings, num_shards, seed, boxes):
     """Marks ``output`` as holding this conversion, or refuses if it holds another one."""
-    state = output / STATE_DIR
-    state.mkdir(exist_ok=True)
+    state = storage.join(output, STATE_DIR)
+    storage.makedirs(state)
     identity = {
         "inputs": plan.fingerprint(),
         "num_shards": num_shards,
@@ -186,30 +186,30 @@ def _claim(output, plan, settings, num_shards, seed, boxes):
         "exif_orientation": settings.exif_orientation,
         "boxes": hashlib.sha256(json.dumps(boxes or {}, sort_keys=True).encode()).hexdigest(),
     }
-    marker = state / "conversion.json"
-    if marker.exists():
-        if json.loads(marker.read_text()) != identity:
+    marker = storage.join(state, "conversion.json")
+    if storage.exists(marker):
+        if storage.read_json(marker) != identity:
             raise errors.UserError(
                 f"{output} holds shards of a different conversion (other inputs, shard counts, "
                 "seed or image settings); use an empty --output_dir")
     else:
-        stray = sorted(p.name for p in output.glob("*-?????-of-?????"))
+        stray = [storage.basename(path)
+                 for path in storage.glob(storage.join(output, "*-?????-of-?????"))]
         if stray:
             raise errors.UserError(f"{output} already holds shards of an unknown conversion "
                                    f"({stray[0]}, ...); use an empty --output_dir")
         storage.write_atomic(marker, json.dumps(identity, indent=1))
-    for leftover in output.glob("*.tmp"):  # shards a killed run did not finish
-        leftover.unlink()
+    for leftover in storage.glob(storage.join(output, "*" + storage.TEMPORARY_SUFFIX)):
+        storage.remove(leftover)  # shards a killed run did not finish
     return state
 
 
 def _finished_report(output, state, task):
-    report_path = state / f"{task.name}.json"
-    if not report_path.exists():
+    report = storage.read_json(storage.join(state, f"{task.name}.json"))
+    if report is None:
         return None
-    report = json.loads(report_path.read_text())
-    shard = output / task.name
-    if not shard.exists() or shard.stat().st_size != report["size_bytes"]:
+    shard = storage.join(output, task.name)
+    if not storage.exists(shard) or storage.size(shard) != report["size_bytes"]:
         return None
     return report
 
@@ -278,10 +278,10 @@ def _read(entry):
     files = _WORKER["files"]
     try:
         if entry.source not in files:
-            files[entry.source] = open(entry.source, "rb")  # noqa: SIM115 - cached handle
+            files[entry.source] = storage.open_file(entry.source, "rb")  # a cached handle
         file = files[entry.source]
         if entry.offset == 0:  # a file of its own (not a tar member): as it was indexed?
-            size = os.fstat(file.fileno()).st_size
+            size = storage.size(entry.source)
             if size != entry.size:
                 raise images.BadImage(f"file changed since it was indexed ({entry.size} bytes "
                                       f"then, {size} now)")
@@ -299,8 +299,9 @@ def write_shard(task):
     import tensorflow as tf
 
     settings, boxes = _WORKER["settings"], _WORKER["boxes"]
-    output = pathlib.Path(settings.output_dir)
-    temporary = output / f"{task.name}.tmp"
+    output = settings.output_dir
+    target = storage.join(output, task.name)
+    temporary = storage.temporary_path(target)
     report = {"file": task.name, "split": task.split, "num_inputs": len(task.entries),
               "worker": os.getpid(), "started": time.time(),
               "per_class": collections.Counter(), "skipped": [], "repaired": [],
@@ -328,14 +329,14 @@ def write_shard(task):
                 report["repaired"].append({"split": entry.split, "path": entry.path,
                                            "reason": image.repair})
             report["num_resized"] += image.resized_from is not None
-    storage.replace(temporary, output / task.name)
+    storage.replace(temporary, target)
     report["num_examples"] = sum(report["per_class"].values())
     report["per_class"] = dict(report["per_class"])
-    report["size_bytes"] = (output / task.name).stat().st_size
-    report["sha256"] = storage.sha256(output / task.name)
+    report["size_bytes"] = storage.size(target)
+    report["sha256"] = storage.sha256(target)
     report["finished"] = time.time()
-    state = output / STATE_DIR / f"{task.name}.json"
-    storage.write_atomic(state, json.dumps(report))
+    storage.write_atomic(storage.join(output, STATE_DIR, f"{task.name}.json"),
+                         json.dumps(report))
     return report
 
 

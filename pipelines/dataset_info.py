@@ -80,7 +80,7 @@ class DatasetInfo:
         for path in paths:
             name = os.path.basename(path)
             size = expected.get(name, {}).get("size_bytes")
-            sizes.append([name, size if size is not None else os.path.getsize(path)])
+            sizes.append([name, size if size is not None else storage.size(path)])
         return sizes
 
     def split_files(self, split):
@@ -144,8 +144,10 @@ def read_info(source):
     """
     if isinstance(source, DatasetInfo):
         return source
+    if isinstance(source, (str, os.PathLike)):
+        storage.check_filesystem(os.fspath(source), "the data")
     if isinstance(source, (str, os.PathLike)) and not glob.has_magic(os.fspath(source)) and \
-            not os.path.exists(source):
+            not storage.exists(source):
         raise FileNotFoundError(f"{os.fspath(source)} does not exist: give the folder of the "
                                 "shards (vgg-convert's --output_dir, or slim's or tfds's)")
     files = _find_files(source)
@@ -155,13 +157,13 @@ def read_info(source):
             f"no shards found in {where} (expected {schema.shard_pattern('train')} / "
             f"{schema.shard_pattern('validation')} from vgg-convert or slim, or a tfds folder)")
     first = next(paths[0] for paths in files.values() if paths)
-    folder = os.path.dirname(first)
+    folder = storage.dirname(first)
     metadata = storage.read_json(os.path.join(folder, schema.MANIFEST))  # ours, or tfds's namesake
     if isinstance(metadata, dict) and isinstance(metadata.get("splits"), list):
         return _tfds_info(source, files, folder, metadata)
     if isinstance(metadata, dict) and "num_classes" in metadata:
         return _our_info(source, files, metadata)
-    if os.path.exists(os.path.join(folder, TFDS_FEATURES)):
+    if storage.exists(os.path.join(folder, TFDS_FEATURES)):
         return _tfds_info(source, files, folder, None)
     if _has_tfds_keys(first):
         return DatasetInfo(source, "tfds", files, label_offset=0)
@@ -189,12 +191,12 @@ def _find_files(source):
     if isinstance(source, (list, tuple)):
         return {None: tuple(sorted(str(f) for f in source))}
     source = os.fspath(source)
-    if not os.path.isdir(source):
-        return {None: tuple(sorted(glob.glob(source)))}
+    if not storage.isdir(source):
+        return {None: tuple(storage.glob(source))}
     found = {}
     for split in schema.SPLITS:
-        files = glob.glob(os.path.join(source, schema.shard_pattern(split)))
-        files = files or glob.glob(os.path.join(source, f"*-{split}.tfrecord-*"))
+        files = storage.glob(os.path.join(source, schema.shard_pattern(split)))
+        files = files or storage.glob(os.path.join(source, f"*-{split}.tfrecord-*"))
         if files:
             found[split] = tuple(sorted(files))
     return found
@@ -225,9 +227,9 @@ def _tfds_info(source, files, folder, dataset_info):
     num_classes = label.get("classLabel", {}).get("numClasses")
     synsets = names = None
     labels_file = os.path.join(folder, TFDS_LABELS)
-    if os.path.exists(labels_file):
-        with open(labels_file) as file:
-            synsets = tuple(line.strip() for line in file if line.strip())
+    if storage.exists(labels_file):
+        synsets = tuple(line.strip() for line in storage.read_text(labels_file).splitlines()
+                        if line.strip())
         imagenet = dict(zip(imagenet_labels.synsets(), imagenet_labels.synset_names(),
                             strict=True))
         names = tuple(imagenet.get(synset, synset) for synset in synsets)

@@ -11,6 +11,7 @@ import importlib.util
 import pathlib
 
 from pipelines import errors
+from pipelines import storage
 
 NUM_IMAGENET_CLASSES = 1000
 NUM_VALIDATION_IMAGES = 50_000
@@ -66,7 +67,7 @@ def validation_synsets():
 
 def read_label_file(path):
     """Reads a user's validation label file: one synset per line, in file-number order."""
-    lines = [line.strip() for line in pathlib.Path(path).read_text().splitlines()]
+    lines = [line.strip() for line in storage.read_text(path).splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:

@@ -61,16 +61,17 @@ def checked_files(files, expected, *, skip_corrupt=False, corrupt_counter=None, 
             if corrupt_counter is not None:
                 corrupt_counter.assign_add(1)
     if not kept:
-        raise errors.UserError(f"every shard of {os.path.dirname(files[0])} is damaged")
+        raise errors.UserError(f"every shard of {storage.dirname(files[0])} is damaged")
     return kept
 
 
 def _problem(path, entry, verify):
-    size = os.path.getsize(path)
+    size = storage.size(path)
     if "size_bytes" in entry and size != entry["size_bytes"]:
         how = "truncated" if size < entry["size_bytes"] else "longer than written"
-        return (f"is {size:,} bytes, its manifest says {entry['size_bytes']:,}: it is {how} "
-                "or was replaced")
+        said = entry.get("recorded_by", "its manifest")  # or the run that counted it
+        return (f"is {size:,} bytes, {said} says {entry['size_bytes']:,}: it is {how} or was "
+                "replaced")
     if verify and entry.get("sha256") and storage.sha256(path) != entry["sha256"]:
         return "has another sha256 than its manifest records: it is corrupt or was replaced"
     return None

@@ -9,11 +9,11 @@ Tar members are read later by offset (``tar_index``), so workers never scan an a
 import dataclasses
 import hashlib
 import os
-import pathlib
 import re
 
 from pipelines import errors
 from pipelines import imagenet_labels
+from pipelines import storage
 from pipelines import tar_index
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -96,30 +96,32 @@ def find_imagenet(raw_data_dir, val_labels=None):
     Raises:
         FileNotFoundError: naming what was expected, if neither layout is there.
     """
-    root = pathlib.Path(raw_data_dir)
-    if not root.is_dir():
+    root = str(raw_data_dir).rstrip("/") or "/"
+    storage.check_filesystem(root, "--raw_data_dir")
+    if not storage.isdir(root):
         raise FileNotFoundError(f"--raw_data_dir {root} is not a folder")
     labels = list(imagenet_labels.synsets())
     label_of = {synset: index for index, synset in enumerate(labels, start=1)}
     validation = (imagenet_labels.read_label_file(val_labels) if val_labels
                   else imagenet_labels.validation_synsets())
-    entries, skipped, source, ignored = {}, [], {"raw_data_dir": str(root)}, []
-    if (root / TRAIN_TAR).is_file():
-        entries["train"] = _index_train_tar(root / TRAIN_TAR, label_of, skipped)
+    entries, skipped, source, ignored = {}, [], {"raw_data_dir": root}, []
+    if storage.isfile(storage.join(root, TRAIN_TAR)):
+        entries["train"] = _index_train_tar(storage.join(root, TRAIN_TAR), label_of, skipped)
         source["train"] = TRAIN_TAR
-    elif (root / "train").is_dir():
-        entries["train"] = _index_class_folders(root / "train", "train", label_of, skipped, root,
-                                                ignored)
+    elif storage.isdir(storage.join(root, "train")):
+        entries["train"] = _index_class_folders(storage.join(root, "train"), "train", label_of,
+                                                skipped, root, ignored)
         source["train"] = "train/"
-    if (root / VAL_TAR).is_file():
-        entries["validation"] = _index_val_tar(root / VAL_TAR, validation, label_of, skipped)
+    if storage.isfile(storage.join(root, VAL_TAR)):
+        entries["validation"] = _index_val_tar(storage.join(root, VAL_TAR), validation, label_of,
+                                               skipped)
         source["validation"] = VAL_TAR
-    elif (root / "val").is_dir():
-        entries["validation"] = _index_val_folder(root / "val", validation, label_of, skipped,
-                                                  root, ignored)
+    elif storage.isdir(storage.join(root, "val")):
+        entries["validation"] = _index_val_folder(storage.join(root, "val"), validation,
+                                                  label_of, skipped, root, ignored)
         source["validation"] = "val/"
     if not entries:
-        found = sorted(p.name for p in root.iterdir())[:20]
+        found = storage.listdir(root)[:20]
         raise FileNotFoundError(
             f"--raw_data_dir {root} holds neither {TRAIN_TAR} / {VAL_TAR} nor train/ and val/ "
             f"folders; found: {found}")
@@ -136,28 +138,30 @@ def find_image_folder(image_folder, validation_fraction=0.0):
     deterministically by file name. Every other file is an input, judged by its content when
     the shards are written: its extension decides nothing.
     """
-    root = pathlib.Path(image_folder)
-    if not root.is_dir():
+    root = str(image_folder).rstrip("/") or "/"
+    storage.check_filesystem(root, "--image_folder")
+    if not storage.isdir(root):
         raise FileNotFoundError(f"--image_folder {root} is not a folder")
-    val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
-    split_layout = (root / "train").is_dir() and val_dir is not None
-    class_root = root / "train" if split_layout else root
+    val_dir = next((storage.join(root, n) for n in ("val", "validation")
+                    if storage.isdir(storage.join(root, n))), None)
+    split_layout = storage.isdir(storage.join(root, "train")) and val_dir is not None
+    class_root = storage.join(root, "train") if split_layout else root
     try:
-        classes = sorted(p.name for p in class_root.iterdir()
-                         if p.is_dir() and not is_litter(p.name))
+        classes = sorted(name for name in storage.listdir(class_root)
+                         if not is_litter(name) and storage.isdir(storage.join(class_root, name)))
     except OSError as error:
         raise FileNotFoundError(f"--image_folder {class_root} cannot be listed: "
-                                f"{error.strerror}") from None
+                                f"{error.strerror or error}") from None
     if not classes:
         raise FileNotFoundError(f"--image_folder {class_root} has no class sub-folders")
     label_of = {name: index for index, name in enumerate(classes, start=1)}
     skipped, ignored = [], []
     if split_layout:
-        ignored += [p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                    if is_litter(p.name)]
+        ignored += [name + ("/" if storage.isdir(storage.join(root, name)) else "")
+                    for name in storage.listdir(root) if is_litter(name)]
         entries = {
-            "train": _index_class_folders(root / "train", "train", label_of, skipped, root,
-                                          ignored),
+            "train": _index_class_folders(storage.join(root, "train"), "train", label_of,
+                                          skipped, root, ignored),
             "validation": _index_class_folders(val_dir, "validation", label_of, skipped, root,
                                                ignored),
         }
@@ -172,7 +176,7 @@ def find_image_folder(image_folder, validation_fraction=0.0):
             entries[split].append(dataclasses.replace(entry, split=split))
         if validation_fraction == 0.0:
             del entries["validation"]
-    source = {"image_folder": str(root), "layout": "train/val" if split_layout else "single",
+    source = {"image_folder": root, "layout": "train/val" if split_layout else "single",
               "validation_fraction": validation_fraction}
     return Plan(classes, list(classes), entries, skipped, source, sorted(ignored))
 
@@ -186,8 +190,8 @@ def _index_class_folders(folder, split, label_of, skipped, root, ignored):
     """``folder/<class>/**`` files; files outside a known class folder are skipped."""
     entries = []
     for path in _walk_files(folder, root, ignored):
-        relative = path.relative_to(root).as_posix()
-        parts = path.relative_to(folder).parts
+        relative = storage.relative(path, root)
+        parts = storage.relative(path, folder).split("/")
         if len(parts) < 2:
             skipped.append(skip(split, relative, "not inside a class folder"))
             continue
@@ -203,8 +207,8 @@ def _index_val_folder(folder, validation, label_of, skipped, root, ignored):
     """``val/`` flat (labels by file number) and/or in synset folders."""
     entries = []
     for path in _walk_files(folder, root, ignored):
-        relative = path.relative_to(root).as_posix()
-        parts = path.relative_to(folder).parts
+        relative = storage.relative(path, root)
+        parts = storage.relative(path, folder).split("/")
         if len(parts) >= 2:
             synset = parts[0]
             if synset in label_of:
@@ -214,7 +218,7 @@ def _index_val_folder(folder, validation, label_of, skipped, root, ignored):
                 skipped.append(skip("validation", relative, f"unknown synset {synset!r}",
                                     synset))
             continue
-        synset, reason = _validation_synset(path.name, validation, label_of)
+        synset, reason = _validation_synset(storage.basename(path), validation, label_of)
         if reason:
             skipped.append(skip("validation", relative, reason, synset))
         else:
@@ -246,45 +250,43 @@ def _walk_files(folder, root, ignored):
     order; hidden and system names are not entered or yielded but added to ``ignored``
     (relative to ``root``, folders with a trailing ``/``)."""
     seen = set()
-    for directory, subdirs, files in os.walk(folder, followlinks=True):
-        here = pathlib.Path(directory)
-        real = os.path.realpath(directory)
+    for here, subdirs, files in storage.walk(folder):
+        real = here if storage.is_url(here) else os.path.realpath(here)  # no links on buckets
         if real in seen:  # a link back to a folder read already: a loop, or a second name
-            ignored.append(here.relative_to(root).as_posix() + "/ (a link to a folder read "
-                           "already)")
+            ignored.append(storage.relative(here, root) + "/ (a link to a folder read already)")
             subdirs[:] = []
             continue
         seen.add(real)
-        ignored += [(here / name).relative_to(root).as_posix() + "/"
+        ignored += [storage.relative(storage.join(here, name), root) + "/"
                     for name in subdirs if is_litter(name)]
         subdirs[:] = sorted(name for name in subdirs if not is_litter(name))
         for name in sorted(files):
             if is_litter(name):
-                ignored.append((here / name).relative_to(root).as_posix())
+                ignored.append(storage.relative(storage.join(here, name), root))
             else:
-                yield here / name
+                yield storage.join(here, name)
 
 
 def _add_file(entries, skipped, split, relative, synset, label, path):
     """Adds the file at ``path`` as an input, or skips it with the reason it cannot be one (a
     broken link, a file that cannot be examined): one file never stops the run."""
     try:
-        size = path.stat().st_size
+        size = storage.size(path)
     except OSError as error:
-        if path.is_symlink():
+        if storage.islink(path):
             reason = f"broken symbolic link (to {os.readlink(path)})"
         else:
-            reason = f"unreadable file: {error.strerror}"
+            reason = f"unreadable file: {error.strerror or error}"
         skipped.append(skip(split, relative, reason, synset))
         return
-    entries.append(Entry(split, relative, synset, label, str(path), 0, size))
+    entries.append(Entry(split, relative, synset, label, path, 0, size))
 
 
 def _index_train_tar(path, label_of, skipped):
     """The train tar: one ``<synset>.tar`` per class, each holding that class's images."""
     entries = []
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
+    with storage.open_file(path, "rb") as file:
+        size = storage.size(path)
         report = _reporter("train", skipped)
         for member, offset in tar_index.scan_tar(file, 0, size, "", report):
             if not member.name.endswith(".tar"):
@@ -297,7 +299,7 @@ def _index_train_tar(path, label_of, skipped):
                 if synset not in label_of:
                     skipped.append(skip("train", name, f"unknown synset {synset!r}", synset))
                     continue
-                entries.append(Entry("train", name, synset, label_of[synset], str(path),
+                entries.append(Entry("train", name, synset, label_of[synset], path,
                                      image_offset, image.size))
     return entries
 
@@ -305,8 +307,8 @@ def _index_train_tar(path, label_of, skipped):
 def _index_val_tar(path, validation, label_of, skipped):
     """The flat validation tar: ``ILSVRC2012_val_%08d.JPEG`` labelled by file number."""
     entries = []
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
+    with storage.open_file(path, "rb") as file:
+        size = storage.size(path)
         report = _reporter("validation", skipped)
         for member, offset in tar_index.scan_tar(file, 0, size, "", report):
             synset, reason = _validation_synset(os.path.basename(member.name), validation,
@@ -315,5 +317,5 @@ def _index_val_tar(path, validation, label_of, skipped):
                 skipped.append(skip("validation", member.name, reason, synset))
                 continue
             entries.append(Entry("validation", member.name, synset, label_of[synset],
-                                 str(path), offset, member.size))
+                                 path, offset, member.size))
     return entries

@@ -14,18 +14,20 @@ the two leaves the temporary object and the target, the target whole (an object 
 or not at all when its upload closes); the next write overwrites both.
 """
 
+import contextlib
 import glob as local_glob
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 
 from pipelines import errors
 
 TEMPORARY_SUFFIX = ".tmp"
-_KNOWN_ELSEWHERE = {"s3": "tensorflow-io (pip install tensorflow-io)",
-                    "hdfs": "TensorFlow's HDFS support (libhdfs and the Hadoop environment)",
-                    "az": "tensorflow-io (pip install tensorflow-io)"}
+# Filesystems TensorFlow itself no longer carries, and the package that registers them.
+_KNOWN_ELSEWHERE = {name: "tensorflow-io (pip install tensorflow-io)"
+                    for name in ("s3", "hdfs", "az", "http", "https")}
 
 
 def is_url(path):
@@ -36,7 +38,33 @@ def is_url(path):
 def _gfile():
     import tensorflow as tf
 
-    return tf.io.gfile
+    return _RaisingOSErrors(tf.io.gfile, tf.errors)
+
+
+class _RaisingOSErrors:
+    """``tf.io.gfile`` whose functions raise the ``OSError`` a local call would (a missing
+    file: ``FileNotFoundError``), so that callers handle both kinds of path alike."""
+
+    def __init__(self, gfile, tf_errors):
+        self._gfile, self._errors = gfile, tf_errors
+
+    def __getattr__(self, name):
+        function = getattr(self._gfile, name)
+        if name == "GFile":
+            return function
+        mapping = ((self._errors.NotFoundError, FileNotFoundError),
+                   (self._errors.PermissionDeniedError, PermissionError),
+                   (self._errors.AlreadyExistsError, FileExistsError))
+
+        def call(*arguments, **keywords):
+            try:
+                return function(*arguments, **keywords)
+            except tuple(tf_error for tf_error, _ in mapping) as error:
+                local = next(os_error for tf_error, os_error in mapping
+                             if isinstance(error, tf_error))
+                raise local(error.message) from error
+
+        return call
 
 
 def scheme(path):
@@ -57,6 +85,75 @@ def check_filesystem(path, what="path"):
         raise errors.UserError(
             f"{what} {path}: TensorFlow reads no {scheme(path)}:// filesystem here; it comes "
             f"with {provider}") from None
+
+
+def absolute(path):
+    """A local path made absolute; a URL as it is."""
+    return str(path) if is_url(path) else os.path.abspath(path)
+
+
+def same(path, other):
+    """Whether two paths name the same folder or file (a link's target counts as itself)."""
+    if is_url(path) or is_url(other):
+        return str(path).rstrip("/") == str(other).rstrip("/")
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return os.path.abspath(path) == os.path.abspath(other)
+
+
+def walk(folder):
+    """``(folder, subfolders, files)`` of every folder under ``folder``, as ``os.walk``
+    (following links to folders, as ``os.walk(followlinks=True)``); prune ``subfolders`` in
+    place to leave some out."""
+    if is_url(folder):
+        for here, subfolders, names in _gfile().walk(str(folder)):
+            subfolders[:] = [name.rstrip("/") for name in subfolders]
+            yield here.rstrip("/"), subfolders, names
+    else:
+        yield from os.walk(folder, followlinks=True)
+
+
+def copy(source, target):
+    """Copies a file (either side local or a URL), overwriting ``target``."""
+    if is_url(source) or is_url(target):
+        remove(target)  # overwritten whole, whatever the filesystem does with an existing file
+        _gfile().copy(str(source), str(target), overwrite=True)
+    else:
+        shutil.copyfile(source, target)
+
+
+def copy_tree(source, target, last=()):
+    """Copies the files under the local folder ``source`` to ``target`` (a URL or a local
+    folder), the files named in ``last`` after all the others: a reader that waits for them
+    (TF Serving, for ``saved_model.pb``) never finds the copy incomplete."""
+    later = []
+    for folder, _, names in os.walk(source):
+        relative = os.path.relpath(folder, source)
+        destination = target if relative == "." else join(target, relative)
+        makedirs(destination)
+        for name in sorted(names):
+            pair = (os.path.join(folder, name), join(destination, name))
+            if name in last:
+                later.append(pair)
+            else:
+                copy(*pair)
+    for pair in later:
+        copy(*pair)
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """A local path holding the file at ``path``: ``path`` itself, or, for a URL, a copy on the
+    local disk while the context lasts (for libraries that read local files only: h5py,
+    Keras' loader)."""
+    if not is_url(path):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, basename(path))
+        copy(path, local)
+        yield local
 
 
 def join(path, *parts):
@@ -95,6 +192,16 @@ def glob(pattern):
     if is_url(pattern):
         return sorted(_gfile().glob(str(pattern)))
     return sorted(local_glob.glob(str(pattern)))
+
+
+def relative(path, root):
+    """``path`` below the folder ``root``, with ``/`` between its parts."""
+    path, root = str(path), str(root).rstrip("/")
+    return path[len(root):].lstrip("/") if path.startswith(root) else path
+
+
+def islink(path):
+    return not is_url(path) and os.path.islink(path)
 
 
 def size(path):
@@ -170,11 +277,14 @@ def temporary_path(path):
     return str(path) + TEMPORARY_SUFFIX
 
 
-def write_atomic(path, data):
-    """Writes ``data`` (bytes or text) to ``path`` whole, by the module's durability rule."""
+def write_atomic(path, data, writer=None):
+    """Writes ``data`` (bytes or text) to ``path`` whole, by the module's durability rule.
+    ``writer``: a name of the writer's own for its temporary file, where several processes may
+    write one file at once (each must rename its own)."""
     data = data.encode("utf-8") if isinstance(data, str) else data
-    temporary = temporary_path(path)
+    temporary = temporary_path(path) if writer is None else f"{path}.{writer}{TEMPORARY_SUFFIX}"
     if is_url(path):
+        remove(temporary)  # a crash's leftover: TensorFlow's ram:// appends to what is there
         with _gfile().GFile(temporary, "wb") as file:
             file.write(data)
     else:
@@ -183,9 +293,9 @@ def write_atomic(path, data):
     replace(temporary, path)
 
 
-def write_json(path, value):
+def write_json(path, value, writer=None):
     """Writes ``value`` as JSON to ``path`` whole (``write_atomic``)."""
-    write_atomic(path, json.dumps(value, indent=1, ensure_ascii=False))
+    write_atomic(path, json.dumps(value, indent=1, ensure_ascii=False), writer)
 
 
 def replace(source, target):

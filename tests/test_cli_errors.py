@@ -86,6 +86,17 @@ def _cases(root, data, model_dir, empty):
         "convert_missing_folder": (["vgg-convert", f"--raw_data_dir={root / 'nowhere'}",
                                     f"--output_dir={root / 'out'}"],
                                    f"--raw_data_dir {root / 'nowhere'} is not a folder"),
+        "train_unknown_scheme": ([*train("s3"), "--data_dir=s3://bucket/imagenet"],
+                                 "--data_dir s3://bucket/imagenet: TensorFlow reads no s3:// "
+                                 "filesystem here; it comes with tensorflow-io"),
+        "predict_unknown_scheme": (["vgg-predict", "--model=hdfs://namenode/serving/vgg16",
+                                    "cat.jpg"],
+                                   "--model hdfs://namenode/serving/vgg16: TensorFlow reads no "
+                                   "hdfs:// filesystem here"),
+        "train_tpu_with_local_paths": ([*train("tpu"), f"--data_dir={data}",
+                                        "--distribution_strategy=tpu", "--tpu=local"],
+                                       f"--data_dir={data}: a TPU's workers read only buckets "
+                                       "(gs://...), not this machine's disk"),
     }
 
 
@@ -124,7 +135,8 @@ CASES = ["train_label_offset", "evaluate_label_offset", "train_missing_data_dir"
          "train_empty_data_dir", "evaluate_class_counts", "train_truncated_shard",
          "train_corrupt_record",
          "evaluate_model_dir_without_model", "export_model_dir_without_model",
-         "predict_export_without_versions", "describe_unknown_config", "convert_missing_folder"]
+         "predict_export_without_versions", "describe_unknown_config", "convert_missing_folder",
+         "train_unknown_scheme", "predict_unknown_scheme", "train_tpu_with_local_paths"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -46,21 +46,10 @@ def _wait_until_serving(processes, logs, ready):
 
 
 @contextlib.contextmanager
-def _service(folder):
-    """A dispatcher (workers taken as gone after 2 s without a heartbeat) and two workers;
-    all stopped on the way out, also when a test fails."""
-    port = _free_port()
-    processes = []
+def _stopped_on_the_way_out(processes):
+    """Stops every process of ``processes`` on the way out, also when a test fails."""
     try:
-        logs = [folder / "dispatcher.log"]
-        processes.append(_start([f"--port={port}", f"--work_dir={folder / 'journal'}",
-                                 "--worker_timeout_ms=2000"], logs[0]))
-        _wait_until_serving(processes, logs, "dispatcher on")
-        logs = [folder / f"worker{index}.log" for index in range(2)]
-        processes += [_start([f"--dispatcher=localhost:{port}", "--worker_address=localhost"],
-                             log) for log in logs]  # both start at once
-        _wait_until_serving(processes[1:], logs, "worker on")
-        yield f"grpc://localhost:{port}", processes
+        yield processes
     finally:
         for process in processes:
             if process.poll() is None:
@@ -71,6 +60,26 @@ def _service(folder):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def _service(folder, workers=2):
+    """A dispatcher (workers taken as gone after 2 s without a heartbeat) and ``workers``
+    workers, the first started before the dispatcher (pods start in any order: it waits)."""
+    port = _free_port()
+    with _stopped_on_the_way_out([]) as processes:
+        logs = [folder / f"worker{index}.log" for index in range(workers)]
+        if workers:
+            processes.append(_start([f"--dispatcher=localhost:{port}", "--wait=300",
+                                     "--worker_address=localhost"], logs[0]))
+            _wait_until_serving(processes, logs[:1], "waiting for the tf.data service dispatcher")
+        processes.insert(0, _start([f"--port={port}", f"--work_dir={folder / 'journal'}",
+                                    "--worker_timeout_ms=2000"], folder / "dispatcher.log"))
+        _wait_until_serving(processes[:1], [folder / "dispatcher.log"], "dispatcher on")
+        processes += [_start([f"--dispatcher=localhost:{port}", "--worker_address=localhost"],
+                             log) for log in logs[1:]]
+        _wait_until_serving(processes[1:], logs, "worker on")
+        yield f"grpc://localhost:{port}", processes
 
 
 @pytest.fixture
@@ -129,3 +138,25 @@ def test_nothing_listening_or_deterministic_is_one_line(data, tmp_path):
                              f"--model_dir={tmp_path / 'm'}", "--data_service=localhost"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "is not grpc://HOST:PORT" in result.stderr
+
+
+def test_a_trainer_without_workers_says_so_and_stops_on_sigterm_within_its_grace(data,
+                                                                                 tmp_path):
+    with _service(tmp_path, workers=0) as (address, _):
+        log = tmp_path / "train.log"
+        train = subprocess.Popen([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                                  f"--model_dir={tmp_path / 'model'}", "--train_steps=6",
+                                  f"--data_service={address}", "--stop_grace_seconds=3"],
+                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        with _stopped_on_the_way_out([train]):
+            waiting = f"the tf.data service at {address} has 0 workers registered"
+            deadline = time.monotonic() + 300
+            while waiting not in log.read_text():
+                assert train.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            signalled = time.monotonic()
+            train.send_signal(signal.SIGTERM)
+            assert train.wait(timeout=60) == 143, log.read_text()[-3000:]
+            assert time.monotonic() - signalled < 3 + 10  # the grace, and the exit
+    assert ("vgg-train: stopped by SIGTERM at step 0, its input waiting 3 s after the signal; "
+            "the last checkpoint is none yet; run the same command to resume") in log.read_text()

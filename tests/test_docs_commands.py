@@ -30,7 +30,7 @@ PROGRAMS = {"vgg-convert": "convert_imagenet", "vgg-train": "train", "vgg-evalua
 # What a shell would expand, as a reader's shell might.
 SHELL = {"$(nproc)": "8", "$HOME": "/home/user", "$(hostname)": "host1"}
 # The line above a block that needs what no test machine has.
-NEEDS = re.compile(r"^_Needs (ImageNet|a GPU|TF Serving)")
+NEEDS = re.compile(r"^_Needs (ImageNet|a GPU|TF Serving|a TPU|a bucket)")
 
 
 def fenced_blocks(doc, language):
@@ -148,13 +148,15 @@ def test_every_flag_the_docs_pass_is_listed_by_the_scripts_help():
         assert "Try --helpfull" in result.stdout
 
 
-def test_blocks_that_need_imagenet_a_gpu_or_tf_serving_say_so():
+def test_blocks_that_need_imagenet_a_gpu_tf_serving_a_tpu_or_a_bucket_say_so():
     for doc in DOCS:
         for number, before, text in fenced_blocks(doc, "sh"):
             needs = any(word in text.lower() for word in ("imagenet", "tensorflow_model_server",
-                                                          "[cuda", "[gpu]", "nvidia"))
+                                                          "[cuda", "[gpu]", "nvidia", "gs://",
+                                                          "--tpu"))
             assert not needs or NEEDS.match(before), (
-                f"{doc}:{number}: a block that needs ImageNet, a GPU or TF Serving without a "
+                f"{doc}:{number}: a block that needs ImageNet, a GPU, TF Serving, a TPU or a "
+                "bucket without a "
                 f"'_Needs ...' line above it (found {before!r})")
 
 

@@ -38,8 +38,11 @@ def test_tensorflow_framing_is_dropped():
 
 
 def test_user_errors_bugs_and_a_full_disk():
-    assert errors.user_message(errors.UserError("--batch_size=15 is not divisible\nmore")) == (
+    assert errors.user_message(errors.UserError("--batch_size=15 is not divisible")) == (
         "--batch_size=15 is not divisible")
+    # Ours, written to be read whole: a list of changed settings keeps its lines.
+    assert errors.user_message(errors.UserError("holds another run:\n  --batch_size=16 there")) \
+        == "holds another run:\n  --batch_size=16 there"
     assert errors.user_message(FileNotFoundError("no shards found in /x")) == (
         "no shards found in /x")
     # A ValueError our code did not raise as the user's (inside Keras, or a bug of ours).

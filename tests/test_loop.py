@@ -1,9 +1,13 @@
 """The training loop's control, alone: which steps each call of the step function runs, when a
 backup follows, and the progress line."""
 
+import signal
+
 import pytest
 
 from vgg_keras.training import loop
+from vgg_keras.training import notes
+from vgg_keras.training import preemption
 
 
 def _calls(start, end, backup_steps, steps_per_execution):
@@ -45,9 +49,19 @@ def test_calls_cover_the_epoch_exactly_once(start, end, backup_steps, steps_per_
 
 
 def test_the_progress_line_of_an_epoch():
-    meter = loop.EpochProgress(epoch=1, start=15, end=24, steps_per_epoch=12, total_steps=36,
+    meter = notes.EpochProgress(epoch=1, start=15, end=24, steps_per_epoch=12, total_steps=36,
                                run_start=15, run_began=100.0, began=100.0, batch_size=8)
     # 3 steps of 8 images in 6 s: 4 images/s; 6 steps of the epoch and 18 of the run left.
     assert meter.describe(18, 0.01, 1.23456, now=106.0) == (
         "step 18/36, epoch 2/3 at 6/12; 4.0 images/s; lr 0.01; loss 1.2346; ETA epoch 12 s, run "
         "36 s")
+
+
+def test_the_stop_line_says_whether_it_wrote_the_checkpoint_it_names():
+    written = preemption.Stopped(signal.SIGTERM, 17, "m/backup/ckpt-17")
+    assert str(written) == ("stopped by SIGTERM at step 17; backup written; run the same command "
+                            "to resume (from m/backup/ckpt-17)")
+    kept = preemption.Stopped(signal.SIGINT, 24, "m/checkpoints/latest/ckpt-24", written=False)
+    assert str(kept) == ("stopped by SIGINT at step 24; its checkpoint was written already; run "
+                         "the same command to resume (from m/checkpoints/latest/ckpt-24)")
+    assert (written.exit_code, kept.exit_code) == (143, 130)

@@ -30,7 +30,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # lands mid-epoch however slowly the machine runs.
 FLAGS = [*REFERENCE_FLAGS, "--backup_steps=5"]
 STOPPED = re.compile(r"vgg-train: stopped by (SIG\w+)( \(received by another worker\))? at step "
-                     r"(\d+); backup written; run the same command to resume \(from (.+)\)")
+                     r"(\d+); (?:backup written|its checkpoint was written already); run the "
+                     r"same command to resume \(from (.+)\)")
 
 
 def _command(data, model_dir, *extra):

@@ -13,7 +13,9 @@ import keras
 import numpy as np
 import pytest
 
+from pipelines import errors
 from tests.conftest import REFERENCE_FLAGS
+from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN as TINY
@@ -21,6 +23,7 @@ from vgg_keras import protocols
 from vgg_keras.training import distribution
 from vgg_keras.training import loop
 from vgg_keras.training import model as run_model
+from vgg_keras.training import notes
 from vgg_keras.training import run_config
 from vgg_keras.training import schedules
 from vgg_keras.training import steps
@@ -391,6 +394,7 @@ import tensorflow as tf
 from pipelines import inputs
 from vgg_keras.training import distribution
 from vgg_keras.training import model as run_model
+from vgg_keras.training import notes
 from vgg_keras.training import run_config
 from vgg_keras.training import steps as run_steps
 strategy = distribution.make_strategy("mirrored", cpu_replicas=2)
@@ -472,8 +476,63 @@ def test_imagenet_length_on_small_data_earns_a_note(data, tmp_path):
     from vgg_keras.training import data as run_data
 
     cfg = _config(data, tmp_path)  # --train_epochs left at the paper's 74
-    assert loop.imagenet_defaults(cfg, run_data.read_run_data(cfg)) == (
+    assert notes.imagenet_defaults(cfg, run_data.read_run_data(cfg)) == (
         "note: 74 epochs is the paper's ImageNet schedule (§3.1); on 96 images that is 444 "
         "steps of 16: set --train_epochs or --train_steps for your data")
     chosen = _config(data, tmp_path, train_epochs=3)
-    assert loop.imagenet_defaults(chosen, run_data.read_run_data(chosen)) is None
+    assert notes.imagenet_defaults(chosen, run_data.read_run_data(chosen)) is None
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over(reference_run, data, tmp_path, capfd):
+    """Each folder keeps two checkpoints: the newest cut to half its size (a disk fault, an
+    interrupted copy), the run resumes from the older one, says so, and ends as an undamaged
+    run; with every checkpoint damaged it stops in one line naming them."""
+    model_dir = tmp_path / "run"
+    loop.train(run_config.TrainConfig(data_dir=str(data), model_dir=str(model_dir),
+                                      **dict(REFERENCE_RUN, train_epochs=2)))
+    latest = model_dir / "checkpoints" / "latest"
+    assert sorted(p.name for p in latest.glob("*.index")) == ["ckpt-12.index", "ckpt-24.index"]
+    damaged = sorted(model_dir.glob("checkpoints/*/ckpt-24.data-*"))
+    assert damaged
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    all_damaged = tmp_path / "all_damaged"
+    shutil.copytree(model_dir, all_damaged)
+    capfd.readouterr()
+    longer = dict(REFERENCE_RUN, allow_changed_settings=True)  # 3 epochs: 2 more than there
+    summary = loop.train(run_config.TrainConfig(data_dir=str(data), model_dir=str(model_dir),
+                                                **longer))
+    out = capfd.readouterr().out
+    assert f"checkpoint {latest / 'ckpt-24'} does not restore (" in out
+    assert summary["resumed_from_step"] == 12 and summary["steps"] == 36
+    rows = (model_dir / "training_log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
+    for ours, theirs in zip(keras.models.load_model(model_dir / "model.keras").get_weights(),
+                            keras.models.load_model(reference_run / "model.keras").get_weights(),
+                            strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+    for path in all_damaged.glob("checkpoints/*/ckpt-*.data-*"):
+        path.write_bytes(b"")
+    with pytest.raises(errors.UserError, match=rf"^no checkpoint of --model_dir={all_damaged} "
+                                               r"restores: .*ckpt-24 \(.*\)\. Start afresh "
+                                               "with another --model_dir"):
+        loop.train(run_config.TrainConfig(data_dir=str(data), model_dir=str(all_damaged),
+                                          **longer))
+
+
+def test_batch_norm_on_a_short_run(data, tmp_path, capfd):
+    """Keras' momentum 0.99 leaves most of batch norm's initial statistics after a few dozen
+    steps (the net then answers one class in inference mode): the run says so at its start;
+    with --bn_momentum=0.9 the same short run validates well above chance."""
+    loop.train(_config(data, tmp_path / "keras", config="A-BN", train_steps=6))
+    assert ("note: batch norm's moving statistics keep 94% of their initial values after this "
+            "run's 6 steps at --bn_momentum=0.99 (validation and the saved net use them, and "
+            "answer about one class): pass --bn_momentum=0.9, or train at least 230 steps"
+            ) in capfd.readouterr().out
+    summary = loop.train(_config(data, tmp_path / "short", config="A-BN", train_epochs=6,
+                                 bn_momentum=0.9, deterministic=True))
+    assert "note: batch norm" not in capfd.readouterr().out
+    assert summary["best_val_top1"] >= 0.5  # 4 classes: chance is 0.25
+    assert json.loads((tmp_path / "short" / "run.json").read_text())["settings"][
+        "bn_momentum"] == 0.9

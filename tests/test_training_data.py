@@ -10,7 +10,9 @@ import shutil
 import pytest
 import tensorflow as tf
 
+from pipelines import errors
 from pipelines import imagenet_labels
+from pipelines import inputs
 from pipelines import schema
 from tests.conftest import write_shards
 from vgg_keras.training import data as run_data
@@ -133,6 +135,37 @@ def test_shards_without_metadata_are_counted_once_then_cached(real, tmp_path, ca
     shard = data / "train-00001-of-00002"
     shard.write_bytes(shard.read_bytes() + shard.read_bytes())
     assert run_data.read_run_data(cfg).num_train == 18
+
+
+def test_counted_slim_shards_are_read_by_size_as_ours(real, tmp_path):
+    """Counting reads every record through TensorFlow's checks: the shards are checked once,
+    their sizes recorded, and the input then compares sizes before reading, as for ours."""
+    data = tmp_path / "slim"
+    data.mkdir()
+    for shard in real.glob("*-of-*"):
+        shutil.copy(shard, data / shard.name)
+    cfg = run_config.TrainConfig(data_dir=str(data), model_dir=str(tmp_path / "model"),
+                                 num_classes=1000, **TINY)
+    for _ in range(2):  # counted, then from the cache
+        checked = run_data.read_run_data(cfg).info
+        assert checked.format == "slim"
+        assert {name: entry["size_bytes"] for name, entry in checked.shards["train"].items()} \
+            == {shard.name: shard.stat().st_size for shard in data.glob("train-*")}
+    # A shard cut after the count: refused by name before reading, as ours are.
+    victim = data / "train-00001-of-00002"
+    size = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=f"shard {victim} is {size - 100:,} bytes, the count "
+                                         f"of its records says {size:,}"):
+        inputs.make_train_dataset(checked, inputs.InputConfig(batch_size=4, scale=(36, 40),
+                                                              crop_size=32, num_classes=1000))
+    # The cache no longer fits the cut shard: it is counted again, and the cut found by name.
+    with pytest.raises(errors.UserError, match=f"shard {victim} is damaged \\(.*\\): convert it "
+                                               "again, or pass --skip_corrupt"):
+        run_data.read_run_data(cfg)
+    skipped = run_data.read_run_data(run_config.TrainConfig(**dict(vars(cfg),
+                                                                  skip_corrupt=True)))
+    assert skipped.num_train == 6 and "train" not in skipped.info.shards  # accounted instead
 
 
 def test_no_class_count_or_too_small_a_split_is_refused(real, tmp_path):

@@ -35,6 +35,10 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 3000, "Images to generate.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count(), "Processes.")
 _IMAGES_PER_SHARD = flags.DEFINE_integer("images_per_shard", 500, "Shard size (ImageNet's "
                                          "1024 training shards hold ~1,250 images each).")
+_BEFORE = flags.DEFINE_string("before", None, "A checkout of an earlier commit: its converter "
+                              "runs on the same images, alternating with ours (each in a "
+                              "process of its own), and the steady-state rates are compared.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "With --before: alternating rounds of each.")
 
 
 def _decode(path):
@@ -91,6 +95,40 @@ def measure_converter(image_folder, output, workers, images_per_shard):
     return images / busy, end - start, min(first for first, _ in spans.values()) - start
 
 
+_MEASURE_IN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tools import bench_convert
+rate, total, startup = bench_convert.measure_converter(sys.argv[2], sys.argv[3], int(sys.argv[4]),
+                                                       int(sys.argv[5]))
+print(json.dumps(rate))
+"""
+
+
+def measure_converter_of(tree, image_folder, output, workers, images_per_shard):
+    """``measure_converter`` of the checkout ``tree``, in a process of its own."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _MEASURE_IN, str(tree), str(image_folder),
+                             str(output), str(workers), str(images_per_shard)],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare_with_before(before, folder, work, workers, images_per_shard, rounds):
+    """Best steady-state images/s of ours and of ``before``'s converter, alternating."""
+    ours = pathlib.Path(__file__).resolve().parents[1]
+    best = {"ours": 0.0, "before": 0.0}
+    for _ in range(rounds):
+        for name, tree in (("ours", ours), ("before", before)):
+            rate = measure_converter_of(tree, folder, work / f"out_{name}", workers,
+                                        images_per_shard)
+            best[name] = max(best[name], rate)
+    return best
+
+
 def main(argv):
     del argv
     workers = _NUM_WORKERS.value
@@ -114,6 +152,12 @@ def main(argv):
     print(f"converter / reference = {converter / reference:.2f}   (target >= 3)")
     print(f"end to end {total:.1f} s for {len(paths)} images, of which {startup:.1f} s worker "
           "start-up")
+    if _BEFORE.value:
+        best = compare_with_before(_BEFORE.value, folder, work, workers, _IMAGES_PER_SHARD.value,
+                                   _ROUNDS.value)
+        print(f"ours {best['ours']:.0f} vs before ({_BEFORE.value}) {best['before']:.0f} "
+              f"images/s, best of {_ROUNDS.value} alternating rounds each: ours / before = "
+              f"{best['ours'] / best['before']:.2f}")
     print(f"projected for ImageNet's {IMAGENET_TRAIN_IMAGES:,} training images: "
           f"{IMAGENET_TRAIN_IMAGES / converter / 3600:.1f} h with {workers} workers "
           f"({converter / workers:.0f} images/s per worker)")

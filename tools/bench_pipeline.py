@@ -39,6 +39,9 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _BATCHES = flags.DEFINE_integer("batches", 60, "Batches timed per pipeline (after warm-up).")
 _DATA_SERVICE = flags.DEFINE_bool("data_service", False, "Also time the pipeline through a "
                                    "local tf.data service with 1 and 2 workers.")
+_SLIM = flags.DEFINE_bool("slim", False, "Read the shards as slim's: a copy without our "
+                          "manifest, checked once by counting its records (as vgg-train does "
+                          "for shards without metadata), then read by size as ours are.")
 _BEFORE = flags.DEFINE_string("before", None, "pipelines/inputs.py of another version (a "
                               "checkout of an earlier commit): its make_train_dataset is timed in "
                               "the same rounds, on the same shards, and compared with ours.")
@@ -164,6 +167,27 @@ def service_rates(info, batch, batches, repeats, num_classes):
     return rates
 
 
+def _as_slims(shards, info):
+    """The shards as slim's (no manifest: a copy of the shard files alone), checked once by
+    counting their records as vgg-train does, with the sizes that check recorded; and the
+    number of classes (slim's shards do not say it)."""
+    from pipelines import dataset_info
+    from vgg_keras.training import data as run_data
+
+    slim = shards.parent / "slim_shards"
+    if not slim.exists():
+        slim.mkdir()
+        for path in info.split_files("train"):
+            shutil.copy(path, slim / pathlib.Path(path).name)
+    slims = dataset_info.read_info(slim)
+    files = slims.split_files("train")
+    started = time.perf_counter()
+    count, _ = run_data.count_shards(files, show_progress=False)
+    print(f"slim's shards: {count} records counted (and checked) once in "
+          f"{time.perf_counter() - started:.1f} s")
+    return run_data.with_checked_sizes(slims, slims.shard_sizes(files)), info.num_classes
+
+
 def _pipeline_before(path, info, batch):
     """``make_train_dataset`` of another version's ``pipelines/inputs.py`` (loaded beside ours;
     the modules it imports are this checkout's), called as that version takes its settings:
@@ -189,13 +213,15 @@ def main(argv):
     shards = pathlib.Path(_SHARD_DIR.value) if _SHARD_DIR.value else make_shards(
         pathlib.Path(_WORK_DIR.value), _NUM_IMAGES.value)
     info = dataset_info.read_info(shards)
+    num_classes = _NUM_CLASSES.value
+    if _SLIM.value:
+        info, num_classes = _as_slims(shards, info)
     files = info.split_files("train")
     batch = _BATCH_SIZE.value
     pipelines = {
         "ours: scale jitter, crop-before-decode": inputs.make_train_dataset(
             info, inputs.InputConfig(batch_size=batch, scale=(256, 512), crop_size=224,
-                                     num_classes=_NUM_CLASSES.value,
-                                     shuffle_buffer=SHUFFLE_BUFFER)),
+                                     num_classes=num_classes, shuffle_buffer=SHUFFLE_BUFFER)),
         "limit: plain read + parse + full decode": _plain_pipeline(
             files, info.record_keys, _decode_only, batch),
         "reference: slim vgg_preprocessing": _plain_pipeline(

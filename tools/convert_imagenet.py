@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from pipelines import images
+from pipelines import storage
 
 from . import program
 
@@ -79,9 +80,12 @@ def check_flags():
 
 
 def _check_paths():
-    if _VAL_LABELS.value and not os.path.isfile(_VAL_LABELS.value):
+    for flag in (_RAW_DATA_DIR, _IMAGE_FOLDER, _OUTPUT_DIR, _VAL_LABELS, _BBOX_DIR):
+        if flag.value:
+            storage.check_filesystem(flag.value, f"--{flag.name}")
+    if _VAL_LABELS.value and not storage.isfile(_VAL_LABELS.value):
         raise app.UsageError(f"--val_labels {_VAL_LABELS.value} is not a file")
-    if _BBOX_DIR.value and not os.path.isdir(_BBOX_DIR.value):
+    if _BBOX_DIR.value and not storage.isdir(_BBOX_DIR.value):
         raise app.UsageError(f"--bbox_dir {_BBOX_DIR.value} is not a folder")
 
 

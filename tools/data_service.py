@@ -28,6 +28,9 @@ _WORK_DIR = flags.DEFINE_string("work_dir", None, "Dispatcher: folder of its jou
 _WORKER_ADDRESS = flags.DEFINE_string("worker_address", None, "Worker: the host name the "
                                       "dispatcher and trainers reach it at (default: this "
                                       "host's name).")
+_WAIT = flags.DEFINE_float("wait", None, "Worker: how long to wait for the dispatcher to answer, "
+                          "in seconds, with a line every 10 s (default: as long as it takes; "
+                          "machines and pods start in any order).")
 _WORKER_TIMEOUT_MS = flags.DEFINE_integer("worker_timeout_ms", None, "Dispatcher: after this "
                                           "long without a heartbeat a worker is taken as gone "
                                           "and its work given to others (default: "
@@ -39,10 +42,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _PORT.value is not None and _PORT.value < 1:
         raise app.UsageError("--port must be >= 1")
+    if _WAIT.value is not None and _WAIT.value < 0:
+        raise app.UsageError("--wait must be >= 0")
     from pipelines import data_service
 
     if _DISPATCHER.value:
-        data_service.check_reachable(_DISPATCHER.value)
+        data_service.wait_for_dispatcher(_DISPATCHER.value, _WAIT.value)
         host = _WORKER_ADDRESS.value or socket.gethostname()
         port = _PORT.value or _free_port()
         server = data_service.start_worker(_DISPATCHER.value, port, f"{host}:{port}")

@@ -10,6 +10,7 @@ protocols (§3.2, §4), printed in the shape of its Tables 3–7.
 from absl import app
 from absl import flags
 
+from pipelines import storage
 from vgg_keras import protocols
 
 from . import program
@@ -54,6 +55,10 @@ def check_flags():
     """The flags' values parsed and checked; returns ``(scales, train_scale)``."""
     if not _MODEL.value or not _DATA_DIR.value:
         raise app.UsageError("--model and --data_dir are required")
+    for what, path in [*(("--model", m) for m in _MODEL.value), ("--data_dir", _DATA_DIR.value),
+                       ("--output_dir", _OUTPUT_DIR.value)]:
+        if path:
+            storage.check_filesystem(path, what)
     scales = _ints(_SCALES.value, "scales") if _SCALES.value else None
     train_scale = None
     if _TRAIN_SCALE.value:

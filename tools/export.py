@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import export
 from vgg_keras import protocols
@@ -47,6 +48,9 @@ def check_flags():
     """The flags' values checked, reading no file."""
     if not _MODEL.value or not _EXPORT_DIR.value:
         raise app.UsageError("--model and --export_dir are required")
+    for flag in (_MODEL, _EXPORT_DIR, _DATA_DIR):
+        if flag.value:
+            storage.check_filesystem(flag.value, f"--{flag.name}")
     if _TEST_SCALE.value is not None and _TEST_SCALE.value < 1:
         raise app.UsageError("--test_scale must be positive")
 

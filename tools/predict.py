@@ -15,6 +15,7 @@ import sys
 from absl import app
 from absl import flags
 
+from pipelines import storage
 from vgg_keras import artifacts
 
 from . import program
@@ -24,37 +25,12 @@ _MODEL = flags.DEFINE_string("model", None, "Export folder: EXPORT_DIR/<model_na
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
 
 
-def predict_files(signature, paths):
-    """Yields ``(path, predictions or None, error or None)`` per image, one request each, so
-    that a bad image fails alone."""
-    import tensorflow as tf
-
-    from vgg_keras import serving
-
-    for path in paths:
-        try:
-            with open(path, "rb") as file:
-                data = file.read()
-        except OSError as error:
-            yield path, None, f"cannot read: {error.strerror}"
-            continue
-        try:
-            outputs = signature(images=tf.constant([data]))
-        except tf.errors.InvalidArgumentError as error:
-            yield path, None, serving.request_error(error)
-            continue
-        yield path, [{"class": int(c), "synset": s.decode(), "label": label.decode(),
-                      "score": float(score)}
-                     for c, s, label, score in zip(outputs["classes"][0].numpy(),
-                                                   outputs["synsets"][0].numpy(),
-                                                   outputs["labels"][0].numpy(),
-                                                   outputs["scores"][0].numpy(), strict=True)], None
-
-
 def main(argv):
     paths = argv[1:]
     if not _MODEL.value or not paths:
         raise app.UsageError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
+    for what, path in [("--model", _MODEL.value), *(("an image", p) for p in paths)]:
+        storage.check_filesystem(path, what)
     import tensorflow as tf
 
     location = artifacts.resolve_export(_MODEL.value)
@@ -65,7 +41,9 @@ def main(argv):
               f"returns no {', '.join(sorted(missing))})", file=sys.stderr)
         return 1
     failed = 0
-    for path, predictions, error in predict_files(signature, paths):
+    from vgg_keras import serving
+
+    for path, predictions, error in serving.predict_files(signature, paths):
         if error:
             failed += 1
             print(f"vgg-predict: {path}: {error}", file=sys.stderr)

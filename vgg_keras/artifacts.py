@@ -9,6 +9,7 @@ A model dir, as ``vgg-train`` writes it::
              train_examples.json             the counted epoch size of shards without metadata
              init.json                       where the first weights came from, layer by layer
              run.json                        the settings and data that define the run
+             lease.json                      the running chief's lease: one run at a time
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
              .worker_<i>/                    scratch of the non-chief workers of a multi-worker run
 
@@ -34,6 +35,7 @@ CURVE_FILE = "training_curve.png"
 TRAIN_EXAMPLES_FILE = "train_examples.json"
 INIT_FILE = "init.json"
 RUN_FILE = "run.json"
+LEASE_FILE = "lease.json"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"
@@ -59,27 +61,28 @@ def worker_dir(model_dir, task_id):
 
 def is_checkpoint(path):
     """Whether ``path`` is a ``tf.train`` checkpoint prefix (``.../ckpt-N``)."""
-    return os.path.exists(os.fspath(path) + ".index")
+    return storage.exists(os.fspath(path) + ".index")
 
 
 def model_dir_of(path):
     """The model dir of a model dir, of a Keras file in it, or of one of its checkpoints."""
     path = os.fspath(path)
-    if os.path.isdir(path):
+    if storage.isdir(path):
         return path
     if is_checkpoint(path):
-        folder = os.path.dirname(os.path.abspath(path))
+        folder = storage.dirname(storage.absolute(path))
         for candidate in _ancestors(folder, 2):
-            if any(os.path.samefile(folder, checkpoint_dir(candidate, name))
-                   for name in CHECKPOINT_NAMES if os.path.isdir(checkpoint_dir(candidate, name))):
+            if any(storage.same(folder, checkpoint_dir(candidate, name))
+                   for name in CHECKPOINT_NAMES
+                   if storage.isdir(checkpoint_dir(candidate, name))):
                 return candidate
         return folder
-    return os.path.dirname(path)
+    return storage.dirname(path)
 
 
 def _ancestors(folder, count):
     for _ in range(count):
-        folder = os.path.dirname(folder)
+        folder = storage.dirname(folder)
         yield folder
 
 
@@ -95,10 +98,10 @@ def write_summary(model_dir, summary):
 
 def versions(base):
     """The integer version folders of an export base, ascending."""
-    if not os.path.isdir(base):
+    if not storage.isdir(base):
         return []
-    return sorted(int(name) for name in os.listdir(base)
-                  if name.isdigit() and os.path.isdir(os.path.join(base, name)))
+    return sorted(int(name) for name in storage.listdir(base)
+                  if name.isdigit() and storage.isdir(os.path.join(base, name)))
 
 
 def next_version(base):
@@ -109,11 +112,11 @@ def find_export(path):
     """The SavedModel at ``path``, or the newest numbered version under it that holds one, or
     None."""
     path = os.fspath(path)
-    if os.path.exists(os.path.join(path, SAVED_MODEL_FILE)):
+    if storage.exists(os.path.join(path, SAVED_MODEL_FILE)):
         return path
     for version in reversed(versions(path)):
         candidate = os.path.join(path, str(version))
-        if os.path.exists(os.path.join(candidate, SAVED_MODEL_FILE)):
+        if storage.exists(os.path.join(candidate, SAVED_MODEL_FILE)):
             return candidate
     return None
 
@@ -126,7 +129,7 @@ def resolve_export(path):
     """
     found = find_export(path)
     if found is None:
-        what = "does not exist" if not os.path.exists(path) else (
+        what = "does not exist" if not storage.exists(path) else (
             "is neither a SavedModel nor a folder of numbered versions")
         raise FileNotFoundError(f"{path} {what}: give an export of vgg-export, "
                                 "EXPORT_DIR/<model_name> or one of its version folders")
@@ -140,14 +143,14 @@ def read_metadata(export_path):
 
 def write_metadata(export_path, metadata):
     """Writes an export's ``assets.extra/vgg_metadata.json``."""
-    os.makedirs(os.path.join(export_path, ASSETS_EXTRA), exist_ok=True)
+    storage.makedirs(os.path.join(export_path, ASSETS_EXTRA))
     storage.write_json(os.path.join(export_path, METADATA_FILE), metadata)
 
 
 def train_scale_of(model_path):
     """The training scale (Smin, Smax) recorded beside a model (``summary.json``) or in an
     export's metadata, or None."""
-    if os.path.isdir(model_path) and find_export(model_path):
+    if storage.isdir(model_path) and find_export(model_path):
         scale = (read_metadata(model_path) or {}).get("train_scale")
     else:
         scale = read_summary(model_path).get("scale")
@@ -164,31 +167,36 @@ def load_model(path):
         FileNotFoundError: if there is no model at ``path``.
         ValueError: for a SavedModel that returns more than class probabilities.
     """
-    import keras
 
     path = os.fspath(path)
-    saved_model = find_export(path) if os.path.isdir(path) else None
+    saved_model = find_export(path) if storage.isdir(path) else None
     if saved_model:
         return _wrap_saved_model(saved_model)
-    if os.path.isdir(path):
+    if storage.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if path.endswith(".keras"):
-        if not os.path.isfile(path):
+        if not storage.isfile(path):
             raise FileNotFoundError(
                 f"no Keras model at {path}: give a vgg-train model dir whose run has finished "
                 "(or one of its checkpoints, MODEL_DIR/checkpoints/latest/ckpt-N), or a .keras "
                 "file")
-        with errors.user_input():  # Keras judges the file the user named
-            return keras.models.load_model(path, compile=False)
+        return _load_keras_file(path)
     if is_checkpoint(path):
         import tensorflow as tf
 
-        model = keras.models.load_model(os.path.join(model_dir_of(path), MODEL_FILE),
-                                        compile=False)
+        model = _load_keras_file(os.path.join(model_dir_of(path), MODEL_FILE))
         tf.train.Checkpoint(model=model).restore(path).expect_partial()
         return model
     raise FileNotFoundError(f"{path} is neither a .keras file, a vgg-train model dir, a "
                             "checkpoint of one nor an export: give one of these")
+
+
+def _load_keras_file(path):
+    """A ``.keras`` file loaded by Keras (read through a local copy when it lies at a URL)."""
+    import keras
+
+    with errors.user_input(), storage.local_copy(path) as local:  # Keras judges the file
+        return keras.models.load_model(local, compile=False)
 
 
 def _wrap_saved_model(path):

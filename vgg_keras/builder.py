@@ -24,6 +24,7 @@ FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. l
 # "conv", the same layers as convolutions (§3.2, any input size); None, no head (a backbone).
 HEADS = ("fc", "conv", None)
 HEAD_ALIASES = {"dense": "fc"}  # the FC head's earlier name, still taken
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # Keras' BatchNormalization defaults
 POOLINGS = (None, "avg", "max")
 _FC_ARGS = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer")
 
@@ -36,6 +37,8 @@ def build_vgg(
     head="fc",
     dropout=0.5,
     batch_norm=False,
+    bn_momentum=BN_MOMENTUM,
+    bn_epsilon=BN_EPSILON,
     width=1.0,
     fc_units=4096,
     init="glorot",
@@ -65,6 +68,11 @@ def build_vgg(
         dropout: rate of the dropout after fc1 and fc2 (§3.1: 0.5).
         batch_norm: add batch normalisation after every convolution (torchvision's ``*_bn``);
             also selected by a config name ending in "-BN".
+        bn_momentum: the share of batch norm's moving statistics kept at each training step
+            (Keras' 0.99; torchvision's recipes correspond to 0.9: its momentum 0.1 is the
+            share of the new batch). After n steps the initial statistics weigh momentum^n.
+        bn_epsilon: added to the variance (Keras' 1e-3; PyTorch's weights were trained with
+            1e-5).
         width: multiplier of every convolution's filter count (narrow nets for tests).
         fc_units: units of fc1 and fc2 (§2.1: 4096).
         init: ``"glorot"`` or ``"gaussian"`` (N(0, init_stddev²), §3.1); biases start at zero.
@@ -103,6 +111,10 @@ def build_vgg(
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="images")
     x = build_preprocessing(inputs, color_shift_stddev, seeds.next())
+    if not (0 <= bn_momentum < 1 and bn_epsilon > 0):
+        raise ValueError(f"bn_momentum must be in [0, 1) and bn_epsilon > 0, got {bn_momentum}, "
+                         f"{bn_epsilon}")
+    batch_norm = dict(momentum=bn_momentum, epsilon=bn_epsilon) if batch_norm else None
     x = _features(x, spec, width=width, batch_norm=batch_norm, layer_args=layer_args)
     if head is None:
         outputs = _pooled(x, pooling)
@@ -159,7 +171,8 @@ def _scaled(filters, width):
 
 
 def _features(x, spec, *, width, batch_norm, layer_args):
-    """The convolutional part: blocks of convs closed by max-pooling, named by block."""
+    """The convolutional part: blocks of convs closed by max-pooling, named by block;
+    ``batch_norm``: the arguments of a BatchNormalization after every conv, or None."""
     block, conv_index = 1, 0
     for layer in spec:
         if isinstance(layer, configs.Conv):
@@ -174,7 +187,7 @@ def _features(x, spec, *, width, batch_norm, layer_args):
                 **layer_args(),
             )(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+                x = keras.layers.BatchNormalization(name=name + "_bn", **batch_norm)(x)
                 x = keras.layers.ReLU(name=name + "_relu")(x)
         elif isinstance(layer, configs.LRN):
             x = vgg_layers.LocalResponseNormalization(name=f"block{block}_lrn")(x)

@@ -20,6 +20,7 @@ from pipelines import errors
 from pipelines import inputs
 from pipelines import progress as progress_lines
 from pipelines import shard_integrity
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import protocols as protocol_lib
@@ -257,7 +258,7 @@ class _Scores:
 def format_table(results):
     """The results in the shape of the paper's Tables 3–7."""
     settings = results["settings"]
-    models = " + ".join(os.path.basename(os.path.normpath(m)) for m in settings["models"])
+    models = " + ".join(storage.basename(m) for m in settings["models"])
     train = "+".join(run_config.scale_text(s) if s else "-" for s in dict.fromkeys(
         tuple(s) if s else None for s in settings.get("train_scales", [settings["train_scale"]])))
     test = ",".join(str(q) for q in settings["scales"])
@@ -274,18 +275,18 @@ def format_table(results):
 
 def write_results(output_dir, results, scores):
     """``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` in ``output_dir``."""
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "results.json"), "w") as file:
-        json.dump(results, file, indent=1)
-    with open(os.path.join(output_dir, "results.csv"), "w") as file:
-        file.write("protocol,top1_error,top5_error,num_images\n")
-        for protocol, score in scores.items():
-            row = score.result()
-            file.write(f"{protocol},{row['top1_error']},{row['top5_error']},"
-                       f"{row['num_images']}\n")
-    with open(os.path.join(output_dir, "per_class_accuracy.csv"), "w") as file:
-        file.write("class,protocol,images,top1_accuracy\n")
-        for protocol, score in scores.items():
-            for label in np.flatnonzero(score.class_total):
-                accuracy = score.class_correct[label] / score.class_total[label]
-                file.write(f"{label},{protocol},{score.class_total[label]},{accuracy}\n")
+    storage.makedirs(output_dir)
+    table = ["protocol,top1_error,top5_error,num_images"]
+    for protocol, score in scores.items():
+        row = score.result()
+        table.append(f"{protocol},{row['top1_error']},{row['top5_error']},{row['num_images']}")
+    per_class = ["class,protocol,images,top1_accuracy"]
+    for protocol, score in scores.items():
+        for label in np.flatnonzero(score.class_total):
+            accuracy = score.class_correct[label] / score.class_total[label]
+            per_class.append(f"{label},{protocol},{score.class_total[label]},{accuracy}")
+    # The tables first, results.json last: it marks a finished evaluation.
+    storage.write_atomic(os.path.join(output_dir, "results.csv"), "\n".join(table) + "\n")
+    storage.write_atomic(os.path.join(output_dir, "per_class_accuracy.csv"),
+                         "\n".join(per_class) + "\n")
+    storage.write_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=1))

@@ -30,6 +30,7 @@ from pipelines import dataset_info
 from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import schema
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras import serving
@@ -73,7 +74,7 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg",
                                f"{eval_mode!r}")
     if top_k < 1 or max_pixels < 1 or min_side < 1:
         raise errors.UserError("top_k, max_pixels and min_side must be positive")
-    if os.path.isdir(model_path) and artifacts.find_export(model_path) == model_path:
+    if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
         raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
                                "vgg-train model dir or a checkpoint")
     model = artifacts.load_model(model_path)
@@ -89,7 +90,7 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg",
     metadata = {
         "format": "vgg_keras.export/1",
         "config": summary.get("config", model.name),
-        "source_model": os.path.abspath(model_path),
+        "source_model": storage.absolute(model_path),
         "train_scale": summary.get("scale"),
         "eval_mode": eval_mode,
         "test_scale": int(test_scale),
@@ -129,7 +130,7 @@ def _class_names(summary, data_dir, num_classes, model_path):
             raise errors.UserError(f"summary.json names {len(summary['class_synsets'])} classes; "
                                    f"the model has {num_classes} outputs")
         return summary["class_synsets"], summary["class_names"]
-    if summary.get("data_dir") and os.path.isdir(summary["data_dir"]):
+    if summary.get("data_dir") and storage.isdir(summary["data_dir"]):
         classes = dataset_info.read_info(summary["data_dir"]).class_names(
             num_classes, summary["label_offset"])
         if classes:
@@ -141,13 +142,16 @@ def _class_names(summary, data_dir, num_classes, model_path):
 
 
 def _write_new_version(module, base, model_name, metadata):
-    """Saves into a hidden folder beside the versions, then renames it to the next one."""
+    """Saves into a hidden folder beside the versions, then renames it to the next one. On an
+    object store, where a folder cannot be renamed, the export is written on the local disk
+    and copied into the next version, its ``saved_model.pb`` last (a version folder without it
+    is no export: ``artifacts.find_export`` and TF Serving pass it by)."""
+    if storage.is_url(base):
+        return _upload_new_version(module, base, model_name, metadata)
     os.makedirs(base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
-        tf.saved_model.save(module, staging, signatures=module.signatures())
-        artifacts.write_metadata(staging, metadata)
-        write_warmup_requests(os.path.join(staging, artifacts.WARMUP_FILE), model_name, metadata)
+        _save(module, staging, model_name, metadata)
         while True:
             version = artifacts.next_version(base)
             try:
@@ -158,6 +162,21 @@ def _write_new_version(module, base, model_name, metadata):
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _upload_new_version(module, base, model_name, metadata):
+    with tempfile.TemporaryDirectory() as staging:
+        _save(module, staging, model_name, metadata)
+        version = os.path.join(base, str(artifacts.next_version(base)))
+        storage.copy_tree(staging, version, last=(artifacts.SAVED_MODEL_FILE,))
+    return version
+
+
+def _save(module, folder, model_name, metadata):
+    """The SavedModel, its metadata and its warm-up requests, written into ``folder``."""
+    tf.saved_model.save(module, folder, signatures=module.signatures())
+    artifacts.write_metadata(folder, metadata)
+    write_warmup_requests(os.path.join(folder, artifacts.WARMUP_FILE), model_name, metadata)
 
 
 def warmup_images():

@@ -30,6 +30,7 @@ from pipelines import errors
 from pipelines import image_header
 from pipelines import preprocessing
 from pipelines import schema
+from pipelines import storage
 from vgg_keras import builder
 from vgg_keras import protocols
 
@@ -176,3 +177,27 @@ def request_error(error):
     """The readable part of a failed request's error: "image 2 of the request is ..." for the
     export's own checks, the decoder's complaint ("Invalid PNG. ...") otherwise."""
     return errors.one_line(error)
+
+
+def predict_files(signature, paths):
+    """Yields ``(path, predictions or None, error or None)`` per image file (a local path or a
+    URL) through an export's ``serving_default`` ``signature``, one request each, so that a bad
+    image fails alone. ``predictions``: ``[{"class", "synset", "label", "score"}]``, best
+    first."""
+    for path in paths:
+        try:
+            data = storage.read_bytes(path)
+        except OSError as error:
+            yield path, None, f"cannot read: {error.strerror or error}"
+            continue
+        try:
+            outputs = signature(images=tf.constant([data]))
+        except tf.errors.InvalidArgumentError as error:
+            yield path, None, request_error(error)
+            continue
+        yield path, [{"class": int(c), "synset": s.decode(), "label": label.decode(),
+                      "score": float(score)}
+                     for c, s, label, score in zip(outputs["classes"][0].numpy(),
+                                                   outputs["synsets"][0].numpy(),
+                                                   outputs["labels"][0].numpy(),
+                                                   outputs["scores"][0].numpy(), strict=True)], None

@@ -56,7 +56,9 @@ def read_run_data(cfg, info=None, show_progress=None):
     if not num_classes:
         raise errors.UserError(f"--num_classes is needed: the shards in {cfg.data_dir} carry no "
                                "metadata naming their classes (no dataset_info.json)")
-    num_train, source = _train_examples(cfg, info, show_progress)
+    num_train, source, checked = _train_examples(cfg, info, show_progress)
+    if checked:  # slim's shards, read through once: from now on, checked as ours are
+        info = with_checked_sizes(info, checked)
     if num_train < cfg.batch_size:
         raise errors.UserError(f"the training split of {cfg.data_dir} has {num_train} images, "
                                f"fewer than one batch of --batch_size={cfg.batch_size}: lower "
@@ -67,34 +69,62 @@ def read_run_data(cfg, info=None, show_progress=None):
 
 
 def _train_examples(cfg, info, show_progress):
-    """(the training split's size, where it came from)."""
+    """(the training split's size, where it came from, and ``[[shard name, size]]`` of shards
+    without metadata that were read through whole: counted now, or before with these sizes)."""
     if cfg.train_examples:
-        return cfg.train_examples, "given by --train_examples"
+        return cfg.train_examples, "given by --train_examples", None
     if info.num_examples.get("train") is not None:
-        return info.num_examples["train"], "from its metadata"
+        return info.num_examples["train"], "from its metadata", None
     files = info.split_files("train")
     cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
     identity = info.shard_sizes(files)  # no manifest here: one stat per shard
     cached = storage.read_json(cache)
-    if cached and cached.get("shards") == identity:
-        return cached["num_examples"], f"counted before, cached in {cache}"
-    count = _count(files, show_progress)
+    if cached and cached.get("shards") == identity:  # a shard whose size changed is recounted
+        return (cached["num_examples"], f"counted before, cached in {cache}",
+                None if cached.get("damaged") else identity)
+    count, damaged = count_shards(files, cfg.skip_corrupt, show_progress)
     storage.makedirs(cfg.model_dir)
-    storage.write_json(cache, {"data_dir": os.path.abspath(cfg.data_dir), "num_examples": count,
-                             "shards": identity})
-    return count, f"counted once in {len(files)} shards without metadata, cached in {cache}"
+    storage.write_json(cache, {"data_dir": storage.absolute(cfg.data_dir), "num_examples": count,
+                               "shards": identity, "damaged": damaged})
+    return (count, f"counted once in {len(files)} shards without metadata, cached in {cache}",
+            None if damaged else identity)
 
 
-def _count(files, show_progress):
-    """Counts the records of ``files`` shard by shard, reporting progress."""
+def count_shards(files, skip_corrupt=False, show_progress=None):
+    """``(records, damaged shards)`` of ``files``, read shard by shard with TensorFlow's checks
+    (every record's CRC), reporting progress: shards without metadata are checked once so.
+
+    Raises:
+        UserError: naming a damaged shard, unless ``skip_corrupt`` (then it counts 0 and is
+            listed).
+    """
+    import tensorflow as tf
+
     meter = progress.Progress(len(files), label="counting training records (no metadata):",
                               unit="shards", show=show_progress, interval=10.0)
-    total = 0
+    total, damaged = 0, []
     for index, path in enumerate(files, 1):
-        total += dataset_info.count_records([path])
+        try:
+            total += dataset_info.count_records([path])
+        except tf.errors.DataLossError as error:
+            if not skip_corrupt:
+                raise errors.UserError(
+                    f"shard {path} is damaged ({errors.one_line(error)}): convert it again, or "
+                    "pass --skip_corrupt to leave such shards out") from None
+            damaged.append(path)
         meter.update(index, extra=f"{total:,} records")
     meter.close(extra=f"{total:,} records")
-    return total
+    return total, damaged
+
+
+def with_checked_sizes(info, sizes):
+    """``info`` with the sizes of training shards that were read through whole (``sizes``:
+    ``[[file name, size]]``): the input then compares each shard's size before reading and
+    reads it plainly, as our converter's shards with their manifest, instead of accounting for
+    every record (a shard whose size has changed since is refused by name)."""
+    recorded = {name: {"size_bytes": size, "recorded_by": "the count of its records"}
+                for name, size in sizes}
+    return dataclasses.replace(info, shards={**info.shards, "train": recorded})
 
 
 def explain_data_loss(data, error):
@@ -121,7 +151,7 @@ def train_dataset_fn(cfg, data, start_step, corrupt_counter):
 def data_service_job(cfg):
     """The tf.data service job of a run: one per model dir, shared by all its input pipelines
     (and continued by a resumed run while the dispatcher keeps it)."""
-    digest = hashlib.sha256(os.path.abspath(cfg.model_dir).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(storage.absolute(cfg.model_dir).encode()).hexdigest()[:12]
     return f"vgg_train_{digest}"
 
 

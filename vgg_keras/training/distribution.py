@@ -9,12 +9,13 @@ from pipelines import errors
 from vgg_keras import artifacts
 
 
-def make_strategy(name, num_gpus=None, cpu_replicas=None):
+def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None):
     """Returns the ``tf.distribute`` strategy for ``--distribution_strategy``.
 
     ``cpu_replicas`` splits the CPU into that many logical devices first, so that
     ``MirroredStrategy`` runs that many replicas without GPUs (TensorFlow must not have
-    started yet).
+    started yet). ``tpu``: the Cloud TPU (its name or ``grpc://`` address, or ``local`` on a
+    TPU VM) of ``name="tpu"``; default: the one the environment names (``TPU_NAME``).
 
     Raises:
         ValueError: if ``num_gpus`` asks for more GPUs than are visible.
@@ -27,7 +28,7 @@ def make_strategy(name, num_gpus=None, cpu_replicas=None):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)

@@ -11,8 +11,8 @@ its current step with a backup of that step (``preemption``); a command that wou
 run a model dir holds is refused before anything starts (``run_identity``).
 """
 
-import dataclasses
 import math
+import os
 import sys
 import time
 
@@ -25,18 +25,17 @@ from pipelines import errors
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
-from vgg_keras import configs
 from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
+from vgg_keras.training import lease
+from vgg_keras.training import notes
 from vgg_keras.training import outputs as run_outputs
 from vgg_keras.training import preemption
-from vgg_keras.training import run_config
 from vgg_keras.training import run_identity
 from vgg_keras.training import state as run_state
 from vgg_keras.training import steps
 
 PROGRESS_INTERVAL = 60.0  # seconds between progress lines off a terminal
-SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
 
 
 class TrainingError(errors.UserError):
@@ -68,8 +67,19 @@ def _train(cfg):
     if cfg.data_service:  # before anything heavy: its client would wait without end
         data_service.check_reachable(cfg.data_service)
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
-                                          cfg.cpu_replicas)
+                                          cfg.cpu_replicas, cfg.tpu)
     _check_batch(cfg, strategy.num_replicas_in_sync)
+    # One run per model dir: the chief's lease, taken before this run writes anything there.
+    held = lease.Lease(cfg.model_dir) if distribution.is_chief(strategy) else None
+    taken_over = held.acquire() if held else None
+    try:
+        return _run(cfg, info, identity, strategy, held, taken_over)
+    finally:
+        if held:
+            held.release()
+
+
+def _run(cfg, info, identity, strategy, held, taken_over):
     data = run_data.read_run_data(cfg, info)
     outputs = run_outputs.RunOutputs(cfg.model_dir,
                                      distribution.output_root(strategy, cfg.model_dir))
@@ -78,10 +88,10 @@ def _train(cfg):
     if cfg.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
-    print(_recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
+    print(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
-    for line in (imagenet_defaults(cfg, data), identity.describe_changes(),
-                 state.init.describe() + frozen):
+    for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.batch_norm_note(cfg, data),
+                 identity.describe_changes(), state.init.describe() + frozen):
         if line:
             print(line, flush=True)
     resumed = state.restore()
@@ -94,8 +104,16 @@ def _train(cfg):
         run_data.train_dataset_fn(cfg, data, start, corrupt)))
     eval_data = strategy.experimental_distribute_dataset(
         run_data.eval_dataset(cfg, data, corrupt))
-    with preemption.StopRequests(strategy) as stops:
-        result = _Loop(cfg, state, data, corrupt, stops).run(iterator, eval_data, resumed)
+    runner = _Loop(cfg, state, data, corrupt, held)
+    stop_watching = data_service.watch_workers(cfg.data_service) if cfg.data_service else None
+    try:
+        with preemption.StopRequests(strategy, cfg.stop_grace_seconds,
+                                     runner.stop_while_blocked) as stops:
+            runner.stops = stops
+            result = runner.run(iterator, eval_data, resumed)
+    finally:
+        if stop_watching:
+            stop_watching()
     outputs.save_keras(state.model, artifacts.MODEL_FILE)
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
                                         state.init)
@@ -104,36 +122,24 @@ def _train(cfg):
     return summary
 
 
-def imagenet_defaults(cfg, data):
-    """A note when the run's length is ImageNet's default on data far smaller, or None."""
-    if (cfg.train_steps is None and cfg.train_epochs == run_config.DEFAULTS["train_epochs"]
-            and data.num_train < SMALL_DATA):
-        return (f"note: {cfg.train_epochs} epochs is the paper's ImageNet schedule (§3.1); on "
-                f"{data.num_train:,} images that is {data.total_steps:,} steps of "
-                f"{cfg.batch_size}: set --train_epochs or --train_steps for your data")
-    return None
+def _registered(address):
+    """Whether the tf.data service has any worker (an unanswering one counts as having some:
+    then nothing is known)."""
+    try:
+        return bool(data_service.registered_workers(address))
+    except Exception:  # noqa: BLE001 - unknown: assume a batch may be in the step
+        return True
+
+
+def _checkpoint_number(path):
+    number = path.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else -1
 
 
 def _check_batch(cfg, replicas):
     if cfg.batch_size % replicas:
         raise errors.UserError(f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
                                "replicas")
-
-
-def _recipe(cfg, replicas, data, schedule):
-    """The effective recipe in one line: the first line of a run's log."""
-    name = configs.resolve_config(cfg.config)[0]
-    jitter = " (scale jitter)" if cfg.scale[0] != cfg.scale[1] else ""
-    return (f"recipe: config {name}; global batch {cfg.batch_size} "
-            f"({cfg.batch_size // replicas} per replica × {replicas} replicas, "
-            f"{cfg.distribution_strategy}); SGD momentum {cfg.momentum:g}, {schedule.describe()}"
-            f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; S = "
-            f"{run_config.scale_text(cfg.scale)}{jitter}, crop "
-            f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
-            f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
-            f"data {data.describe()}"
-            + (f"; input from the tf.data service at {cfg.data_service}" if cfg.data_service
-               else ""))
 
 
 def _multipliers(cfg, state):
@@ -159,44 +165,12 @@ def plan_chunk(current, end, backup_steps, steps_per_execution):
     return count, reached % backup_steps == 0 and reached < end
 
 
-@dataclasses.dataclass(frozen=True)
-class EpochProgress:
-    """Where an epoch stands, for the progress line: the epoch (0-based), its first step
-    ``start`` (this start of the run), its ``end``, and when it ``began``; the run's length,
-    and where and when this start of the run began."""
-
-    epoch: int
-    start: int
-    end: int
-    steps_per_epoch: int
-    total_steps: int
-    run_start: int
-    run_began: float
-    began: float
-    batch_size: int
-
-    def describe(self, current, rate, loss, now=None):
-        """Step, epoch, speed, rate, loss, and the time left of the epoch and of the run."""
-        now = time.monotonic() if now is None else now
-        done = current - self.start
-        images = done * self.batch_size / max(now - self.began, 1e-9)
-        left_epoch = progress.eta(done, self.end - self.start, now - self.began)
-        left_run = progress.eta(current - self.run_start, self.total_steps - self.run_start,
-                                now - self.run_began)
-        epochs = -(-self.total_steps // self.steps_per_epoch)
-        within = current - self.epoch * self.steps_per_epoch
-        return (f"step {current:,}/{self.total_steps:,}, epoch {self.epoch + 1}/{epochs} at "
-                f"{within:,}/{self.steps_per_epoch:,}; {images:,.1f} images/s; lr {rate:.3g}; "
-                f"loss {loss:.4f}; ETA epoch {progress.format_duration(left_epoch)}, run "
-                f"{progress.format_duration(left_run)}")
-
-
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
-    def __init__(self, cfg, state, data, corrupt, stops):
+    def __init__(self, cfg, state, data, corrupt, held=None):
         self.cfg, self.state, self.data, self.corrupt = cfg, state, data, corrupt
-        self.stops = stops
+        self.stops, self.lease = None, held
         self.train_steps = steps.make_train_steps(
             state.model, state.optimizer, state.strategy, cfg.batch_size,
             weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
@@ -261,7 +235,7 @@ class _Loop:
         """The steps of one epoch from ``current``, with backups every ``backup_steps``;
         returns (step reached, summed loss, last learning rate)."""
         cfg, per_epoch = self.cfg, self.data.steps_per_epoch
-        meter = EpochProgress(epoch=epoch, start=current,
+        meter = notes.EpochProgress(epoch=epoch, start=current,
                               end=min(self.data.total_steps, (epoch + 1) * per_epoch),
                               steps_per_epoch=per_epoch, total_steps=self.data.total_steps,
                               run_start=self.start_step, run_began=self.started,
@@ -289,6 +263,10 @@ class _Loop:
         return current, loss_sum, rate
 
     def _end_epoch(self, top1):
+        if self.lease is not None and self.lease.lost:  # two runs would write one model dir
+            raise lease.LeaseHeld(f"the lease on {self.cfg.model_dir} was lost ({self.lease.lost})"
+                                  ": this run stops before its next checkpoint; the last one is "
+                                  f"{self.state.saved()[0] if self.state.saved() else 'none'}")
         improved = self.state.schedule.end_epoch(top1)
         self._save("latest")
         if improved:
@@ -315,10 +293,34 @@ class _Loop:
         asked = self.stops.agreed()
         if asked is None:
             return
+        self.stops.acknowledge()  # stopping here: the watchdog of blocked steps stands down
         self.line.end()
         path = saved.latest_checkpoint if saved is not None else self._save("backup")
         self.state.outputs.flush()
-        raise preemption.Stopped(asked[0], current, path, elsewhere=asked[1])
+        raise preemption.Stopped(asked[0], current, path, elsewhere=asked[1],
+                                 written=saved is None)
+
+    def stop_while_blocked(self, number):
+        """The watchdog's call, ``stop_grace_seconds`` after a signal this run has not answered:
+        its step waits for input that does not come. Saves that step's backup where the weights
+        are surely those of the last completed step (a tf.data service with no worker: no batch
+        can be in the step; one step per call; one worker), then ends the process with the
+        signal's status. From the watchdog's thread: the main one is blocked."""
+        step = int(self.state.step.numpy())
+        saved = None
+        if (step and self.cfg.data_service and self.cfg.steps_per_execution == 1
+                and not isinstance(self.state.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and not _registered(self.cfg.data_service)):
+            saved = self._save("backup")
+        kept = saved or (max(self.state.saved(), key=_checkpoint_number)
+                         if self.state.saved() else None)
+        self.state.outputs.flush()
+        print(f"vgg-train: stopped by {number.name} at step {step}, its input waiting "
+              f"{self.cfg.stop_grace_seconds:g} s after the signal; "
+              + (f"backup written; run the same command to resume (from {saved})" if saved else
+                 f"the last checkpoint is {kept or 'none yet'}; run the same command to resume"),
+              file=sys.stderr, flush=True)
+        os._exit(preemption.exit_code(number))
 
     def _stop(self, what):
         kept = self.state.saved()

@@ -7,6 +7,7 @@ import dataclasses
 import keras
 
 from pipelines import errors
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import configs
@@ -57,17 +58,20 @@ def build_initialized_model(cfg, num_classes, resumed=False):
         model = builder.build_vgg(
             cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
             dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
+            bn_momentum=cfg.bn_momentum,
             init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
             seed=cfg.seed)
         layers = weight_layers(model)
         if resumed or kind in ("gaussian", "glorot"):
             init = Init(None, (), tuple(layers))
         elif kind == "from_a":
-            loaded = initializers.initialize_from_a(model, path)
+            loaded = initializers.initialize_from_a(model, artifacts.load_model(path))
             init = Init(path, tuple(n for n in layers if n in loaded),
                         tuple(n for n in layers if n not in loaded))
         elif kind == "keras_applications":
-            report = vgg_weights.load_keras_applications_weights(model, path, skip_mismatch=True)
+            with storage.local_copy(path) as local:  # h5py reads local files
+                report = vgg_weights.load_keras_applications_weights(model, local,
+                                                                     skip_mismatch=True)
             init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
         else:
             init = load_fitting_layers(model, artifacts.load_model(path), path)

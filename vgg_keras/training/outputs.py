@@ -24,7 +24,7 @@ class RunOutputs:
 
     def __init__(self, model_dir, root):
         self.model_dir, self.root = model_dir, root
-        self.chief = os.path.abspath(root) == os.path.abspath(model_dir)
+        self.chief = storage.absolute(root) == storage.absolute(model_dir)
         storage.makedirs(root)
         self.csv = os.path.join(model_dir, artifacts.TRAINING_LOG)
         self.writer = tf.summary.create_file_writer(os.path.join(root, artifacts.LOGS_DIR))
@@ -107,7 +107,7 @@ def _classes(cfg, data):
         logging.warning("classes not recorded in summary.json: %s", error)
         classes = None
     synsets, names = classes or (None, None)
-    return {"data_dir": os.path.abspath(cfg.data_dir), "label_offset": label_offset,
+    return {"data_dir": storage.absolute(cfg.data_dir), "label_offset": label_offset,
             "class_synsets": synsets, "class_names": names}
 
 

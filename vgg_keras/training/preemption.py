@@ -18,6 +18,12 @@ reacts to SIGTERM alone, saves through its own checkpoint manager rather than th
 (so a resume could not tell its checkpoint from an epoch's), and ends the process itself; one
 small all-reduce per step call serves both signals on every strategy and leaves the backup,
 the message and the exit status to the run.
+
+A step whose input never comes (a tf.data service without workers) never returns to Python,
+where signal handlers run. So a watchdog thread learns of each signal from the interpreter's
+wake-up file descriptor, which the C-level handler writes at once; if the run has not stopped
+``grace`` seconds later, it calls the run's ``on_grace`` (which saves what can be saved safely
+and ends the process), well inside Kubernetes' 30 s.
 """
 
 import os
@@ -37,12 +43,15 @@ def exit_code(signal_number):
 class Stopped(Exception):  # noqa: N818 - not an error: the run stopped as it was asked to
     """The run stopped on a signal at ``step``, with a checkpoint of that step at ``saved``."""
 
-    def __init__(self, signal_number, step, saved, elsewhere=False):
+    def __init__(self, signal_number, step, saved, elsewhere=False, written=True):
         self.signal_number, self.step, self.saved = signal_number, step, saved
         name = signal.Signals(signal_number).name
         where = " (received by another worker)" if elsewhere else ""
-        super().__init__(f"stopped by {name}{where} at step {step}; backup written; run the "
-                         f"same command to resume (from {saved})")
+        # A backup written for the signal, or the checkpoint of that step already on disk (the
+        # epoch's, at its end; a periodic backup's).
+        kept = "backup written" if written else "its checkpoint was written already"
+        super().__init__(f"stopped by {name}{where} at step {step}; {kept}; run the same "
+                         f"command to resume (from {saved})")
 
     @property
     def exit_code(self):
@@ -53,21 +62,68 @@ class StopRequests:
     """Catches SIGTERM and SIGINT while a run trains (``with StopRequests(strategy) as
     stops``); ``stops.agreed()`` says whether to stop at this step."""
 
-    def __init__(self, strategy=None):
+    def __init__(self, strategy=None, grace=None, on_grace=None):
         self.received = None  # the first signal received by this process
         self._previous = {}
         self._agree = _agreement(strategy) if _several_workers(strategy) else None
+        self._grace, self._on_grace = grace, on_grace
+        self._handled = threading.Event()  # the run stops (or ended): no watchdog needed
+        self._wakeup = None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)
+            if self._grace is not None and self._on_grace is not None:
+                self._start_watchdog()
         return self
 
     def __exit__(self, *exc_info):
+        self._handled.set()
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+        if self._wakeup is not None:
+            read_end, write_end, previous = self._wakeup
+            signal.set_wakeup_fd(previous)
+            os.close(write_end)  # the watchdog's read returns nothing: it ends
+            self._wakeup = None
+
+    def acknowledge(self):
+        """The run is stopping on its own (at a step's end): the watchdog stands down."""
+        self._handled.set()
+
+    def _start_watchdog(self):
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._wakeup = (read_end, write_end, previous)
+        threading.Thread(target=self._watch, args=(read_end,), name="stop-watchdog",
+                         daemon=True).start()
+
+    def _watch(self, read_end):
+        """Waits for signals; ``grace`` seconds after the first, unless the run has stopped by
+        then, ``on_grace(signal)``; a second SIGINT ends the process at once."""
+        first = None
+        try:
+            while True:
+                data = os.read(read_end, 1)
+                if not data:
+                    return
+                number = data[0]
+                if number not in [int(n) for n in SIGNALS]:
+                    continue
+                if first == signal.SIGINT and number == signal.SIGINT:
+                    os._exit(exit_code(signal.SIGINT))
+                if first is None:
+                    first = number
+                    threading.Thread(target=self._deadline, args=(number,), daemon=True).start()
+        finally:
+            os.close(read_end)
+
+    def _deadline(self, number):
+        if not self._handled.wait(self._grace):
+            self._on_grace(signal.Signals(number))
 
     def _handle(self, number, frame):
         if self.received == signal.SIGINT and number == signal.SIGINT:

@@ -13,6 +13,7 @@ import os
 from pipelines import data_service
 from pipelines import errors
 from pipelines import input_config
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import configs
 
@@ -97,6 +98,11 @@ class TrainConfig:
                                         "gradient += λ·w (§3.1).", check=_at_least(0))
     dropout: float = setting(0.5, "Dropout after fc1 and fc2 (§3.1).",
                              check=(lambda value: 0 <= value < 1, "in [0, 1)"))
+    bn_momentum: float = setting(0.99, "Nets with batch norm (-BN): the share of its moving "
+                                       "statistics kept at each step (Keras' 0.99; 0.9 matches "
+                                       "torchvision's recipes, and short runs: see the note "
+                                       "at the start of a run).",
+                                 check=(lambda value: 0 <= value < 1, "in [0, 1)"))
     lr_schedule: str = setting("plateau", "plateau: ÷10 when validation top-1 stops improving "
                                           "(§3.1).", choices=LR_SCHEDULES)
     # §3.1: "the learning rate was decreased 3 times", as soon as the accuracy stopped improving.
@@ -129,6 +135,9 @@ class TrainConfig:
              "times faster.", check=_above(0))
     distribution_strategy: str = setting("mirrored", "tf.distribute strategy.",
                                          choices=STRATEGIES, changeable=True)
+    tpu: str | None = setting(None, "With --distribution_strategy=tpu: the Cloud TPU's name or "
+                                    "grpc:// address (TPUClusterResolver), or local on a TPU "
+                                    "VM.", changeable=True)
     num_gpus: int | None = setting(None, "GPUs to use (default: all visible).", changeable=True)
     cpu_replicas: int | None = setting(None, "Split the CPU into N logical devices, so that "
                                              "MirroredStrategy runs N replicas.",
@@ -152,6 +161,14 @@ class TrainConfig:
                                          check=_at_least(1))
     backup_steps: int = setting(1000, "Steps between backups.", check=_at_least(1),
                                 changeable=True)
+    stop_grace_seconds: float = setting(
+        20.0, "After SIGTERM or Ctrl-C, how long a step whose input does not come (a tf.data "
+              "service without workers) may wait before the run stops without it; well under "
+              "the 30 s after which Kubernetes kills.", check=_above(0), changeable=True)
+    keep_checkpoints: int = setting(2, "Checkpoints each folder (backup/, checkpoints/latest/, "
+                                       "checkpoints/best/) keeps: a damaged newest one has an "
+                                       "older twin to resume from.", check=_at_least(1),
+                                    changeable=True)
     skip_corrupt: bool = setting(False, "Leave out (or skip the rest of) damaged shards, "
                                         "counted, instead of stopping.", changeable=True)
     verify_shards: bool = setting(False, "Compare every shard's sha256 with the manifest before "
@@ -185,6 +202,10 @@ class TrainConfig:
         for ok, message in rules:
             if not ok:
                 raise errors.UserError(message)
+        for name in ("data_dir", "model_dir"):
+            storage.check_filesystem(getattr(self, name), f"--{name}")
+        if self.distribution_strategy == "tpu":
+            check_tpu_paths({"--data_dir": self.data_dir, "--model_dir": self.model_dir})
         parse_init(self.init, check_exists=check_files and not self.has_checkpoint())
         if self.data_service:
             data_service.parse_address(self.data_service)
@@ -201,9 +222,24 @@ class TrainConfig:
     def has_checkpoint(self):
         """Whether ``model_dir`` holds a checkpoint to resume from (then ``--init`` is not
         read again)."""
-        return any(os.path.exists(os.path.join(artifacts.checkpoint_dir(self.model_dir, name),
+        return any(storage.exists(os.path.join(artifacts.checkpoint_dir(self.model_dir, name),
                                                "checkpoint"))
                    for name in ("backup", "latest"))
+
+
+def check_tpu_paths(paths):
+    """Refuses a local path for a TPU run: its workers read only buckets, never this machine's
+    disk (nor its ``ram://``).
+
+    Raises:
+        UserError: naming the first such path.
+    """
+    for flag, path in paths.items():
+        if path and storage.scheme(path) in ("", "file", "ram"):
+            raise errors.UserError(
+                f"{flag}={path}: a TPU's workers read only buckets (gs://...), not this "
+                "machine's disk: copy the data to a bucket and give --data_dir=gs://... and "
+                "--model_dir=gs://...")
 
 
 def check_settings(settings):
@@ -248,7 +284,8 @@ def parse_init(init, check_exists=True):
     if kind in INITS and not path:
         return kind, None
     if kind in INITS_FROM_FILE and path:
-        if check_exists and not os.path.exists(path):
+        storage.check_filesystem(path, f"--init={kind}=")
+        if check_exists and not storage.exists(path):
             hint = (" (keras.applications' weights are downloaded once, on a connected machine, "
                     "by keras.applications.VGG16(weights=\"imagenet\"); Keras keeps them in "
                     "~/.keras/models/)") if kind == "keras_applications" else ""

@@ -11,6 +11,8 @@ import os
 
 import tensorflow as tf
 
+from pipelines import errors
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.training import model as run_model
 from vgg_keras.training import schedules
@@ -57,27 +59,54 @@ class RunState:
             model=self.model, optimizer=self.optimizer, step=self.step,
             images_seen=self.images_seen, random_streams=steps.random_streams(self.model),
             **self.schedule.state())
+        # Each folder keeps its newest --keep_checkpoints: a damaged newest has an older twin.
         self.managers = {name: tf.train.CheckpointManager(
-            self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=1)
+            self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=cfg.keep_checkpoints)
             for name in artifacts.CHECKPOINT_NAMES}
 
-    def restore(self):
-        """Restores the more advanced of the backup and the latest epoch checkpoint; returns
-        its ``Resumed`` (None for a new run)."""
-        candidates = [(name, self.managers[name].latest_checkpoint)
-                      for name in ("backup", "latest") if self.managers[name].latest_checkpoint]
-        resumed = None
-        if candidates:
-            name, path = max(candidates, key=lambda candidate: checkpoint_step(candidate[1]))
-            self.checkpoint.restore(path).expect_partial()
-            step = checkpoint_step(path)
-            written = datetime.datetime.fromtimestamp(os.path.getmtime(path + ".index"))
-            resumed = Resumed(step, os.path.relpath(self.outputs.checkpoint_dir(name),
-                                                    self.outputs.root),
-                              path, written.isoformat(sep=" ", timespec="seconds"),
-                              step // self.data.steps_per_epoch)
-        self.step.assign(resumed.step if resumed else 0)
-        return resumed
+    def candidates(self):
+        """Every checkpoint the run could resume from, the most advanced first: ``[(folder
+        name, path, step)]`` (at one step: the backup, then the epoch's, then the best)."""
+        found = []
+        for rank, name in enumerate(("backup", "latest", "best")):
+            for path in self.managers[name].checkpoints:
+                step = _step_of(path)
+                if step is not None:
+                    found.append((step, -rank, name, path))
+        return [(name, path, step) for step, _, name, path in sorted(found, reverse=True)]
+
+    def restore(self, report=print):
+        """Restores the most advanced checkpoint that restores; returns its ``Resumed`` (None
+        for a new run). One that fails (a damaged or half-copied file) is passed over, with a
+        line to ``report`` naming it and why.
+
+        Raises:
+            UserError: if there are checkpoints and none of them restores.
+        """
+        failed = []
+        for name, path, step in self.candidates():
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except Exception as error:  # noqa: BLE001 - any failure: this checkpoint is unusable
+                reason = errors.one_line(error) if hasattr(error, "error_code") else (
+                    f"{type(error).__name__}: {error}")
+                failed.append(f"{path} ({reason})")
+                report(f"checkpoint {path} does not restore ({reason}): passed over",
+                       flush=True)
+                continue
+            self.step.assign(step)
+            written = datetime.datetime.fromtimestamp(storage.mtime(path + ".index"))
+            return Resumed(step, os.path.relpath(self.outputs.checkpoint_dir(name),
+                                                 self.outputs.root),
+                           path, written.isoformat(sep=" ", timespec="seconds"),
+                           step // self.data.steps_per_epoch)
+        if failed:
+            raise errors.UserError(
+                f"no checkpoint of --model_dir={self.outputs.model_dir} restores: "
+                f"{'; '.join(failed)}. Start afresh with another --model_dir (or move these "
+                "checkpoint folders away to start over in this one)")
+        self.step.assign(0)
+        return None
 
     def save(self, name):
         """Saves a checkpoint of the current step into ``name``'s folder; returns its path."""
@@ -87,6 +116,8 @@ class RunState:
         return [m.latest_checkpoint for m in self.managers.values() if m.latest_checkpoint]
 
 
-def checkpoint_step(path):
-    """The step a checkpoint was written at."""
-    return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+def _step_of(path):
+    """The step in a checkpoint's name (``ckpt-<step>``: the managers number them by step),
+    read without opening it (it may be damaged)."""
+    number = path.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else None

@@ -1,0 +1,174 @@
+"""Data, runs and exports on any filesystem TensorFlow reads, as on a bucket. No network here:
+``ram://`` (TensorFlow's in-memory filesystem, in one process) and ``file://`` URLs (every
+program, in subprocesses) stand in for ``gs://``, through the same ``tf.io.gfile`` calls."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import convert
+from pipelines import dataset_info
+from pipelines import sources
+from pipelines import storage
+from pipelines import synthetic
+from tests.conftest import TINY_FLAGS
+from tests.conftest import TINY_RUN
+from vgg_keras import artifacts
+from vgg_keras import evaluation
+from vgg_keras import export
+from vgg_keras import serving
+from vgg_keras.training import loop
+from vgg_keras.training import run_config
+
+pytestmark = pytest.mark.slow
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
+CLASSES = ("cat", "dog")
+
+
+def _upload(local, url):
+    """Every file under the local folder ``local``, copied under ``url``."""
+    for here, _, names in os.walk(local):
+        for name in names:
+            target = storage.join(url, storage.relative(os.path.join(here, name), local))
+            storage.makedirs(storage.dirname(target))
+            storage.copy(os.path.join(here, name), target)
+
+
+def _names(folder):
+    """The files and folders under ``folder``, relative to it, as a set."""
+    found = set()
+    for here, subfolders, names in storage.walk(folder):
+        found |= {storage.relative(storage.join(here, n), folder) for n in [*subfolders, *names]}
+    return found
+
+
+def test_the_whole_job_on_ram(reference_run, tmp_path):
+    """Convert (an image folder, and the official tar layout), train, evaluate, export and
+    predict, every input and output at a URL, in one process."""
+    root = f"ram://job_{os.getpid()}"
+    synthetic.write_dataset(tmp_path / "images", layout="image_folder", synsets=CLASSES,
+                            train_per_class=10, val_per_class=2, problems=False)
+    _upload(tmp_path / "images", f"{root}/images")
+    manifest = convert.convert(sources.find_image_folder(f"{root}/images", 0.25),
+                               f"{root}/data", num_shards={"train": 2, "validation": 1},
+                               num_workers=1, progress=False)
+    assert manifest["splits"]["train"]["num_examples"] + manifest["splits"]["validation"][
+        "num_examples"] == 24
+    assert storage.listdir(f"{root}/data") == [
+        ".convert_state", "dataset_info.json", "train-00000-of-00002", "train-00001-of-00002",
+        "validation-00000-of-00001"]
+
+    # The official layout: a train tar of per-synset tars and a flat validation tar, read in
+    # place through seekable gfile handles.
+    files = synthetic.write_dataset(tmp_path / "raw", layout="archives",
+                                    synsets=synthetic.DEFAULT_SYNSETS[:2], train_per_class=3,
+                                    val_per_class=2, problems=False)
+    _upload(tmp_path / "raw", f"{root}/raw")
+    tars = convert.convert(sources.find_imagenet(f"{root}/raw"), f"{root}/imagenet",
+                           num_shards={"train": 1, "validation": 1}, num_workers=1,
+                           progress=False)
+    assert sum(split["num_examples"] for split in tars["splits"].values()) == len(files) == 10
+    assert dataset_info.read_info(f"{root}/imagenet").num_examples == {"train": 6,
+                                                                       "validation": 4}
+
+    model_dir = f"{root}/model"
+    summary = loop.train(run_config.TrainConfig(
+        data_dir=f"{root}/data", model_dir=model_dir, **dict(
+            TINY_RUN, num_classes=2, label_offset=1, batch_size=6, train_epochs=2,
+            distribution_strategy="one_device")))
+    assert summary["steps"] == 2 * (manifest["splits"]["train"]["num_examples"] // 6)
+    # Every artefact a local run writes (the reference run's, on a local disk) is there.
+    local = {name for name in _names(str(reference_run)) if not name.startswith("logs/")}
+    assert {name for name in _names(model_dir) if not name.startswith("logs/")} == local
+    assert storage.glob(f"{model_dir}/logs/events.out.tfevents.*")
+
+    results = evaluation.evaluate([model_dir], f"{root}/data", protocols=["single", "dense"],
+                                  scales=[40], output_dir=f"{root}/eval")
+    assert storage.read_json(f"{root}/eval/results.json")["dense"] == results["dense"]
+    assert storage.listdir(f"{root}/eval") == ["per_class_accuracy.csv", "results.csv",
+                                               "results.json"]
+
+    first = export.export_saved_model(model_dir, f"{root}/exports")
+    second = export.export_saved_model(model_dir, f"{root}/exports", eval_mode="dense")
+    assert (first, second) == (f"{root}/exports/vgg/1", f"{root}/exports/vgg/2")
+    assert artifacts.find_export(f"{root}/exports/vgg") == second
+    assert artifacts.read_metadata(f"{root}/exports/vgg")["eval_mode"] == "dense"
+    assert storage.exists(f"{second}/{artifacts.WARMUP_FILE}")
+    signature = tf.saved_model.load(second).signatures["serving_default"]
+    image = f"{root}/images/cat/" + storage.listdir(f"{root}/images/cat")[0]
+    ((path, predictions, error),) = serving.predict_files(signature, [image])
+    assert path == image and error is None and predictions[0]["synset"] in CLASSES
+    direct = signature(images=tf.constant([storage.read_bytes(image)]))
+    np.testing.assert_allclose(predictions[0]["score"], direct["scores"][0, 0].numpy())
+    from_export = evaluation.evaluate([f"{root}/exports/vgg/1"], f"{root}/data",
+                                      protocols=["single"], scales=[40])
+    assert from_export["single"] == results["single"]
+    storage.rmtree(root)
+
+
+def _file_url(path):
+    return "file://" + str(path)
+
+
+def _program(name, *arguments, timeout=600):
+    return subprocess.run([str(BIN / name), *arguments], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_every_program_takes_file_urls_and_a_killed_run_resumes(tmp_path):
+    images = tmp_path / "images"
+    synthetic.write_dataset(images, layout="image_folder", synsets=CLASSES, train_per_class=12,
+                            val_per_class=3, problems=False)
+    data, model, out = (_file_url(tmp_path / name) for name in ("data", "model", "eval"))
+    converted = _program("vgg-convert", f"--image_folder={_file_url(images)}",
+                         "--validation_fraction=0.2", f"--output_dir={data}",
+                         "--train_shards=2", "--validation_shards=1", "--num_workers=1")
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    assert (tmp_path / "data" / "dataset_info.json").exists()
+
+    flags = [*TINY_FLAGS, "--num_classes=2", "--batch_size=4", "--train_epochs=3",
+             "--backup_steps=2", "--deterministic", "--cpu_replicas=2", f"--data_dir={data}",
+             f"--model_dir={model}"]
+    process = subprocess.Popen([str(BIN / "vgg-train"), *flags], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state, deadline = tmp_path / "model" / "backup" / "checkpoint", time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and not state.exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # as a machine dies: no cleanup
+    process.wait()
+    assert not (tmp_path / "model" / "summary.json").exists()
+    resumed = _program("vgg-train", *flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "model" / "summary.json").read_text())
+    steps_per_epoch = summary["train_examples"] // 4
+    assert summary["steps"] == 3 * steps_per_epoch and summary["replicas"] == 2
+    assert 0 < summary["resumed_from_step"] < summary["steps"]
+    assert "resumed at step" in resumed.stdout
+    rows = (tmp_path / "model" / "training_log.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[1]) for row in rows] == [steps_per_epoch * e for e in (1, 2, 3)]
+
+    evaluated = _program("vgg-evaluate", f"--model={model}", f"--data_dir={data}",
+                         "--scales=40", "--protocols=single,multicrop", f"--output_dir={out}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    validation = json.loads((tmp_path / "data" / "dataset_info.json").read_text())["splits"][
+        "validation"]["num_examples"]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["single"]["num_images"] == results["multicrop"]["num_images"] == validation
+    exports = _file_url(tmp_path / "exports")
+    exported = _program("vgg-export", f"--model={model}", f"--export_dir={exports}",
+                        "--model_name=tiny")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (tmp_path / "exports" / "tiny" / "1" / "saved_model.pb").exists()
+    photo = _file_url(next((images / "dog").iterdir()))
+    predicted = _program("vgg-predict", f"--model={exports}/tiny", "--json", photo)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert json.loads(predicted.stdout)["predictions"][0]["synset"] in CLASSES

@@ -1,0 +1,122 @@
+"""One run per model dir at a time: a second launch into a running run's model dir is refused in
+one line having written nothing, the first one's log keeps one row per epoch; the lease of a
+process that no longer runs, or one not refreshed for long, is taken over, and the log says so."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import REFERENCE_FLAGS
+from tests.conftest import REFERENCE_RUN
+from vgg_keras import artifacts
+from vgg_keras.training import lease
+from vgg_keras.training import loop
+from vgg_keras.training import run_config
+
+pytestmark = pytest.mark.slow
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_a_second_launch_is_refused_and_the_first_runs_alone(train_data, tmp_path):
+    command = [sys.executable, "-m", "tools.train", *REFERENCE_FLAGS, f"--data_dir={train_data}",
+               f"--model_dir={tmp_path}"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        held = tmp_path / artifacts.LEASE_FILE
+        deadline = time.monotonic() + 300
+        while not held.exists():  # the first launch holds the model dir
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            time.sleep(0.05)
+        holder = json.loads(held.read_text())
+        second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 1, second.stderr[-3000:]
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"vgg-train: --model_dir={tmp_path} is in use by host "
+                           f"{socket.gethostname()} process {holder['pid']} (started "), last
+    assert "lease refreshed" in last and "Traceback" not in second.stderr
+    assert "recipe:" not in second.stdout  # refused before it began
+    assert first.returncode == 0, err[-3000:]
+    rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
+    assert not held.exists()  # released at the end
+
+
+def _config(data, model_dir):
+    return run_config.TrainConfig(data_dir=str(data), model_dir=str(model_dir),
+                                  **dict(REFERENCE_RUN, train_steps=2))
+
+
+def _gone_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid  # a process of this machine that no longer runs
+
+
+def test_a_live_holder_elsewhere_is_refused_and_a_gone_one_is_taken_over(train_data, tmp_path,
+                                                                        capfd):
+    held = tmp_path / artifacts.LEASE_FILE
+    elsewhere = {"host": "gpu-node-7", "pid": 4242, "token": "x", "started": "yesterday",
+                 "refreshed": time.time() - 60}
+    held.write_text(json.dumps(elsewhere))
+    before = _tree(tmp_path)
+    with pytest.raises(lease.LeaseHeld, match=r"in use by host gpu-node-7 process 4242 "
+                                              r"\(started yesterday, lease refreshed \d+ s ago\)"):
+        loop.train(_config(train_data, tmp_path))
+    assert _tree(tmp_path) == before  # nothing written
+
+    stale = dict(elsewhere, refreshed=time.time() - lease.STALE_SECONDS - 60)
+    held.write_text(json.dumps(stale))
+    capfd.readouterr()
+    assert loop.train(_config(train_data, tmp_path))["steps"] == 2
+    assert ("took over the lease on " + str(tmp_path) + " of host gpu-node-7 process 4242 "
+            "(not refreshed for 6 min)") in capfd.readouterr().out
+
+    dead = {"host": socket.gethostname(), "pid": _gone_pid(), "token": "y", "started": "now",
+            "refreshed": time.time()}
+    held.write_text(json.dumps(dead))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / artifacts.LEASE_FILE).write_text(json.dumps(dead))
+    assert loop.train(_config(train_data, other))["steps"] == 2  # a kill -9: at once
+    assert f"process {dead['pid']} no longer runs" in capfd.readouterr().out
+    assert not (other / artifacts.LEASE_FILE).exists()
+
+
+def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path):
+    """The race a bucket allows (no atomic create): both write, the last writer keeps it."""
+    first, second = lease.Lease(str(tmp_path)), lease.Lease(str(tmp_path))
+    first.record["pid"] = second.record["pid"] = 1  # as if two machines: the pid says nothing
+    first.record["host"], second.record["host"] = "a", "b"
+    outcome = {}
+
+    def take(name, held):
+        try:
+            outcome[name] = held.acquire(settle=1.0)
+        except lease.LeaseHeld as error:
+            outcome[name] = error
+
+    threads = [threading.Thread(target=take, args=pair)
+               for pair in (("first", first), ("second", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refused = [name for name, result in outcome.items() if isinstance(result, lease.LeaseHeld)]
+    assert len(refused) == 1, outcome
+    winner = second if refused == ["first"] else first
+    assert json.loads((tmp_path / artifacts.LEASE_FILE).read_text())["token"] == winner.token
+    winner.release()
+    assert not (tmp_path / artifacts.LEASE_FILE).exists()

@@ -1,0 +1,131 @@
+"""One run per model dir at a time. The chief holds a lease on its model dir: ``lease.json``
+(``artifacts.LEASE_FILE``), naming the host, the process, when it started and when it last
+refreshed the lease (every ``REFRESH_SECONDS``, from a thread of its own, while the run lives). A
+second launch into the same model dir (a job submitted twice, a rescheduled pod whose old copy
+still runs) finds the lease held and is refused, in one line, before it writes anything. A lease
+is taken over, and the log says so, when its holder is gone: a process of this machine that no
+longer runs (``kill -9``: the same command resumes at once), or a lease not refreshed for
+``STALE_SECONDS`` (a dead machine).
+
+Safe without an atomic create (an object store has none): a launch reads the lease, writes its
+own with a token of its own, waits ``settle`` seconds, and reads it back. Of two launches that
+found the lease free, the one that wrote last finds its token and runs; the other finds the
+other's and is refused. This holds when a launch's read and write lie closer together than the
+settle time (milliseconds against ``SETTLE_SECONDS``); on every filesystem we write to a whole
+write is seen whole (``storage``), and buckets (GCS) read their own writes at once.
+"""
+
+import datetime
+import os
+import socket
+import threading
+import time
+import uuid
+
+from pipelines import errors
+from pipelines import storage
+from vgg_keras import artifacts
+
+REFRESH_SECONDS = 30.0
+STALE_SECONDS = 300.0  # 10 refreshes missed: the holder's machine is gone
+SETTLE_SECONDS = {"local": 0.25, "url": 2.0}  # longer than a launch's read-to-write gap
+
+
+class LeaseHeld(errors.UserError):
+    """Another run holds the model dir; the message names it."""
+
+
+class Lease:
+    """The lease of a run on its model dir, refreshed until ``release``."""
+
+    def __init__(self, model_dir, now=time.time):
+        self.path = os.path.join(model_dir, artifacts.LEASE_FILE)
+        self.model_dir, self._now = model_dir, now
+        self.token = uuid.uuid4().hex
+        self.record = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                       "started": _stamp(now()), "refreshed": now()}
+        self.lost = None  # what took the lease away, if anything did
+        self._stop = threading.Event()
+        self._thread = None
+
+    def acquire(self, settle=None):
+        """Takes the lease; returns a line for the log if it took over a holder's, else None.
+
+        Raises:
+            LeaseHeld: if a live run holds it, or another launch took it meanwhile.
+        """
+        note = None
+        held = storage.read_json(self.path)
+        if held and held.get("token") != self.token:
+            gone = self._gone(held)
+            if not gone:
+                raise LeaseHeld(self._refusal(held))
+            note = (f"took over the lease on {self.model_dir} of {_holder(held)} ({gone})")
+        storage.makedirs(self.model_dir)
+        storage.write_json(self.path, self.record, writer=self.token)
+        if settle is None:
+            settle = SETTLE_SECONDS["url" if storage.is_url(self.path) else "local"]
+        time.sleep(settle)
+        now = storage.read_json(self.path)
+        if not now or now.get("token") != self.token:
+            raise LeaseHeld(self._refusal(now or held or {}))
+        self._thread = threading.Thread(target=self._refresh, name="model-dir-lease",
+                                        daemon=True)
+        self._thread.start()
+        return note
+
+    def release(self):
+        """Stops refreshing and removes the lease (unless another run took it over)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        held = storage.read_json(self.path)
+        if held and held.get("token") == self.token:
+            storage.remove(self.path)
+
+    def _refresh(self):
+        while not self._stop.wait(REFRESH_SECONDS):
+            held = storage.read_json(self.path)
+            if not held or held.get("token") != self.token:
+                self.lost = f"{_holder(held)} took the lease over" if held else "it was removed"
+                return
+            storage.write_json(self.path, dict(self.record, refreshed=self._now()),
+                               writer=self.token)
+
+    def _gone(self, held):
+        """Why the holder of ``held`` is gone, or None if it may still run."""
+        age = self._now() - held.get("refreshed", 0)
+        if held.get("host") == socket.gethostname() and not _alive(held.get("pid")):
+            return f"process {held.get('pid')} no longer runs"
+        if age > STALE_SECONDS:
+            return f"not refreshed for {age / 60:.0f} min"
+        return None
+
+    def _refusal(self, held):
+        age = self._now() - held.get("refreshed", self._now())
+        return (f"--model_dir={self.model_dir} is in use by {_holder(held)} (started "
+                f"{held.get('started', '?')}, lease refreshed {age:.0f} s ago): one run per model "
+                "dir at a time; wait for it to end or stop it (a lease not refreshed for "
+                f"{STALE_SECONDS / 60:.0f} min is taken over), or give another --model_dir")
+
+
+def _holder(held):
+    return f"host {held.get('host', '?')} process {held.get('pid', '?')}"
+
+
+def _alive(pid):
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False  # this process: an earlier run of it that ended without releasing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _stamp(seconds):
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
