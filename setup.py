@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow no longer installs it
     "matplotlib==3.11.2",  # the training curve, MODEL_DIR/training_curve.png
     "tensorflow-serving-api==2.21.0",  # the PredictionLog protos of the export's warm-up file
+    "safetensors==0.8.0",  # PyTorch's published VGG weights, read with NumPy alone
 ]
 TEST_REQUIRES = [
     "pytest==9.2.0",

@@ -198,7 +198,7 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
 def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, batch_size=32,
                       num_classes=None, label_offset=None, split="validation",
                       skip_corrupt=False, corrupt_counter=None, input_context=None,
-                      verify_shards=False):
+                      verify_shards=False, max_images=None, shard=None):
     """The §3.2 test inputs at test scale Q (``scale``), in file order, deterministic.
 
     Modes (``INPUT_MODES``):
@@ -208,7 +208,9 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, ba
             convolutional net and the multi-crop grid. Image sizes differ, so each element is
             one image: ``(image [1, H, W, 3], label [1], filename [1])``.
 
-    Every element carries its label (after ``label_offset``) and file name.
+    Every element carries its label (after ``label_offset``) and file name. ``max_images``:
+    the first N images only; ``shard``: ``(count, index)``, every count-th of them from the
+    index-th (an evaluation split across workers: each image read and decoded by one).
     """
     if mode not in INPUT_MODES:
         raise ValueError(f"mode must be one of {INPUT_MODES}, got {mode!r}")
@@ -219,6 +221,10 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, ba
     records = read_records(pipeline_files(info.split_files(split), input_context),
                            info.expected_shards(), skip_corrupt=skip_corrupt,
                            corrupt_counter=corrupt_counter, verify=verify_shards)
+    if max_images is not None:
+        records = records.take(max_images)
+    if shard is not None:
+        records = records.shard(*shard)
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)

@@ -78,6 +78,22 @@ def write_shards(root, *, train_per_class, val_per_class, size_range, train_shar
     return root / "data", manifest
 
 
+def write_applications_h5(model, path, include_top=True):
+    """Writes weights in the layout of keras.applications' downloadable .h5 files."""
+    layers = [layer for layer in model.layers
+              if include_top or not layer.name.startswith(("fc", "pred"))]
+    import h5py
+
+    with h5py.File(path, "w") as h5:
+        h5.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        for layer in layers:
+            group = h5.create_group(layer.name)
+            names = [f"{layer.name}_W_1:0", f"{layer.name}_b_1:0"][: len(layer.get_weights())]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for weight_name, value in zip(names, layer.get_weights(), strict=True):
+                group.create_dataset(weight_name, data=value)
+
+
 @contextlib.contextmanager
 def _locked(path):
     with open(path, "w") as lock:

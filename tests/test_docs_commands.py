@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+import safetensors.numpy
 
 from tests.conftest import write_shards
 
@@ -163,14 +164,18 @@ def test_blocks_that_need_imagenet_a_gpu_tf_serving_a_tpu_or_a_bucket_say_so():
 @pytest.fixture(scope="module")
 def snippet_folder(tmp_path_factory):
     """A working folder with small stand-ins at the names the snippets use: keras.applications'
-    VGG16 weights file (random weights, its layout) and a data folder for ImageNet's."""
+    VGG16 weights file and torchvision's vgg16_bn (random weights, their layouts) and a data
+    folder for ImageNet's."""
     import keras
 
-    from tests.test_keras_applications import _write_applications_h5
+    from tests.conftest import write_applications_h5
+    from tests.test_torch_weights import torchvision_state
 
     folder = tmp_path_factory.mktemp("snippets")
-    _write_applications_h5(keras.applications.VGG16(weights=None),
-                           folder / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
+    write_applications_h5(keras.applications.VGG16(weights=None),
+                          folder / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
+    safetensors.numpy.save_file(torchvision_state("D", True, 224),
+                                str(folder / "vgg16_bn.safetensors"))  # torchvision's shapes
     data = write_shards(folder / "imagenet", train_per_class=4, val_per_class=2,
                         size_range=(40, 64))[0]
     return folder, data
@@ -180,8 +185,12 @@ def snippet_folder(tmp_path_factory):
 AFTER = {
     "make_train_dataset": "images, labels = next(iter(train)); "
                           "assert tuple(images.shape) == (256, 224, 224, 3), images.shape",
-    "feature_model": "assert features['block1_conv2'].shape == (1, 128, 128, 64); "
-                     "assert pooled.output.shape == (None, 512)",
+    "features = taps(": "assert features['block1_conv2'].shape == (1, 128, 128, 64); "
+                        "assert pooled.output.shape == (None, 512)",
+    "build_pretrained": "import numpy as np; "
+                        "assert vgg_keras.builder.normalization_of(net) == 'torchvision'; "
+                        "images = np.zeros((1, 224, 224, 3), 'float32'); "
+                        "assert float(loss(images, images + 8)) > 0",
     "to_conv_head": "assert probabilities.shape == (1, 1000)",
 }
 

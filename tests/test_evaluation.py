@@ -1,7 +1,9 @@
 """The test protocols, each against numbers computed independently here."""
 
 import json
+import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ from vgg_keras import evaluation
 from vgg_keras import protocols
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
 CROP = 32
 EVAL = dict(label_offset=1, num_classes=4)  # the first 4 ImageNet synsets: labels 1..4
 
@@ -210,3 +213,103 @@ def test_saved_model_single_and_multicrop(setup, tmp_path):
     with pytest.raises(ValueError, match="dense evaluation of saved needs its layers"):
         evaluation.evaluate([str(tmp_path / "saved")], data, protocols=("dense",),
                             scales=[40], **EVAL)
+
+
+ALL = ("single", "dense", "multicrop", "dense+multicrop")
+
+
+@pytest.mark.slow
+def test_batched_protocols_equal_the_one_image_reference(setup, tmp_path):
+    """Every protocol and a fusion of two nets, at two scales, on images of mixed sizes, in
+    batches of 5 inputs from chunks of 4 images (partial batches, shapes bucketed): the same
+    counts and probabilities as one image at a time."""
+    data, path, _ = setup
+    other = tmp_path / "b.keras"
+    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16, seed=8,
+                        dropout=0.0).save(other)
+    arguments = dict(protocols=ALL, scales=[40, 52], keep_probabilities=True, batch_size=5,
+                     chunk=4, **EVAL)
+    batched = evaluation.evaluate([str(path), str(other)], str(data), **arguments)
+    reference = evaluation.evaluate([str(path), str(other)], str(data), one_image=True,
+                                    **arguments)
+    for protocol in ALL:
+        assert batched[protocol] == reference[protocol], protocol
+        np.testing.assert_allclose(batched["probabilities"][protocol],
+                                   reference["probabilities"][protocol], atol=1e-5)
+    assert batched["probabilities"]["dense"].shape == (12, 4)
+
+
+# One process with 2 logical CPU replicas (they must be set before TensorFlow starts): the
+# evaluation of the replica test, a batch larger than the split, and a split of one image.
+TWO_REPLICAS = """
+import json, sys
+from vgg_keras import evaluation
+from vgg_keras.training import distribution
+strategy = distribution.make_strategy("mirrored", cpu_replicas=2)
+data, model = sys.argv[1], sys.argv[2]
+common = dict(protocols=["single", "dense", "multicrop"], scales=[40], label_offset=1,
+              num_classes=4, strategy=strategy, progress=False)
+runs = {"eleven": evaluation.evaluate([model], data, max_images=11, batch_size=4, **common),
+        "large_batch": evaluation.evaluate([model], data, batch_size=512, **common),
+        "one_image": evaluation.evaluate([model], data, max_images=1, batch_size=4, **common)}
+print(json.dumps({name: {p: r[p] for p in ("single", "dense", "multicrop")} | {
+    "replicas": r["settings"]["replicas"]} for name, r in runs.items()}))
+"""
+
+
+@pytest.mark.slow
+def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
+    """11 images (divisible neither by the 2 replicas nor by the batch of 4): each image
+    counted once, the same counts on 1 replica, on 2 logical CPU replicas, and on two
+    multi_worker processes on localhost."""
+    data, path, _ = setup
+    protocols = ("single", "dense", "multicrop")
+    one = evaluation.evaluate([str(path)], str(data), protocols=protocols, scales=[40],
+                              max_images=11, batch_size=4, **EVAL)
+    script = tmp_path / "two_replicas.py"
+    script.write_text(TWO_REPLICAS)
+    child = subprocess.Popen([sys.executable, str(script), str(data), str(path)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    workers = _evaluate_on_two_workers(data, path, tmp_path / "workers")
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err[-3000:]
+    two = json.loads(out.strip().splitlines()[-1])
+    for protocol in protocols:
+        assert one[protocol]["num_images"] == 11
+        assert two["eleven"][protocol] == one[protocol], protocol
+        assert workers[protocol] == one[protocol], protocol
+    assert two["eleven"]["replicas"] == 2
+    full = evaluation.evaluate([str(path)], str(data), protocols=protocols, scales=[40],
+                               **EVAL)
+    assert {p: two["large_batch"][p] for p in protocols} == {p: full[p] for p in protocols}
+    assert all(two["one_image"][p]["num_images"] == 1 for p in protocols)
+
+
+def _evaluate_on_two_workers(data, model, out):
+    """vgg-evaluate on two multi_worker processes on localhost; the chief's results.json."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("localhost", 0))
+            ports.append(sock.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = [subprocess.Popen(
+        [str(BIN / "vgg-evaluate"), f"--model={model}", f"--data_dir={data}", "--scales=40",
+         "--protocols=single,dense,multicrop", "--max_images=11", "--batch_size=4",
+         "--label_offset=1", "--num_classes=4", "--distribution_strategy=multi_worker",
+         f"--output_dir={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})))
+        for index in range(2)]
+    try:
+        results = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, (_, err) in zip(processes, results, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    written = json.loads((out / "results.json").read_text())
+    assert written["settings"]["workers"] == 2
+    return written

@@ -343,4 +343,4 @@ def test_vgg_export_command(trained, tmp_path):
         synthetic.DEFAULT_SYNSETS[:4])
     missing = subprocess.run([str(BIN / "vgg-export"), f"--export_dir={tmp_path}"],
                              capture_output=True, text=True, timeout=300)
-    assert missing.returncode != 0 and "--model and --export_dir are required" in missing.stderr
+    assert missing.returncode != 0 and "--export_dir is required, with --model" in missing.stderr

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import vgg_keras
+from tests.conftest import write_applications_h5
 from vgg_keras import weights as vgg_weights
 
 pytestmark = pytest.mark.slow
@@ -91,26 +92,12 @@ def test_first_conv_conversion_is_what_makes_it_match():
     assert np.abs(model.predict(images, verbose=0) - expected).max() > 1e-3
 
 
-def _write_applications_h5(model, path, include_top=True):
-    """Writes weights in the layout of keras.applications' downloadable .h5 files."""
-    layers = [layer for layer in model.layers
-              if include_top or not layer.name.startswith(("fc", "pred"))]
-    with h5py.File(path, "w") as h5:
-        h5.attrs["layer_names"] = [layer.name.encode() for layer in layers]
-        for layer in layers:
-            group = h5.create_group(layer.name)
-            names = [f"{layer.name}_W_1:0", f"{layer.name}_b_1:0"][: len(layer.get_weights())]
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for weight_name, value in zip(names, layer.get_weights(), strict=True):
-                group.create_dataset(weight_name, data=value)
-
-
 def test_reads_keras_applications_h5_files(tmp_path):
     reference = _reference("VGG16", seed=3)
     images = _images(2)
     expected = _reference_probabilities(reference, images)
     weights_file = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-    _write_applications_h5(reference, weights_file)
+    write_applications_h5(reference, weights_file)
     whole_model_file = tmp_path / "vgg16_model.h5"
     reference.save(whole_model_file)
     for path in (weights_file, str(whole_model_file)):
@@ -122,7 +109,7 @@ def test_reads_keras_applications_h5_files(tmp_path):
 def test_notop_file_loads_the_convolutions_only_when_asked(tmp_path):
     reference = _reference("VGG16", seed=4)
     path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    _write_applications_h5(reference, path, include_top=False)
+    write_applications_h5(reference, path, include_top=False)
     model = _ours("D", num_classes=10, fc_units=64)
     with pytest.raises(ValueError, match="fc1: not in the source"):
         vgg_keras.load_keras_applications_weights(model, path)

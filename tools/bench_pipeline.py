@@ -231,8 +231,8 @@ def main(argv):
         pipelines[f"before: {_BEFORE.value}"] = _pipeline_before(_BEFORE.value, info, batch)
     best = best_rates(pipelines, batch, _BATCHES.value, _REPEATS.value)
     cores = os.cpu_count()
-    print(f"{len(files)} shards in {shards} ({info.format}); batch {batch}; {cores} cores; best "
-          f"of {_REPEATS.value} rounds of {_BATCHES.value} batches")
+    print(f"{len(files)} shards in {info.location} ({info.format}); batch {batch}; {cores} "
+          f"cores; best of {_REPEATS.value} rounds of {_BATCHES.value} batches")
     for name, rate in best.items():
         print(f"{name:<42}{rate:>8.0f} images/s  ({rate / cores:.0f} per core)")
     ours, limit, reference = list(best.values())[:3]

@@ -12,6 +12,7 @@ from absl import flags
 
 from pipelines import storage
 from vgg_keras import protocols
+from vgg_keras import settings
 
 from . import program
 
@@ -33,8 +34,11 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results.json, resul
 _LABEL_OFFSET = flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels "
                                      "(default: 1 for our/slim shards, 0 for tfds).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: from the data's metadata.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch of the single-crop "
-                                   "protocol (the others run one image at a time).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Network inputs per replica and step: "
+                                   "centre crops (single), crops (multi-crop: 50 per image), or "
+                                   "whole images with their mirrors (dense: 2 per image).")
+# Where it computes: the same settings as vgg-train's, declared once (vgg_keras.settings).
+_DISTRIBUTION = program.define_settings_flags(settings.DistributionSettings, __name__)
 _CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Default: the model's training crop.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
 _VERIFY_SHARDS = flags.DEFINE_bool("verify_shards", False, "Compare every shard's sha256 with "
@@ -59,6 +63,8 @@ def check_flags():
                        ("--output_dir", _OUTPUT_DIR.value)]:
         if path:
             storage.check_filesystem(path, what)
+    if _BATCH_SIZE.value < 1:
+        raise app.UsageError("--batch_size must be >= 1")
     scales = _ints(_SCALES.value, "scales") if _SCALES.value else None
     train_scale = None
     if _TRAIN_SCALE.value:
@@ -73,14 +79,23 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     scales, train_scale = check_flags()
-    from vgg_keras import evaluation
+    where = program.settings_from_flags(settings.DistributionSettings, _DISTRIBUTION)
+    settings.check_settings(where)
+    if where.distribution_strategy == "tpu":
+        from vgg_keras.training import run_config
 
+        run_config.check_tpu_paths({"--data_dir": _DATA_DIR.value})
+    from vgg_keras import evaluation
+    from vgg_keras.training import distribution
+
+    strategy = distribution.make_strategy(where.distribution_strategy, where.num_gpus,
+                                          where.cpu_replicas, where.tpu)
     results = evaluation.evaluate(
         _MODEL.value, _DATA_DIR.value, protocols=_PROTOCOLS.value, scales=scales,
         train_scale=train_scale, crop_size=_CROP_SIZE.value, label_offset=_LABEL_OFFSET.value,
         num_classes=_NUM_CLASSES.value, output_dir=_OUTPUT_DIR.value,
         max_images=_MAX_IMAGES.value, batch_size=_BATCH_SIZE.value,
-        verify_shards=_VERIFY_SHARDS.value)
+        verify_shards=_VERIFY_SHARDS.value, strategy=strategy)
     print(evaluation.format_table(results))
     return 0
 

@@ -1,5 +1,5 @@
 """What every program of ``tools/`` shares: flags derived from a library's settings dataclass
-(each setting declared once, in the library: ``vgg_keras.training.run_config.setting``),
+(each setting declared once, in the library: ``vgg_keras.settings.setting``),
 ``--help`` that lists the program's own flags (its console script's wrapper is not the program's
 module), and an error its user can fix ending the program with one line naming the problem and
 the fix, and exit status 1; the traceback only with ``--verbose`` (or absl's ``-v 1``). An error

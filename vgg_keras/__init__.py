@@ -38,6 +38,9 @@ _EXPORTS = {
     "count_weight_layers": "stats",
     "feature_model": "features",
     "load_keras_applications_weights": "weights",
+    "load_timm_weights": "torch_weights",
+    "load_torchvision_weights": "torch_weights",
+    "build_pretrained": "pretrained",
     "load_model": "artifacts",
 }
 

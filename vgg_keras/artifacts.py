@@ -157,6 +157,13 @@ def train_scale_of(model_path):
     return tuple(scale) if scale else None
 
 
+def served_test_scale(path):
+    """The Q an export serves at (its metadata), or None for what is not an export."""
+    if storage.isdir(path) and find_export(path):
+        return (read_metadata(path) or {}).get("test_scale")
+    return None
+
+
 def load_model(path):
     """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), a checkpoint of such
     a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture, or a

@@ -18,6 +18,10 @@ from vgg_keras import layers as vgg_layers
 
 # §2.1: "subtracting the mean RGB value, computed on the training set, from each pixel".
 RGB_MEAN = (123.68, 116.78, 103.94)
+# The input normalisation PyTorch's ImageNet weights (torchvision, timm) were trained with:
+# RGB / 255, minus this mean, divided by this standard deviation.
+TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZATIONS = ("paper", "torchvision")
 DEFAULT_INPUT_SHAPE = (224, 224, 3)  # §2.1: fixed-size 224×224 RGB training crops
 FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. layer"
 # The classifier heads: "fc", the fully connected layers (fixed input size, as trained);
@@ -48,6 +52,7 @@ def build_vgg(
     classifier_activation="softmax",
     fc1_kernel_size=FC1_KERNEL_SIZE,
     input_dtype="uint8",
+    normalization="paper",
     pooling=None,
     seed=None,
     name=None,
@@ -73,6 +78,9 @@ def build_vgg(
             share of the new batch). After n steps the initial statistics weigh momentum^n.
         bn_epsilon: added to the variance (Keras' 1e-3; PyTorch's weights were trained with
             1e-5).
+        normalization: the input normalisation, part of the model: ``"paper"`` (the mean RGB
+            subtracted, §2.1) or ``"torchvision"`` (RGB / 255, minus ``TORCHVISION_MEAN``,
+            divided by ``TORCHVISION_STD``: what PyTorch's ImageNet weights expect).
         width: multiplier of every convolution's filter count (narrow nets for tests).
         fc_units: units of fc1 and fc2 (§2.1: 4096).
         init: ``"glorot"`` or ``"gaussian"`` (N(0, init_stddev²), §3.1); biases start at zero.
@@ -110,7 +118,9 @@ def build_vgg(
     layer_args = initializers.layer_arguments(init, init_stddev, weight_decay, seeds)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="images")
-    x = build_preprocessing(inputs, color_shift_stddev, seeds.next())
+    x = build_preprocessing(inputs, color_shift_stddev, seeds.next(), normalization)
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if not (0 <= bn_momentum < 1 and bn_epsilon > 0):
         raise ValueError(f"bn_momentum must be in [0, 1) and bn_epsilon > 0, got {bn_momentum}, "
                          f"{bn_epsilon}")
@@ -128,11 +138,18 @@ def build_vgg(
     return keras.Model(inputs, outputs, name=model_name)
 
 
-def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, seed=None):
-    """Casts images to float, subtracts ``RGB_MEAN``, then (training only) shifts colours."""
-    x = keras.layers.Normalization(
-        mean=RGB_MEAN, variance=(1.0, 1.0, 1.0), axis=-1, name="mean_rgb"
-    )(images)
+def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, seed=None,
+                        normalization="paper"):
+    """Casts images to float and normalises them (``normalization``: subtracts ``RGB_MEAN``,
+    or torchvision's mean/std on RGB / 255), then (training only) shifts colours."""
+    if normalization == "torchvision":  # (x / 255 − m) / s = (x − 255 m) / (255 s)
+        mean = [255.0 * m for m in TORCHVISION_MEAN]
+        variance = [(255.0 * s) ** 2 for s in TORCHVISION_STD]
+        x = keras.layers.Normalization(mean=mean, variance=variance, axis=-1,
+                                       name="mean_std")(images)
+    else:
+        x = keras.layers.Normalization(mean=RGB_MEAN, variance=(1.0, 1.0, 1.0), axis=-1,
+                                       name="mean_rgb")(images)
     return vgg_layers.PCAColorShift(stddev=color_shift_stddev, seed=seed, name="color_shift")(x)
 
 
@@ -290,3 +307,9 @@ def to_conv_head(model, input_shape=(None, None, 3)):
         target = conv_model.get_layer(dense.name)
         target.set_weights([kernel.reshape(target.kernel.shape), bias])
     return conv_model
+
+
+def normalization_of(model):
+    """The input normalisation a model built here carries: ``"paper"`` or ``"torchvision"``."""
+    names = {layer.name for layer in model.layers}
+    return "torchvision" if "mean_std" in names else "paper"

@@ -23,6 +23,7 @@ from pipelines import shard_integrity
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import builder
+from vgg_keras import evaluation_batches as batches_lib
 from vgg_keras import protocols as protocol_lib
 from vgg_keras.training import run_config
 
@@ -33,8 +34,10 @@ PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
 def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=None,
              train_scale=None, crop_size=None, label_offset=None, num_classes=None,
              output_dir=None, progress=None, max_images=None, batch_size=32,
-             verify_shards=False):
-    """Evaluates one model, or the fusion of several, with the paper's protocols.
+             verify_shards=False, strategy=None, one_image=False, keep_probabilities=False,
+             chunk=batches_lib.CHUNK_IMAGES):
+    """Evaluates one model, or the fusion of several, with the paper's protocols, on every
+    replica of ``strategy`` (of every worker).
 
     Args:
         model_paths: Keras files, ``vgg-train`` model dirs, checkpoints or exports; several are
@@ -42,55 +45,92 @@ def evaluate(model_paths, data_dir, *, protocols=(protocol_lib.SINGLE,), scales=
         data_dir: shards with a validation split (our converter's, slim's, or tfds').
         protocols: any of ``PROTOCOLS`` (or their other names, ``protocols.ALIASES``).
         scales: test scales Q for every model; default: each model's
-            ``protocols.default_scales`` of its training scale (§4.2).
+            ``protocols.default_scales`` of its training scale (§4.2), or an export's own Q.
         train_scale: (Smin, Smax) to take as every model's training scale; default: each
             model's own, from its summary.json or export metadata.
         crop_size: default: each model's input size.
         label_offset, num_classes: as for ``pipelines.inputs.make_eval_dataset``.
-        output_dir: where ``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` go.
+        output_dir: where ``results.json``, ``results.csv`` and ``per_class_accuracy.csv`` go
+            (written by the first worker).
         progress: True for a live progress line, False for none, None (default) for a live
             line on a terminal and otherwise a line every ``PROGRESS_INTERVAL`` seconds.
-        max_images: stop after this many images (for quick looks).
-        batch_size: images per batch of the single-crop protocol (the other protocols go one
-            image at a time: their images differ in size, or are 50 crops already).
+        max_images: the first N images only (for quick looks).
+        batch_size: network inputs per replica and step: centre crops (single), crops
+            (multi-crop: 50 per image), or whole images with their mirrors (dense: 2 per image).
         verify_shards: compare every shard's sha256 with the manifest first.
+        strategy: a ``tf.distribute`` strategy (``distribution.make_strategy``); default: the
+            current one (one device).
+        one_image: the reference path instead: one image at a time on one device, as the
+            protocols define each (the batched path gives the same counts).
+        keep_probabilities: return every image's probabilities too, ``{"probabilities":
+            {protocol: [images, classes]}}`` in file order (one worker; for tests).
+        chunk: images a worker holds at once (the bounded buffer of the batched path).
 
     Returns:
         ``{protocol: {"top1_error", "top5_error", "num_images"}}`` plus ``"settings"``.
 
     Raises:
-        ValueError: for an unknown protocol, missing scales, or models whose classes differ
+        UserError: for an unknown protocol, missing scales, or models whose classes differ
             from the data's.
     """
     protocols = [protocol_lib.protocol_name(p) for p in protocols]
     _check_protocols(protocols)
     info = dataset_info.read_info(data_dir)
+    strategy = strategy or tf.distribute.get_strategy()
     need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(protocols)
-    nets = [_Net(path, artifacts.load_model(path), crop_size, need_dense)
-            for path in model_paths]
+    with strategy.scope():  # the nets' variables on every replica
+        nets = [_Net(path, artifacts.load_model(path), crop_size, need_dense)
+                for path in model_paths]
     num_classes = _check_classes(nets, info, num_classes)
     _assign_scales(nets, scales, train_scale)
     scores = {p: _Scores(num_classes) for p in protocols}
     data = dict(info=info, label_offset=label_offset, num_classes=num_classes,
                 verify_shards=verify_shards)
-    started = time.monotonic()
-    total = info.num_examples.get("validation")
-    meter = progress_lines.Progress(min(total, max_images or total) if total else max_images,
+    workers, worker = batches_lib.worker_share(strategy)
+    started, keep = time.monotonic(), {} if keep_probabilities else None
+    meter = progress_lines.Progress(_images_of(info, max_images, workers, worker),
                                     label="evaluated", show=progress, interval=PROGRESS_INTERVAL)
     try:
-        if tuple(protocols) == (protocol_lib.SINGLE,):  # centre crops share a size: batches
-            _score_center_batches(nets, data, scores, batch_size, max_images, meter)
+        if one_image:
+            _score_image_by_image(nets, data, scores, protocols, max_images, meter, keep)
         else:
-            _score_image_by_image(nets, data, scores, protocols, max_images, meter)
+            all_scales = sorted({q for net in nets for q in net.scales})
+            stream = batches_lib.image_chunks(data, all_scales, chunk, max_images,
+                                              (workers, worker))
+            batches_lib.score_batched(nets, stream, scores, protocols, batch_size,
+                                      batches_lib.ReplicaRunner(strategy), meter, keep)
     except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
         raise shard_integrity.explain(error, info.split_files("validation"),
                                       info.expected_shards()) from error
     meter.close()
+    _sum_workers(strategy, scores)
     results = {p: s.result() for p, s in scores.items()}
-    results["settings"] = _settings(nets, time.monotonic() - started)
-    if output_dir:
+    results["settings"] = _settings(nets, time.monotonic() - started, strategy, batch_size)
+    if keep is not None:
+        results["probabilities"] = {p: np.concatenate(rows) for p, rows in keep.items()}
+    if output_dir and worker == 0:
         write_results(output_dir, results, scores)
     return results
+
+
+def _images_of(info, max_images, workers, worker):
+    """How many validation images this worker evaluates (for the progress line's ETA)."""
+    total = info.num_examples.get("validation")
+    if total is None:
+        total = max_images
+    elif max_images is not None:
+        total = min(total, max_images)
+    return None if total is None else len(range(worker, total, workers))
+
+
+def _sum_workers(strategy, scores):
+    """Every protocol's counts summed over the workers (one all-reduce)."""
+    vectors = [score.to_vector() for score in scores.values()]
+    total = batches_lib.sum_across_workers(strategy, np.concatenate(vectors))
+    position = 0
+    for score, vector in zip(scores.values(), vectors, strict=True):
+        score.from_vector(total[position:position + vector.size])
+        position += vector.size
 
 
 class _Net:
@@ -108,16 +148,17 @@ class _Net:
         net = protocol_lib.as_probabilities(model)
         crop = self.crop_size
         # reduce_retracing: images of every size share one graph after the second size.
-        self.crops = tf.function(lambda crops: protocol_lib.crop_probabilities(net, crops))
         self.center = tf.function(lambda image: protocol_lib.center_probabilities(
             net, image, crop), reduce_retracing=True)
         self.multicrop = tf.function(lambda image: protocol_lib.multicrop_probabilities(
             net, image, crop), reduce_retracing=True)
-        self.dense = None
+        self.dense = conv_net = None
         if need_dense:
             conv_net = protocol_lib.as_probabilities(builder.to_conv_head(model))
             self.dense = tf.function(lambda image: protocol_lib.dense_probabilities(
                 conv_net, image), reduce_retracing=True)
+        # The batched path's replica functions (evaluation_batches).
+        self.functions = batches_lib.part_functions(net, conv_net, crop)
 
     def parts(self, image, wanted):
         """``{protocol: probabilities}`` of one image at one scale, for the ``wanted`` parts."""
@@ -150,10 +191,13 @@ def _assign_scales(nets, scales, train_scale):
     for net in nets:
         net.train_scale = tuple(train_scale) if train_scale else artifacts.train_scale_of(
             net.path)
+        served = artifacts.served_test_scale(net.path)
         if scales:
             net.scales = list(scales)
         elif net.train_scale:
             net.scales = protocol_lib.default_scales(net.train_scale)
+        elif served:  # an export of a net with no training run here: its own Q (torchvision:
+            net.scales = [served]  # resize 256, centre 224, as its table was measured)
         else:
             raise errors.UserError(f"give --scales, or --train_scale (no summary.json beside the "
                                    f"model {net.path} tells it)")
@@ -162,26 +206,9 @@ def _assign_scales(nets, scales, train_scale):
                                    f"{net.crop_size}")
 
 
-def _score_center_batches(nets, data, scores, batch_size, max_images, meter):
-    """Single-crop protocol, batch by batch: the crops of every needed (Q, crop size), each
-    model's softmax averaged over its scales, then over the models."""
-    keys = sorted({(q, net.crop_size) for net in nets for q in net.scales})
-    streams = [_center_batches(data, q, crop, batch_size) for q, crop in keys]
-    score = scores[protocol_lib.SINGLE]
-    for batch in zip(*streams, strict=True):
-        crops = dict(zip(keys, (images for images, _ in batch), strict=True))
-        probabilities = np.mean([np.mean([net.crops(crops[(q, net.crop_size)]).numpy()
-                                          for q in net.scales], axis=0) for net in nets], axis=0)
-        for row, label in zip(probabilities, batch[0][1], strict=True):
-            if max_images is None or score.count < max_images:
-                score.add(row, int(label))
-        meter.update(score.count)
-        if max_images is not None and score.count >= max_images:
-            break
-
-
-def _score_image_by_image(nets, data, scores, protocols, max_images, meter):
-    """Every protocol, one image at a time: each at every scale of every model."""
+def _score_image_by_image(nets, data, scores, protocols, max_images, meter, keep=None):
+    """The reference path: every protocol, one image at a time, on one device, each at every
+    scale of every model (``protocols``' own functions)."""
     wanted = protocol_lib.protocol_parts(protocols)
     all_scales = sorted({q for net in nets for q in net.scales})
     streams = [_images_at(data, q) for q in all_scales]
@@ -194,6 +221,8 @@ def _score_image_by_image(nets, data, scores, protocols, max_images, meter):
         combined = protocol_lib.combine(_mean_parts(per_model))
         for protocol in protocols:
             scores[protocol].add(combined[protocol], int(items[0][1]))
+            if keep is not None:
+                keep.setdefault(protocol, []).append(combined[protocol][None])
         meter.update(index + 1)
 
 
@@ -212,20 +241,12 @@ def _images_at(data, scale):
         yield image[0], label[0].numpy()
 
 
-def _center_batches(data, scale, crop_size, batch_size):
-    mode = protocol_lib.INPUT_MODES[protocol_lib.SINGLE]  # centre crops
-    dataset = inputs.make_eval_dataset(data["info"], mode=mode, scale=scale,
-                                       crop_size=crop_size, batch_size=batch_size,
-                                       label_offset=data["label_offset"],
-                                       num_classes=data["num_classes"],
-                                       verify_shards=data["verify_shards"])
-    for images, labels, _ in dataset:
-        yield images, labels.numpy()
-
-
-def _settings(nets, seconds):
+def _settings(nets, seconds, strategy, batch_size):
     train_scales = [list(net.train_scale) if net.train_scale else None for net in nets]
+    workers, _ = batches_lib.worker_share(strategy)
     return {"models": [net.path for net in nets],
+            "replicas": strategy.num_replicas_in_sync, "workers": workers,
+            "batch_size": batch_size,
             "scales": sorted({q for net in nets for q in net.scales}),
             "model_scales": [net.scales for net in nets],
             "train_scale": train_scales[0] if len(set(map(str, train_scales))) == 1 else None,
@@ -249,6 +270,17 @@ class _Scores:
         self.top5 += int(label in ranked)
         self.class_total[label] += 1
         self.class_correct[label] += int(ranked[0] == label)
+
+    def to_vector(self):
+        """The counts as one vector (to sum those of several workers)."""
+        return np.concatenate([[self.top1, self.top5, self.count], self.class_total,
+                               self.class_correct]).astype(np.float64)
+
+    def from_vector(self, vector):
+        counts = np.rint(vector).astype(np.int64)
+        self.top1, self.top5, self.count = (int(c) for c in counts[:3])
+        classes = self.class_total.size
+        self.class_total, self.class_correct = counts[3:3 + classes], counts[3 + classes:]
 
     def result(self):
         return {"top1_error": 1.0 - self.top1 / self.count,

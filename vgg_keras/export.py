@@ -32,6 +32,7 @@ from pipelines import imagenet_labels
 from pipelines import schema
 from pipelines import storage
 from vgg_keras import artifacts
+from vgg_keras import builder
 from vgg_keras import protocols
 from vgg_keras import serving
 
@@ -68,17 +69,38 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg",
         ValueError: for inconsistent settings, or classes that cannot be named.
         FileNotFoundError: if there is no model at ``model_path``.
     """
-    eval_mode = protocols.protocol_name(eval_mode)
-    if eval_mode not in protocols.SERVED:
+    if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
+        raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
+                               "vgg-train model dir or a checkpoint")
+    _check_settings(eval_mode, top_k, max_pixels, min_side)
+    return export_model(artifacts.load_model(model_path), export_dir,
+                        summary=artifacts.read_summary(model_path),
+                        source=storage.absolute(model_path), model_name=model_name,
+                        eval_mode=eval_mode, test_scale=test_scale, top_k=top_k,
+                        max_pixels=max_pixels, min_side=min_side,
+                        full_probabilities=full_probabilities, data_dir=data_dir)
+
+
+def _check_settings(eval_mode, top_k, max_pixels, min_side):
+    if protocols.protocol_name(eval_mode) not in protocols.SERVED:
         raise errors.UserError(f"eval_mode must be one of {protocols.SERVED}, got "
                                f"{eval_mode!r}")
     if top_k < 1 or max_pixels < 1 or min_side < 1:
         raise errors.UserError("top_k, max_pixels and min_side must be positive")
-    if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
-        raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
-                               "vgg-train model dir or a checkpoint")
-    model = artifacts.load_model(model_path)
-    summary = artifacts.read_summary(model_path)
+
+
+def export_model(model, export_dir, *, summary=None, source=None, model_name="vgg",
+                 eval_mode=protocols.SINGLE, test_scale=None, top_k=5,
+                 max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE,
+                 full_probabilities=False, data_dir=None):
+    """Exports an in-memory net (one with published weights, say, and no training run):
+    ``export_saved_model``'s arguments, with ``summary`` what a run's ``summary.json`` would
+    say of it (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs,
+    Q = 256 for a 224 crop) and ``source`` where it came from (the metadata says)."""
+    _check_settings(eval_mode, top_k, max_pixels, min_side)
+    eval_mode = protocols.protocol_name(eval_mode)
+    summary = summary or {}
+    model_path = source or model.name
     crop_size = int(model.input.shape[1])
     num_classes = int(model.output.shape[-1])
     test_scale = test_scale or _default_test_scale(summary, crop_size)
@@ -90,7 +112,8 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg",
     metadata = {
         "format": "vgg_keras.export/1",
         "config": summary.get("config", model.name),
-        "source_model": storage.absolute(model_path),
+        "source_model": model_path,
+        "normalization": builder.normalization_of(model),
         "train_scale": summary.get("scale"),
         "eval_mode": eval_mode,
         "test_scale": int(test_scale),

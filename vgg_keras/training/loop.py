@@ -25,6 +25,7 @@ from pipelines import errors
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
+from vgg_keras import builder
 from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
 from vgg_keras.training import lease
@@ -116,7 +117,7 @@ def _run(cfg, info, identity, strategy, held, taken_over):
             stop_watching()
     outputs.save_keras(state.model, artifacts.MODEL_FILE)
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
-                                        state.init)
+                                        state.init, builder.normalization_of(state.model))
     outputs.write_summary(summary)
     outputs.finish()
     return summary

@@ -1,6 +1,7 @@
 """The net of a run: built, initialised (§3.1: N(0, σ²) for net A, Glorot's for deeper nets, or
-from a trained net A; or, to fine-tune, from keras.applications weights or any earlier run,
-every layer whose shape fits), frozen below ``--trainable_from``; and its optimizer."""
+from a trained net A; or, to fine-tune, from keras.applications', torchvision's or timm's
+weights, or any earlier run: every layer whose shape fits), frozen below ``--trainable_from``;
+and its optimizer."""
 
 import dataclasses
 
@@ -12,8 +13,8 @@ from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import configs
 from vgg_keras import initializers
+from vgg_keras import pretrained
 from vgg_keras import stats
-from vgg_keras import weights as vgg_weights
 from vgg_keras.training import run_config
 
 
@@ -55,12 +56,13 @@ def build_initialized_model(cfg, num_classes, resumed=False):
     if kind == "auto":  # §3.1: net A from N(0, σ²); deeper nets trainable with Glorot's init
         kind = "gaussian" if configs.resolve_config(cfg.config)[0].startswith("A") else "glorot"
     with errors.user_input():  # the nets judge the run's settings and its --init file
+        # Weights from PyTorch need their input normalisation and batch-norm ε, on every start.
         model = builder.build_vgg(
             cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
             dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
             bn_momentum=cfg.bn_momentum,
             init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
-            seed=cfg.seed)
+            seed=cfg.seed, **pretrained.build_arguments(kind))
         layers = weight_layers(model)
         if resumed or kind in ("gaussian", "glorot"):
             init = Init(None, (), tuple(layers))
@@ -68,10 +70,9 @@ def build_initialized_model(cfg, num_classes, resumed=False):
             loaded = initializers.initialize_from_a(model, artifacts.load_model(path))
             init = Init(path, tuple(n for n in layers if n in loaded),
                         tuple(n for n in layers if n not in loaded))
-        elif kind == "keras_applications":
-            with storage.local_copy(path) as local:  # h5py reads local files
-                report = vgg_weights.load_keras_applications_weights(model, local,
-                                                                     skip_mismatch=True)
+        elif kind in pretrained.WEIGHT_KINDS:
+            with storage.local_copy(path) as local:  # h5py and safetensors read local files
+                report = pretrained.load_weights(model, kind, local, skip_mismatch=True)
             init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
         else:
             init = load_fitting_layers(model, artifacts.load_model(path), path)

@@ -111,7 +111,7 @@ def _classes(cfg, data):
             "class_synsets": synsets, "class_names": names}
 
 
-def build_summary(cfg, data, replicas, result, init):
+def build_summary(cfg, data, replicas, result, init, normalization="paper"):
     """``summary.json``: the run's settings, its results and the classes of its outputs."""
     return {"config": configs.resolve_config(cfg.config)[0], "steps": data.total_steps,
             "epochs": data.total_steps / data.steps_per_epoch, "replicas": replicas,
@@ -119,7 +119,7 @@ def build_summary(cfg, data, replicas, result, init):
             "batch_size": cfg.batch_size, "dtype": cfg.dtype, "scale": list(cfg.scale),
             "crop_size": cfg.crop_size, "distribution_strategy": cfg.distribution_strategy,
             "data_service": cfg.data_service, "init": init.to_json(),
-            "trainable_from": cfg.trainable_from,
+            "trainable_from": cfg.trainable_from, "normalization": normalization,
             **result, "model": os.path.join(cfg.model_dir, artifacts.MODEL_FILE),
             "best_model": os.path.join(cfg.model_dir, artifacts.BEST_MODEL_FILE),
             **_classes(cfg, data)}

@@ -16,34 +16,17 @@ from pipelines import input_config
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import configs
+from vgg_keras import settings
+from vgg_keras.settings import above
+from vgg_keras.settings import at_least
+from vgg_keras.settings import setting
 
-STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu", "default")
+STRATEGIES = settings.STRATEGIES
 LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
 PROGRESS = ("auto", "live", "epochs")
-INITS = ("auto", "gaussian", "glorot")  # and from_a=PATH, keras_applications=PATH, model=PATH
-INITS_FROM_FILE = ("from_a", "keras_applications", "model")
-
-
-def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
-            changeable=False, flag=True, parse=None, text=None):
-    """A field of a settings dataclass, with everything else there is to say about it.
-
-    Args:
-        default: the default (the paper's where it has one); none: the setting is required.
-        help: the flag's help text.
-        check: ``(predicate, what)``: the value must satisfy ``predicate``; the error says
-            "--name must be what". None values (unset optional settings) are not checked.
-        choices: the allowed values (an enum flag).
-        changeable: a resumed run may change it: it says how the run runs (where, how often it
-            saves, how it reports), not what it computes (``run_identity``).
-        flag: whether the program offers it as a flag.
-        parse: for a value a flag cannot hold as such (a pair, a list of numbers): the function
-            from the flag's text to the value; ``text`` the function back.
-    """
-    metadata = dict(help=help, check=check, choices=choices, changeable=changeable, flag=flag,
-                    parse=parse, text=text)
-    return dataclasses.field(default=default, metadata=metadata)
+INITS = ("auto", "gaussian", "glorot")  # and KIND=PATH of INITS_FROM_FILE
+INITS_FROM_FILE = ("from_a", "keras_applications", "torchvision", "timm", "model")
 
 
 def parse_scale(value):
@@ -71,31 +54,24 @@ def _epochs_text(epochs):
     return ",".join(f"{e:g}" for e in epochs)
 
 
-def _at_least(low):
-    return (lambda value: value >= low, f">= {low}")
-
-
-def _above(low):
-    return (lambda value: value > low, f"> {low}")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run depends on; the defaults are the paper's (§3.1)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(settings.DistributionSettings):
+    """Everything a run depends on; the defaults are the paper's (§3.1). Where it computes (the
+    strategy and its devices) is ``DistributionSettings``', shared with ``vgg-evaluate``."""
 
     data_dir: str = setting(help="Folder of TFRecord shards (vgg-convert's output, slim's, or a "
                                  "tfds imagenet2012 folder).", changeable=True)
     model_dir: str = setting(help="Where checkpoints, logs and models go.", changeable=True)
     config: str = setting("A", "A, A-LRN, B, C, D, E, or a -BN variant (D-BN).")
-    batch_size: int = setting(256, "Global batch size (§3.1: 256).", check=_at_least(1))
+    batch_size: int = setting(256, "Global batch size (§3.1: 256).", check=at_least(1))
     train_epochs: int = setting(74, "Epochs (§3.1: 74).")
     train_steps: int | None = setting(None, "Steps; overrides --train_epochs.",
-                                      check=_at_least(1))
-    learning_rate: float = setting(1e-2, "Initial learning rate (§3.1).", check=_above(0))
+                                      check=at_least(1))
+    learning_rate: float = setting(1e-2, "Initial learning rate (§3.1).", check=above(0))
     momentum: float = setting(0.9, "SGD momentum (§3.1).",
                               check=(lambda value: 0 <= value < 1, "in [0, 1)"))
     weight_decay: float = setting(5e-4, "Weight decay λ on kernels, Caffe's convention: "
-                                        "gradient += λ·w (§3.1).", check=_at_least(0))
+                                        "gradient += λ·w (§3.1).", check=at_least(0))
     dropout: float = setting(0.5, "Dropout after fc1 and fc2 (§3.1).",
                              check=(lambda value: 0 <= value < 1, "in [0, 1)"))
     bn_momentum: float = setting(0.99, "Nets with batch norm (-BN): the share of its moving "
@@ -108,22 +84,24 @@ class TrainConfig:
     # §3.1: "the learning rate was decreased 3 times", as soon as the accuracy stopped improving.
     plateau_decays: int = setting(3, "With --lr_schedule=plateau: at most this many ÷10 (§3.1: "
                                      "3, so 1e-2 ends at 1e-5); then the rate stays.",
-                                  check=_at_least(0))
+                                  check=at_least(0))
     plateau_patience: int = setting(1, "Epochs without improvement of validation top-1 before "
-                                       "a ÷10.", check=_at_least(1))
+                                       "a ÷10.", check=at_least(1))
     plateau_min_delta: float = setting(1e-4, "The least rise of validation top-1 that counts as "
-                                             "an improvement.", check=_at_least(0))
+                                             "an improvement.", check=at_least(0))
     min_learning_rate: float = setting(0.0, "The rate never goes below this, whatever the "
                                             "schedule.")
     lr_step_epochs: tuple = setting((30, 60), "With --lr_schedule=step: epochs at which the "
                                               "rate ÷10.", parse=_parse_epochs,
                                     text=_epochs_text)
-    warmup_epochs: float = setting(0.0, "Linear warm-up (large batches).", check=_at_least(0))
+    warmup_epochs: float = setting(0.0, "Linear warm-up (large batches).", check=at_least(0))
     scale: tuple = setting((256, 256), "Training scale S: 256, 384, or Smin,Smax (256,512) for "
                                        "scale jitter (§3.1).", parse=parse_scale,
                            text=scale_text)
     init: str = setting("auto", "auto (gaussian for A, glorot otherwise), gaussian, glorot, "
-                                "from_a=PATH (§3.1), keras_applications=PATH, model=PATH.")
+                                "from_a=PATH (§3.1), keras_applications=PATH, "
+                                "torchvision=PATH, timm=PATH (PyTorch's ImageNet weights, "
+                                ".safetensors or .pth), model=PATH.")
     init_stddev: float = setting(configs.PAPER_INIT_STDDEV, "σ of --init=gaussian (the paper's "
                                                            "text says '10^-2 variance'; see "
                                                            "README).")
@@ -132,20 +110,11 @@ class TrainConfig:
                                                "inference mode).")
     head_learning_rate_multiplier: float = setting(
         1.0, "Fine-tuning: the layers not loaded from --init (a new classifier) learn this many "
-             "times faster.", check=_above(0))
-    distribution_strategy: str = setting("mirrored", "tf.distribute strategy.",
-                                         choices=STRATEGIES, changeable=True)
-    tpu: str | None = setting(None, "With --distribution_strategy=tpu: the Cloud TPU's name or "
-                                    "grpc:// address (TPUClusterResolver), or local on a TPU "
-                                    "VM.", changeable=True)
-    num_gpus: int | None = setting(None, "GPUs to use (default: all visible).", changeable=True)
-    cpu_replicas: int | None = setting(None, "Split the CPU into N logical devices, so that "
-                                             "MirroredStrategy runs N replicas.",
-                                       check=_at_least(1), changeable=True)
+             "times faster.", check=above(0))
     dtype: str = setting("float32", "Compute dtype (float16 with loss scaling).", choices=DTYPES)
     enable_xla: bool = setting(False, "Compile the training step with XLA.", changeable=True)
     steps_per_execution: int = setting(1, "Training steps per call of the step function.",
-                                       check=_at_least(1), changeable=True)
+                                       check=at_least(1), changeable=True)
     label_offset: int | None = setting(None, "Subtracted from stored labels (default: 1 for "
                                              "our/slim shards, 0 for tfds).")
     seed: int | None = setting(None, "Seed of initialisation and input.")
@@ -158,16 +127,16 @@ class TrainConfig:
     train_examples: int | None = setting(None, "Images in the training split, for shards "
                                                "without metadata (default: from the metadata, "
                                                "or counted once and cached in --model_dir).",
-                                         check=_at_least(1))
-    backup_steps: int = setting(1000, "Steps between backups.", check=_at_least(1),
+                                         check=at_least(1))
+    backup_steps: int = setting(1000, "Steps between backups.", check=at_least(1),
                                 changeable=True)
     stop_grace_seconds: float = setting(
         20.0, "After SIGTERM or Ctrl-C, how long a step whose input does not come (a tf.data "
               "service without workers) may wait before the run stops without it; well under "
-              "the 30 s after which Kubernetes kills.", check=_above(0), changeable=True)
+              "the 30 s after which Kubernetes kills.", check=above(0), changeable=True)
     keep_checkpoints: int = setting(2, "Checkpoints each folder (backup/, checkpoints/latest/, "
                                        "checkpoints/best/) keeps: a damaged newest one has an "
-                                       "older twin to resume from.", check=_at_least(1),
+                                       "older twin to resume from.", check=at_least(1),
                                     changeable=True)
     skip_corrupt: bool = setting(False, "Leave out (or skip the rest of) damaged shards, "
                                         "counted, instead of stopping.", changeable=True)
@@ -182,7 +151,7 @@ class TrainConfig:
                "another batch size …): recorded in its run.json and the log. Without it such a "
                "command is refused.", changeable=True)
     shuffle_buffer: int = setting(10_000, "Records in the training input's shuffle buffer.",
-                                  check=_at_least(1))
+                                  check=at_least(1))
     progress: str = setting("auto", "The progress line between epochs: auto (live on a "
                                     "terminal, otherwise a line a minute), live, or epochs (only "
                                     "each epoch's line).", choices=PROGRESS, changeable=True)
@@ -190,7 +159,7 @@ class TrainConfig:
     def validate(self, check_files=True):
         """Raises ``UserError`` for an unknown or inconsistent value, before anything heavy
         (and, with ``check_files``, for an ``--init`` file that does not exist)."""
-        check_settings(self)
+        settings.check_settings(self)
         with errors.user_input():
             configs.resolve_config(self.config)
         self.input_config()  # the training input's own checks (scale and crop, service)
@@ -242,44 +211,16 @@ def check_tpu_paths(paths):
                 "--model_dir=gs://...")
 
 
-def check_settings(settings):
-    """Each field's own check and choices (``setting``), for any settings dataclass.
-
-    Raises:
-        UserError: naming the first setting whose value fails, and what it must be.
-    """
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        choices, check = field.metadata.get("choices"), field.metadata.get("check")
-        if value is None:
-            continue
-        if choices and value not in choices:
-            raise errors.UserError(f"{field.name} must be one of {choices}, got {value!r}")
-        if check and not check[0](value):
-            raise errors.UserError(f"{field.name} must be {check[1]}, got {value!r}")
-
-
-def defaults(settings_class):
-    """The default of every setting of ``settings_class`` that has one."""
-    return {field.name: field.default for field in dataclasses.fields(settings_class)
-            if field.default is not dataclasses.MISSING}
-
-
-def changeable(settings_class):
-    """The names of the settings a resumed run may change."""
-    return tuple(field.name for field in dataclasses.fields(settings_class)
-                 if field.metadata.get("changeable"))
-
-
 # The default of every setting that has one: the CLI's flag defaults.
-DEFAULTS = defaults(TrainConfig)
+DEFAULTS = settings.defaults(TrainConfig)
 
 
 def parse_init(init, check_exists=True):
     """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH,
     keras_applications=PATH (a keras.applications VGG16/VGG19 weights file, with or without
-    its top) or model=PATH (a Keras file, a model dir or one of its checkpoints, as
-    ``artifacts.load_model`` reads them: every layer whose shape fits)."""
+    its top), torchvision=PATH or timm=PATH (PyTorch's published ImageNet weights), or
+    model=PATH (a Keras file, a model dir or one of its checkpoints, as ``artifacts.load_model``
+    reads them: every layer whose shape fits)."""
     kind, _, path = init.partition("=")
     if kind in INITS and not path:
         return kind, None
@@ -292,4 +233,5 @@ def parse_init(init, check_exists=True):
             raise errors.UserError(f"--init={init}: {path} does not exist{hint}")
         return kind, path
     raise errors.UserError(f"--init must be auto, gaussian, glorot, from_a=PATH, "
-                           f"keras_applications=PATH or model=PATH, got {init!r}")
+                           f"keras_applications=PATH, torchvision=PATH, timm=PATH or "
+                           f"model=PATH, got {init!r}")

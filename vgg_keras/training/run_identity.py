@@ -22,11 +22,12 @@ import os
 from pipelines import errors
 from pipelines import storage
 from vgg_keras import artifacts
+from vgg_keras import settings
 from vgg_keras.training import run_config
 
 VERSION = 1
 # May change between the starts of one run (README: "Resuming a run").
-CHANGEABLE = run_config.changeable(run_config.TrainConfig)
+CHANGEABLE = settings.changeable(run_config.TrainConfig)
 
 
 class ChangedSettings(errors.UserError):

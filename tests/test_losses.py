@@ -1,0 +1,63 @@
+"""Perceptual losses on the taps, against NumPy: the Gram matrix (Gatys et al.), the content and
+style losses per image with their layer weights, and the loss through a net's taps."""
+
+import keras
+import numpy as np
+import pytest
+
+import vgg_keras
+from tests.conftest import build_tiny
+from vgg_keras import losses
+
+
+def _taps(seed, shapes):
+    rng = np.random.default_rng(seed)
+    return {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
+
+
+SHAPES = {"block1_conv2": (2, 8, 6, 4), "block3_conv1": (2, 4, 3, 16)}
+
+
+def _numpy_gram(features):
+    b, h, w, c = features.shape
+    flat = features.reshape(b, h * w, c)
+    return np.einsum("bnc,bnd->bcd", flat, flat) / (h * w)
+
+
+def test_gram_matrix_equals_numpy():
+    features = _taps(0, {"x": (3, 5, 7, 6)})["x"]
+    gram = keras.ops.convert_to_numpy(losses.gram_matrix(features))
+    np.testing.assert_allclose(gram, _numpy_gram(features), rtol=1e-5, atol=1e-6)
+    assert np.allclose(gram, gram.transpose(0, 2, 1))  # symmetric
+
+
+def test_content_and_style_losses_per_image_with_layer_weights():
+    target, generated = _taps(1, SHAPES), _taps(2, SHAPES)
+    weights = {"block1_conv2": 0.25, "block3_conv1": 2.0}
+    content = sum(weights[n] * ((target[n] - generated[n]) ** 2).mean(axis=(1, 2, 3))
+                  for n in SHAPES)
+    style = sum(weights[n] * ((_numpy_gram(target[n]) - _numpy_gram(generated[n])) ** 2).mean(
+        axis=(1, 2)) for n in SHAPES)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(
+        losses.content_loss(target, generated, weights)), content, rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(
+        losses.style_loss(target, generated, weights)), style, rtol=1e-5)
+    assert keras.ops.convert_to_numpy(losses.content_loss(target, target)).max() == 0
+
+
+def test_perceptual_loss_through_the_taps_of_a_net():
+    net = build_tiny("A", input_shape=(32, 32, 3))
+    extractor = vgg_keras.feature_model(net, ["block1_conv1", "block3_conv2"])
+    loss = losses.PerceptualLoss(extractor, content_layers=["block3_conv2"],
+                                 style_layers=["block1_conv1", "block3_conv2"],
+                                 content_weight=1.0, style_weight=10.0)
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    generated = rng.integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    taps_t, taps_g = extractor(target), extractor(generated)
+    expected = np.mean(
+        keras.ops.convert_to_numpy(losses.content_loss({"block3_conv2": taps_t["block3_conv2"]},
+                                                       taps_g))
+        + 10.0 * keras.ops.convert_to_numpy(losses.style_loss(taps_t, taps_g)))
+    assert float(loss(target, generated)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss(target, target)) == 0.0
