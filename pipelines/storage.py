@@ -235,8 +235,10 @@ def remove(path):
 def rmtree(path):
     """Removes a folder and all it holds; nothing if it is not there."""
     if is_url(path):
-        if _gfile().exists(str(path)):
+        try:
             _gfile().rmtree(str(path))
+        except FileNotFoundError:  # not there (or gone while it was removed): nothing to do
+            pass
     else:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -94,6 +94,18 @@ def write_applications_h5(model, path, include_top=True):
                 group.create_dataset(weight_name, data=value)
 
 
+def free_ports(count):
+    """``count`` ports of localhost that nothing listens on now (servers the tests start)."""
+    import socket
+
+    ports = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("localhost", 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
 @contextlib.contextmanager
 def _locked(path):
     with open(path, "w") as lock:

@@ -1,15 +1,14 @@
 """Data, runs and exports on any filesystem TensorFlow reads, as on a bucket. No network here:
-``ram://`` (TensorFlow's in-memory filesystem, in one process) and ``file://`` URLs (every
-program, in subprocesses) stand in for ``gs://``, through the same ``tf.io.gfile`` calls."""
+``ram://`` (TensorFlow's in-memory filesystem, in one process) stands in for ``gs://``, through
+the same ``tf.io.gfile`` calls. The programs take ``file://`` URLs for every path in their own
+end-to-end tests: vgg-convert, vgg-train, vgg-export and vgg-predict (test_fine_tune), vgg-train
+on 2 CPU replicas and killed with ``kill -9``, then resumed (test_training), vgg-evaluate
+(test_evaluation)."""
 
-import json
 import os
 import pathlib
 import re
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from pipelines import dataset_info
 from pipelines import sources
 from pipelines import storage
 from pipelines import synthetic
-from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN
 from vgg_keras import artifacts
 from vgg_keras import evaluation
@@ -116,62 +114,3 @@ def test_the_whole_job_on_ram(reference_run, tmp_path):
                                       protocols=["single"], scales=[40])
     assert from_export["single"] == results["single"]
     storage.rmtree(root)
-
-
-def _file_url(path):
-    return "file://" + str(path)
-
-
-def _program(name, *arguments, timeout=600):
-    return subprocess.run([str(BIN / name), *arguments], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def test_every_program_takes_file_urls_and_a_killed_run_resumes(tmp_path):
-    images = tmp_path / "images"
-    synthetic.write_dataset(images, layout="image_folder", synsets=CLASSES, train_per_class=8,
-                            val_per_class=3, problems=False)
-    data, model, out = (_file_url(tmp_path / name) for name in ("data", "model", "eval"))
-    converted = _program("vgg-convert", f"--image_folder={_file_url(images)}",
-                         "--validation_fraction=0.2", f"--output_dir={data}",
-                         "--train_shards=2", "--validation_shards=1", "--num_workers=1")
-    assert converted.returncode == 0, converted.stderr[-3000:]
-    assert (tmp_path / "data" / "dataset_info.json").exists()
-
-    flags = [*TINY_FLAGS, "--num_classes=2", "--batch_size=4", "--train_epochs=3",
-             "--backup_steps=2", "--deterministic", "--cpu_replicas=2", f"--data_dir={data}",
-             f"--model_dir={model}"]
-    process = subprocess.Popen([str(BIN / "vgg-train"), *flags], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    state, deadline = tmp_path / "model" / "backup" / "checkpoint", time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and not state.exists():
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)  # as a machine dies: no cleanup
-    process.wait()
-    assert not (tmp_path / "model" / "summary.json").exists()
-    resumed = _program("vgg-train", *flags)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads((tmp_path / "model" / "summary.json").read_text())
-    steps_per_epoch = summary["train_examples"] // 4
-    assert summary["steps"] == 3 * steps_per_epoch and summary["replicas"] == 2
-    assert 0 < summary["resumed_from_step"] < summary["steps"]
-    assert "resumed at step" in resumed.stdout
-    rows = (tmp_path / "model" / "training_log.csv").read_text().splitlines()[1:]
-    assert [int(row.split(",")[1]) for row in rows] == [steps_per_epoch * e for e in (1, 2, 3)]
-
-    evaluated = _program("vgg-evaluate", f"--model={model}", f"--data_dir={data}",
-                         "--scales=40", "--protocols=single,multicrop", f"--output_dir={out}")
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    validation = json.loads((tmp_path / "data" / "dataset_info.json").read_text())["splits"][
-        "validation"]["num_examples"]
-    results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert results["single"]["num_images"] == results["multicrop"]["num_images"] == validation
-    exports = _file_url(tmp_path / "exports")
-    exported = _program("vgg-export", f"--model={model}", f"--export_dir={exports}",
-                        "--model_name=tiny")
-    assert exported.returncode == 0, exported.stderr[-3000:]
-    assert (tmp_path / "exports" / "tiny" / "1" / "saved_model.pb").exists()
-    photo = _file_url(next((images / "dog").iterdir()))
-    predicted = _program("vgg-predict", f"--model={exports}/tiny", "--json", photo)
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert json.loads(predicted.stdout)["predictions"][0]["synset"] in CLASSES

@@ -3,7 +3,6 @@
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import tensorflow as tf
 
 import vgg_keras
 from pipelines import inputs
+from tests.conftest import free_ports
 from tests.conftest import write_shards
 from vgg_keras import artifacts
 from vgg_keras import evaluation
@@ -159,11 +159,13 @@ def test_clear_errors(setup):
 
 @pytest.mark.slow
 def test_cli_prints_the_table(setup, tmp_path):
+    """Every path as a file:// URL (a bucket's stand-in: the same tf.io.gfile calls)."""
     data, path, _ = setup
     result = subprocess.run(
-        [sys.executable, "-m", "tools.evaluate", f"--model={path}", f"--data_dir={data}",
-         "--protocols=single,dense", "--train_scale=64", "--label_offset=1", "--num_classes=4",
-         f"--output_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "tools.evaluate", f"--model=file://{path}",
+         f"--data_dir=file://{data}", "--protocols=single,dense", "--train_scale=64",
+         "--label_offset=1", "--num_classes=4", f"--output_dir=file://{tmp_path}"], cwd=ROOT,
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert "top-1 err (%)" in lines[0]
@@ -288,12 +290,7 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
 
 def _evaluate_on_two_workers(data, model, out):
     """vgg-evaluate on two multi_worker processes on localhost; the chief's results.json."""
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("localhost", 0))
-            ports.append(sock.getsockname()[1])
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     processes = [subprocess.Popen(
         [str(BIN / "vgg-evaluate"), f"--model={model}", f"--data_dir={data}", "--scales=40",
          "--protocols=single,dense,multicrop", "--max_images=11", "--batch_size=4",

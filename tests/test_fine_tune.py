@@ -40,8 +40,11 @@ def folder_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("own_images")
     synthetic.write_dataset(root / "images", layout="image_folder", synsets=CLASSES,
                             train_per_class=12, val_per_class=4, problems=False)
-    result = subprocess.run([str(BIN / "vgg-convert"), f"--image_folder={root / 'images'}",
-                             "--validation_fraction=0.25", f"--output_dir={root / 'data'}",
+    # Every path of this module's programs as a file:// URL: what a bucket's job meets, through
+    # the same tf.io.gfile calls (no network here for gs://).
+    result = subprocess.run([str(BIN / "vgg-convert"),
+                             f"--image_folder=file://{root / 'images'}",
+                             "--validation_fraction=0.25", f"--output_dir=file://{root / 'data'}",
                              "--train_shards=2", "--validation_shards=1", "--num_workers=1"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -61,13 +64,13 @@ def test_fine_tune_from_keras_applications_weights_end_to_end(weights_file, fold
     model_dir = folder_data / "model"
     train = subprocess.run(
         [str(BIN / "vgg-train"), "--config=D", f"--data_dir={folder_data / 'data'}",
-         f"--model_dir={model_dir}", f"--init=keras_applications={weights_file}",
+         f"--model_dir=file://{model_dir}", f"--init=keras_applications=file://{weights_file}",
          "--trainable_from=block5_conv1", "--head_learning_rate_multiplier=10",
          "--crop_size=32", "--scale=36,44", "--fc_units=16", "--batch_size=8",
          "--train_steps=3", "--learning_rate=0.001", "--distribution_strategy=one_device"],
         capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
-    assert ("init: loaded 13 layers from " + str(weights_file) + " (block1_conv1, "
+    assert ("init: loaded 13 layers from file://" + str(weights_file) + " (block1_conv1, "
             in train.stdout)
     assert "; new: fc1, fc2, predictions; frozen below block5_conv1" in train.stdout
     trained = keras.models.load_model(model_dir / "model.keras")
@@ -85,14 +88,14 @@ def test_fine_tune_from_keras_applications_weights_end_to_end(weights_file, fold
     summary = json.loads((model_dir / "summary.json").read_text())
     assert summary["init"]["new"] == ["fc1", "fc2", "predictions"]
     assert summary["class_names"] == sorted(CLASSES)
-    export = subprocess.run([str(BIN / "vgg-export"), f"--model={model_dir}",
-                             f"--export_dir={folder_data / 'export'}", "--model_name=own"],
+    export = subprocess.run([str(BIN / "vgg-export"), f"--model=file://{model_dir}",
+                             f"--export_dir=file://{folder_data / 'export'}", "--model_name=own"],
                             capture_output=True, text=True, timeout=600)
     assert export.returncode == 0, export.stderr[-3000:]
     image = next((folder_data / "images" / "dog").iterdir())
-    predict = subprocess.run([str(BIN / "vgg-predict"), f"--model={folder_data / 'export/own'}",
-                              "--json", str(image)], capture_output=True, text=True,
-                             timeout=600)
+    predict = subprocess.run([str(BIN / "vgg-predict"),
+                              f"--model=file://{folder_data / 'export/own'}", "--json",
+                              f"file://{image}"], capture_output=True, text=True, timeout=600)
     assert predict.returncode == 0, predict.stderr[-3000:]
     result = json.loads(predict.stdout.strip().splitlines()[-1])
     assert {p["label"] for p in result["predictions"]} == set(CLASSES)

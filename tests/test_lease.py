@@ -27,8 +27,8 @@ def _tree(folder):
 
 
 def test_a_second_launch_is_refused_and_the_first_runs_alone(train_data, tmp_path):
-    command = [sys.executable, "-m", "tools.train", *REFERENCE_FLAGS, f"--data_dir={train_data}",
-               f"--model_dir={tmp_path}"]
+    command = [sys.executable, "-m", "tools.train", *REFERENCE_FLAGS, "--train_epochs=2",
+               f"--data_dir={train_data}", f"--model_dir={tmp_path}"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         held = tmp_path / artifacts.LEASE_FILE
@@ -50,7 +50,7 @@ def test_a_second_launch_is_refused_and_the_first_runs_alone(train_data, tmp_pat
     assert "recipe:" not in second.stdout  # refused before it began
     assert first.returncode == 0, err[-3000:]
     rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
-    assert [row.split(",")[:2] for row in rows] == [["1", "12"], ["2", "24"], ["3", "36"]]
+    assert [row.split(",")[:2] for row in rows] == [["1", "12"], ["2", "24"]]
     assert not held.exists()  # released at the end
 
 

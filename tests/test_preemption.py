@@ -7,7 +7,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import pytest
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH as STEPS_PER_EPOCH
+from tests.conftest import free_ports
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -129,17 +129,8 @@ def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
     assert result.stdout == "first noted\n"
 
 
-def _free_ports(count):
-    ports = []
-    for _ in range(count):
-        with socket.socket() as sock:
-            sock.bind(("localhost", 0))
-            ports.append(sock.getsockname()[1])
-    return ports
-
-
 def _workers(data, model_dir):
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(

@@ -150,13 +150,17 @@ def test_torchvision_and_timm_files_give_torchs_numbers(config, tmp_path):
     state = torchvision_state(name, batch_norm, side)
     images = _images(side)
     fc2, probabilities = torch_forward(state, name, batch_norm, images)
-    # Far from uniform (1e-3), not saturated, and a different answer for each image.
-    assert 0.01 < probabilities.max() < 0.99
-    assert np.abs(probabilities[1:] - probabilities[:1]).max() > 0.01
-    for kind, layout in (("torchvision", state), ("timm", timm_state(state, side))):
+    # Off uniform (1e-3), not saturated, and a different answer for each image: a comparison
+    # that can fail.
+    assert 2e-3 < probabilities.max() < 0.99
+    assert np.abs(probabilities[1:] - probabilities[:1]).max() > 1e-4
+    model = builder.build_vgg(config, input_shape=(side, side, 3),
+                              **pretrained.build_arguments("torchvision"))
+    for kind, layout in (("timm", timm_state(state, side)), ("torchvision", state)):
         path = tmp_path / f"{kind}.safetensors"
         safetensors.numpy.save_file(layout, str(path))
-        model = pretrained.build_pretrained(config, kind, path, input_shape=(side, side, 3))
+        model.set_weights([np.zeros_like(w) for w in model.get_weights()])  # nothing left over
+        pretrained.load_weights(model, kind, path)
         ours_fc2, ours_probabilities = _ours(model, images)
         _close(ours_fc2, fc2)
         _close(ours_probabilities, probabilities)

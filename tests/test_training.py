@@ -19,6 +19,7 @@ from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN as TINY
+from tests.conftest import free_ports
 from vgg_keras import protocols
 from vgg_keras.training import distribution
 from vgg_keras.training import loop
@@ -129,7 +130,8 @@ def test_cli_errors(data, tmp_path):
 
 
 def test_mirrored_on_two_logical_cpus(data, tmp_path):
-    result = _cli(*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}",
+    """Data and model dir as file:// URLs (a bucket's stand-in: the same tf.io.gfile calls)."""
+    result = _cli(*TINY_FLAGS, f"--data_dir=file://{data}", f"--model_dir=file://{tmp_path}",
                   "--cpu_replicas=2", "--train_epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -149,12 +151,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
 
 
 def test_kill_mid_epoch_and_resume(reference_run, data, tmp_path):
-    common = [*REFERENCE_FLAGS, f"--data_dir={data}", "--backup_steps=2"]
+    """With the data and the model dir as file:// URLs: what a bucket's run meets, through
+    the same tf.io.gfile calls."""
+    common = [*REFERENCE_FLAGS, f"--data_dir=file://{data}", "--backup_steps=2"]
     per_epoch = REFERENCE_STEPS_PER_EPOCH
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "tools.train", *common,
-                                f"--model_dir={killed}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                                f"--model_dir=file://{killed}"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     # Kill once a mid-epoch backup is complete (epochs are 12 steps; backups every 2): the
     # manager's state file names it only after its files are written.
@@ -173,7 +177,7 @@ def test_kill_mid_epoch_and_resume(reference_run, data, tmp_path):
     process.wait()
     backup = recorded_backup()
     assert backup % per_epoch and not (killed / "summary.json").exists()  # killed mid-epoch
-    result = _cli(*common, f"--model_dir={killed}")
+    result = _cli(*common, f"--model_dir=file://{killed}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((killed / "summary.json").read_text())
     expected = json.loads((reference_run / "summary.json").read_text())
@@ -251,14 +255,7 @@ def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, 
 
 
 def test_multi_worker_two_processes_on_localhost(data, tmp_path):
-    import socket
-
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("localhost", 0))
-            ports.append(sock.getsockname()[1])
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(

@@ -110,11 +110,17 @@ def test_start_up_takes_the_epoch_size_from_metadata(real, tmp_path, capsys, lay
     assert not (tmp_path / "model" / "train_examples.json").exists()
 
 
-def test_shards_without_metadata_are_counted_once_then_cached(real, tmp_path, capfd):
+def _slim_copy(real, tmp_path):
+    """The shards alone, without the manifest: slim's layout."""
     data = tmp_path / "slim"
     data.mkdir()
     for shard in real.glob("*-of-*"):
         shutil.copy(shard, data / shard.name)
+    return data
+
+
+def test_shards_without_metadata_are_counted_once_then_cached(real, tmp_path, capfd):
+    data = _slim_copy(real, tmp_path)
     cfg = run_config.TrainConfig(data_dir=str(data), model_dir=str(tmp_path / "model"),
                                  num_classes=1000, **TINY)
     first = run_data.read_run_data(cfg, show_progress=None)
@@ -140,10 +146,7 @@ def test_shards_without_metadata_are_counted_once_then_cached(real, tmp_path, ca
 def test_counted_slim_shards_are_read_by_size_as_ours(real, tmp_path):
     """Counting reads every record through TensorFlow's checks: the shards are checked once,
     their sizes recorded, and the input then compares sizes before reading, as for ours."""
-    data = tmp_path / "slim"
-    data.mkdir()
-    for shard in real.glob("*-of-*"):
-        shutil.copy(shard, data / shard.name)
+    data = _slim_copy(real, tmp_path)
     cfg = run_config.TrainConfig(data_dir=str(data), model_dir=str(tmp_path / "model"),
                                  num_classes=1000, **TINY)
     for _ in range(2):  # counted, then from the cache
@@ -169,10 +172,7 @@ def test_counted_slim_shards_are_read_by_size_as_ours(real, tmp_path):
 
 
 def test_no_class_count_or_too_small_a_split_is_refused(real, tmp_path):
-    data = tmp_path / "slim"
-    data.mkdir()
-    for shard in real.glob("*-of-*"):
-        shutil.copy(shard, data / shard.name)
+    data = _slim_copy(real, tmp_path)
     cfg = run_config.TrainConfig(data_dir=str(data), model_dir=str(tmp_path / "m"), **TINY)
     with pytest.raises(ValueError, match="--num_classes is needed: the shards in .* carry no "
                                          "metadata"):
