@@ -309,6 +309,19 @@ def test_published_weights_straight_to_serving(a_bn, tmp_path):
     assert tf.saved_model.load(str(tmp_path / "vgg11_bn" / "1")).signatures["serving_default"]
 
 
+def test_vgg_evaluate_reads_a_published_nets_export_at_its_own_protocol(a_bn, train_data,
+                                                                       tmp_path):
+    """No training run, no scale recorded: the export's own Q (torchvision's resize 256 of a
+    224 crop, here 73 of 64), as its table was measured."""
+    _, path, _, _ = a_bn
+    from vgg_keras import evaluation
+    from vgg_keras import export
+
+    exported = export.export_model(_loaded(path), str(tmp_path), source=f"torchvision={path}")
+    results = evaluation.evaluate([exported], str(train_data), protocols=["single"])
+    assert results["settings"]["scales"] == [73] and results["single"]["num_images"] == 24
+
+
 def test_vgg_train_from_torchvision_weights(a_bn, train_data, tmp_path):
     _, path, _, _ = a_bn
     cfg = run_config.TrainConfig(
