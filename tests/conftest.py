@@ -171,6 +171,13 @@ def pytest_configure(config):
     config.stash[_STARTED] = time.monotonic()
 
 
+def pytest_sessionfinish(session):
+    """Stops the fork server of tests/programs.py (in each xdist worker that started one)."""
+    from tests import programs
+
+    programs.close()
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """The suite's wall time against its budget (in the xdist controller, or a plain run)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -1,16 +1,16 @@
 """Every error a user can cause ends each command with one line naming the problem and the fix,
-and exit status 1, with no traceback; ``--verbose`` adds the traceback. The commands run at once
-(each starts TensorFlow: in parallel the whole set takes about as long as a few)."""
+and exit status 1, with no traceback; ``--verbose`` adds the traceback. The commands run at once,
+each in a process of its own (tests/programs.py)."""
 
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import pytest
 
 import vgg_keras
+from tests import programs
 from tests.conftest import write_shards
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
@@ -120,14 +120,13 @@ def ran(tmp_path_factory):
                      f"--crop_size={CROP}", "--scale=36", "--batch_size=4", "--train_steps=2",
                      "--distribution_strategy=one_device", f"--data_dir={data}",
                      f"--model_dir={root / 'runs' / 'bug'}"], "an internal inconsistency")
-    processes = {name: subprocess.Popen(
+    processes = {name: programs.start(
         [sys.executable, *command] if command[0].endswith(".py") else
-        [str(BIN / command[0]), *command[1:]], cwd=root, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for name, (command, _) in cases.items()}
+        [BIN / command[0], *command[1:]], cwd=root) for name, (command, _) in cases.items()}
     results = {}
     for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=900)
-        results[name] = (cases[name][0], cases[name][1], process.returncode, stderr)
+        result = process.wait(timeout=900)
+        results[name] = (cases[name][0], cases[name][1], result.returncode, result.stderr)
     return results
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 import tarfile
 import time
@@ -21,6 +20,7 @@ from pipelines import imagenet_labels
 from pipelines import schema
 from pipelines import sources
 from pipelines import synthetic
+from tests import programs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARDS = {"train": 3, "validation": 2}
@@ -371,8 +371,8 @@ def test_max_shorter_side_is_applied_and_recorded(tmp_path):
 
 
 def _cli(*arguments, **kwargs):
-    return subprocess.run([sys.executable, "-m", "tools.convert_imagenet", *arguments],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+    return programs.run([sys.executable, "-m", "tools.convert_imagenet", *arguments],
+                        cwd=ROOT, timeout=600, **kwargs)
 
 
 @pytest.mark.slow
@@ -416,9 +416,8 @@ def test_kill_and_resume_gives_the_same_shards(tmp_path, archives):
     reference = tmp_path / "reference"
     assert _cli(*common, f"--output_dir={reference}").returncode == 0
     output = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "tools.convert_imagenet", *common,
-                                f"--output_dir={output}"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = programs.start([sys.executable, "-m", "tools.convert_imagenet", *common,
+                              f"--output_dir={output}"], cwd=ROOT)
     deadline = time.monotonic() + 120
     # Final names only: "train-*-of-*" would also match a shard's .tmp file.
     while time.monotonic() < deadline and len(list(output.glob("train-?????-of-?????"))) < 3:

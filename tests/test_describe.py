@@ -2,11 +2,11 @@
 
 import json
 import pathlib
-import subprocess
 import sys
 
 import pytest
 
+from tests import programs
 from tools import describe
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ def test_table_format():
 
 @pytest.mark.slow
 def test_cli_prints_every_configuration():
-    result = subprocess.run([sys.executable, "-m", "tools.describe"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = programs.run([sys.executable, "-m", "tools.describe"], cwd=ROOT,
+                          timeout=300)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[3:]}
     assert list(lines) == ["A", "A-LRN", "B", "C", "D", "E"]
@@ -43,9 +43,9 @@ def test_cli_prints_every_configuration():
 
 @pytest.mark.slow
 def test_cli_json_for_bn_variants_at_another_size():
-    result = subprocess.run([sys.executable, "-m", "tools.describe", "--configs=B",
-                             "--batch_norm", "--json", "--input_size=384", "--head=conv"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = programs.run([sys.executable, "-m", "tools.describe", "--configs=B",
+                           "--batch_norm", "--json", "--input_size=384", "--head=conv"],
+                          cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout.strip())
     assert row["config"] == "B-BN" and row["output_shape"] == [None, 1000]
@@ -53,7 +53,7 @@ def test_cli_json_for_bn_variants_at_another_size():
 
 
 def test_cli_rejects_an_unknown_config():
-    result = subprocess.run([sys.executable, "-m", "tools.describe", "--configs=A,Z"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = programs.run([sys.executable, "-m", "tools.describe", "--configs=A,Z"],
+                          cwd=ROOT, timeout=300)
     assert result.returncode != 0
     assert "unknown VGG configuration 'Z'" in result.stderr

@@ -10,16 +10,15 @@ flags without running them, which neither plugin does.
 """
 
 import json
-import os
 import pathlib
 import re
 import shlex
-import subprocess
 import sys
 
 import pytest
 import safetensors.numpy
 
+from tests import programs
 from tests.conftest import write_shards
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -110,21 +109,21 @@ def test_every_documented_command_parses_with_its_programs_flags():
     assert len(by_module["train"]) >= 10
     failures = []
     for module, invocations in sorted(by_module.items()):
-        result = subprocess.run([sys.executable, "-c", CHECKER, module, json.dumps(invocations)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = programs.run([sys.executable, "-c", CHECKER, module, json.dumps(invocations)],
+                              cwd=ROOT, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         failures += json.loads(result.stdout.splitlines()[-1])
     assert not failures, "\n".join(failures)
 
 
 def test_the_checker_catches_what_a_reader_would_hit():
-    result = subprocess.run([sys.executable, "-c", CHECKER, "train", json.dumps([
+    result = programs.run([sys.executable, "-c", CHECKER, "train", json.dumps([
         ["bad", ["--config=D", "--data_dir=/d", "--model_dir=/m", "--dtyp=bfloat16"]],
         ["enum", ["--data_dir=/d", "--model_dir=/m", "--lr_schedule=linear"]],
         ["init", ["--data_dir=/d", "--model_dir=/m", "--init=from_b=/x"]],
         ["scale", ["--data_dir=/d", "--model_dir=/m", "--scale=256,x"]],
         ["good", ["--data_dir=/d", "--model_dir=/m", "--init=from_a=/no/such/file.keras"]],
-    ])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    ])], cwd=ROOT, timeout=300)
     failures = json.loads(result.stdout.splitlines()[-1])
     assert [f.split(":")[0] for f in failures] == ["bad", "enum", "init", "scale"]
 
@@ -140,8 +139,7 @@ def test_every_flag_the_docs_pass_is_listed_by_the_scripts_help():
     for module, names in sorted(flags_used.items()):
         if module not in scripts:  # the benchmarks: run as python -m, not installed
             continue
-        result = subprocess.run([str(BIN / scripts[module]), "--help"], capture_output=True,
-                                text=True, timeout=300)
+        result = programs.run([str(BIN / scripts[module]), "--help"], timeout=300)
         listed = set(re.findall(r"^  --(?:\[no\])?(\w+):", result.stdout, re.MULTILINE))
         missing = {name for name in names
                    if name not in listed and name.removeprefix("no") not in listed}
@@ -207,6 +205,5 @@ def test_readme_python_snippet_runs(snippet_folder, number, text):
     script = folder / f"snippet_{number}.py"
     script.write_text(text.replace("/data/imagenet-tfrecords", str(data)) + "\n"
                       + "\n".join(checks) + "\n")
-    result = subprocess.run([sys.executable, str(script)], cwd=folder, capture_output=True,
-                            text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = programs.run([sys.executable, str(script)], cwd=folder, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

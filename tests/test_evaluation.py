@@ -3,7 +3,6 @@
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ import tensorflow as tf
 
 import vgg_keras
 from pipelines import inputs
+from tests import programs
 from tests.conftest import free_ports
 from tests.conftest import write_shards
 from vgg_keras import artifacts
@@ -161,11 +161,11 @@ def test_clear_errors(setup):
 def test_cli_prints_the_table(setup, tmp_path):
     """Every path as a file:// URL (a bucket's stand-in: the same tf.io.gfile calls)."""
     data, path, _ = setup
-    result = subprocess.run(
+    result = programs.run(
         [sys.executable, "-m", "tools.evaluate", f"--model=file://{path}",
          f"--data_dir=file://{data}", "--protocols=single,dense", "--train_scale=64",
          "--label_offset=1", "--num_classes=4", f"--output_dir=file://{tmp_path}"], cwd=ROOT,
-        capture_output=True, text=True, timeout=300)
+        timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert "top-1 err (%)" in lines[0]
@@ -270,13 +270,14 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
                               max_images=11, batch_size=4, **EVAL)
     script = tmp_path / "two_replicas.py"
     script.write_text(TWO_REPLICAS)
-    child = subprocess.Popen([sys.executable, str(script), str(data), str(path)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    workers = _evaluate_on_two_workers(data, path, tmp_path / "workers")
-    out, err = child.communicate(timeout=600)
-    assert child.returncode == 0, err[-3000:]
-    two = json.loads(out.strip().splitlines()[-1])
+    child = programs.start([sys.executable, script, data, path], cwd=ROOT)
+    try:
+        workers = _evaluate_on_two_workers(data, path, tmp_path / "workers")
+        result = child.wait(timeout=600)
+    finally:
+        child.kill()
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = json.loads(result.stdout.strip().splitlines()[-1])
     for protocol in protocols:
         assert one[protocol]["num_images"] == 11
         assert two["eleven"][protocol] == one[protocol], protocol
@@ -291,22 +292,21 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
 def _evaluate_on_two_workers(data, model, out):
     """vgg-evaluate on two multi_worker processes on localhost; the chief's results.json."""
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    processes = [subprocess.Popen(
-        [str(BIN / "vgg-evaluate"), f"--model={model}", f"--data_dir={data}", "--scales=40",
+    processes = [programs.start(
+        [BIN / "vgg-evaluate", f"--model={model}", f"--data_dir={data}", "--scales=40",
          "--protocols=single,dense,multicrop", "--max_images=11", "--batch_size=4",
          "--label_offset=1", "--num_classes=4", "--distribution_strategy=multi_worker",
-         f"--output_dir={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         f"--output_dir={out}"],
         env=dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})))
         for index in range(2)]
     try:
-        results = [process.communicate(timeout=600) for process in processes]
+        results = [process.wait(timeout=600) for process in processes]
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-    for process, (_, err) in zip(processes, results, strict=True):
-        assert process.returncode == 0, err[-3000:]
+            process.kill()
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads((out / "results.json").read_text())
     assert written["settings"]["workers"] == 2
     return written

@@ -6,7 +6,6 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ import vgg_keras
 from pipelines import preprocessing
 from pipelines import schema
 from pipelines import synthetic
+from tests import programs
 from tests.conftest import write_shards
 from vgg_keras import artifacts
 from vgg_keras import evaluation
@@ -213,8 +213,8 @@ def test_warmup_file_parses_and_every_request_runs(exports):
 
 def test_metadata_readable_with_saved_model_cli_show(exports, trained):
     paths, _ = exports
-    shown = subprocess.run([str(BIN / "saved_model_cli"), "show", "--dir", paths["dense"],
-                            "--all"], capture_output=True, text=True, timeout=300)
+    shown = programs.run([str(BIN / "saved_model_cli"), "show", "--dir", paths["dense"],
+                          "--all"], timeout=300)
     assert shown.returncode == 0, shown.stderr
     for signature in serving.SIGNATURES:
         assert f"signature_def['{signature}']" in shown.stdout
@@ -232,15 +232,14 @@ def test_saved_model_cli_run_and_vgg_predict_agree_on_a_real_jpeg(exports, tmp_p
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(synthetic.encode(_photo(90, 120, 7)))
     np.save(tmp_path / "images.npy", np.array([jpeg.read_bytes()], dtype=object))
-    run = subprocess.run([str(BIN / "saved_model_cli"), "run", "--dir", paths["single"],
-                          "--tag_set", "serve", "--signature_def", "serving_default",
-                          "--inputs", f"images={tmp_path / 'images.npy'}"],
-                         capture_output=True, text=True, timeout=300)
+    run = programs.run([str(BIN / "saved_model_cli"), "run", "--dir", paths["single"],
+                        "--tag_set", "serve", "--signature_def", "serving_default",
+                        "--inputs", f"images={tmp_path / 'images.npy'}"],
+                       timeout=300)
     assert run.returncode == 0, run.stderr
     classes = re.search(r"output key classes:\s*\[\[(\d+)", run.stdout)
-    predict = subprocess.run([str(BIN / "vgg-predict"), "--model", str(pathlib.Path(
-        paths["single"]).parent), "--json", str(jpeg)], capture_output=True, text=True,
-        timeout=300)
+    predict = programs.run([str(BIN / "vgg-predict"), "--model", str(pathlib.Path(
+        paths["single"]).parent), "--json", str(jpeg)], timeout=300)
     assert predict.returncode == 0, predict.stderr
     result = json.loads(predict.stdout)
     assert result["image"] == str(jpeg)
@@ -255,9 +254,9 @@ def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_pat
     good, bad = tmp_path / "good.png", tmp_path / "page.jpg"
     good.write_bytes(synthetic.encode(_photo(), "png"))
     bad.write_bytes(synthetic.encode(_photo(), "not_image"))
-    result = subprocess.run([str(BIN / "vgg-predict"), f"--model={paths['dense']}", str(bad),
-                             str(good), str(tmp_path / "missing.jpg")],
-                            capture_output=True, text=True, timeout=300)
+    result = programs.run([str(BIN / "vgg-predict"), f"--model={paths['dense']}", str(bad),
+                           str(good), str(tmp_path / "missing.jpg")],
+                          timeout=300)
     assert result.returncode == 1
     assert f"{bad}: image 0 of the request is not a JPEG, PNG, GIF or BMP image" in result.stderr
     assert f"{tmp_path / 'missing.jpg'}: cannot read" in result.stderr
@@ -272,8 +271,8 @@ def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
     for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
                             "returns no classes, labels, scores, synsets)"),
                            (tmp_path / "nothing", "does not exist: give an export of vgg-export")):
-        result = subprocess.run([str(BIN / "vgg-predict"), f"--model={model}", "a.jpg"],
-                                capture_output=True, text=True, timeout=300)
+        result = programs.run([str(BIN / "vgg-predict"), f"--model={model}", "a.jpg"],
+                              timeout=300)
         assert result.returncode == 1 and message in result.stderr
         assert "Traceback" not in result.stderr
 
@@ -333,14 +332,14 @@ def test_export_errors(trained, tmp_path):
 
 def test_vgg_export_command(trained, tmp_path):
     _, data, model_dir = trained
-    result = subprocess.run([str(BIN / "vgg-export"), f"--model={model_dir / 'model.keras'}",
-                             f"--export_dir={tmp_path}", "--model_name=tiny", "--top_k=2",
-                             f"--data_dir={data}"], capture_output=True, text=True, timeout=300)
+    result = programs.run([str(BIN / "vgg-export"), f"--model={model_dir / 'model.keras'}",
+                           f"--export_dir={tmp_path}", "--model_name=tiny", "--top_k=2",
+                           f"--data_dir={data}"], timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"to {tmp_path / 'tiny' / '1'}" in result.stdout
     metadata = artifacts.read_metadata(str(tmp_path / "tiny"))
     assert metadata["top_k"] == 2 and metadata["synsets"] == list(
         synthetic.DEFAULT_SYNSETS[:4])
-    missing = subprocess.run([str(BIN / "vgg-export"), f"--export_dir={tmp_path}"],
-                             capture_output=True, text=True, timeout=300)
+    missing = programs.run([str(BIN / "vgg-export"), f"--export_dir={tmp_path}"],
+                           timeout=300)
     assert missing.returncode != 0 and "--export_dir is required, with --model" in missing.stderr

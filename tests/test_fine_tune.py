@@ -6,7 +6,6 @@ file's, the others moved, 3 outputs; vgg-export and vgg-predict name the folder'
 
 import json
 import pathlib
-import subprocess
 import sys
 
 import h5py
@@ -16,6 +15,7 @@ import pytest
 
 import vgg_keras
 from pipelines import synthetic
+from tests import programs
 from vgg_keras import weights as vgg_weights
 from vgg_keras.training import model as run_model
 from vgg_keras.training import run_config
@@ -42,11 +42,11 @@ def folder_data(tmp_path_factory):
                             train_per_class=12, val_per_class=4, problems=False)
     # Every path of this module's programs as a file:// URL: what a bucket's job meets, through
     # the same tf.io.gfile calls (no network here for gs://).
-    result = subprocess.run([str(BIN / "vgg-convert"),
-                             f"--image_folder=file://{root / 'images'}",
-                             "--validation_fraction=0.25", f"--output_dir=file://{root / 'data'}",
-                             "--train_shards=2", "--validation_shards=1", "--num_workers=1"],
-                            capture_output=True, text=True, timeout=600)
+    result = programs.run([str(BIN / "vgg-convert"),
+                           f"--image_folder=file://{root / 'images'}",
+                           "--validation_fraction=0.25", f"--output_dir=file://{root / 'data'}",
+                           "--train_shards=2", "--validation_shards=1", "--num_workers=1"],
+                          timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return root
 
@@ -62,13 +62,13 @@ def _file_weights(path):
 
 def test_fine_tune_from_keras_applications_weights_end_to_end(weights_file, folder_data):
     model_dir = folder_data / "model"
-    train = subprocess.run(
+    train = programs.run(
         [str(BIN / "vgg-train"), "--config=D", f"--data_dir={folder_data / 'data'}",
          f"--model_dir=file://{model_dir}", f"--init=keras_applications=file://{weights_file}",
          "--trainable_from=block5_conv1", "--head_learning_rate_multiplier=10",
          "--crop_size=32", "--scale=36,44", "--fc_units=16", "--batch_size=8",
          "--train_steps=3", "--learning_rate=0.001", "--distribution_strategy=one_device"],
-        capture_output=True, text=True, timeout=900)
+        timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
     assert ("init: loaded 13 layers from file://" + str(weights_file) + " (block1_conv1, "
             in train.stdout)
@@ -88,14 +88,14 @@ def test_fine_tune_from_keras_applications_weights_end_to_end(weights_file, fold
     summary = json.loads((model_dir / "summary.json").read_text())
     assert summary["init"]["new"] == ["fc1", "fc2", "predictions"]
     assert summary["class_names"] == sorted(CLASSES)
-    export = subprocess.run([str(BIN / "vgg-export"), f"--model=file://{model_dir}",
-                             f"--export_dir=file://{folder_data / 'export'}", "--model_name=own"],
-                            capture_output=True, text=True, timeout=600)
+    export = programs.run([str(BIN / "vgg-export"), f"--model=file://{model_dir}",
+                           f"--export_dir=file://{folder_data / 'export'}", "--model_name=own"],
+                          timeout=600)
     assert export.returncode == 0, export.stderr[-3000:]
     image = next((folder_data / "images" / "dog").iterdir())
-    predict = subprocess.run([str(BIN / "vgg-predict"),
-                              f"--model=file://{folder_data / 'export/own'}", "--json",
-                              f"file://{image}"], capture_output=True, text=True, timeout=600)
+    predict = programs.run([str(BIN / "vgg-predict"),
+                            f"--model=file://{folder_data / 'export/own'}", "--json",
+                            f"file://{image}"], timeout=600)
     assert predict.returncode == 0, predict.stderr[-3000:]
     result = json.loads(predict.stdout.strip().splitlines()[-1])
     assert {p["label"] for p in result["predictions"]} == set(CLASSES)

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ from pipelines import convert
 from pipelines import images
 from pipelines import schema
 from pipelines import sources
+from tests import programs
 from tests.test_convert import read_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -174,8 +174,7 @@ def test_an_unreadable_file_is_skipped(tmp_path):
 
 
 def _cli(*arguments):
-    return subprocess.run([str(BIN / "vgg-convert"), *arguments], capture_output=True,
-                          text=True, timeout=300)
+    return programs.run([str(BIN / "vgg-convert"), *arguments], timeout=300)
 
 
 @pytest.mark.slow

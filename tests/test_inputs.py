@@ -1,9 +1,7 @@
 """Training and evaluation datasets: formats, labels, sharding, determinism, corrupt shards."""
 
-import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import textwrap
 
@@ -16,6 +14,7 @@ from pipelines import errors
 from pipelines import inputs
 from pipelines import schema
 from pipelines import synthetic
+from tests import programs
 from tests.conftest import write_shards
 
 CROP, SCALE = 48, (56, 72)
@@ -246,8 +245,7 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
         print(strategy.num_replicas_in_sync, shapes)
     """))
     root = pathlib.Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    result = programs.run([sys.executable, str(script)], cwd=root, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "2 [(3, 48, 48, 3), (3, 48, 48, 3)]"
 

@@ -5,11 +5,11 @@ settings that change only how a run runs may change; the data is compared by con
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests import programs
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN as TINY
 from tests.conftest import write_shards
@@ -63,8 +63,8 @@ def test_a_changed_batch_size_is_refused_naming_it_and_the_model_dir_is_untouche
     before = _tree(trained)
     flags = [*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={trained}", "--train_epochs=1",
              "--distribution_strategy=one_device"]
-    result = subprocess.run([sys.executable, "-m", "tools.train", *flags, "--batch_size=8"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = programs.run([sys.executable, "-m", "tools.train", *flags, "--batch_size=8"],
+                          cwd=ROOT, timeout=600)
     assert result.returncode == 1, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()[-3:]  # after TensorFlow's start-up lines
     assert lines == [

@@ -6,7 +6,6 @@ record's CRC failure, which TensorFlow reports without a file name, is traced to
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import textwrap
 
@@ -16,6 +15,7 @@ import tensorflow as tf
 from pipelines import dataset_info
 from pipelines import inputs
 from pipelines import shard_integrity
+from tests import programs
 from tests.conftest import write_shards
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -148,8 +148,7 @@ def test_a_left_out_shard_is_logged_on_standard_error(shards, tmp_path):
             batch_size=1, scale=(56, 72), crop_size=48, repeat=False, skip_corrupt=True))
         print(sum(1 for _ in dataset))
     """))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    result = programs.run([sys.executable, str(script)], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"WARNING: left out shard {victim}: it is " in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "read.py"]  # no stray file

@@ -9,6 +9,7 @@ from PIL import Image
 
 from pipelines import imagenet_labels
 from pipelines import synthetic
+from tests import programs
 
 
 def _digests(root):
@@ -69,14 +70,13 @@ def test_scenes_are_learnable_yet_not_trivial():
 
 
 def test_cli_writes_a_dataset_and_counts_its_kinds(tmp_path):
-    import subprocess
     import sys
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-m", "tools.generate_images",
-                             f"--output_dir={tmp_path}", "--layout=extracted",
-                             "--train_per_class=1", "--val_per_class=1"], cwd=root,
-                            capture_output=True, text=True, timeout=300)
+    result = programs.run([sys.executable, "-m", "tools.generate_images",
+                           f"--output_dir={tmp_path}", "--layout=extracted",
+                           "--train_per_class=1", "--val_per_class=1"], cwd=root,
+                          timeout=300)
     assert result.returncode == 0, result.stderr
     expected = synthetic.write_dataset(tmp_path / "again", layout="extracted",
                                        train_per_class=1, val_per_class=1)

@@ -8,7 +8,6 @@ here; full width, at 64×64 (fc1 reads a 2×2 map, so the flatten order still ma
 
 import json
 import pathlib
-import subprocess
 import sys
 
 import keras
@@ -20,6 +19,7 @@ import vgg_keras
 from pipelines import imagenet_labels
 from pipelines import preprocessing
 from pipelines import synthetic
+from tests import programs
 from vgg_keras import artifacts
 from vgg_keras import builder
 from vgg_keras import configs
@@ -283,10 +283,10 @@ def test_published_weights_straight_to_serving(a_bn, tmp_path):
     normalisation in the metadata, torchvision's protocol (Q = 256/224 of the crop); vgg-predict
     on a JPEG gives the Keras net's top 5."""
     _, path, _, _ = a_bn
-    export = subprocess.run([str(BIN / "vgg-export"), "--config=A-BN",
-                             f"--weights=torchvision={path}", f"--crop_size={SIDE}",
-                             f"--export_dir={tmp_path}", "--model_name=vgg11_bn"],
-                            capture_output=True, text=True, timeout=900)
+    export = programs.run([str(BIN / "vgg-export"), "--config=A-BN",
+                           f"--weights=torchvision={path}", f"--crop_size={SIDE}",
+                           f"--export_dir={tmp_path}", "--model_name=vgg11_bn"],
+                          timeout=900)
     assert export.returncode == 0, export.stderr[-3000:]
     metadata = artifacts.read_metadata(str(tmp_path / "vgg11_bn"))
     assert metadata["normalization"] == "torchvision" and metadata["num_classes"] == 1000
@@ -296,8 +296,8 @@ def test_published_weights_straight_to_serving(a_bn, tmp_path):
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(synthetic.encode(synthetic.draw_scene(1, np.random.default_rng(0), 90,
                                                            120)))
-    predict = subprocess.run([str(BIN / "vgg-predict"), f"--model={tmp_path / 'vgg11_bn'}",
-                              "--json", str(jpeg)], capture_output=True, text=True, timeout=600)
+    predict = programs.run([str(BIN / "vgg-predict"), f"--model={tmp_path / 'vgg11_bn'}",
+                            "--json", str(jpeg)], timeout=600)
     assert predict.returncode == 0, predict.stderr[-3000:]
     served = [item["class"] for item in json.loads(predict.stdout)["predictions"]]
     import tensorflow as tf
