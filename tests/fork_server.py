@@ -5,6 +5,7 @@ One JSON request per line on standard input, one JSON answer per line on standar
   {"op": "start", "argv": [...], "cwd": ..., "env": {...}, "stdout": path, "stderr": path}
       -> {"pid": N}
   {"op": "wait", "pid": N, "timeout": seconds} -> {"returncode": R, "timed_out": bool}
+      (killed once the timeout is past; a timeout of 0 only looks: R is null while it runs)
 Standard input at its end: the children still running are killed and the server exits.
 
 Nothing here touches TensorFlow's runtime (no device, no op, no thread pool) before a fork,
@@ -72,9 +73,12 @@ def _child(request):
     never returns."""
     code = 1
     try:
-        for fd, path, flags in ((0, os.devnull, os.O_RDONLY),
-                                (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        writing = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], writing),
+                                (2, request["stderr"], writing)):
+            if fd == 2 and path == request["stdout"]:  # stderr=subprocess.STDOUT
+                os.dup2(1, 2)
+                continue
             opened = os.open(path, flags, 0o644)
             os.dup2(opened, fd)
             os.close(opened)
@@ -86,6 +90,9 @@ def _child(request):
             code = _run(request["argv"])
         except SystemExit as stop:
             code = _exit_code(stop.code)
+        except KeyboardInterrupt:  # as the interpreter: the traceback, then killed by SIGINT
+            traceback.print_exc()
+            code = -signal.SIGINT
         except BaseException:  # noqa: BLE001  (as the interpreter: the traceback, status 1)
             traceback.print_exc()
             code = 1
@@ -97,16 +104,22 @@ def _child(request):
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            if code == -signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
         finally:
-            os._exit(code)
+            os._exit(code if code >= 0 else 1)
 
 
 def _wait(pid, timeout):
+    """Its exit status within ``timeout`` seconds (0: only a look), or killed."""
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return {"returncode": os.waitstatus_to_exitcode(status), "timed_out": False}
+        if timeout == 0:
+            return {"returncode": None, "timed_out": False}
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
@@ -129,7 +142,8 @@ def main():
             answer = {"pid": pid}
         else:
             answer = _wait(request["pid"], request["timeout"])
-            children.discard(request["pid"])
+            if answer["returncode"] is not None:
+                children.discard(request["pid"])
         print(json.dumps(answer), flush=True)
     for pid in children:
         try:

@@ -32,24 +32,53 @@ READ_AT_IMPORT = ("KERAS_BACKEND", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENA
 
 
 class Program:
-    """A started command: ``pid``, and ``wait`` for its ``subprocess.CompletedProcess``."""
+    """A started command: ``pid``, ``poll``, ``wait`` for its ``subprocess.CompletedProcess``,
+    ``send_signal``, ``kill``; what it has printed so far in the files ``stdout_path`` and
+    ``stderr_path``."""
 
-    def __init__(self, server, argv, pid, streams):
-        self._server, self.args, self.pid, self._streams = server, argv, pid, streams
+    def __init__(self, server, argv, pid, streams, own):
+        self._server, self.args, self.pid = server, argv, pid
+        self.stdout_path, self.stderr_path = streams
+        self._own = own  # the files made for it (those a test named stay)
         self.result = None
+
+    def _finished(self, answer, timeout):
+        out, err = (pathlib.Path(path).read_text(errors="replace")
+                    for path in (self.stdout_path, self.stderr_path))
+        for path in self._own:
+            os.remove(path)
+        self.result = subprocess.CompletedProcess(self.args, answer["returncode"], out, err)
+        if answer["timed_out"]:  # killed by the server
+            raise subprocess.TimeoutExpired(self.args, timeout, out, err)
+        return self.result
+
+    def poll(self):
+        """Its exit status, or None while it runs."""
+        if self.result is None:
+            answer = self._server.ask({"op": "wait", "pid": self.pid, "timeout": 0})
+            if answer["returncode"] is None:
+                return None
+            self._finished(answer, 0)
+        return self.result.returncode
 
     def wait(self, timeout=600):
         """Its CompletedProcess (text stdout and stderr); raises TimeoutExpired, after killing
         it, as subprocess.run would."""
         if self.result is None:
             answer = self._server.ask({"op": "wait", "pid": self.pid, "timeout": timeout})
-            out, err = (pathlib.Path(path).read_text(errors="replace") for path in self._streams)
-            for path in self._streams:
-                os.remove(path)
-            if answer["timed_out"]:
-                raise subprocess.TimeoutExpired(self.args, timeout, out, err)
-            self.result = subprocess.CompletedProcess(self.args, answer["returncode"], out, err)
+            self._finished(answer, timeout)
         return self.result
+
+    def printed(self):
+        """``(stdout, stderr)``: what it has printed so far, all of it once it has ended."""
+        if self.result is not None:
+            return self.result.stdout, self.result.stderr
+        return tuple(pathlib.Path(path).read_text(errors="replace")
+                     for path in (self.stdout_path, self.stderr_path))
+
+    @property
+    def returncode(self):
+        return None if self.result is None else self.result.returncode
 
     def send_signal(self, number=signal.SIGTERM):
         os.kill(self.pid, number)
@@ -92,9 +121,11 @@ class Programs:
                                    + pathlib.Path(self._folder, "server.err").read_text()[-3000:])
         return self
 
-    def start(self, argv, *, cwd=None, env=None):
-        """Starts ``argv`` (an installed ``vgg-*`` script, or ``sys.executable`` with ``-m``,
-        ``-c`` or a script); ``env`` as subprocess's, with the import-time variables unchanged."""
+    def start(self, argv, *, cwd=None, env=None, stdout=None, stderr=None):
+        """Starts ``argv`` (an installed script, or ``sys.executable`` with ``-m``, ``-c`` or a
+        script); ``env`` as subprocess's, with the import-time variables unchanged; ``stdout``
+        and ``stderr`` a file to write (``stderr=subprocess.STDOUT``: with ``stdout``), by
+        default files of its own, read by ``wait``."""
         argv = [str(part) for part in argv]
         env = dict(self._env if env is None else env)
         env.setdefault("PYTHONPATH", str(ROOT))
@@ -103,13 +134,23 @@ class Programs:
         if changed:
             raise ValueError(f"{changed} are read when TensorFlow or Keras is imported: run "
                              "this command with subprocess in a fresh interpreter")
-        handle, out = tempfile.mkstemp(dir=self._folder, suffix=".out")
-        os.close(handle)
-        handle, err = tempfile.mkstemp(dir=self._folder, suffix=".err")
-        os.close(handle)
+        own = []
+        if stdout is None:
+            handle, stdout = tempfile.mkstemp(dir=self._folder, suffix=".out")
+            os.close(handle)
+            own.append(stdout)
+        if stderr == subprocess.STDOUT:
+            stderr = stdout
+        elif stderr is None:
+            handle, stderr = tempfile.mkstemp(dir=self._folder, suffix=".err")
+            os.close(handle)
+            own.append(stderr)
+        streams = (str(stdout), str(stderr))
+        for path in streams:  # there from the start, as Popen's open files are
+            pathlib.Path(path).write_bytes(b"")
         answer = self._started().ask({"op": "start", "argv": argv, "cwd": str(cwd or ROOT),
-                                      "env": env, "stdout": out, "stderr": err})
-        return Program(self, argv, answer["pid"], (out, err))
+                                      "env": env, "stdout": streams[0], "stderr": streams[1]})
+        return Program(self, argv, answer["pid"], streams, own)
 
     def run(self, argv, *, cwd=None, env=None, timeout=600):
         """``subprocess.run(argv, capture_output=True, text=True)``'s result."""
@@ -138,9 +179,9 @@ def _runner():
     return _RUNNER
 
 
-def start(argv, *, cwd=None, env=None):
+def start(argv, *, cwd=None, env=None, stdout=None, stderr=None):
     """``Programs.start`` on this process's fork server."""
-    return _runner().start(argv, cwd=cwd, env=env)
+    return _runner().start(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
 
 def run(argv, *, cwd=None, env=None, timeout=600):

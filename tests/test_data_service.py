@@ -5,7 +5,6 @@ clear line."""
 
 import contextlib
 import json
-import os
 import pathlib
 import signal
 import socket
@@ -14,6 +13,8 @@ import sys
 import time
 
 import pytest
+
+from tests import programs
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
@@ -30,8 +31,8 @@ def _free_port():
 
 
 def _start(arguments, log):
-    return subprocess.Popen([str(BIN / "vgg-data-service"), *arguments], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT)
+    return programs.start([BIN / "vgg-data-service", *arguments], stdout=log,
+                          stderr=subprocess.STDOUT)
 
 
 def _wait_until_serving(processes, logs, ready):
@@ -58,8 +59,7 @@ def _stopped_on_the_way_out(processes):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                pass  # killed by the fork server at the timeout
 
 
 @contextlib.contextmanager
@@ -91,10 +91,10 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
     with _service(tmp_path) as (address, processes):
         model_dir = tmp_path / "model"
         log = tmp_path / "train.log"
-        train = subprocess.Popen([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
-                                  f"--model_dir={model_dir}", "--train_steps=60",
-                                  f"--data_service={address}"], stdout=open(log, "w"),
-                                 stderr=subprocess.STDOUT)
+        train = programs.start([BIN / "vgg-train", *TINY, f"--data_dir={data}",
+                                f"--model_dir={model_dir}", "--train_steps=60",
+                                f"--data_service={address}"], stdout=log,
+                               stderr=subprocess.STDOUT)
         try:
             csv = model_dir / "training_log.csv"
             deadline = time.monotonic() + 300
@@ -103,10 +103,9 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
                 time.sleep(0.1)
             processes[2].kill()  # a worker dies mid-run
             killed_at = len(csv.read_text().splitlines()) - 1
-            assert train.wait(timeout=600) == 0, log.read_text()[-3000:]
+            assert train.wait(timeout=600).returncode == 0, log.read_text()[-3000:]
         finally:
-            if train.poll() is None:
-                train.kill()
+            train.kill()
         summary = json.loads((model_dir / "summary.json").read_text())
         assert summary["data_service"] == address and summary["replicas"] == 2
         assert summary["steps"] == 60 and summary["images_per_replica"] == [60 * 8] * 2
@@ -118,25 +117,23 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
 def test_nothing_listening_or_deterministic_is_one_line(data, tmp_path):
     port = _free_port()
     started = time.monotonic()
-    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
-                             f"--model_dir={tmp_path / 'm'}", "--train_steps=2",
-                             f"--data_service=grpc://localhost:{port}"], capture_output=True,
-                            text=True, timeout=300, env=dict(os.environ))
+    result = programs.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                           f"--model_dir={tmp_path / 'm'}", "--train_steps=2",
+                           f"--data_service=grpc://localhost:{port}"], timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"vgg-train: no tf.data service dispatcher answers at grpc://localhost:{port} ")
     assert f"`vgg-data-service --port={port}`" in result.stderr
     assert time.monotonic() - started < 120
-    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
-                             f"--model_dir={tmp_path / 'm'}", "--deterministic",
-                             f"--data_service=grpc://localhost:{port}"], capture_output=True,
-                            text=True, timeout=300)
+    result = programs.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                           f"--model_dir={tmp_path / 'm'}", "--deterministic",
+                           f"--data_service=grpc://localhost:{port}"], timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "read their input in order, which the tf.data service does not keep" in (
         result.stderr)
-    result = subprocess.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
-                             f"--model_dir={tmp_path / 'm'}", "--data_service=localhost"],
-                            capture_output=True, text=True, timeout=300)
+    result = programs.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
+                           f"--model_dir={tmp_path / 'm'}", "--data_service=localhost"],
+                          timeout=300)
     assert result.returncode == 1 and "is not grpc://HOST:PORT" in result.stderr
 
 
@@ -144,10 +141,10 @@ def test_a_trainer_without_workers_says_so_and_stops_on_sigterm_within_its_grace
                                                                                  tmp_path):
     with _service(tmp_path, workers=0) as (address, _):
         log = tmp_path / "train.log"
-        train = subprocess.Popen([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
-                                  f"--model_dir={tmp_path / 'model'}", "--train_steps=6",
-                                  f"--data_service={address}", "--stop_grace_seconds=3"],
-                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        train = programs.start([BIN / "vgg-train", *TINY, f"--data_dir={data}",
+                                f"--model_dir={tmp_path / 'model'}", "--train_steps=6",
+                                f"--data_service={address}", "--stop_grace_seconds=3"],
+                               stdout=log, stderr=subprocess.STDOUT)
         with _stopped_on_the_way_out([train]):
             waiting = f"the tf.data service at {address} has 0 workers registered"
             deadline = time.monotonic() + 300
@@ -156,7 +153,7 @@ def test_a_trainer_without_workers_says_so_and_stops_on_sigterm_within_its_grace
                 time.sleep(0.2)
             signalled = time.monotonic()
             train.send_signal(signal.SIGTERM)
-            assert train.wait(timeout=60) == 143, log.read_text()[-3000:]
+            assert train.wait(timeout=60).returncode == 143, log.read_text()[-3000:]
             assert time.monotonic() - signalled < 3 + 10  # the grace, and the exit
     assert ("vgg-train: stopped by SIGTERM at step 0, its input waiting 3 s after the signal; "
             "the last checkpoint is none yet; run the same command to resume") in log.read_text()

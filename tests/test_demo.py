@@ -9,6 +9,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from tests import programs
 from vgg_keras import artifacts
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
@@ -94,8 +95,8 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "thesis.tex").write_text("years of work")
-    result = subprocess.run([sys.executable, "-m", "tools.demo", f"--output_dir={tmp_path}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = programs.run([sys.executable, "-m", "tools.demo", f"--output_dir={tmp_path}"],
+                          cwd=ROOT, timeout=300)
     assert result.returncode != 0
     assert "holds files the demo did not write" in result.stderr
     assert (tmp_path / "thesis.tex").read_text() == "years of work"

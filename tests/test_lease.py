@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from vgg_keras import artifacts
@@ -29,26 +30,25 @@ def _tree(folder):
 def test_a_second_launch_is_refused_and_the_first_runs_alone(train_data, tmp_path):
     command = [sys.executable, "-m", "tools.train", *REFERENCE_FLAGS, "--train_epochs=2",
                f"--data_dir={train_data}", f"--model_dir={tmp_path}"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = programs.start(command)
     try:
         held = tmp_path / artifacts.LEASE_FILE
         deadline = time.monotonic() + 300
         while not held.exists():  # the first launch holds the model dir
-            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            assert first.poll() is None and time.monotonic() < deadline, first.printed()[1]
             time.sleep(0.05)
         holder = json.loads(held.read_text())
-        second = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        out, err = first.communicate(timeout=600)
+        second = programs.run(command, timeout=600)
+        finished = first.wait(timeout=600)
     finally:
-        if first.poll() is None:
-            first.kill()
+        first.kill()
     assert second.returncode == 1, second.stderr[-3000:]
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith(f"vgg-train: --model_dir={tmp_path} is in use by host "
                            f"{socket.gethostname()} process {holder['pid']} (started "), last
     assert "lease refreshed" in last and "Traceback" not in second.stderr
     assert "recipe:" not in second.stdout  # refused before it began
-    assert first.returncode == 0, err[-3000:]
+    assert finished.returncode == 0, finished.stderr[-3000:]
     rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
     assert [row.split(",")[:2] for row in rows] == [["1", "12"], ["2", "24"]]
     assert not held.exists()  # released at the end

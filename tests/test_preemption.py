@@ -7,7 +7,6 @@ import os
 import pathlib
 import re
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH as STEPS_PER_EPOCH
@@ -40,8 +40,7 @@ def _command(data, model_dir, *extra):
 
 
 def _train(data, model_dir, *extra, env=None):
-    return subprocess.run(_command(data, model_dir, *extra), cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
+    return programs.run(_command(data, model_dir, *extra), cwd=ROOT, timeout=600, env=env)
 
 
 def _backup_step(model_dir):
@@ -63,7 +62,7 @@ def _signal_in_epoch_2(process, model_dir, number):
            and not STEPS_PER_EPOCH < _backup_step(model_dir) < 2 * STEPS_PER_EPOCH):
         time.sleep(0.01)
     process.send_signal(number)
-    return process.communicate(timeout=600)
+    return process.wait(timeout=600)
 
 
 def _weights(path):
@@ -74,9 +73,11 @@ def _weights(path):
 def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(train_data, reference_run,
                                                                      tmp_path, capfd, number,
                                                                      code):
-    process = subprocess.Popen(_command(train_data, tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    _, err = _signal_in_epoch_2(process, tmp_path, number)
+    process = programs.start(_command(train_data, tmp_path), cwd=ROOT)
+    try:
+        err = _signal_in_epoch_2(process, tmp_path, number).stderr
+    finally:
+        process.kill()
     assert process.returncode == code, err[-3000:]
     stopped = STOPPED.search(err)
     assert stopped and stopped.group(1) == signal.Signals(number).name, err[-3000:]
@@ -123,8 +124,7 @@ def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
             time.sleep(0.2)
             print("survived the second", flush=True)
     """))
-    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = programs.run([sys.executable, str(script)], cwd=ROOT, timeout=300)
     assert result.returncode == 130, result.stderr[-3000:]
     assert result.stdout == "first noted\n"
 
@@ -135,37 +135,45 @@ def _workers(data, model_dir):
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
+        processes.append(programs.start(
             _command(data, model_dir, "--distribution_strategy=multi_worker",
-                     "--backup_steps=1000"), cwd=ROOT,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                     "--backup_steps=1000"), cwd=ROOT, env=env))
     return processes
+
+
+def _printed_line(process, start, timeout=300):
+    """Waits for ``process`` to print a line starting with ``start``."""
+    deadline = time.monotonic() + timeout
+    while not any(line.startswith(start) for line in process.printed()[0].splitlines()):
+        assert process.poll() is None and time.monotonic() < deadline, process.printed()[1]
+        time.sleep(0.05)
 
 
 def test_two_workers_stop_at_the_same_step_when_one_is_preempted(train_data, tmp_path):
     data = train_data
     chief, other = _workers(data, tmp_path)
     try:
-        for line in chief.stdout:
-            if line.startswith("epoch 1 "):
-                other.send_signal(signal.SIGTERM)  # only the second worker is taken away
-                break
-        results = [process.communicate(timeout=600) for process in (chief, other)]
+        _printed_line(chief, "epoch 1 ")
+        other.send_signal(signal.SIGTERM)  # only the second worker is taken away
+        results = [process.wait(timeout=600) for process in (chief, other)]
     finally:
         for process in (chief, other):
-            if process.poll() is None:
-                process.kill()
-    assert [p.returncode for p in (chief, other)] == [143, 143], results[0][1][-3000:]
-    stops = [STOPPED.search(err) for _, err in results]
-    assert all(stops), [err[-2000:] for _, err in results]
+            process.kill()
+    assert [r.returncode for r in results] == [143, 143], results[0].stderr[-3000:]
+    stops = [STOPPED.search(r.stderr) for r in results]
+    assert all(stops), [r.stderr[-2000:] for r in results]
     assert stops[0].group(2) and not stops[1].group(2)  # the chief learnt it from the other
     assert stops[0].group(3) == stops[1].group(3)  # the same step on both
     step = int(stops[0].group(3))
     assert pathlib.Path(stops[0].group(4) + ".index").exists()
 
     chief, other = _workers(data, tmp_path)
-    results = [process.communicate(timeout=600) for process in (chief, other)]
-    assert [p.returncode for p in (chief, other)] == [0, 0], results[0][1][-3000:]
+    try:
+        results = [process.wait(timeout=600) for process in (chief, other)]
+    finally:
+        for process in (chief, other):
+            process.kill()
+    assert [r.returncode for r in results] == [0, 0], results[0].stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["resumed_from_step"] == step and summary["steps"] == 3 * STEPS_PER_EPOCH
-    assert f"resumed at step {step} from " in results[0][0]
+    assert f"resumed at step {step} from " in results[0].stdout

@@ -5,7 +5,6 @@ import os
 import pathlib
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipelines import errors
+from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH
@@ -46,8 +46,8 @@ def _config(data, model_dir, **overrides):
 
 
 def _cli(*arguments, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "tools.train", *arguments], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return programs.run([sys.executable, "-m", "tools.train", *arguments], cwd=ROOT,
+                        timeout=timeout, env=env)
 
 
 def test_tiny_net_learns_and_writes_every_output(data, tmp_path):
@@ -156,9 +156,8 @@ def test_kill_mid_epoch_and_resume(reference_run, data, tmp_path):
     common = [*REFERENCE_FLAGS, f"--data_dir=file://{data}", "--backup_steps=2"]
     per_epoch = REFERENCE_STEPS_PER_EPOCH
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "tools.train", *common,
-                                f"--model_dir=file://{killed}"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = programs.start([sys.executable, "-m", "tools.train", *common,
+                              f"--model_dir=file://{killed}"], cwd=ROOT)
     deadline = time.monotonic() + 300
     # Kill once a mid-epoch backup is complete (epochs are 12 steps; backups every 2): the
     # manager's state file names it only after its files are written.
@@ -226,8 +225,7 @@ def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, 
     common = [*TINY_FLAGS, f"--data_dir={data}", f"--model_dir={tmp_path}", "--train_epochs=7",
               "--learning_rate=0.01", "--init=gaussian", "--init_stddev=1e-6", "--deterministic",
               "--distribution_strategy=one_device"]
-    process = subprocess.Popen([sys.executable, "-m", "tools.train", *common], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = programs.start([sys.executable, "-m", "tools.train", *common], cwd=ROOT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and _latest_checkpoint_step(tmp_path) < 18:
         time.sleep(0.01)
@@ -260,14 +258,17 @@ def test_multi_worker_two_processes_on_localhost(data, tmp_path):
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
+        processes.append(programs.start(
             [sys.executable, "-m", "tools.train", *TINY_FLAGS, f"--data_dir={data}",
              f"--model_dir={tmp_path}", "--distribution_strategy=multi_worker",
-             "--train_epochs=1", "--enable_xla"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
+             "--train_epochs=1", "--enable_xla"], cwd=ROOT, env=env))
+    try:
+        outputs = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for output in outputs:
+        assert output.returncode == 0, output.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["distribution_strategy"] == "multi_worker"
     assert not (tmp_path / ".worker_1").exists()  # the other worker's scratch is removed
@@ -424,8 +425,7 @@ for enable_xla in (False, True):
         max(differences), moved > 0, [int(v) for v in strategy.experimental_local_results(seen)]]
 print(json.dumps(results))
 """)
-    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    result = programs.run([sys.executable, str(script)], cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
