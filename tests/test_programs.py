@@ -10,6 +10,8 @@ import pytest
 
 from tests import programs
 
+pytestmark = pytest.mark.slow  # starts processes: the full tier
+
 CHILD = """
 import os, sys
 print("argv", sys.argv[1:], "cwd", os.getcwd(), "env", os.environ.get("PROGRAMS_TEST"))
