@@ -2,7 +2,7 @@
 
 A test that runs ``vgg-train ...`` in a fresh interpreter pays TensorFlow's and Keras' import
 (6–9 s of CPU on the 2-core machine) before the program starts, and the suite runs our
-programs some sixty times: minutes of a 15-minute budget. tests/fork_server.py imports them
+programs dozens of times: minutes of a 15-minute budget. tests/fork_server.py imports them
 once per pytest worker and forks a child per command; the child takes the command's argv,
 working folder, environment and standard streams and calls the installed console script's
 entry point (or runs ``python -m module``, ``python -c code``, ``python script.py``): the
