@@ -18,11 +18,13 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Read by TensorFlow or Keras when they are imported: a child forked after the import would
@@ -75,6 +77,20 @@ class Program:
             return self.result.stdout, self.result.stderr
         return tuple(pathlib.Path(path).read_text(errors="replace")
                      for path in (self.stdout_path, self.stderr_path))
+
+    def wait_printed(self, pattern, timeout=300):
+        """Waits until its output (stdout and stderr) matches ``pattern`` (a regular expression,
+        multi-line); fails with the output's end if it ends or ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out, err = self.printed()
+            output = out if self.stderr_path == self.stdout_path else out + err
+            if re.search(pattern, output, re.MULTILINE):
+                return
+            if self.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.args[0]} did not print {pattern!r}: "
+                                     f"{output[-3000:]}")
+            time.sleep(0.05)
 
     @property
     def returncode(self):
@@ -167,6 +183,31 @@ class Programs:
             self._process.stdout.close()
             self._process = None
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster(argv, *, workers=2, cwd=None):
+    """``workers`` processes of ``argv`` as one multi_worker cluster on free ports of localhost
+    (TF_CONFIG: worker 0 is the chief); every one killed on the way out, also when a test
+    fails."""
+    from tests.conftest import free_ports
+
+    addresses = [f"localhost:{port}" for port in free_ports(workers)]
+    started = []
+    try:
+        for index in range(workers):
+            started.append(start(argv, cwd=cwd, env=dict(os.environ, TF_CONFIG=json.dumps(
+                {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}))))
+        yield started
+    finally:
+        for process in started:
+            process.kill()
+
+
+def run_cluster(argv, *, workers=2, cwd=None, timeout=600):
+    """``cluster``'s processes, run to their end: their CompletedProcess each."""
+    with cluster(argv, workers=workers, cwd=cwd) as started:
+        return [process.wait(timeout) for process in started]
 
 
 _RUNNER = None

@@ -6,8 +6,8 @@ clear line."""
 import contextlib
 import json
 import pathlib
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests import programs
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
@@ -24,26 +25,16 @@ TINY = ["--config=A", "--width=0.125", "--fc_units=64", "--crop_size=32", "--sca
         "--num_classes=4", "--label_offset=1", "--cpu_replicas=2"]
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
-
-
 def _start(arguments, log):
     return programs.start([BIN / "vgg-data-service", *arguments], stdout=log,
                           stderr=subprocess.STDOUT)
 
 
-def _wait_until_serving(processes, logs, ready):
+def _wait_until_serving(processes, ready):
     """Waits for each started ``vgg-data-service`` to print the line saying it serves."""
     deadline = time.monotonic() + 120
-    for process, log in zip(processes, logs, strict=True):
-        while ready not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"vgg-data-service did not start: "
-                                     f"{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    for process in processes:
+        process.wait_printed(re.escape(ready), timeout=deadline - time.monotonic())
 
 
 @contextlib.contextmanager
@@ -66,19 +57,19 @@ def _stopped_on_the_way_out(processes):
 def _service(folder, workers=2):
     """A dispatcher (workers taken as gone after 2 s without a heartbeat) and ``workers``
     workers, the first started before the dispatcher (pods start in any order: it waits)."""
-    port = _free_port()
+    port = free_ports(1)[0]
     with _stopped_on_the_way_out([]) as processes:
         logs = [folder / f"worker{index}.log" for index in range(workers)]
         if workers:
             processes.append(_start([f"--dispatcher=localhost:{port}", "--wait=300",
                                      "--worker_address=localhost"], logs[0]))
-            _wait_until_serving(processes, logs[:1], "waiting for the tf.data service dispatcher")
+            _wait_until_serving(processes, "waiting for the tf.data service dispatcher")
         processes.insert(0, _start([f"--port={port}", f"--work_dir={folder / 'journal'}",
                                     "--worker_timeout_ms=2000"], folder / "dispatcher.log"))
-        _wait_until_serving(processes[:1], [folder / "dispatcher.log"], "dispatcher on")
+        _wait_until_serving(processes[:1], "dispatcher on")
         processes += [_start([f"--dispatcher=localhost:{port}", "--worker_address=localhost"],
                              log) for log in logs[1:]]
-        _wait_until_serving(processes[1:], logs, "worker on")
+        _wait_until_serving(processes[1:], "worker on")
         yield f"grpc://localhost:{port}", processes
 
 
@@ -115,7 +106,7 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
 
 
 def test_nothing_listening_or_deterministic_is_one_line(data, tmp_path):
-    port = _free_port()
+    port = free_ports(1)[0]
     started = time.monotonic()
     result = programs.run([str(BIN / "vgg-train"), *TINY, f"--data_dir={data}",
                            f"--model_dir={tmp_path / 'm'}", "--train_steps=2",
@@ -146,11 +137,8 @@ def test_a_trainer_without_workers_says_so_and_stops_on_sigterm_within_its_grace
                                 f"--data_service={address}", "--stop_grace_seconds=3"],
                                stdout=log, stderr=subprocess.STDOUT)
         with _stopped_on_the_way_out([train]):
-            waiting = f"the tf.data service at {address} has 0 workers registered"
-            deadline = time.monotonic() + 300
-            while waiting not in log.read_text():
-                assert train.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+            train.wait_printed(re.escape(f"the tf.data service at {address} has 0 workers "
+                                         "registered"))
             signalled = time.monotonic()
             train.send_signal(signal.SIGTERM)
             assert train.wait(timeout=60).returncode == 143, log.read_text()[-3000:]

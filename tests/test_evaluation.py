@@ -1,7 +1,6 @@
 """The test protocols, each against numbers computed independently here."""
 
 import json
-import os
 import pathlib
 import sys
 
@@ -12,7 +11,6 @@ import tensorflow as tf
 import vgg_keras
 from pipelines import inputs
 from tests import programs
-from tests.conftest import free_ports
 from tests.conftest import write_shards
 from vgg_keras import artifacts
 from vgg_keras import evaluation
@@ -291,20 +289,11 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
 
 def _evaluate_on_two_workers(data, model, out):
     """vgg-evaluate on two multi_worker processes on localhost; the chief's results.json."""
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    processes = [programs.start(
+    results = programs.run_cluster(
         [BIN / "vgg-evaluate", f"--model={model}", f"--data_dir={data}", "--scales=40",
          "--protocols=single,dense,multicrop", "--max_images=11", "--batch_size=4",
          "--label_offset=1", "--num_classes=4", "--distribution_strategy=multi_worker",
-         f"--output_dir={out}"],
-        env=dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}})))
-        for index in range(2)]
-    try:
-        results = [process.wait(timeout=600) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
+         f"--output_dir={out}"])
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads((out / "results.json").read_text())

@@ -3,7 +3,6 @@ a backup of that step, and the same command resumes it to the weights of an unin
 two workers stop at the same step; every resume says where it came from."""
 
 import json
-import os
 import pathlib
 import re
 import signal
@@ -19,7 +18,6 @@ from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH as STEPS_PER_EPOCH
-from tests.conftest import free_ports
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -130,35 +128,16 @@ def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
 
 
 def _workers(data, model_dir):
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(programs.start(
-            _command(data, model_dir, "--distribution_strategy=multi_worker",
-                     "--backup_steps=1000"), cwd=ROOT, env=env))
-    return processes
-
-
-def _printed_line(process, start, timeout=300):
-    """Waits for ``process`` to print a line starting with ``start``."""
-    deadline = time.monotonic() + timeout
-    while not any(line.startswith(start) for line in process.printed()[0].splitlines()):
-        assert process.poll() is None and time.monotonic() < deadline, process.printed()[1]
-        time.sleep(0.05)
+    return programs.cluster(_command(data, model_dir, "--distribution_strategy=multi_worker",
+                                     "--backup_steps=1000"), cwd=ROOT)
 
 
 def test_two_workers_stop_at_the_same_step_when_one_is_preempted(train_data, tmp_path):
     data = train_data
-    chief, other = _workers(data, tmp_path)
-    try:
-        _printed_line(chief, "epoch 1 ")
+    with _workers(data, tmp_path) as (chief, other):
+        chief.wait_printed(r"^epoch 1 ")
         other.send_signal(signal.SIGTERM)  # only the second worker is taken away
         results = [process.wait(timeout=600) for process in (chief, other)]
-    finally:
-        for process in (chief, other):
-            process.kill()
     assert [r.returncode for r in results] == [143, 143], results[0].stderr[-3000:]
     stops = [STOPPED.search(r.stderr) for r in results]
     assert all(stops), [r.stderr[-2000:] for r in results]
@@ -167,12 +146,8 @@ def test_two_workers_stop_at_the_same_step_when_one_is_preempted(train_data, tmp
     step = int(stops[0].group(3))
     assert pathlib.Path(stops[0].group(4) + ".index").exists()
 
-    chief, other = _workers(data, tmp_path)
-    try:
+    with _workers(data, tmp_path) as (chief, other):
         results = [process.wait(timeout=600) for process in (chief, other)]
-    finally:
-        for process in (chief, other):
-            process.kill()
     assert [r.returncode for r in results] == [0, 0], results[0].stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["resumed_from_step"] == step and summary["steps"] == 3 * STEPS_PER_EPOCH

@@ -1,7 +1,6 @@
 """vgg-train: a tiny net really trains; replicas, resume after kill -9, NaN stop, flags."""
 
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -19,7 +18,6 @@ from tests.conftest import REFERENCE_RUN
 from tests.conftest import REFERENCE_STEPS_PER_EPOCH
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN as TINY
-from tests.conftest import free_ports
 from vgg_keras import protocols
 from vgg_keras.training import distribution
 from vgg_keras.training import loop
@@ -253,20 +251,10 @@ def test_flat_validation_accuracy_ends_with_three_divisions_across_a_kill(data, 
 
 
 def test_multi_worker_two_processes_on_localhost(data, tmp_path):
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(programs.start(
-            [sys.executable, "-m", "tools.train", *TINY_FLAGS, f"--data_dir={data}",
-             f"--model_dir={tmp_path}", "--distribution_strategy=multi_worker",
-             "--train_epochs=1", "--enable_xla"], cwd=ROOT, env=env))
-    try:
-        outputs = [process.wait(timeout=600) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
+    outputs = programs.run_cluster(
+        [sys.executable, "-m", "tools.train", *TINY_FLAGS, f"--data_dir={data}",
+         f"--model_dir={tmp_path}", "--distribution_strategy=multi_worker", "--train_epochs=1",
+         "--enable_xla"], cwd=ROOT)
     for output in outputs:
         assert output.returncode == 0, output.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
