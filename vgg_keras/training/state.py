@@ -7,7 +7,6 @@ the more advanced of the backup and the latest epoch checkpoint, and says which.
 
 import dataclasses
 import datetime
-import os
 
 import tensorflow as tf
 
@@ -96,8 +95,8 @@ class RunState:
                 continue
             self.step.assign(step)
             written = datetime.datetime.fromtimestamp(storage.mtime(path + ".index"))
-            return Resumed(step, os.path.relpath(self.outputs.checkpoint_dir(name),
-                                                 self.outputs.root),
+            return Resumed(step, storage.relative(self.outputs.checkpoint_dir(name),
+                                                  self.outputs.root),
                            path, written.isoformat(sep=" ", timespec="seconds"),
                            step // self.data.steps_per_epoch)
         if failed:
