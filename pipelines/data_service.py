@@ -11,15 +11,51 @@ each image is read at most once per pass over the files, workers may come and go
 dies loses only the file it was reading. Order is not kept: deterministic runs stay local.
 """
 
+import dataclasses
+import functools
 import socket
 import threading
 import time
 import urllib.parse
 
 from pipelines import errors
+from pipelines import settings as declared
+from pipelines.settings import at_least
+from pipelines.settings import setting
 
 PROTOCOL = "grpc"
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a dispatcher to accept a connection
+DISPATCHER_PORT = 5050
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """``vgg-data-service``: a dispatcher, or (with ``dispatcher``) one of its workers."""
+
+    port: int | None = setting(None, "Port to listen on (default: 5050 for the dispatcher, any "
+                                     "free one for a worker; the one taken is printed).",
+                               check=at_least(1))
+    dispatcher: str | None = setting(None, "HOST:PORT of the dispatcher: run a worker of it "
+                                           "(default: run the dispatcher).")
+    work_dir: str | None = setting(None, "Dispatcher: folder of its journal, so that a "
+                                         "restarted dispatcher recovers its jobs.")
+    worker_address: str | None = setting(None, "Worker: the host name the dispatcher and "
+                                               "trainers reach it at (default: this host's "
+                                               "name).")
+    wait: float | None = setting(None, "Worker: how long to wait for the dispatcher to answer, "
+                                       "in seconds, with a line every 10 s (default: as long as "
+                                       "it takes; machines and pods start in any order).",
+                                 check=at_least(0))
+    worker_timeout_ms: int | None = setting(None, "Dispatcher: after this long without a "
+                                                  "heartbeat a worker is taken as gone and its "
+                                                  "work given to others (default: "
+                                                  "TensorFlow's).", check=at_least(1))
+
+    def validate(self):
+        """Raises ``UserError`` for a value that cannot work."""
+        declared.check_settings(self)
+        if self.dispatcher:
+            parse_address(self.dispatcher)
 
 
 def parse_address(address):
@@ -83,53 +119,45 @@ def registered_workers(address, timeout=CONNECT_TIMEOUT):
     """The addresses of the workers registered with the dispatcher at ``address``.
 
     TensorFlow offers no client call for this; the dispatcher's gRPC service does
-    (``tensorflow.data.DispatcherService/GetWorkers``, in tensorflow/core/data/service/
-    dispatcher.proto): its answer is read here with the protocol buffer wire format, as its
-    Python message class is not shipped (a repeated ``WorkerInfo workers = 1`` whose field 1 is
-    the address)."""
+    (``tensorflow.data.DispatcherService/GetWorkers``), and its answer is parsed by the protobuf
+    library with the two messages it needs (``_dispatcher_messages``)."""
     import grpc
 
+    request, response = _dispatcher_messages()
     host, port = parse_address(address)
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         call = channel.unary_unary("/tensorflow.data.DispatcherService/GetWorkers",
-                                   request_serializer=lambda request: request,
-                                   response_deserializer=lambda response: response)
-        answer = call(b"", timeout=timeout)
-    return [_field(info, 1).decode() for info in _fields(answer, 1)]
+                                   request_serializer=request.SerializeToString,
+                                   response_deserializer=response.FromString)
+        answer = call(request(), timeout=timeout)
+    return [worker.address for worker in answer.workers]
 
 
-def _fields(message, number):
-    """The length-delimited fields ``number`` of a serialized protocol buffer message."""
-    found, position = [], 0
-    while position < len(message):
-        key, position = _varint(message, position)
-        kind = key & 7
-        if kind == 2:
-            length, position = _varint(message, position)
-            if key >> 3 == number:
-                found.append(message[position:position + length])
-            position += length
-        elif kind == 0:
-            _, position = _varint(message, position)
-        else:  # fixed 64- or 32-bit fields: none in these messages, but skip them right
-            position += 8 if kind == 1 else 4
-    return found
+@functools.lru_cache(maxsize=1)
+def _dispatcher_messages():
+    """``(GetWorkersRequest, GetWorkersResponse)`` message classes, as the dispatcher's protocol
+    (tensorflow/core/data/service/dispatcher.proto) declares the fields read here: TensorFlow does
+    not ship its Python module, so the declaration is written out, and protobuf builds the
+    classes from it (fields left out of a declaration are skipped when parsing)."""
+    from google.protobuf import descriptor_pb2
+    from google.protobuf import descriptor_pool
+    from google.protobuf import message_factory
 
-
-def _field(message, number):
-    values = _fields(message, number)
-    return values[0] if values else b""
-
-
-def _varint(data, position):
-    value, shift = 0, 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-        shift += 7
+    proto = descriptor_pb2.FileDescriptorProto(name="vgg_keras_dispatcher.proto",
+                                               package="tensorflow.data", syntax="proto3")
+    proto.message_type.add(name="GetWorkersRequest")
+    info = proto.message_type.add(name="WorkerInfo")
+    info.field.add(name="address", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                   label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    answer = proto.message_type.add(name="GetWorkersResponse")
+    answer.field.add(name="workers", number=1,
+                     type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                     type_name=".tensorflow.data.WorkerInfo",
+                     label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()  # our own pool: never clashes with TensorFlow's
+    pool.Add(proto)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(
+        f"tensorflow.data.{name}")) for name in ("GetWorkersRequest", "GetWorkersResponse"))
 
 
 def watch_workers(address, report=print, interval=30.0):

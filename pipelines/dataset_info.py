@@ -8,8 +8,8 @@ Three kinds of folder:
 * ``slim``: shards with the same keys and names but no metadata (slim's
   ``build_imagenet_data.py``, tf_cnn_benchmarks);
 * ``tfds``: a tfds-prepared folder (``imagenet2012/5.1.0/``): tfds's own ``dataset_info.json``
-  (the same file name as our manifest, told apart by content: its ``splits`` is a list of
-  ``shardLengths``), ``features.json`` and ``label.labels.txt``.
+  (the same file name as our manifest, told apart by content: its ``splits`` is a list), read
+  by tfds itself.
 
 A glob pattern or a list of files is read as the files of whichever split is asked for, with
 the metadata beside the first file.
@@ -30,8 +30,6 @@ RECORD_KEYS = {
     "vgg": {"encoded": schema.ENCODED, "label": schema.LABEL, "filename": schema.FILENAME},
     "tfds": {"encoded": "image", "label": "label", "filename": "file_name"},
 }
-TFDS_FEATURES = "features.json"
-TFDS_LABELS = "label.labels.txt"
 _SPLIT_ALIASES = {"val": "validation"}
 
 
@@ -160,11 +158,9 @@ def read_info(source):
     folder = storage.dirname(first)
     metadata = storage.read_json(os.path.join(folder, schema.MANIFEST))  # ours, or tfds's namesake
     if isinstance(metadata, dict) and isinstance(metadata.get("splits"), list):
-        return _tfds_info(source, files, folder, metadata)
+        return _tfds_info(source, files, folder)
     if isinstance(metadata, dict) and "num_classes" in metadata:
         return _our_info(source, files, metadata)
-    if storage.exists(os.path.join(folder, TFDS_FEATURES)):
-        return _tfds_info(source, files, folder, None)
     if _has_tfds_keys(first):
         return DatasetInfo(source, "tfds", files, label_offset=0)
     return DatasetInfo(source, "slim", files)
@@ -213,29 +209,27 @@ def _our_info(source, files, manifest):
                 for split, info in splits.items()})
 
 
-def _tfds_info(source, files, folder, dataset_info):
-    """tfds's metadata: example counts from ``dataset_info.json``, classes from
-    ``features.json`` and the ClassLabel's names file."""
-    num_examples = {}
-    for split in (dataset_info or {}).get("splits", []):
-        lengths = split.get("shardLengths")
-        if lengths:
-            num_examples[_SPLIT_ALIASES.get(split["name"], split["name"])] = sum(
-                int(n) for n in lengths)
-    features = storage.read_json(os.path.join(folder, TFDS_FEATURES)) or {}
-    label = features.get("featuresDict", {}).get("features", {}).get("label", {})
-    num_classes = label.get("classLabel", {}).get("numClasses")
-    synsets = names = None
-    labels_file = os.path.join(folder, TFDS_LABELS)
-    if storage.exists(labels_file):
-        synsets = tuple(line.strip() for line in storage.read_text(labels_file).splitlines()
-                        if line.strip())
+def _tfds_info(source, files, folder):
+    """tfds's metadata, read by tfds itself (``builder_from_directory``): example counts per
+    split, the number of classes and their names (ImageNet's human names where the synsets are
+    ImageNet's)."""
+    import tensorflow_datasets as tfds
+
+    local = folder[len("file://"):] if storage.scheme(folder) == "file" else folder
+    with errors.user_input():  # tfds judges its own files
+        info = tfds.builder_from_directory(local).info
+    num_examples = {_SPLIT_ALIASES.get(name, name): int(split.num_examples)
+                    for name, split in info.splits.items()}
+    label = info.features["label"] if "label" in info.features else None
+    synsets = tuple(label.names) if label is not None else None
+    names = None
+    if synsets:
         imagenet = dict(zip(imagenet_labels.synsets(), imagenet_labels.synset_names(),
                             strict=True))
         names = tuple(imagenet.get(synset, synset) for synset in synsets)
-    return DatasetInfo(source, "tfds", files, num_classes=int(num_classes) if num_classes else
-                       (len(synsets) if synsets else None), num_examples=num_examples,
-                       label_offset=0, synsets=synsets, names=names)
+    return DatasetInfo(source, "tfds", files,
+                       num_classes=int(label.num_classes) if label is not None else None,
+                       num_examples=num_examples, label_offset=0, synsets=synsets, names=names)
 
 
 def _has_tfds_keys(path):

@@ -1,8 +1,9 @@
 """What an image's header declares, read from its bytes without decoding a pixel: its format and
 its size.
 
-One description of the formats, read two ways: in Python, for the converter (which decides from
-a JPEG's frame header whether to keep its bytes), and as TensorFlow ops, for the training input
+One description of the formats: in Python, the JPEG frame header, from which the converter
+decides whether to keep a JPEG's bytes; as TensorFlow ops, every format's size, for the training
+input
 (the crop window needs the image's size before anything is decoded) and for the export's
 request checks (an image whose header declares too many pixels is refused before decoding).
 
@@ -38,15 +39,6 @@ _PADDING = 32  # zero bytes appended before slicing fixed offsets: more than any
 _BASELINE_FRAMES = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential (both Huffman)
 _NO_LENGTH_MARKERS = (0xD8, 0x01, *range(0xD0, 0xD8))  # SOI, TEM, RST0-7
 _NOT_FRAMES = (0xC4, 0xC8, 0xCC)  # DHT, JPG, DAC share the SOF marker range
-
-
-@dataclasses.dataclass(frozen=True)
-class Header:
-    """An image's format and declared size."""
-
-    kind: str
-    height: int
-    width: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,31 +86,6 @@ def jpeg_frame(data):
                              int.from_bytes(fields[3:5], "big"))
         position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
     return None
-
-
-def read_header(data):
-    """Returns the ``Header`` of image bytes, or None if the format is unknown or the header is
-    cut short."""
-    kind = kind_of(data)
-    if kind is None:
-        return None
-    if kind == JPEG:
-        frame = jpeg_frame(data)
-        if frame is None or frame.height is None:
-            return None
-        return Header(kind, frame.height, frame.width)
-    if len(data) < HEADER_BYTES[kind]:
-        return None
-    fields = SIZE_FIELDS[kind]
-    if kind == BMP and _read(data, BMP_HEADER_LENGTH) == BMP_CORE_HEADER:
-        fields = BMP_CORE_FIELDS
-    height, width = (_read(data, field, signed=kind == BMP) for field in fields)
-    return Header(kind, abs(height), width)
-
-
-def _read(data, field, signed=False):
-    offset, size, order = field
-    return int.from_bytes(data[offset : offset + size], order, signed=signed and size == 4)
 
 
 def kind_op(encoded):

@@ -1,39 +1,33 @@
 """ImageNet's label space as tensorflow-datasets ships it: the 1,000 synsets in label order, their
 human-readable names and the validation label list (synset of ILSVRC2012_val_%08d, in file order).
 
-The files are read straight from the installed tensorflow-datasets package, without importing it
-(importing tfds imports TensorFlow): nothing here is typed by hand, and nothing is downloaded.
+Read through tensorflow-datasets itself (its ``imagenet2012`` files, found by ``tfds_path``, and
+the names list it carries): nothing here is typed by hand, and nothing is downloaded. Importing
+``tensorflow_datasets`` does not import TensorFlow.
 """
 
-import ast
 import functools
-import importlib.util
-import pathlib
 
 from pipelines import errors
 from pipelines import storage
 
 NUM_IMAGENET_CLASSES = 1000
 NUM_VALIDATION_IMAGES = 50_000
-
-
-@functools.lru_cache(maxsize=1)
-def _tfds_root():
-    spec = importlib.util.find_spec("tensorflow_datasets")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("tensorflow-datasets is not installed; it ships ImageNet's label files")
-    return pathlib.Path(list(spec.submodule_search_locations)[0])
+_LABELS = "datasets/imagenet2012/labels.txt"
+_VALIDATION_LABELS = "datasets/imagenet2012/validation_labels.txt"
 
 
 def _read_lines(relative_path):
-    path = _tfds_root() / relative_path
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    import tensorflow_datasets as tfds
+
+    text = tfds.core.tfds_path(relative_path).read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @functools.lru_cache(maxsize=1)
 def synsets():
     """Returns the 1,000 ILSVRC2012 synsets in label order (tfds label 0 first)."""
-    result = _read_lines("datasets/imagenet2012/labels.txt")
+    result = _read_lines(_LABELS)
     if len(result) != NUM_IMAGENET_CLASSES:
         raise RuntimeError(f"tensorflow-datasets' labels.txt has {len(result)} synsets, not 1000")
     return tuple(result)
@@ -41,24 +35,20 @@ def synsets():
 
 @functools.lru_cache(maxsize=1)
 def synset_names():
-    """Returns the human-readable names of the 1,000 classes, in label order."""
-    source = (_tfds_root() / "datasets/siscore/labels.py").read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(
-            getattr(target, "id", None) == "IMAGENET_LABELS_LIST" for target in node.targets
-        ):
-            names = tuple(ast.literal_eval(node.value))
-            if len(names) != NUM_IMAGENET_CLASSES:
-                break
-            return names
-    raise RuntimeError("tensorflow-datasets does not ship the 1000 ImageNet class names where "
-                       "expected (datasets/siscore/labels.py: IMAGENET_LABELS_LIST)")
+    """Returns the human-readable names of the 1,000 classes, in label order (tensorflow-datasets
+    carries them as ``IMAGENET_LABELS_LIST``, the list its SI-Score dataset labels with)."""
+    from tensorflow_datasets.datasets.siscore import labels
+
+    names = tuple(labels.IMAGENET_LABELS_LIST)
+    if len(names) != NUM_IMAGENET_CLASSES:
+        raise RuntimeError(f"tensorflow-datasets names {len(names)} ImageNet classes, not 1000")
+    return names
 
 
 @functools.lru_cache(maxsize=1)
 def validation_synsets():
     """Returns the synset of each validation image, in file-number order (50,000 entries)."""
-    result = _read_lines("datasets/imagenet2012/validation_labels.txt")
+    result = _read_lines(_VALIDATION_LABELS)
     if len(result) != NUM_VALIDATION_IMAGES:
         raise RuntimeError(f"tensorflow-datasets' validation_labels.txt has {len(result)} lines, "
                            f"not {NUM_VALIDATION_IMAGES}")

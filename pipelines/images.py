@@ -18,7 +18,8 @@ from PIL import ImageOps
 from pipelines import image_header
 
 # Re-encoding without chroma subsampling at quality 98 keeps the mean absolute error under
-# 2 grey levels even on grainy photos; 4:2:0 costs 4–5 levels at any quality (DESIGN.md).
+# 2 grey levels even on grainy photos; 4:2:0 costs 4–5 levels at any quality (measured on the
+# generator's grainy photos: tests/test_images.py holds the bound).
 REPAIR_QUALITY = 98
 REPAIR_SUBSAMPLING = 0  # 4:4:4
 # PIL's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 0.25 GiB of 24-bit pixels.

@@ -10,6 +10,26 @@ import dataclasses
 
 from pipelines import errors
 
+# The defaults every program shares, declared once (the nets declare their own input size,
+# vgg_keras.nets.configs.CROP_SIZE: they import nothing of ours).
+CROP_SIZE = 224  # §2.1: "a fixed-size 224 × 224 RGB image"
+TRAIN_SCALE = (256, 256)  # §3.1: S = 256, the first of the paper's fixed training scales
+TEST_SCALE = 256  # §4.1: Q = S; also slim's and Keras' "resize to 256, crop 224" without an S
+
+
+def parse_scale(value, flag="--scale"):
+    """'256' → (256, 256); '256,512' → (256, 512): a training scale S as its flag writes it."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise errors.UserError(f"{flag} must be S or Smin,Smax in pixels, got {value!r}")
+    values = [int(p) for p in parts]
+    return (values[0], values[-1])
+
+
+def scale_text(scale):
+    """The training scale as its flag writes it, wherever it is shown: ``256``, ``256,512``."""
+    return str(scale[0]) if scale[0] == scale[1] else f"{scale[0]},{scale[1]}"
+
 
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
@@ -18,8 +38,9 @@ class InputConfig:
     Attributes:
         batch_size: global batch size; each input pipeline yields the per-replica batch
             ``batch_size / num_replicas_in_sync``.
-        scale: S as ``(Smin, Smax)`` (jitter, §3.1: 256–512) or one number (fixed S).
-        crop_size: side of the square crops (224).
+        scale: S as ``(Smin, Smax)`` (jitter, §3.1: 256–512) or one number (fixed S; default
+            256).
+        crop_size: side of the square crops (§2.1).
         num_classes: default: ``num_classes`` of the metadata beside the shards.
         label_offset: subtracted from stored labels (default: 1 for our/slim shards, 0 tfds).
         seed: seed of shuffles and augmentation (required for reproducible runs; 0 when
@@ -40,8 +61,8 @@ class InputConfig:
     """
 
     batch_size: int
-    scale: tuple = (256, 512)
-    crop_size: int = 224
+    scale: tuple = TRAIN_SCALE
+    crop_size: int = CROP_SIZE
     num_classes: int | None = None
     label_offset: int | None = None
     seed: int | None = None
@@ -73,3 +94,12 @@ class InputConfig:
         for ok, message in rules:
             if not ok:
                 raise errors.UserError(message)
+
+    @classmethod
+    def from_settings(cls, settings, **overrides):
+        """The input of a program's ``settings`` (``vgg-train``'s ``TrainConfig``): every field
+        of the same name, then ``overrides``; nothing copied by hand."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        values = {name: getattr(settings, name) for name in names if hasattr(settings, name)}
+        values.update(overrides)
+        return cls(**values)

@@ -23,8 +23,10 @@ import tensorflow as tf
 from pipelines import data_service as service
 from pipelines import dataset_info
 from pipelines import errors
+from pipelines import input_config
 from pipelines import preprocessing
 from pipelines import shard_integrity
+from pipelines import storage
 from pipelines.input_config import InputConfig  # noqa: F401 - part of this module's API
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -66,7 +68,7 @@ def read_records(files, expected, *, shuffle=False, seed=None, deterministic=Tru
         dataset = tf.data.Dataset.from_tensor_slices(files)
         read = shard_integrity.plain_records
     else:
-        sizes = tf.constant([tf.io.gfile.stat(f).length for f in files], tf.int64)
+        sizes = tf.constant([storage.size(f) for f in files], tf.int64)
         dataset = tf.data.Dataset.from_tensor_slices((files, sizes))
         read = lambda path, size: shard_integrity.accounted_records(  # noqa: E731
             path, size, skip_corrupt, None if remote else corrupt_counter)
@@ -195,11 +197,12 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
     return dataset.prefetch(AUTOTUNE).with_options(_options(config.deterministic))
 
 
-def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, batch_size=32,
+def make_eval_dataset(source, *, mode=CENTER_CROPS, test_scale=input_config.TEST_SCALE,
+                      crop_size=input_config.CROP_SIZE, batch_size=32,
                       num_classes=None, label_offset=None, split="validation",
                       skip_corrupt=False, corrupt_counter=None, input_context=None,
                       verify_shards=False, max_images=None, shard=None):
-    """The §3.2 test inputs at test scale Q (``scale``), in file order, deterministic.
+    """The §3.2 test inputs at test scale Q (``test_scale``), in file order, deterministic.
 
     Modes (``INPUT_MODES``):
         ``center_crops``: shorter side → Q, the central ``crop_size`` crop; batches of
@@ -214,8 +217,8 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, ba
     """
     if mode not in INPUT_MODES:
         raise ValueError(f"mode must be one of {INPUT_MODES}, got {mode!r}")
-    if mode == CENTER_CROPS and scale < crop_size:
-        raise errors.UserError(f"test scale Q={scale} is smaller than the {crop_size} crop")
+    if mode == CENTER_CROPS and test_scale < crop_size:
+        raise errors.UserError(f"test scale Q={test_scale} is smaller than the {crop_size} crop")
     info = dataset_info.read_info(source)
     parse = parser_of(info, num_classes, label_offset)
     records = read_records(pipeline_files(info.split_files(split), input_context),
@@ -228,8 +231,8 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, scale=256, crop_size=224, ba
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)
-        return preprocessing.rescale_shorter_side(preprocessing.decode(encoded), scale), label, \
-            filename
+        image = preprocessing.rescale_shorter_side(preprocessing.decode(encoded), test_scale)
+        return image, label, filename
 
     dataset = records.map(rescaled, num_parallel_calls=AUTOTUNE, deterministic=True)
     if mode == CENTER_CROPS:

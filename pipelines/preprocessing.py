@@ -139,13 +139,15 @@ def decode(encoded):
                    lambda: _decode_any(encoded))
 
 
-def center_crop(image, crop_size):
-    """The central ``crop_size`` square of an image at least that large."""
-    shape = tf.shape(image)
-    top = (shape[0] - crop_size) // 2
-    left = (shape[1] - crop_size) // 2
-    crop = image[top : top + crop_size, left : left + crop_size]
-    crop.set_shape([crop_size, crop_size, 3])
+def center_crop(images, crop_size):
+    """The central ``crop_size`` square of an image ``[H, W, 3]``, or of each image of a batch of
+    one shape ``[n, H, W, 3]``, at least that large."""
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    top = (shape[-3] - crop_size) // 2
+    left = (shape[-2] - crop_size) // 2
+    crop = images[..., top : top + crop_size, left : left + crop_size, :]
+    crop.set_shape(images.shape[:-3].concatenate([crop_size, crop_size, 3]))
     return crop
 
 
@@ -155,19 +157,23 @@ def grid_offsets(length, crop_size, count):
     return tf.cast(tf.round(positions), tf.int32)
 
 
-def multi_crops(image, crop_size, grid=5):
-    """§3.2 multi-crop: a ``grid``×``grid`` regular grid of crops and their mirrors.
+def multi_crops(images, crop_size, grid=5):
+    """§3.2 multi-crop: a ``grid``×``grid`` regular grid of crops and their mirrors, of an image
+    ``[H, W, 3]`` or of each image of a batch of one shape ``[n, H, W, 3]``.
 
     Returns:
-        uint8 ``[2·grid², crop_size, crop_size, 3]``: the grid crops row by row, then the same
-        crops mirrored, in the same order.
+        uint8 ``[2·grid², crop_size, crop_size, 3]`` (a batch: ``[n, 2·grid², ...]``): the grid
+        crops row by row, then the same crops mirrored, in the same order.
     """
-    shape = tf.shape(image)
-    rows, cols = grid_offsets(shape[0], crop_size, grid), grid_offsets(shape[1], crop_size, grid)
-    tops = tf.repeat(rows, grid)
-    lefts = tf.tile(cols, [grid])
-    crops = tf.map_fn(
-        lambda offset: image[offset[0] : offset[0] + crop_size, offset[1] : offset[1] + crop_size],
-        tf.stack([tops, lefts], axis=1), fn_output_signature=tf.TensorSpec(
-            [crop_size, crop_size, 3], tf.uint8))
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+    images = tf.convert_to_tensor(images)
+    batch = images[None] if images.shape.rank == 3 else images
+    shape = tf.shape(batch)
+    rows, cols = grid_offsets(shape[1], crop_size, grid), grid_offsets(shape[2], crop_size, grid)
+    offsets = tf.stack([tf.repeat(rows, grid), tf.tile(cols, [grid])], axis=1)
+    crops = tf.map_fn(  # [grid², n, c, c, 3]
+        lambda offset: batch[:, offset[0] : offset[0] + crop_size,
+                             offset[1] : offset[1] + crop_size],
+        offsets, fn_output_signature=tf.TensorSpec([None, crop_size, crop_size, 3], batch.dtype))
+    crops = tf.transpose(crops, [1, 0, 2, 3, 4])
+    crops = tf.concat([crops, tf.reverse(crops, axis=[3])], axis=1)
+    return crops[0] if images.shape.rank == 3 else crops

@@ -2,8 +2,13 @@
 still.
 
 On a terminal, one line rewritten in place; otherwise (a log file, a CI job, ``kubectl logs``) a
-whole line every ``interval`` seconds and at the end, so that logs stay readable and small. (tqdm
-writes carriage returns without newlines off a terminal: a day-long run would be one line.)
+whole line every ``interval`` seconds and at the end, so that logs stay readable and small.
+
+Written here because the helpers at hand each lack a part of it: tqdm writes carriage returns
+without newlines off a terminal (a day-long run would be one line); Keras' ``Progbar`` writes
+only to standard output, and off a terminal (``verbose=2``) only when its target is reached, so a
+day-long epoch would be silent; absl's ``log_every_n_seconds`` gives the periodic line but
+neither the live one nor a rate or ETA, and prefixes every line with its logging header.
 """
 
 import sys

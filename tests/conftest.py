@@ -95,6 +95,36 @@ def write_applications_h5(model, path, include_top=True):
                 group.create_dataset(weight_name, data=value)
 
 
+def evaluate(models, data, *, strategy=None, progress=False, **settings):
+    """vgg-evaluate's library call: ``models`` on ``data`` with ``settings`` (``EvalConfig``'s
+    fields), on ``strategy``."""
+    from vgg_keras import evaluation
+
+    config = evaluation.EvalConfig(model=tuple(str(m) for m in models), data_dir=str(data),
+                                   **settings)
+    return evaluation.evaluate(config, strategy=strategy, progress=progress)
+
+
+def write_tfds_metadata(folder, split_lengths, synsets):
+    """tfds's own metadata for a folder of ``imagenet2012`` shards, written by tfds:
+    ``split_lengths`` ``{split: [records per shard]}``, the label's class names ``synsets``."""
+    import tensorflow_datasets as tfds
+
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(encoding_format="jpeg"),
+        "label": tfds.features.ClassLabel(names=list(synsets)),
+        "file_name": tfds.features.Text()})
+    identity = tfds.core.DatasetIdentity(name="imagenet2012", version=tfds.core.Version("5.1.0"),
+                                         data_dir=str(folder), module_name="tests")
+    info = tfds.core.DatasetInfo(builder=identity, features=features)
+    info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
+        name=split, shard_lengths=list(lengths), num_bytes=0,
+        filename_template=tfds.core.ShardedFileTemplate(
+            data_dir=str(folder), dataset_name="imagenet2012", split=split,
+            filetype_suffix="tfrecord")) for split, lengths in split_lengths.items()]))
+    info.write_to_directory(str(folder))
+
+
 def free_ports(count):
     """``count`` ports of localhost that nothing listens on now (servers the tests start)."""
     import socket

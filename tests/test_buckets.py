@@ -20,10 +20,11 @@ from pipelines import sources
 from pipelines import storage
 from pipelines import synthetic
 from tests.conftest import TINY_RUN
+from tests.conftest import evaluate
 from vgg_keras import artifacts
-from vgg_keras import evaluation
-from vgg_keras import export
-from vgg_keras import serving
+from vgg_keras.serving import export
+from vgg_keras.serving import graph
+from vgg_keras.serving.config import ServingSettings
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -92,25 +93,26 @@ def test_the_whole_job_on_ram(reference_run, tmp_path):
     assert {name for name in _names(model_dir) if not name.startswith("logs/")} == local
     assert storage.glob(f"{model_dir}/logs/events.out.tfevents.*")
 
-    results = evaluation.evaluate([model_dir], f"{root}/data", protocols=["single", "dense"],
+    results = evaluate([model_dir], f"{root}/data", protocols=["single", "dense"],
                                   scales=[40], output_dir=f"{root}/eval")
     assert storage.read_json(f"{root}/eval/results.json")["dense"] == results["dense"]
     assert storage.listdir(f"{root}/eval") == ["per_class_accuracy.csv", "results.csv",
                                                "results.json"]
 
     first = export.export_saved_model(model_dir, f"{root}/exports")
-    second = export.export_saved_model(model_dir, f"{root}/exports", eval_mode="dense")
+    second = export.export_saved_model(model_dir, f"{root}/exports",
+                                       ServingSettings(eval_mode="dense"))
     assert (first, second) == (f"{root}/exports/vgg/1", f"{root}/exports/vgg/2")
     assert artifacts.find_export(f"{root}/exports/vgg") == second
     assert artifacts.read_metadata(f"{root}/exports/vgg")["eval_mode"] == "dense"
     assert storage.exists(f"{second}/{artifacts.WARMUP_FILE}")
     signature = tf.saved_model.load(second).signatures["serving_default"]
     image = f"{root}/images/cat/" + storage.listdir(f"{root}/images/cat")[0]
-    ((path, predictions, error),) = serving.predict_files(signature, [image])
+    ((path, predictions, error),) = graph.predict_files(signature, [image])
     assert path == image and error is None and predictions[0]["synset"] in CLASSES
     direct = signature(images=tf.constant([storage.read_bytes(image)]))
     np.testing.assert_allclose(predictions[0]["score"], direct["scores"][0, 0].numpy())
-    from_export = evaluation.evaluate([f"{root}/exports/vgg/1"], f"{root}/data",
+    from_export = evaluate([f"{root}/exports/vgg/1"], f"{root}/data",
                                       protocols=["single"], scales=[40])
     assert from_export["single"] == results["single"]
     storage.rmtree(root)

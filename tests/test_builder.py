@@ -1,5 +1,7 @@
 """The builder: Table 1/2 counts, layer names, variants, arguments and errors."""
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -168,3 +170,37 @@ def test_keras_file_round_trip(tmp_path, tiny):
 def test_bad_arguments_get_clear_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         build_tiny("A", **overrides)
+
+
+def test_build_vgg_is_the_backbone_and_the_classifier_in_one_call():
+    """keras-hub's shape of the family: the same layers, names and weights (one seed) from the
+    two builders as from build_vgg, for each head."""
+    for head, pooling in (("fc", None), ("conv", None), (None, "avg")):
+        one_call = build_tiny("D-BN", head=head, pooling=pooling, input_shape=(32, 32, 3),
+                              weight_decay=5e-4, fc1_kernel_size=1)
+        init = vgg_keras.WeightInit(seed=1, weight_decay=5e-4)
+        backbone = vgg_keras.build_backbone("D", input_shape=(32, 32, 3), width=1 / 16,
+                                            batch_norm=vgg_keras.BatchNorm(), weight_init=init)
+        two = vgg_keras.build_classifier(backbone, 10, head=head, fc_units=16, pooling=pooling,
+                                         fc1_kernel_size=1, weight_init=init)
+        assert [layer.name for layer in two.layers] == [layer.name for layer in one_call.layers]
+        assert two.name == one_call.name == "vgg_d_bn"
+        for mine, theirs in zip(two.weights, one_call.weights, strict=True):
+            assert mine.path == theirs.path
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert backbone.output.shape[1:] == (1, 1, 32)
+    with pytest.raises(ValueError, match="7×7 fc1 need at least 224 pixels"):
+        vgg_keras.build_classifier(backbone, 10, head="conv")  # checked before building
+
+
+def test_a_keras_file_of_version_0_1_0_still_loads():
+    """tests/data/saved_by_0.1.0.keras: an A-LRN-BN net with torchvision's normalisation and
+    the colour shift, saved by the package before its nets moved to vgg_keras/nets/; it loads
+    (our layers found by their registered names) and predicts what it predicted then."""
+    data = pathlib.Path(__file__).parent / "data"
+    model = keras.models.load_model(data / "saved_by_0.1.0.keras")
+    images = (np.arange(2 * 32 * 32 * 3) % 251).astype(np.uint8).reshape(2, 32, 32, 3)
+    np.testing.assert_allclose(model.predict(images, verbose=0),
+                               np.load(data / "saved_by_0.1.0_outputs.npy"), atol=1e-6)
+    assert isinstance(model.get_layer("block1_lrn"), vgg_keras.LocalResponseNormalization)
+    assert isinstance(model.get_layer("color_shift"), vgg_keras.PCAColorShift)

@@ -3,7 +3,7 @@
 import pytest
 
 import vgg_keras
-from vgg_keras import configs
+from vgg_keras.nets import configs
 
 
 def _convs(tokens):

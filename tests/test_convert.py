@@ -455,7 +455,7 @@ def test_fewer_images_than_shards_write_fewer_shards_never_an_empty_one(tmp_path
         assert all(shard["num_examples"] == 1 for shard in info["shards"])
         assert info["shards_requested"] == schema.DEFAULT_SHARDS[split]
     assert manifest["settings"]["num_shards"] == schema.DEFAULT_SHARDS
-    from tools import convert_imagenet
+    from pipelines import conversion
 
     assert ("train: 10 images written to 10 shards (not the 1024 asked: never an empty shard)"
-            in convert_imagenet.summarize(manifest))
+            in conversion.summarize(manifest))

@@ -1,7 +1,6 @@
 """The one dataset reader: our manifest, slim's bare shards, tfds's metadata (told apart from ours
 by content), patterns and lists; class names by label offset; clear errors."""
 
-import json
 import shutil
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from pipelines import dataset_info
 from pipelines import imagenet_labels
 from tests.conftest import write_shards
+from tests.conftest import write_tfds_metadata
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +69,8 @@ def test_tfds_metadata_is_told_apart_from_ours_by_content(shards, tmp_path):
     for shard in sorted(folder.glob("validation-*")):
         shard.rename(folder / shard.name.replace("validation-", "imagenet2012-validation."
                                                  "tfrecord-"))
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "name": "imagenet2012", "version": "5.1.0", "splits": [
-            {"name": "train", "shardLengths": ["640", "641"]},
-            {"name": "validation", "shardLengths": ["4", "4"]}]}))
-    (folder / "label.labels.txt").write_text("".join(s + "\n" for s in imagenet_labels.synsets()))
-    (folder / "features.json").write_text(json.dumps({"featuresDict": {"features": {
-        "label": {"classLabel": {"numClasses": "1000"}}}}}))
+    write_tfds_metadata(folder, {"train": [640, 641], "validation": [4, 4]},
+                        imagenet_labels.synsets())
     info = dataset_info.read_info(folder)
     assert info.format == "tfds" and info.label_offset == 0 and info.num_classes == 1000
     assert info.num_examples == {"train": 1281, "validation": 8}

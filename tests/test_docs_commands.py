@@ -185,7 +185,7 @@ AFTER = {
                           "assert tuple(images.shape) == (256, 224, 224, 3), images.shape",
     "features = taps(": "assert features['block1_conv2'].shape == (1, 128, 128, 64); "
                         "assert pooled.output.shape == (None, 512)",
-    "build_pretrained": "assert vgg_keras.builder.normalization_of(net) == 'torchvision'; "
+    "build_pretrained": "assert vgg_keras.nets.builder.normalization_of(net) == 'torchvision'; "
                         "assert loss.style_layers == ('block1_conv2', 'block2_conv2')",
     "to_conv_head": "assert probabilities.shape == (1, 1000)",
 }

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import errors
-from vgg_keras import configs
+from vgg_keras.nets import configs
 
 
 def _assertion_error(text, graph):

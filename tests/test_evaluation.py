@@ -11,6 +11,8 @@ import tensorflow as tf
 import vgg_keras
 from pipelines import inputs
 from tests import programs
+from tests import reference_protocols as reference
+from tests.conftest import evaluate
 from tests.conftest import write_shards
 from vgg_keras import artifacts
 from vgg_keras import evaluation
@@ -32,12 +34,6 @@ def setup(tmp_path_factory):
     return root / "data", root / "a.keras", model
 
 
-def _images(data, q):
-    """The validation images at Q with their labels, through the pipeline."""
-    return [(image[0], int(label[0])) for image, label, _ in inputs.make_eval_dataset(
-        data, mode=inputs.WHOLE_IMAGES, scale=q, **EVAL)]
-
-
 def _errors(probabilities, labels):
     """(top-1 error, top-5 error) of rows of probabilities, computed here."""
     ranked = np.argsort(-np.asarray(probabilities), axis=1)
@@ -50,10 +46,10 @@ def _errors(probabilities, labels):
 
 def test_error_table_matches_per_image_predictions(setup, tmp_path):
     data, path, model = setup
-    results = evaluation.evaluate([str(path)], data, protocols=("single",), scales=[40],
+    results = evaluate([str(path)], data, protocols=("single",), scales=[40],
                                   output_dir=tmp_path, **EVAL)
     errors = total = 0
-    for images, labels, _ in inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, scale=40,
+    for images, labels, _ in inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, test_scale=40,
                                                       crop_size=CROP, **EVAL):
         predictions = model.predict(images, verbose=0).argmax(axis=1)
         errors += int((predictions != labels.numpy()).sum())
@@ -70,10 +66,10 @@ def test_error_table_matches_per_image_predictions(setup, tmp_path):
 
 def test_fusion_of_a_model_with_itself_is_the_model(setup):
     data, path, _ = setup
-    arguments = dict(protocols=evaluation.PROTOCOLS, scales=[36, 44], **EVAL)
-    alone = evaluation.evaluate([str(path)], data, **arguments)
-    fused = evaluation.evaluate([str(path), str(path)], data, **arguments)
-    for protocol in evaluation.PROTOCOLS:
+    arguments = dict(protocols=protocols.PROTOCOLS, scales=[36, 44], **EVAL)
+    alone = evaluate([str(path)], data, **arguments)
+    fused = evaluate([str(path), str(path)], data, **arguments)
+    for protocol in protocols.PROTOCOLS:
         assert fused[protocol] == alone[protocol]
 
 
@@ -81,26 +77,11 @@ def test_multi_scale_and_combined_protocols_average_softmax(setup):
     """Each protocol's softmax averaged over the scales, dense+multicrop the mean of the two:
     the errors evaluate() reports equal those of the averages computed here."""
     data, path, model = setup
-    results = evaluation.evaluate([str(path)], data, protocols=evaluation.PROTOCOLS,
+    results = evaluate([str(path)], data, protocols=protocols.PROTOCOLS,
                                   scales=[36, 48], **EVAL)
-    net = protocols.as_probabilities(model)
-    conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
-    per_scale = [_images(data, q) for q in (36, 48)]
-    labels = [label for _, label in per_scale[0]]
-    expected = {name: [] for name in evaluation.PROTOCOLS}
-    for items in zip(*per_scale, strict=True):
-        images = [image for image, _ in items]
-        parts = {protocols.SINGLE: np.mean([protocols.center_probabilities(net, i, CROP)
-                                            for i in images], axis=0),
-                 protocols.MULTICROP: np.mean([protocols.multicrop_probabilities(net, i, CROP)
-                                               for i in images], axis=0),
-                 protocols.DENSE: np.mean([protocols.dense_probabilities(conv, i)
-                                           for i in images], axis=0)}
-        parts[protocols.DENSE_MULTICROP] = (parts[protocols.DENSE] +
-                                            parts[protocols.MULTICROP]) / 2
-        for name, value in parts.items():
-            expected[name].append(value)
-    for name in evaluation.PROTOCOLS:
+    expected, labels = reference.probabilities([(model, [36, 48])], data, protocols.PROTOCOLS,
+                                               **EVAL)
+    for name in protocols.PROTOCOLS:
         top1, top5 = _errors(expected[name], labels)
         assert results[name]["top1_error"] == pytest.approx(top1), name
         assert results[name]["top5_error"] == pytest.approx(top5), name
@@ -118,25 +99,21 @@ def test_fused_models_each_use_their_own_training_scale(setup, tmp_path):
         net.save(tmp_path / name / artifacts.MODEL_FILE)
         (tmp_path / name / artifacts.SUMMARY_FILE).write_text(json.dumps({"scale": scale}))
     dirs = [str(tmp_path / name) for name in runs]
-    batched = evaluation.evaluate(dirs, data, **EVAL)
+    batched = evaluate(dirs, data, **EVAL)
     settings = batched["settings"]
     assert settings["model_scales"] == [[36, 48, 60], [40, 48, 56]]
     assert settings["train_scales"] == [[36, 60], [40, 56]] and settings["train_scale"] is None
     assert settings["scales"] == [36, 40, 48, 56, 60]
     assert "36,60+40,56" in evaluation.format_table(batched).splitlines()[2]
-    images = {q: _images(data, q) for q in settings["scales"]}
-    labels = [label for _, label in images[36]]
-    fused = []
-    for index in range(len(labels)):
-        fused.append(np.mean([np.mean([protocols.center_probabilities(
-            protocols.as_probabilities(net), images[q][index][0], CROP) for q in qs], axis=0)
-            for net, qs in zip((model, other), settings["model_scales"], strict=True)], axis=0))
-    top1, top5 = _errors(fused, labels)
-    streamed = evaluation.evaluate(dirs, data, protocols=("single", "multicrop"), **EVAL)
+    fused, labels = reference.probabilities(
+        list(zip((model, other), settings["model_scales"], strict=True)), data, ["single"],
+        **EVAL)
+    top1, top5 = _errors(fused["single"], labels)
+    streamed = evaluate(dirs, data, protocols=("single", "multicrop"), **EVAL)
     for results in (batched, streamed):
         assert results["single"]["top1_error"] == pytest.approx(top1)
         assert results["single"]["top5_error"] == pytest.approx(top5)
-    applied = evaluation.evaluate(dirs, data, train_scale=(40, 56), max_images=2,
+    applied = evaluate(dirs, data, train_scale=(40, 56), max_images=2,
                                   **EVAL)["settings"]  # given: the same for every model
     assert applied["model_scales"] == [[40, 48, 56]] * 2 and applied["train_scale"] == [40, 56]
 
@@ -144,13 +121,13 @@ def test_fused_models_each_use_their_own_training_scale(setup, tmp_path):
 def test_clear_errors(setup):
     data, path, _ = setup
     with pytest.raises(ValueError, match=r"predicts 4 classes but the data has 1000"):
-        evaluation.evaluate([str(path)], data, scales=[40])
+        evaluate([str(path)], data, scales=[40])
     with pytest.raises(ValueError, match="protocols must be among"):
-        evaluation.evaluate([str(path)], data, protocols=("tencrop",), scales=[40], **EVAL)
+        evaluate([str(path)], data, protocols=("tencrop",), scales=[40], **EVAL)
     with pytest.raises(ValueError, match="give --scales, or --train_scale"):
-        evaluation.evaluate([str(path)], data, **EVAL)
+        evaluate([str(path)], data, **EVAL)
     with pytest.raises(ValueError, match="must be at least the crop size"):
-        evaluation.evaluate([str(path)], data, scales=[24], **EVAL)
+        evaluate([str(path)], data, scales=[24], **EVAL)
     with pytest.raises(FileNotFoundError, match="neither a .keras file"):
         artifacts.load_model(str(path) + ".missing")
 
@@ -185,7 +162,7 @@ def test_model_dir_checkpoint_and_recorded_train_scale(setup, tmp_path):
     restored = artifacts.load_model(prefix)
     for a, b in zip(restored.get_weights(), changed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    results = evaluation.evaluate([str(model_dir)], data, max_images=3, **EVAL)
+    results = evaluate([str(model_dir)], data, max_images=3, **EVAL)
     assert results["settings"]["scales"] == [32, 64, 96]  # from summary.json: S = 64
     assert results["single"]["num_images"] == 3
 
@@ -193,12 +170,12 @@ def test_model_dir_checkpoint_and_recorded_train_scale(setup, tmp_path):
 def test_batched_single_crop_equals_image_by_image(setup):
     data, path, model = setup
     arguments = dict(protocols=("single",), scales=[36, 44], **EVAL)
-    batched = evaluation.evaluate([str(path)], data, batch_size=5, **arguments)
+    batched = evaluate([str(path)], data, batch_size=5, **arguments)
     # The same through the image-by-image path (taken when another protocol is asked too).
-    streamed = evaluation.evaluate([str(path)], data, **dict(arguments,
+    streamed = evaluate([str(path)], data, **dict(arguments,
                                                              protocols=("single", "dense")))
     assert batched["single"] == streamed["single"]
-    limited = evaluation.evaluate([str(path)], data, batch_size=5, max_images=7, **arguments)
+    limited = evaluate([str(path)], data, batch_size=5, max_images=7, **arguments)
     assert limited["single"]["num_images"] == 7
 
 
@@ -206,12 +183,12 @@ def test_saved_model_single_and_multicrop(setup, tmp_path):
     data, path, model = setup
     model.export(str(tmp_path / "saved"))  # serving_default: uint8 crops → probabilities
     arguments = dict(protocols=("single", "multicrop"), scales=[40], **EVAL)
-    from_keras = evaluation.evaluate([str(path)], data, **arguments)
-    from_saved = evaluation.evaluate([str(tmp_path / "saved")], data, **arguments)
+    from_keras = evaluate([str(path)], data, **arguments)
+    from_saved = evaluate([str(tmp_path / "saved")], data, **arguments)
     for protocol in ("single", "multicrop"):
         assert from_saved[protocol] == from_keras[protocol]
     with pytest.raises(ValueError, match="dense evaluation of saved needs its layers"):
-        evaluation.evaluate([str(tmp_path / "saved")], data, protocols=("dense",),
+        evaluate([str(tmp_path / "saved")], data, protocols=("dense",),
                             scales=[40], **EVAL)
 
 
@@ -222,36 +199,41 @@ ALL = ("single", "dense", "multicrop", "dense+multicrop")
 def test_batched_protocols_equal_the_one_image_reference(setup, tmp_path):
     """Every protocol and a fusion of two nets, at two scales, on images of mixed sizes, in
     batches of 5 inputs from chunks of 4 images (partial batches, shapes bucketed): the same
-    counts and probabilities as one image at a time."""
-    data, path, _ = setup
-    other = tmp_path / "b.keras"
-    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16, seed=8,
-                        dropout=0.0).save(other)
-    arguments = dict(protocols=ALL, scales=[40, 52], keep_probabilities=True, batch_size=5,
-                     chunk=4, **EVAL)
-    batched = evaluation.evaluate([str(path), str(other)], str(data), **arguments)
-    reference = evaluation.evaluate([str(path), str(other)], str(data), one_image=True,
-                                    **arguments)
+    counts and probabilities as one image at a time (tests/reference_protocols.py)."""
+    data, path, model = setup
+    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
+                                seed=8, dropout=0.0)
+    other.save(tmp_path / "b.keras")
+    arguments = dict(protocols=ALL, scales=(40, 52), batch_size=5, chunk=4, **EVAL)
+    batched = evaluate([path, tmp_path / "b.keras"], data, **arguments)
+    config = evaluation.EvalConfig(model=(str(path), str(tmp_path / "b.keras")),
+                                   data_dir=str(data), **arguments)
+    chunks = list(evaluation.Evaluation(config, tf.distribute.get_strategy()).probabilities())
+    found = {p: np.concatenate([rows[p] for _, rows, _ in chunks]) for p in ALL}
+    expected, labels = reference.probabilities([(model, [40, 52]), (other, [40, 52])], data,
+                                               ALL, **EVAL)
+    assert [label for chunk, _, _ in chunks for label in chunk.labels] == labels
     for protocol in ALL:
-        assert batched[protocol] == reference[protocol], protocol
-        np.testing.assert_allclose(batched["probabilities"][protocol],
-                                   reference["probabilities"][protocol], atol=1e-5)
-    assert batched["probabilities"]["dense"].shape == (12, 4)
+        np.testing.assert_allclose(found[protocol], expected[protocol], atol=1e-5)
+        top1, top5 = _errors(expected[protocol], labels)
+        assert batched[protocol] == {"top1_error": pytest.approx(top1),
+                                     "top5_error": pytest.approx(top5), "num_images": 12}
+    assert found["dense"].shape == (12, 4)
 
 
 # One process with 2 logical CPU replicas (they must be set before TensorFlow starts): the
 # evaluation of the replica test, a batch larger than the split, and a split of one image.
 TWO_REPLICAS = """
 import json, sys
-from vgg_keras import evaluation
+from tests.conftest import evaluate
 from vgg_keras.training import distribution
 strategy = distribution.make_strategy("mirrored", cpu_replicas=2)
 data, model = sys.argv[1], sys.argv[2]
 common = dict(protocols=["single", "dense", "multicrop"], scales=[40], label_offset=1,
-              num_classes=4, strategy=strategy, progress=False)
-runs = {"eleven": evaluation.evaluate([model], data, max_images=11, batch_size=4, **common),
-        "large_batch": evaluation.evaluate([model], data, batch_size=512, **common),
-        "one_image": evaluation.evaluate([model], data, max_images=1, batch_size=4, **common)}
+              num_classes=4, strategy=strategy)
+runs = {"eleven": evaluate([model], data, max_images=11, batch_size=4, **common),
+        "large_batch": evaluate([model], data, batch_size=512, **common),
+        "one_image": evaluate([model], data, max_images=1, batch_size=4, **common)}
 print(json.dumps({name: {p: r[p] for p in ("single", "dense", "multicrop")} | {
     "replicas": r["settings"]["replicas"]} for name, r in runs.items()}))
 """
@@ -264,7 +246,7 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
     multi_worker processes on localhost."""
     data, path, _ = setup
     protocols = ("single", "dense", "multicrop")
-    one = evaluation.evaluate([str(path)], str(data), protocols=protocols, scales=[40],
+    one = evaluate([str(path)], str(data), protocols=protocols, scales=[40],
                               max_images=11, batch_size=4, **EVAL)
     script = tmp_path / "two_replicas.py"
     script.write_text(TWO_REPLICAS)
@@ -281,7 +263,7 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
         assert two["eleven"][protocol] == one[protocol], protocol
         assert workers[protocol] == one[protocol], protocol
     assert two["eleven"]["replicas"] == 2
-    full = evaluation.evaluate([str(path)], str(data), protocols=protocols, scales=[40],
+    full = evaluate([str(path)], str(data), protocols=protocols, scales=[40],
                                **EVAL)
     assert {p: two["large_batch"][p] for p in protocols} == {p: full[p] for p in protocols}
     assert all(two["one_image"][p]["num_images"] == 1 for p in protocols)

@@ -13,16 +13,18 @@ import pytest
 import tensorflow as tf
 
 import vgg_keras
+from pipelines import errors
 from pipelines import preprocessing
 from pipelines import schema
 from pipelines import synthetic
 from tests import programs
+from tests.conftest import evaluate
 from tests.conftest import write_shards
 from vgg_keras import artifacts
-from vgg_keras import evaluation
-from vgg_keras import export
 from vgg_keras import protocols
-from vgg_keras import serving
+from vgg_keras.serving import export
+from vgg_keras.serving import graph
+from vgg_keras.serving.config import ServingSettings
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -52,8 +54,9 @@ def exports(trained):
     """The same model exported in both eval modes, with every probability."""
     root, _, model_dir = trained
     paths = {mode: export.export_saved_model(str(model_dir), str(root / "exports"),
-                                             model_name=mode, eval_mode=mode, top_k=3,
-                                             full_probabilities=True, max_pixels=100_000)
+                                             ServingSettings(model_name=mode, eval_mode=mode,
+                                                             top_k=3, full_probabilities=True,
+                                                             max_pixels=100_000))
              for mode in protocols.SERVED}
     return paths, artifacts.load_model(str(model_dir))
 
@@ -68,7 +71,7 @@ def _expected(model, image, mode):
     if mode == protocols.SINGLE:
         return model(preprocessing.center_crop(rescaled, CROP)[None], training=False).numpy()[0]
     conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
-    return protocols.dense_probabilities(conv, rescaled).numpy()
+    return protocols.dense_probabilities(conv, rescaled[None]).numpy()[0]
 
 
 @pytest.mark.parametrize("mode", protocols.SERVED)
@@ -146,7 +149,7 @@ def test_bad_request_gets_a_clear_invalid_argument_and_the_model_keeps_serving(
         good = synthetic.encode(_photo(50, 70))
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
             serve(images=tf.constant([good, data]))
-        assert message in serving.request_error(raised.value), name
+        assert message in errors.one_line(raised.value), name
         assert serve(images=tf.constant([good]))["classes"].shape == (1, 3)
 
 
@@ -155,12 +158,12 @@ def test_bad_tensors_and_examples(exports):
     loaded = tf.saved_model.load(paths["single"])
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         loaded.signatures["predict_images"](images=tf.zeros([1, 10, 500, 3], tf.uint8))
-    assert serving.request_error(raised.value) == (
+    assert errors.one_line(raised.value) == (
         "image 0 of the request is 10x500 pixels, too small: the shorter side must be at "
         "least 32")
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         loaded.signatures["predict_images"](images=tf.zeros([1, 400, 400, 3], tf.uint8))
-    assert "has 400x400 = 160000 pixels, more than the limit of 100000" in serving.request_error(
+    assert "has 400x400 = 160000 pixels, more than the limit of 100000" in errors.one_line(
         raised.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="the request holds no images"):
         loaded.signatures["serving_default"](images=tf.constant([], tf.string))
@@ -216,7 +219,7 @@ def test_metadata_readable_with_saved_model_cli_show(exports, trained):
     shown = programs.run([str(BIN / "saved_model_cli"), "show", "--dir", paths["dense"],
                           "--all"], timeout=300)
     assert shown.returncode == 0, shown.stderr
-    for signature in serving.SIGNATURES:
+    for signature in graph.SIGNATURES:
         assert f"signature_def['{signature}']" in shown.stdout
     for text in ('"eval_mode": "dense"', '"config": "A"', '"test_scale": 40',
                  '"train_scale": [', '"n01484850"', '"great white shark, white shark',
@@ -293,7 +296,8 @@ def test_second_export_is_version_2_and_leaves_1_untouched(trained, tmp_path):
     before = _tree_digest(first)
     stamp = os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns
     checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints" / "latest"))
-    second = export.export_saved_model(checkpoint, str(tmp_path), eval_mode="dense")
+    second = export.export_saved_model(checkpoint, str(tmp_path),
+                                       ServingSettings(eval_mode="dense"))
     assert second == str(tmp_path / "vgg" / "2")
     assert _tree_digest(first) == before
     assert os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns == stamp
@@ -306,8 +310,8 @@ def test_vgg_evaluate_reads_an_export(trained, exports):
     paths, _ = exports
     arguments = dict(protocols=("single", "multicrop"), scales=[Q], label_offset=1,
                      num_classes=4)
-    from_keras = evaluation.evaluate([str(model_dir)], str(data), **arguments)
-    from_export = evaluation.evaluate([str(pathlib.Path(paths["single"]).parent)], str(data),
+    from_keras = evaluate([str(model_dir)], str(data), **arguments)
+    from_export = evaluate([str(pathlib.Path(paths["single"]).parent)], str(data),
                                       **arguments)
     for protocol in ("single", "multicrop"):
         assert from_export[protocol] == from_keras[protocol]
@@ -322,9 +326,11 @@ def test_export_errors(trained, tmp_path):
     with pytest.raises(ValueError, match="cannot name the 7 classes .* give --data_dir"):
         export.export_saved_model(str(unnamed), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="test scale Q=20 is smaller than the crop 32"):
-        export.export_saved_model(str(model_dir), str(tmp_path / "out"), test_scale=20)
+        export.export_saved_model(str(model_dir), str(tmp_path / "out"),
+                                  ServingSettings(test_scale=20))
     with pytest.raises(ValueError, match="eval_mode must be one of"):
-        export.export_saved_model(str(model_dir), str(tmp_path / "out"), eval_mode="multicrop")
+        export.export_saved_model(str(model_dir), str(tmp_path / "out"),
+                                  ServingSettings(eval_mode="multicrop"))
     with pytest.raises(FileNotFoundError):
         export.export_saved_model(str(tmp_path / "nothing.keras"), str(tmp_path / "out"))
     assert not (tmp_path / "out" / "vgg").exists() or not os.listdir(tmp_path / "out" / "vgg")

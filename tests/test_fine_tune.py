@@ -16,7 +16,7 @@ import pytest
 import vgg_keras
 from pipelines import synthetic
 from tests import programs
-from vgg_keras import weights as vgg_weights
+from vgg_keras.nets import keras_weights as vgg_weights
 from vgg_keras.training import model as run_model
 from vgg_keras.training import run_config
 
@@ -134,14 +134,14 @@ def test_trainable_from_and_its_errors(tmp_path):
     cfg = run_config.TrainConfig(data_dir="", model_dir=str(tmp_path), config="A-BN",
                                  width=0.125, fc_units=16, crop_size=32, scale=(36, 36),
                                  trainable_from="block4_conv1")
-    model = run_model.build_model(cfg, 3)
+    model = run_model.build_initialized_model(cfg, 3)[0]
     assert not model.get_layer("block3_conv2").trainable
     assert not model.get_layer("block3_conv2_bn").trainable  # frozen BN: inference mode
     assert model.get_layer("block4_conv1").trainable and model.get_layer("fc1").trainable
     with pytest.raises(ValueError, match="--trainable_from=block9_conv1: vgg_a_bn has no such "
                                          "layer; its weight layers: block1_conv1, "):
-        run_model.build_model(run_config.TrainConfig(**dict(vars(cfg),
-                                                            trainable_from="block9_conv1")), 3)
+        run_model.build_initialized_model(run_config.TrainConfig(**dict(vars(cfg),
+                                                            trainable_from="block9_conv1")), 3)[0]
     with pytest.raises(ValueError, match=r'keras\.applications\.VGG16\(weights="imagenet"\)'):
         run_config.TrainConfig(data_dir="", model_dir=str(tmp_path),
                                init="keras_applications=/nowhere/vgg16.h5").validate()

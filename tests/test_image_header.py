@@ -1,5 +1,5 @@
-"""Image headers: the Python reader and the TensorFlow ops agree with each other and with what
-PIL decodes, for every format, without decoding; cut-short headers are recognised."""
+"""Image headers: the TensorFlow ops read the size PIL reads, for every format, eagerly and inside
+tf.data, without decoding; cut-short headers are recognised."""
 
 import io
 
@@ -37,10 +37,9 @@ def _ops(data):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_python_and_tensorflow_read_the_size_pil_decodes(kind):
+def test_tensorflow_reads_the_size_pil_decodes(kind):
     data = synthetic.encode(PIXELS, kind)
     width, height = Image.open(io.BytesIO(data)).size
-    assert image_header.read_header(data) == image_header.Header(KINDS[kind], height, width)
     assert _ops(data) == (KINDS[kind], (height, width), image_header.HEADER_BYTES.get(
         KINDS[kind], 0))
 
@@ -59,18 +58,15 @@ def _bmp(core=False, top_down=False):
 @pytest.mark.parametrize("variant", ["core", "top_down"])
 def test_bmp_header_variants(variant):
     data = _bmp(core=variant == "core", top_down=variant == "top_down")
-    assert image_header.read_header(data) == image_header.Header("BMP", 37, 53)
     assert _ops(data)[:2] == ("BMP", (37, 53))
 
 
 def test_unknown_and_cut_short_headers():
     page = synthetic.encode(PIXELS, "not_image")
-    assert image_header.kind_of(page) is None and image_header.read_header(page) is None
+    assert image_header.kind_of(page) is None
     assert _ops(page) == (None, None, 0)
     png = synthetic.encode(PIXELS, "png")
-    assert image_header.read_header(png[:20]) is None  # IHDR's size fields end at byte 24
     assert _ops(png[:20])[0] == "PNG" and _ops(png[:20])[2] == 24  # callers check the length
-    assert image_header.read_header(b"\xff\xd8\xff") is None
     assert image_header.jpeg_frame(b"\xff\xd8\xff") is None
 
 
@@ -85,7 +81,5 @@ def test_jpeg_frame_of_the_jpeg_kinds():
 
 def test_a_declared_bomb_is_read_without_decoding():
     bomb = synthetic.encode(PIXELS, "bomb_jpeg")
-    assert image_header.read_header(bomb) == image_header.Header("JPEG", 20_000, 20_000)
     assert _ops(bomb)[1] == (20_000, 20_000)
-    assert image_header.read_header(synthetic.encode(PIXELS, "bomb_png")) == (
-        image_header.Header("PNG", 12_000, 12_000))
+    assert _ops(synthetic.encode(PIXELS, "bomb_png"))[:2] == ("PNG", (12_000, 12_000))

@@ -106,7 +106,7 @@ def test_two_input_pipelines_cover_every_record_once(shards):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                              num_replicas_in_sync=2)
         found = [n.decode() for _, _, batch in inputs.make_eval_dataset(
-            data, scale=56, crop_size=CROP, split="train", input_context=context)
+            data, test_scale=56, crop_size=CROP, split="train", input_context=context)
                  for n in batch.numpy()]
         assert found
         names.append(found)
@@ -154,12 +154,12 @@ def test_label_offset_error_names_the_shard(shards):
 def test_eval_modes(shards):
     data, manifest = shards
     total = manifest["splits"]["validation"]["num_examples"]
-    center = list(inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, scale=56,
+    center = list(inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS, test_scale=56,
                                            crop_size=CROP, batch_size=5))
     names = [n for _, _, batch in center for n in batch.numpy()]
     assert len(names) == total and center[0][0].shape[1:] == (CROP, CROP, 3)
     again = [n for _, _, batch in inputs.make_eval_dataset(data, mode=inputs.CENTER_CROPS,
-                                                           scale=56, crop_size=CROP)
+                                                           test_scale=56, crop_size=CROP)
              for n in batch.numpy()]
     assert names == again  # file order, deterministic
     records = []
@@ -167,12 +167,12 @@ def test_eval_modes(shards):
         for raw in tf.data.TFRecordDataset(str(shard)):
             records.append(tf.train.Example.FromString(raw.numpy()))
     assert names == [r.features.feature[schema.FILENAME].bytes_list.value[0] for r in records]
-    dense = list(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, scale=64))
+    dense = list(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, test_scale=64))
     assert len(dense) == total
     for image, label, _ in dense:
         assert image.shape[0] == 1 and min(image.shape[1:3]) == 64 and label.shape == (1,)
     with pytest.raises(ValueError, match="test scale Q=40 is smaller than the 48 crop"):
-        inputs.make_eval_dataset(data, scale=40, crop_size=CROP)
+        inputs.make_eval_dataset(data, test_scale=40, crop_size=CROP)
     with pytest.raises(ValueError, match="mode must be one of"):
         inputs.make_eval_dataset(data, mode="tencrop")
 
@@ -215,7 +215,7 @@ def test_tfds_prepared_folder(tmp_path):
     assert info.names[0].startswith("tench")
     labels = sorted(int(y[0]) for _, y in _train(folder, repeat=False, batch_size=1))
     assert labels == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # tfds labels are 0-based: offset 0
-    _, label, names = next(iter(inputs.make_eval_dataset(folder, scale=56, crop_size=CROP,
+    _, label, names = next(iter(inputs.make_eval_dataset(folder, test_scale=56, crop_size=CROP,
                                                          batch_size=3)))
     assert sorted(n.decode() for n in names.numpy()) == [f"img_3_{i}.JPEG" for i in range(3)]
     with pytest.raises(tf.errors.InvalidArgumentError, match="outside"):

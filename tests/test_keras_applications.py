@@ -13,7 +13,7 @@ import pytest
 
 import vgg_keras
 from tests.conftest import write_applications_h5
-from vgg_keras import weights as vgg_weights
+from vgg_keras.nets import keras_weights as vgg_weights
 
 pytestmark = pytest.mark.slow
 SIDE = 64  # the input side of every net here

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import vgg_keras
-from vgg_keras import layers
+from vgg_keras.nets import layers
 
 
 def numpy_lrn(a, n=5, k=2.0, alpha=1e-4, beta=0.75):

@@ -7,7 +7,7 @@ import pytest
 
 import vgg_keras
 from tests.conftest import build_tiny
-from vgg_keras import losses
+from vgg_keras.nets import losses
 
 
 def _taps(seed, shapes):

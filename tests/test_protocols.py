@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import vgg_keras
 from pipelines import inputs
+from pipelines import preprocessing
 from tests.conftest import write_shards
 from vgg_keras import protocols
 
@@ -24,7 +25,7 @@ def setup(tmp_path_factory):
 
 
 def _image(data, q):
-    image, _, _ = next(iter(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, scale=q,
+    image, _, _ = next(iter(inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, test_scale=q,
                                                      label_offset=1, num_classes=4)))
     return image[0]
 
@@ -41,11 +42,27 @@ def test_centre_and_multicrop_equal_numpy_crops(setup):
     crops += [crop[:, ::-1] for crop in crops]
     expected = np.mean([model.predict(crop[None], verbose=0)[0] for crop in crops], axis=0)
     net = protocols.as_probabilities(model)
-    np.testing.assert_allclose(protocols.multicrop_probabilities(net, image, CROP), expected,
-                               atol=1e-6)
+    np.testing.assert_allclose(protocols.multicrop_probabilities(net, image[None], CROP)[0],
+                               expected, atol=1e-6)
     top, left = (height - CROP) // 2, (width - CROP) // 2
-    np.testing.assert_allclose(protocols.center_probabilities(net, image, CROP), model.predict(
+    centre = preprocessing.center_crop(image, CROP)[None]
+    np.testing.assert_allclose(protocols.single_probabilities(net, centre)[0], model.predict(
         pixels[None, top : top + CROP, left : left + CROP], verbose=0)[0], atol=1e-6)
+
+
+def test_a_batch_of_one_shape_is_each_image_alone(setup):
+    """The protocols take batches: each row is what the image alone gives."""
+    data, model = setup
+    image = _image(data, 44)
+    batch = tf.stack([image, tf.reverse(image, axis=[0]), 255 - image])
+    net = protocols.as_probabilities(model)
+    conv = protocols.as_probabilities(vgg_keras.to_conv_head(model))
+    for function in (lambda images: protocols.multicrop_probabilities(net, images, CROP),
+                     lambda images: protocols.dense_probabilities(conv, images)):
+        together = function(batch)
+        for index in range(3):
+            np.testing.assert_allclose(together[index], function(batch[index:index + 1])[0],
+                                       atol=1e-6)
 
 
 def test_dense_on_a_crop_sized_image_is_single_crop_and_averages_the_flip(setup):
@@ -55,7 +72,7 @@ def test_dense_on_a_crop_sized_image_is_single_crop_and_averages_the_flip(setup)
     single = model.predict(image[None], verbose=0)[0]
     np.testing.assert_allclose(conv.predict(image[None], verbose=0)[0], single, atol=1e-6)
     mirrored = model.predict(image[None, :, ::-1], verbose=0)[0]
-    dense = protocols.dense_probabilities(protocols.as_probabilities(conv), image)
+    dense = protocols.dense_probabilities(protocols.as_probabilities(conv), image[None])[0]
     np.testing.assert_allclose(dense, (single + mirrored) / 2, atol=1e-6)
 
 

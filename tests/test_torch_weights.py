@@ -20,12 +20,13 @@ from pipelines import imagenet_labels
 from pipelines import preprocessing
 from pipelines import synthetic
 from tests import programs
+from tests.conftest import evaluate
 from vgg_keras import artifacts
-from vgg_keras import builder
-from vgg_keras import configs
-from vgg_keras import pretrained
 from vgg_keras import protocols
-from vgg_keras import torch_weights
+from vgg_keras.nets import builder
+from vgg_keras.nets import configs
+from vgg_keras.nets import pretrained
+from vgg_keras.nets import torch_weights
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -314,11 +315,10 @@ def test_vgg_evaluate_reads_a_published_nets_export_at_its_own_protocol(a_bn, tr
     """No training run, no scale recorded: the export's own Q (torchvision's resize 256 of a
     224 crop, here 73 of 64), as its table was measured."""
     _, path, _, _ = a_bn
-    from vgg_keras import evaluation
-    from vgg_keras import export
+    from vgg_keras.serving import export
 
     exported = export.export_model(_loaded(path), str(tmp_path), source=f"torchvision={path}")
-    results = evaluation.evaluate([exported], str(train_data), protocols=["single"])
+    results = evaluate([exported], str(train_data), protocols=["single"])
     assert results["settings"]["scales"] == [73] and results["single"]["num_images"] == 24
 
 

@@ -72,11 +72,11 @@ def test_tiny_net_learns_and_writes_every_output(data, tmp_path):
 def test_settings_reach_the_model_optimizer_and_schedule(data, tmp_path):
     cfg = _config(data, tmp_path, config="B-BN", weight_decay=5e-4, dropout=0.3, width=0.25,
                   fc_units=32)
-    model = run_model.build_model(cfg, 10)
+    model = run_model.build_initialized_model(cfg, 10)[0]
     assert model.name == "vgg_b_bn" and model.get_layer("fc1").units == 32
     assert model.get_layer("fc1_dropout").rate == 0.3
     assert model.get_layer("block1_conv1").filters == 16
-    gaussian = run_model.build_model(_config(data, tmp_path, init="auto"), 10)
+    gaussian = run_model.build_initialized_model(_config(data, tmp_path, init="auto"), 10)[0]
     assert np.std(gaussian.get_layer("block4_conv1").kernel.numpy()) == pytest.approx(0.01, 0.1)
     schedule = schedules.LearningRate(_config(data, tmp_path, lr_schedule="step",
                                              lr_step_epochs=(2, 4)), 10, 60)
@@ -91,10 +91,10 @@ def test_settings_reach_the_model_optimizer_and_schedule(data, tmp_path):
 
 
 def test_init_from_a_copies_the_papers_layers(data, tmp_path):
-    net_a = run_model.build_model(_config(data, tmp_path), 4)
+    net_a = run_model.build_initialized_model(_config(data, tmp_path), 4)[0]
     net_a.save(tmp_path / "a.keras")
-    net_d = run_model.build_model(_config(data, tmp_path, config="D",
-                                         init=f"from_a={tmp_path / 'a.keras'}"), 4)
+    net_d = run_model.build_initialized_model(_config(data, tmp_path, config="D",
+                                         init=f"from_a={tmp_path / 'a.keras'}"), 4)[0]
     for name in ("block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "fc1", "fc2",
                  "predictions"):
         np.testing.assert_array_equal(net_d.get_layer(name).kernel.numpy(),
@@ -271,7 +271,7 @@ def test_optimizer_and_precision_flags(data, tmp_path):
     policy = keras.mixed_precision.global_policy()
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        model = run_model.build_model(_config(data, tmp_path), 4)
+        model = run_model.build_initialized_model(_config(data, tmp_path), 4)[0]
         assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
         assert model.layers[-1].compute_dtype == "float32"  # softmax stays float32
     finally:
@@ -298,7 +298,7 @@ def test_fine_tune_from_a_trained_model(data, tmp_path):
     source = keras.models.load_model(tmp_path / "s256" / "model.keras")
     cfg = _config(data, tmp_path / "s384", scale=(48, 48), learning_rate=1e-3,
                   init=f"model={tmp_path / 's256'}")
-    model = run_model.build_model(cfg, 4)
+    model = run_model.build_initialized_model(cfg, 4)[0]
     for a, b in zip(model.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert protocols.default_test_scale((48, 48)) == 48
@@ -317,7 +317,7 @@ def test_weight_decay_is_caffes_on_kernels_only(data, tmp_path):
     for weight_decay in (0.0, decay):
         cfg = _config(data, tmp_path, config="A-BN", momentum=0.0, learning_rate=rate,
                       weight_decay=weight_decay)
-        model = run_model.build_model(cfg, 4)
+        model = run_model.build_initialized_model(cfg, 4)[0]
         before = {v.path: v.numpy().copy() for v in model.trainable_variables}
         optimizer = run_model.make_optimizer(cfg)
         optimizer.build(model.trainable_variables)
@@ -391,7 +391,7 @@ cfg = run_config.TrainConfig(data_dir={str(train_data)!r}, model_dir="", config=
 results = {{}}
 for enable_xla in (False, True):
     with strategy.scope():
-        model = run_model.build_model(cfg, 4)
+        model = run_model.build_initialized_model(cfg, 4)[0]
         optimizer = run_model.make_optimizer(cfg)
         optimizer.build(model.trainable_variables)
         seen = tf.Variable(0, dtype=tf.int64, synchronization=tf.VariableSynchronization.ON_READ,
@@ -441,7 +441,8 @@ def test_skip_corrupt_reaches_the_summary(data, tmp_path):
 def test_num_gpus_and_crop_size(data, tmp_path):
     with pytest.raises(ValueError, match="--num_gpus=1 but only 0 GPUs are visible"):
         distribution.make_strategy("mirrored", num_gpus=1)
-    model = run_model.build_model(_config(data, tmp_path, crop_size=64, scale=(64, 80)), 4)
+    model = run_model.build_initialized_model(
+        _config(data, tmp_path, crop_size=64, scale=(64, 80)), 4)[0]
     assert model.input.shape == (None, 64, 64, 3)
 
 

@@ -15,6 +15,7 @@ from pipelines import imagenet_labels
 from pipelines import inputs
 from pipelines import schema
 from tests.conftest import write_shards
+from tests.conftest import write_tfds_metadata
 from vgg_keras.training import data as run_data
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
@@ -82,14 +83,9 @@ def _tfds_shaped(root, real):
         for index in range(count):
             _write(folder / f"imagenet2012-{split}.tfrecord-{index:05d}-of-{count:05d}",
                    examples[index * 4:(index + 1) * 4])
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "name": "imagenet2012", "version": "5.1.0", "splits": [
-            {"name": split, "shardLengths": [str(IMAGENET[split] // SHARDS[split] + (
-                i < IMAGENET[split] % SHARDS[split])) for i in range(SHARDS[split])]}
-            for split in SHARDS]}))
-    (folder / "features.json").write_text(json.dumps({"featuresDict": {"features": {
-        "label": {"classLabel": {"numClasses": "1000"}}}}}))
-    (folder / "label.labels.txt").write_text("\n".join(imagenet_labels.synsets()) + "\n")
+    write_tfds_metadata(folder, {split: [IMAGENET[split] // SHARDS[split] + (
+        i < IMAGENET[split] % SHARDS[split]) for i in range(SHARDS[split])] for split in SHARDS},
+                        imagenet_labels.synsets())
     return folder
 
 

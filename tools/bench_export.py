@@ -50,7 +50,8 @@ def main(argv):
 
     import vgg_keras
     from pipelines import preprocessing
-    from vgg_keras import export
+    from vgg_keras.serving import export
+    from vgg_keras.serving.config import ServingSettings
 
     work = pathlib.Path(_WORK_DIR.value)
     paths = synthetic.write_photo_like_jpegs(work / "images", _BATCH_SIZE.value)
@@ -62,7 +63,7 @@ def main(argv):
     model.save(model_file)
     shutil.rmtree(work / "export", ignore_errors=True)
     location = export.export_saved_model(str(model_file), str(work / "export"),
-                                         test_scale=TEST_SCALE)
+                                         ServingSettings(test_scale=TEST_SCALE))
     signature = tf.saved_model.load(location).signatures["serving_default"]
     serve = lambda images: signature(images=images)["classes"].numpy()  # noqa: E731
     forward = tf.function(lambda images: model(images, training=False))

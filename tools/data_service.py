@@ -14,50 +14,31 @@ import socket
 import threading
 
 from absl import app
-from absl import flags
+
+from pipelines import data_service
 
 from . import program
 
-_PORT = flags.DEFINE_integer("port", None, "Port to listen on (default: 5050 for the "
-                             "dispatcher, any free one for a worker; the one taken is printed).")
-DISPATCHER_PORT = 5050
-_DISPATCHER = flags.DEFINE_string("dispatcher", None, "HOST:PORT of the dispatcher: run a "
-                                  "worker of it (default: run the dispatcher).")
-_WORK_DIR = flags.DEFINE_string("work_dir", None, "Dispatcher: folder of its journal, so that "
-                                "a restarted dispatcher recovers its jobs.")
-_WORKER_ADDRESS = flags.DEFINE_string("worker_address", None, "Worker: the host name the "
-                                      "dispatcher and trainers reach it at (default: this "
-                                      "host's name).")
-_WAIT = flags.DEFINE_float("wait", None, "Worker: how long to wait for the dispatcher to answer, "
-                          "in seconds, with a line every 10 s (default: as long as it takes; "
-                          "machines and pods start in any order).")
-_WORKER_TIMEOUT_MS = flags.DEFINE_integer("worker_timeout_ms", None, "Dispatcher: after this "
-                                          "long without a heartbeat a worker is taken as gone "
-                                          "and its work given to others (default: "
-                                          "TensorFlow's).")
+# A flag for every setting of vgg-data-service, as its config declares it.
+SETTINGS = program.Settings(data_service.ServiceConfig, __name__)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _PORT.value is not None and _PORT.value < 1:
-        raise app.UsageError("--port must be >= 1")
-    if _WAIT.value is not None and _WAIT.value < 0:
-        raise app.UsageError("--wait must be >= 0")
-    from pipelines import data_service
-
-    if _DISPATCHER.value:
-        data_service.wait_for_dispatcher(_DISPATCHER.value, _WAIT.value)
-        host = _WORKER_ADDRESS.value or socket.gethostname()
-        port = _PORT.value or _free_port()
-        server = data_service.start_worker(_DISPATCHER.value, port, f"{host}:{port}")
+    config = SETTINGS.read()
+    if config.dispatcher:
+        data_service.wait_for_dispatcher(config.dispatcher, config.wait)
+        host = config.worker_address or socket.gethostname()
+        port = config.port or _free_port()
+        server = data_service.start_worker(config.dispatcher, port, f"{host}:{port}")
         print(f"tf.data service worker on {host}:{port}, serving the dispatcher at "
-              f"{_DISPATCHER.value}", flush=True)
+              f"{config.dispatcher}", flush=True)
     else:
-        server = data_service.start_dispatcher(_PORT.value or DISPATCHER_PORT, _WORK_DIR.value,
-                                               _WORKER_TIMEOUT_MS.value)
+        server = data_service.start_dispatcher(config.port or data_service.DISPATCHER_PORT,
+                                               config.work_dir, config.worker_timeout_ms)
         print(f"tf.data service dispatcher on {server.target} (journal: "
-              f"{_WORK_DIR.value or 'none'})", flush=True)
+              f"{config.work_dir or 'none'})", flush=True)
     stopped = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stopped.set())

@@ -6,25 +6,48 @@ models: weight layers, parameters, forward GFLOPs and output shape.
     vgg-describe --configs=A,D --input_size=384 --head=conv
 """
 
+import dataclasses
 import json
 
 from absl import app
-from absl import flags
 
 from pipelines import errors
+from pipelines import settings as declared
+from pipelines.settings import at_least
+from pipelines.settings import setting
+from vgg_keras.nets import configs as net_configs
 
 from . import program
 
-_CONFIGS = flags.DEFINE_list("configs", None, "Configurations to describe (default: all six).")
-_BATCH_NORM = flags.DEFINE_bool("batch_norm", False, "Describe the batch-norm variants.")
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 224, "Side of the square input image.")
-_HEAD = flags.DEFINE_enum("head", "fc", ["fc", "conv", "dense"], "Classifier head: fc (the "
-                          "fully connected layers; dense is its other name) or conv (§3.2).")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
-_JSON = flags.DEFINE_bool("json", False, "Print one JSON object per configuration instead.")
+
+def _names(value):
+    return tuple(name.strip() for name in str(value).split(",") if name.strip())
 
 
-def describe(config, *, batch_norm=False, input_size=224, head="fc", num_classes=1000):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DescribeConfig:
+    """Which nets ``vgg-describe`` builds and counts, and how it prints them. (Declared here: the
+    nets it describes import nothing but Keras.)"""
+
+    configs: tuple | None = setting(None, "Configurations to describe (default: all six).",
+                                    parse=_names, text=",".join)
+    batch_norm: bool = setting(False, "Describe the batch-norm variants.")
+    input_size: int = setting(net_configs.CROP_SIZE, "Side of the square input image.",
+                              check=at_least(1))
+    head: str = setting("fc", "Classifier head: fc (the fully connected layers; dense is its "
+                              "other name) or conv (§3.2).", choices=("fc", "conv", "dense"))
+    num_classes: int = setting(1000, "Number of classes.", check=at_least(1))
+    json: bool = setting(False, "Print one JSON object per configuration instead.")
+
+    def validate(self):
+        declared.check_settings(self)
+
+
+SETTINGS = program.Settings(DescribeConfig, __name__)
+
+
+def describe(config, *, batch_norm=False, input_size=net_configs.CROP_SIZE, head="fc",
+             num_classes=1000):
     """Returns a dict of the counts of one configuration, from the built model."""
     import keras
 
@@ -32,11 +55,8 @@ def describe(config, *, batch_norm=False, input_size=224, head="fc", num_classes
 
     model = vgg_keras.build_vgg(config, num_classes, batch_norm=batch_norm, head=head,
                                 input_shape=(input_size, input_size, 3))
-    name = vgg_keras.resolve_config(config)[0]
-    if batch_norm and not name.endswith("-BN"):
-        name += "-BN"
     row = {
-        "config": name,
+        "config": net_configs.variant_name(config, batch_norm),
         "weight_layers": vgg_keras.count_weight_layers(model),
         "parameters": vgg_keras.count_parameters(model),
         "trainable_parameters": vgg_keras.count_parameters(model, trainable_only=True),
@@ -61,22 +81,21 @@ def format_table(rows):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import vgg_keras
-
-    configs = _CONFIGS.value or vgg_keras.config_names(batch_norm_variants=False)
+    config = SETTINGS.read()
+    names = config.configs or net_configs.config_names(batch_norm_variants=False)
     with errors.user_input():  # the nets judge the names and sizes given
-        for config in configs:
-            vgg_keras.resolve_config(config)  # a clear error before building anything
+        for name in names:
+            net_configs.resolve_config(name)  # a clear error before building anything
     rows = []
-    for config in configs:
+    for name in names:
         with errors.user_input():
-            row = describe(config, batch_norm=_BATCH_NORM.value, input_size=_INPUT_SIZE.value,
-                           head=_HEAD.value, num_classes=_NUM_CLASSES.value)
-        if _JSON.value:
+            row = describe(name, batch_norm=config.batch_norm, input_size=config.input_size,
+                           head=config.head, num_classes=config.num_classes)
+        if config.json:
             print(json.dumps(row))
         rows.append(row)
-    if not _JSON.value:
-        print(f"VGG configurations at {_INPUT_SIZE.value}×{_INPUT_SIZE.value}, {_HEAD.value} "
+    if not config.json:
+        print(f"VGG configurations at {config.input_size}×{config.input_size}, {config.head} "
               "head (GFLOPs: one image, forward, multiply-add = 2 FLOPs)")
         print(format_table(rows))
 

@@ -12,28 +12,21 @@ predicted; the exit status is 1 if any failed.
 import json
 import sys
 
-from absl import app
-from absl import flags
-
-from pipelines import storage
 from vgg_keras import artifacts
+from vgg_keras.serving import config as serving_config
 
 from . import program
 
-_MODEL = flags.DEFINE_string("model", None, "Export folder: EXPORT_DIR/<model_name> or one of "
-                             "its versions.")
-_JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
+# A flag for every setting of vgg-predict, as its config declares it.
+SETTINGS = program.Settings(serving_config.PredictConfig, __name__)
 
 
 def main(argv):
     paths = argv[1:]
-    if not _MODEL.value or not paths:
-        raise app.UsageError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
-    for what, path in [("--model", _MODEL.value), *(("an image", p) for p in paths)]:
-        storage.check_filesystem(path, what)
+    config = SETTINGS.read(paths)
     import tensorflow as tf
 
-    location = artifacts.resolve_export(_MODEL.value)
+    location = artifacts.resolve_export(config.model)
     signature = tf.saved_model.load(location).signatures["serving_default"]
     missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
     if missing:
@@ -41,13 +34,13 @@ def main(argv):
               f"returns no {', '.join(sorted(missing))})", file=sys.stderr)
         return 1
     failed = 0
-    from vgg_keras import serving
+    from vgg_keras.serving import graph
 
-    for path, predictions, error in serving.predict_files(signature, paths):
+    for path, predictions, error in graph.predict_files(signature, paths):
         if error:
             failed += 1
             print(f"vgg-predict: {path}: {error}", file=sys.stderr)
-        elif _JSON.value:
+        elif config.json:
             print(json.dumps({"image": path, "predictions": predictions}))
         else:
             print(path)

@@ -1,5 +1,5 @@
 """What every program of ``tools/`` shares: flags derived from a library's settings dataclass
-(each setting declared once, in the library: ``vgg_keras.settings.setting``),
+(each setting declared once, in the library: ``pipelines.settings.setting``),
 ``--help`` that lists the program's own flags (its console script's wrapper is not the program's
 module), and an error its user can fix ending the program with one line naming the problem and
 the fix, and exit status 1; the traceback only with ``--verbose`` (or absl's ``-v 1``). An error
@@ -18,8 +18,8 @@ from absl import flags
 from absl import logging
 
 from pipelines import errors
+from pipelines.settings import setting
 
-_VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, print its traceback too.")
 EXIT_USER_ERROR = 1
 EXIT_BUG = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
@@ -38,7 +38,9 @@ def define_settings_flags(settings_class, module_name):
             continue
         default = None if field.default is dataclasses.MISSING else field.default
         common = dict(name=field.name, help=meta["help"], module_name=module_name)
-        if meta.get("parse"):
+        if meta.get("multiple"):
+            holders[field.name] = flags.DEFINE_multi_string(default=default, **common)
+        elif meta.get("parse"):
             text = None if default is None else meta["text"](default)
             holders[field.name] = flags.DEFINE_string(default=text, **common)
         elif meta.get("choices"):
@@ -58,11 +60,36 @@ def settings_from_flags(settings_class, holders, **given):
     values = dict(given)
     for name, holder in holders.items():
         value, field = holder.value, fields[name]
-        if value is None and field.default is dataclasses.MISSING:
+        if value in (None, []) and field.default is dataclasses.MISSING:
             raise app.UsageError(f"--{name} is required")
         parse = field.metadata.get("parse")
+        if field.metadata.get("multiple") and value is not None:
+            value = tuple(value)
         values[name] = parse(value) if parse and value is not None else value
     return settings_class(**values)
+
+
+class Settings:
+    """A program's settings: a flag for each of ``settings_class``'s declarations (as flags of
+    the program ``module_name``), read back as one checked object."""
+
+    def __init__(self, settings_class, module_name):
+        self.settings_class = settings_class
+        self.flags = define_settings_flags(settings_class, module_name)
+
+    def read(self, *arguments, **keywords):
+        """The settings of the flags' values, checked by their class's ``validate`` (given
+        ``arguments`` and ``keywords``) where it has one."""
+        config = settings_from_flags(self.settings_class, self.flags)
+        validate = getattr(config, "validate", None)
+        if validate is not None:
+            validate(*arguments, **keywords)
+        return config
+
+    def check_flags(self):
+        """The flags' values checked as the program checks them, reading no file (the
+        documentation's commands are tested with it)."""
+        self.read(check_files=False)
 
 
 def _base_type(annotation):
@@ -70,6 +97,16 @@ def _base_type(annotation):
     if isinstance(annotation, types.UnionType):
         (annotation,) = [a for a in annotation.__args__ if a is not type(None)]
     return annotation
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonSettings:
+    """The settings every program has."""
+
+    verbose: bool = setting(False, "On an error, print its traceback too.")
+
+
+_COMMON = define_settings_flags(CommonSettings, __name__)
 
 
 def machine():
@@ -113,14 +150,15 @@ def guarded(main, name):
             print(f"{name}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as error:  # noqa: BLE001 - sorted into a user's error or a bug below
-            message = errors.user_message(error)
+            message = (f"{error}; `{name} --help` lists its flags"
+                       if isinstance(error, app.UsageError) else errors.user_message(error))
             if message is None:
                 traceback.print_exc()
                 print(f"{name}: this is a bug in vgg_keras, not something you did: please report "
                       f"it to {ISSUES} with the command you ran ({' '.join(sys.argv)}) and the "
                       "traceback above", file=sys.stderr)
                 return EXIT_BUG
-            if _VERBOSE.value or logging.get_verbosity() > 0:
+            if _COMMON["verbose"].value or logging.get_verbosity() > 0:
                 traceback.print_exc()
             print(f"{name}: {message}", file=sys.stderr)
             return EXIT_USER_ERROR

@@ -25,27 +25,16 @@ from vgg_keras.training import run_config
 from . import program
 
 # A flag for every setting of a run, as run_config declares it (name, default, help, choices).
-_SETTINGS = program.define_settings_flags(run_config.TrainConfig, __name__)
+SETTINGS = program.Settings(run_config.TrainConfig, __name__)
 
 
-def make_config(check_files=True):
-    """The TrainConfig of the flags, validated (``check_files``: that an ``--init`` file
-    exists too)."""
-    cfg = program.settings_from_flags(run_config.TrainConfig, _SETTINGS)
-    cfg.validate(check_files=check_files)
-    return cfg
-
-
-def check_flags():
-    """The flags' values parsed and checked as a run checks them, reading no file (the
-    documentation's commands are tested with it)."""
-    make_config(check_files=False)
+check_flags = SETTINGS.check_flags
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = make_config()
+    cfg = SETTINGS.read()
     from vgg_keras.training import loop
     from vgg_keras.training import preemption
 

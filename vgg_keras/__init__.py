@@ -1,8 +1,11 @@
 """VGG ConvNets of Simonyan & Zisserman (2014), "Very Deep Convolutional Networks for
 Large-Scale Image Recognition", as Keras models.
 
-The package root holds the nets and needs only Keras (any backend; TensorFlow is not imported).
-Training, evaluation and export, which need TensorFlow, live in their own submodules.
+The package root exposes the nets (``vgg_keras.nets``: Keras only, any backend; TensorFlow is not
+imported). Training, evaluation and serving, which need TensorFlow, are subpackages of their own
+(``vgg_keras.training``, ``vgg_keras.evaluation``, ``vgg_keras.serving``) over the two owners
+they share: ``artifacts`` (what a model dir, a checkpoint and an export look like) and
+``protocols`` (the paper's test protocols).
 
 The names below are loaded on first use: ``import vgg_keras`` (and so the command-line tools,
 whose flags are defined from ``vgg_keras.training.run_config`` before any Keras is needed) does
@@ -20,27 +23,31 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "RGB_MEAN": "builder",
-    "build_preprocessing": "builder",
-    "build_vgg": "builder",
-    "to_conv_head": "builder",
-    "CLASSIFIER": "configs",
-    "CONFIGS": "configs",
-    "PAPER_INIT_STDDEV": "configs",
-    "config_names": "configs",
-    "resolve_config": "configs",
-    "FROM_A_LAYERS": "initializers",
-    "initialize_from_a": "initializers",
-    "LocalResponseNormalization": "layers",
-    "PCAColorShift": "layers",
-    "count_flops": "stats",
-    "count_parameters": "stats",
-    "count_weight_layers": "stats",
-    "feature_model": "features",
-    "load_keras_applications_weights": "weights",
-    "load_timm_weights": "torch_weights",
-    "load_torchvision_weights": "torch_weights",
-    "build_pretrained": "pretrained",
+    "RGB_MEAN": "nets.builder",
+    "BatchNorm": "nets.builder",
+    "build_backbone": "nets.builder",
+    "build_classifier": "nets.builder",
+    "build_preprocessing": "nets.builder",
+    "build_vgg": "nets.builder",
+    "to_conv_head": "nets.builder",
+    "CLASSIFIER": "nets.configs",
+    "CONFIGS": "nets.configs",
+    "PAPER_INIT_STDDEV": "nets.configs",
+    "config_names": "nets.configs",
+    "resolve_config": "nets.configs",
+    "FROM_A_LAYERS": "nets.initializers",
+    "WeightInit": "nets.initializers",
+    "initialize_from_a": "nets.initializers",
+    "LocalResponseNormalization": "nets.layers",
+    "PCAColorShift": "nets.layers",
+    "count_flops": "nets.stats",
+    "count_parameters": "nets.stats",
+    "count_weight_layers": "nets.stats",
+    "feature_model": "nets.features",
+    "load_keras_applications_weights": "nets.keras_weights",
+    "load_timm_weights": "nets.torch_weights",
+    "load_torchvision_weights": "nets.torch_weights",
+    "build_pretrained": "nets.pretrained",
     "load_model": "artifacts",
 }
 
@@ -62,7 +69,7 @@ def __dir__():
 def _register_layers():
     """Our layers' classes, registered with Keras by importing them (``layers`` decorates them
     with ``keras.saving.register_keras_serializable``): Keras finds them by name in saved models."""
-    importlib.import_module("vgg_keras.layers")
+    importlib.import_module("vgg_keras.nets.layers")
 
 
 class _RegisterWhenKerasIsImported(importlib.abc.MetaPathFinder):

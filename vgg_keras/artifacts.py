@@ -59,9 +59,22 @@ def worker_dir(model_dir, task_id):
     return os.path.join(model_dir, f".worker_{task_id}")
 
 
+def checkpoint_step(path):
+    """The step in a checkpoint's name (``ckpt-<step>``: ``vgg-train`` numbers them by step),
+    read without opening it (it may be damaged), or None for another name."""
+    number = os.fspath(path).rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else None
+
+
 def is_checkpoint(path):
     """Whether ``path`` is a ``tf.train`` checkpoint prefix (``.../ckpt-N``)."""
     return storage.exists(os.fspath(path) + ".index")
+
+
+def exists(path):
+    """Whether there is anything a model can be read from at ``path``: a file or folder, or a
+    checkpoint prefix."""
+    return storage.exists(path) or is_checkpoint(path)
 
 
 def model_dir_of(path):

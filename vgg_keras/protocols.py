@@ -3,13 +3,17 @@ test scales, the multi-crop grid, and the class probabilities of an image under 
 dense and multi-crop protocols. ``vgg-evaluate`` and the export's serving graph both call these,
 so a served prediction is an evaluated one.
 
-Every function takes ``net``, a callable from a batch of uint8 images to class probabilities
-(``as_probabilities`` makes one of a Keras model), and images already rescaled so that their
-shorter side is the test scale Q (``pipelines.preprocessing.rescale_shorter_side``).
+Every protocol is a function of a batch: it takes ``net``, a callable from a batch of uint8 images
+to class probabilities (``as_probabilities`` makes one of a Keras model), and a batch of images
+already rescaled so that their shorter side is the test scale Q
+(``pipelines.preprocessing.rescale_shorter_side``), and returns a row of probabilities per
+image. The crops are ``pipelines.preprocessing``'s.
 """
 
+import keras
 import tensorflow as tf
 
+from pipelines import input_config
 from pipelines import inputs
 from pipelines import preprocessing
 
@@ -27,8 +31,9 @@ SERVED = (SINGLE, DENSE)
 INPUT_MODES = {SINGLE: inputs.CENTER_CROPS, DENSE: inputs.WHOLE_IMAGES,
                MULTICROP: inputs.WHOLE_IMAGES, DENSE_MULTICROP: inputs.WHOLE_IMAGES}
 GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
-# Q of a model trained without a recorded S: slim's and Keras' habit (resize to 256, crop 224).
-RESIZE_RATIO_WITHOUT_SCALE = 256 / 224
+# Q of a model trained without a recorded S, per pixel of its crop: slim's and Keras' habit of
+# resizing to 256 before the 224 crop.
+RESIZE_RATIO_WITHOUT_SCALE = input_config.TEST_SCALE / input_config.CROP_SIZE
 
 
 def protocol_name(name):
@@ -76,28 +81,40 @@ def as_probabilities(model):
     return net
 
 
-def crop_probabilities(net, crops):
-    """The net on a batch of crops ``[b, crop, crop, 3]``: ``[b, classes]``."""
+def single_probabilities(net, crops):
+    """Single-crop protocol: the net on a batch of centre crops ``[n, crop, crop, 3]``
+    (``preprocessing.center_crop`` of the images at Q): ``[n, classes]``."""
     return net(crops)
 
 
-def center_probabilities(net, image, crop_size):
-    """Single-crop protocol: the central ``crop_size`` crop of one image at Q: ``[classes]``."""
-    return crop_probabilities(net, preprocessing.center_crop(image, crop_size)[None])[0]
+def dense_probabilities(conv_net, images):
+    """§3.2 dense protocol: the fully convolutional net (``builder.to_conv_head``) on each whole
+    image of a batch of one shape ``[n, H, W, 3]`` and on its mirror, the spatially averaged
+    class scores of the two averaged: ``[n, classes]``."""
+    pair = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
+    probabilities = conv_net(pair)
+    return tf.reduce_mean(tf.reshape(probabilities, [2, tf.shape(images)[0], -1]), axis=0)
 
 
-def dense_probabilities(conv_net, image):
-    """§3.2 dense protocol: the fully convolutional net (``builder.to_conv_head``) on the whole
-    image and on its mirror, spatially averaged class scores averaged: ``[classes]``."""
-    pair = tf.stack([image, tf.reverse(image, axis=[1])])
-    return tf.reduce_mean(conv_net(pair), axis=0)
+def multicrop_probabilities(net, images, crop_size, grid=GRID):
+    """§3.2 multi-crop protocol: for each image of a batch of one shape ``[n, H, W, 3]``, the
+    mean over a ``grid``×``grid`` regular grid of crops and their mirrors (50 crops for the
+    paper's 5×5, ``preprocessing.multi_crops``): ``[n, classes]``."""
+    crops = preprocessing.multi_crops(images, crop_size, grid)  # [n, 2·grid², c, c, 3]
+    flat = tf.reshape(crops, [-1, crop_size, crop_size, 3])
+    probabilities = net(flat)
+    return tf.reduce_mean(tf.reshape(probabilities, [tf.shape(images)[0], 2 * grid * grid, -1]),
+                          axis=1)
 
 
-def multicrop_probabilities(net, image, crop_size, grid=GRID):
-    """§3.2 multi-crop protocol: the mean over a ``grid``×``grid`` regular grid of crops and
-    their mirrors (50 crops for the paper's 5×5): ``[classes]``."""
-    crops = preprocessing.multi_crops(image, crop_size, grid)
-    return tf.reduce_mean(crop_probabilities(net, crops), axis=0)
+def top_k_hits(labels, probabilities, k=5):
+    """Per image, whether its class is the top-1 and among the top-``k`` classes, as Keras'
+    accuracy metrics count them (the top-1 by argmax: of tied scores, the first class; the
+    top-k by ``in_top_k``, which takes float32); used by training's validation and by
+    evaluation alike."""
+    probabilities = tf.cast(probabilities, tf.float32)
+    return (keras.metrics.sparse_categorical_accuracy(labels, probabilities),
+            keras.metrics.sparse_top_k_categorical_accuracy(labels, probabilities, k=k))
 
 
 def combine(parts):

@@ -1,48 +1,16 @@
-"""Settings declared once: each a dataclass field carrying its name, type, default, help text,
-check, and whether a resumed run may change it (``setting``). The programs derive their flags
-from these declarations (``tools/program.py``), the settings classes check themselves with
-``check_settings``, and a run's identity keeps the ones that may not change.
-
-``DistributionSettings``, where a program computes, is shared by ``vgg-train`` and
-``vgg-evaluate``: the same flags, names and meanings. Free of TensorFlow and Keras.
+"""Where a program computes, declared once for the programs that compute with TensorFlow
+(``vgg-train`` and ``vgg-evaluate``): the same flags, names and meanings. Free of TensorFlow and
+Keras, as every declaration of settings is (``pipelines.settings``).
 """
 
 import dataclasses
 
 from pipelines import errors
+from pipelines import storage
+from pipelines.settings import at_least
+from pipelines.settings import setting
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu", "default")
-
-
-def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
-            changeable=False, flag=True, parse=None, text=None):
-    """A field of a settings dataclass, with everything else there is to say about it.
-
-    Args:
-        default: the default (the paper's where it has one); none: the setting is required.
-        help: the flag's help text.
-        check: ``(predicate, what)``: the value must satisfy ``predicate``; the error says
-            "--name must be what". None values (unset optional settings) are not checked.
-        choices: the allowed values (an enum flag).
-        changeable: a resumed run may change it: it says how the run runs (where, how often it
-            saves, how it reports), not what it computes (``run_identity``).
-        flag: whether the program offers it as a flag.
-        parse: for a value a flag cannot hold as such (a pair, a list of numbers): the function
-            from the flag's text to the value; ``text`` the function back.
-    """
-    metadata = dict(help=help, check=check, choices=choices, changeable=changeable, flag=flag,
-                    parse=parse, text=text)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def at_least(low):
-    """The ``check`` of ``setting``: the value is at least ``low``."""
-    return (lambda value: value >= low, f">= {low}")
-
-
-def above(low):
-    """The ``check`` of ``setting``: the value is above ``low``."""
-    return (lambda value: value > low, f"> {low}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,30 +28,33 @@ class DistributionSettings:
                                        check=at_least(1), changeable=True)
 
 
-def check_settings(settings):
-    """Each field's own check and choices (``setting``), for any settings dataclass.
+def check_tpu_paths(paths):
+    """Refuses a local path for a TPU run: its workers read only buckets, never this machine's
+    disk (nor its ``ram://``).
 
     Raises:
-        UserError: naming the first setting whose value fails, and what it must be.
+        UserError: naming the first such path.
     """
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        choices, check = field.metadata.get("choices"), field.metadata.get("check")
-        if value is None:
-            continue
-        if choices and value not in choices:
-            raise errors.UserError(f"{field.name} must be one of {choices}, got {value!r}")
-        if check and not check[0](value):
-            raise errors.UserError(f"{field.name} must be {check[1]}, got {value!r}")
+    for flag, path in paths.items():
+        if path and storage.scheme(path) in ("", "file", "ram"):
+            raise errors.UserError(
+                f"{flag}={path}: a TPU's workers read only buckets (gs://...), not this "
+                "machine's disk: copy the data to a bucket and give --data_dir=gs://... and "
+                "--model_dir=gs://...")
 
 
-def defaults(settings_class):
-    """The default of every setting of ``settings_class`` that has one."""
-    return {field.name: field.default for field in dataclasses.fields(settings_class)
-            if field.default is not dataclasses.MISSING}
+def weights_source(text, kinds, flag):
+    """``(kind, path)`` of a ``KIND=PATH`` value (``--init``, ``--weights``) whose kind is one of
+    ``kinds``, or ``(text, None)`` for a value without ``=PATH``; the path is checked to be of a
+    filesystem this TensorFlow reads (not that it exists).
 
-
-def changeable(settings_class):
-    """The names of the settings a resumed run may change."""
-    return tuple(field.name for field in dataclasses.fields(settings_class)
-                 if field.metadata.get("changeable"))
+    Raises:
+        UserError: for a kind not in ``kinds`` or a missing path.
+    """
+    kind, _, path = text.partition("=")
+    if not path:
+        return text, None
+    if kind not in kinds:
+        raise errors.UserError(f"{flag}={text}: {kind!r} is none of {', '.join(kinds)}")
+    storage.check_filesystem(path, f"{flag}={kind}=")
+    return kind, path

@@ -159,7 +159,7 @@ def eval_dataset(cfg, data, corrupt_counter):
     """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
     dataset = inputs.make_eval_dataset(
         data.info, mode=protocols.INPUT_MODES[protocols.SINGLE],
-        scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
+        test_scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
         corrupt_counter=corrupt_counter, verify_shards=cfg.verify_shards)

@@ -45,14 +45,21 @@ def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None):
     return tf.distribute.get_strategy()
 
 
+def worker_share(strategy):
+    """``(number of workers, this worker's index)`` of ``strategy``: the chief first (or, without
+    one, worker 0), then the workers by index; ``(1, 0)`` outside a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
+        return 1, 0
+    workers = sorted((job, index) for job in ("chief", "worker")
+                     for index in range(len(spec.get(job, []))))
+    return len(workers), workers.index((resolver.task_type, resolver.task_id))
+
+
 def is_chief(strategy):
     """Whether this worker writes the model dir (the others write to scratch folders)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and
-                                    "chief" not in resolver.cluster_spec().as_dict())
+    return worker_share(strategy)[1] == 0
 
 
 def output_root(strategy, model_dir):

@@ -25,7 +25,7 @@ from pipelines import errors
 from pipelines import progress
 from pipelines import shard_integrity
 from vgg_keras import artifacts
-from vgg_keras import builder
+from vgg_keras.nets import builder
 from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
 from vgg_keras.training import lease
@@ -130,11 +130,6 @@ def _registered(address):
         return bool(data_service.registered_workers(address))
     except Exception:  # noqa: BLE001 - unknown: assume a batch may be in the step
         return True
-
-
-def _checkpoint_number(path):
-    number = path.rsplit("-", 1)[-1]
-    return int(number) if number.isdigit() else -1
 
 
 def _check_batch(cfg, replicas):
@@ -313,8 +308,8 @@ class _Loop:
                 and not isinstance(self.state.strategy, tf.distribute.MultiWorkerMirroredStrategy)
                 and not _registered(self.cfg.data_service)):
             saved = self._save("backup")
-        kept = saved or (max(self.state.saved(), key=_checkpoint_number)
-                         if self.state.saved() else None)
+        kept = saved or max(self.state.saved(), default=None,
+                            key=lambda path: artifacts.checkpoint_step(path) or 0)
         self.state.outputs.flush()
         print(f"vgg-train: stopped by {number.name} at step {step}, its input waiting "
               f"{self.cfg.stop_grace_seconds:g} s after the signal; "

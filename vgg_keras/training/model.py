@@ -10,11 +10,11 @@ import keras
 from pipelines import errors
 from pipelines import storage
 from vgg_keras import artifacts
-from vgg_keras import builder
-from vgg_keras import configs
-from vgg_keras import initializers
-from vgg_keras import pretrained
-from vgg_keras import stats
+from vgg_keras.nets import builder
+from vgg_keras.nets import configs
+from vgg_keras.nets import initializers
+from vgg_keras.nets import pretrained
+from vgg_keras.nets import stats
 from vgg_keras.training import run_config
 
 
@@ -41,17 +41,11 @@ class Init:
         return cls(value["source"], tuple(value["loaded"]), tuple(value["new"]))
 
 
-def build_model(cfg, num_classes):
-    """Builds, initialises and freezes the net of ``cfg`` (call inside the strategy's scope).
-
-    The model carries no weight decay: the training step applies it (``steps``).
-    """
-    return build_initialized_model(cfg, num_classes)[0]
-
-
 def build_initialized_model(cfg, num_classes, resumed=False):
-    """``(model, Init)``; a ``resumed`` run builds it with random weights, which its checkpoint
-    replaces (the ``--init`` file need not exist any more)."""
+    """Builds, initialises and freezes the net of ``cfg`` (call inside the strategy's scope);
+    returns ``(model, Init)``. A ``resumed`` run builds it with random weights, which its
+    checkpoint replaces (the ``--init`` file need not exist any more). The model carries no
+    weight decay: the training step applies it (``steps``)."""
     kind, path = run_config.parse_init(cfg.init, check_exists=not resumed)
     if kind == "auto":  # §3.1: net A from N(0, σ²); deeper nets trainable with Glorot's init
         kind = "gaussian" if configs.resolve_config(cfg.config)[0].startswith("A") else "glorot"

@@ -6,8 +6,9 @@ import dataclasses
 import math
 import time
 
+from pipelines import input_config
 from pipelines import progress
-from vgg_keras import configs
+from vgg_keras.nets import configs
 from vgg_keras.training import run_config
 
 SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
@@ -22,7 +23,7 @@ def recipe(cfg, replicas, data, schedule):
             f"({cfg.batch_size // replicas} per replica × {replicas} replicas, "
             f"{cfg.distribution_strategy}); SGD momentum {cfg.momentum:g}, {schedule.describe()}"
             f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; S = "
-            f"{run_config.scale_text(cfg.scale)}{jitter}, crop "
+            f"{input_config.scale_text(cfg.scale)}{jitter}, crop "
             f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
             f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
             f"data {data.describe()}"

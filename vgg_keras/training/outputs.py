@@ -14,7 +14,7 @@ from absl import logging
 
 from pipelines import storage
 from vgg_keras import artifacts
-from vgg_keras import configs
+from vgg_keras.nets import configs
 
 SCALARS = ("loss", "val_top1", "val_top5", "learning_rate", "images_per_second")
 

@@ -32,6 +32,8 @@ import threading
 
 import tensorflow as tf
 
+from vgg_keras.training import distribution
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -65,7 +67,9 @@ class StopRequests:
     def __init__(self, strategy=None, grace=None, on_grace=None):
         self.received = None  # the first signal received by this process
         self._previous = {}
-        self._agree = _agreement(strategy) if _several_workers(strategy) else None
+        several = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                   and distribution.worker_share(strategy)[0] > 1)
+        self._agree = _agreement(strategy) if several else None
         self._grace, self._on_grace = grace, on_grace
         self._handled = threading.Event()  # the run stops (or ended): no watchdog needed
         self._wakeup = None
@@ -143,13 +147,6 @@ class StopRequests:
             if count:  # SIGTERM first: where both were received, the machine is going away
                 return number, number != self.received
         return None
-
-
-def _several_workers(strategy):
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    spec = strategy.cluster_resolver.cluster_spec().as_dict()
-    return sum(len(tasks) for job, tasks in spec.items() if job in ("chief", "worker")) > 1
 
 
 def _agreement(strategy):

@@ -20,9 +20,9 @@ import json
 import os
 
 from pipelines import errors
+from pipelines import settings
 from pipelines import storage
 from vgg_keras import artifacts
-from vgg_keras import settings
 from vgg_keras.training import run_config
 
 VERSION = 1

@@ -69,7 +69,7 @@ class RunState:
         found = []
         for rank, name in enumerate(("backup", "latest", "best")):
             for path in self.managers[name].checkpoints:
-                step = _step_of(path)
+                step = artifacts.checkpoint_step(path)
                 if step is not None:
                     found.append((step, -rank, name, path))
         return [(name, path, step) for step, _, name, path in sorted(found, reverse=True)]
@@ -113,10 +113,3 @@ class RunState:
 
     def saved(self):
         return [m.latest_checkpoint for m in self.managers.values() if m.latest_checkpoint]
-
-
-def _step_of(path):
-    """The step in a checkpoint's name (``ckpt-<step>``: the managers number them by step),
-    read without opening it (it may be damaged)."""
-    number = path.rsplit("-", 1)[-1]
-    return int(number) if number.isdigit() else None

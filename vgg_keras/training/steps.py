@@ -7,7 +7,8 @@ import keras
 import tensorflow as tf
 
 from pipelines import errors
-from vgg_keras import stats
+from vgg_keras import protocols
+from vgg_keras.nets import stats
 
 
 def decayed_variables(model):
@@ -150,8 +151,7 @@ def make_eval_step(model, strategy, num_classes):
 
     def replica_step(images, labels):
         probabilities = model(images, training=False)
-        top1 = tf.math.in_top_k(labels, probabilities, 1)
-        top5 = tf.math.in_top_k(labels, probabilities, top)
+        top1, top5 = protocols.top_k_hits(labels, probabilities, top)
         return (tf.reduce_sum(tf.cast(top1, tf.int64)), tf.reduce_sum(tf.cast(top5, tf.int64)),
                 tf.cast(tf.shape(labels)[0], tf.int64))
 

@@ -31,8 +31,8 @@ from pipelines import image_header
 from pipelines import preprocessing
 from pipelines import schema
 from pipelines import storage
-from vgg_keras import builder
 from vgg_keras import protocols
+from vgg_keras.nets import builder
 
 SIGNATURES = ("serving_default", "predict_images", "tf_example")
 
@@ -70,7 +70,7 @@ class ServingModule(tf.Module):
         self.tf_example = tf.function(self._serve_examples, input_signature=[
             tf.TensorSpec([None], tf.string, name="examples")])
         self.classify_crops = tf.function(
-            lambda crops: protocols.crop_probabilities(self._net, crops), input_signature=[
+            lambda crops: protocols.single_probabilities(self._net, crops), input_signature=[
                 tf.TensorSpec([None, self._crop, self._crop, 3], tf.uint8, name="images")])
 
     def signatures(self):
@@ -103,10 +103,10 @@ class ServingModule(tf.Module):
                 lambda item: preprocessing.center_crop(rescaled(item), self._crop),
                 (images, indices),
                 fn_output_signature=tf.TensorSpec([self._crop, self._crop, 3], tf.uint8))
-            probabilities = protocols.crop_probabilities(self._net, crops)
-        else:
+            probabilities = protocols.single_probabilities(self._net, crops)
+        else:  # image by image: their sizes differ
             probabilities = tf.map_fn(
-                lambda item: protocols.dense_probabilities(self._net, rescaled(item)),
+                lambda item: protocols.dense_probabilities(self._net, rescaled(item)[None])[0],
                 (images, indices),
                 fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32))
         return self._top_k(probabilities)
@@ -173,12 +173,6 @@ def _require(condition, index, message, *values):
     return tf.debugging.Assert(condition, [text])
 
 
-def request_error(error):
-    """The readable part of a failed request's error: "image 2 of the request is ..." for the
-    export's own checks, the decoder's complaint ("Invalid PNG. ...") otherwise."""
-    return errors.one_line(error)
-
-
 def predict_files(signature, paths):
     """Yields ``(path, predictions or None, error or None)`` per image file (a local path or a
     URL) through an export's ``serving_default`` ``signature``, one request each, so that a bad
@@ -193,7 +187,7 @@ def predict_files(signature, paths):
         try:
             outputs = signature(images=tf.constant([data]))
         except tf.errors.InvalidArgumentError as error:
-            yield path, None, request_error(error)
+            yield path, None, errors.one_line(error)
             continue
         yield path, [{"class": int(c), "synset": s.decode(), "label": label.decode(),
                       "score": float(score)}

@@ -13,8 +13,8 @@ import h5py
 import keras
 import numpy as np
 
-from vgg_keras import builder
-from vgg_keras import stats
+from vgg_keras.nets import builder
+from vgg_keras.nets import stats
 
 # keras.applications.imagenet_utils.preprocess_input, mode "caffe": BGR means.
 KERAS_APPLICATIONS_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -93,7 +93,7 @@ def _read_keras_3_file(path, layers):
         raise ValueError(f"{path} holds {convs} convolutions: not keras.applications' VGG16 "
                          "(13) or VGG19 (16)")
     model = architectures[convs](include_top=top, weights=None,
-                                 input_shape=(224, 224, 3) if top else (32, 32, 3))
+                                 input_shape=builder.DEFAULT_INPUT_SHAPE if top else (32, 32, 3))
     model.load_weights(path)
     return _read_source(model)
 

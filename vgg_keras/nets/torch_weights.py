@@ -26,8 +26,8 @@ import os
 import keras
 import numpy as np
 
-from vgg_keras import builder
-from vgg_keras import stats
+from vgg_keras.nets import builder
+from vgg_keras.nets import stats
 
 TORCH_BN_EPSILON = 1e-5
 # The files of torchvision's table (timm: ``timm/vgg<n>[_bn].tv_in1k``), and their ImageNet

@@ -66,6 +66,14 @@ ALIASES = {"VGG11": "A", "VGG11-LRN": "A-LRN", "VGG13": "B", "VGG16": "D", "VGG1
 
 BN_SUFFIX = "-BN"
 
+# Published ImageNet weights the nets load (``pretrained``): keras.applications' VGG16/VGG19
+# ``.h5`` (D, E), torchvision's and timm's (A, B, D, E and their BN variants).
+WEIGHT_KINDS = ("keras_applications", "torchvision", "timm")
+
+# §2.1: "the input to our ConvNets is a fixed-size 224 × 224 RGB image": the training crop, and
+# the input size of every net with the FC head, unless told otherwise.
+CROP_SIZE = 224
+
 # §3.1: σ of the N(0, σ²) init of net A (the paper's "10⁻² variance" read as Caffe's std; see
 # ``initializers``). Here, with the table, because a run's settings default to it without Keras.
 PAPER_INIT_STDDEV = 0.01
@@ -136,6 +144,15 @@ def resolve_config(config):
         valid = ", ".join(list(CONFIGS) + [k + BN_SUFFIX for k in CONFIGS])
         raise ValueError(f"unknown VGG configuration {config!r}; valid: {valid}")
     return key + (BN_SUFFIX if batch_norm else ""), CONFIGS[key], batch_norm
+
+
+def variant_name(config, batch_norm=False):
+    """The name of ``config`` as built, its "-BN" suffix added where ``batch_norm`` asks for batch
+    normalisation that the name does not say ("custom" for a literal spec, which takes none)."""
+    name, _, named_bn = resolve_config(config)
+    if (batch_norm or named_bn) and not name.endswith(BN_SUFFIX) and name != "custom":
+        name += BN_SUFFIX
+    return name
 
 
 def config_names(batch_norm_variants=True):

@@ -10,11 +10,14 @@ Layer names follow keras.applications (``block{b}_conv{i}``, ``block{b}_pool``, 
 keras.applications files.
 """
 
+import dataclasses
+
 import keras
 
-from vgg_keras import configs
-from vgg_keras import initializers
-from vgg_keras import layers as vgg_layers
+from vgg_keras.nets import configs
+from vgg_keras.nets import initializers
+from vgg_keras.nets import layers as vgg_layers
+from vgg_keras.nets.initializers import WeightInit
 
 # §2.1: "subtracting the mean RGB value, computed on the training set, from each pixel".
 RGB_MEAN = (123.68, 116.78, 103.94)
@@ -22,15 +25,32 @@ RGB_MEAN = (123.68, 116.78, 103.94)
 # RGB / 255, minus this mean, divided by this standard deviation.
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NORMALIZATIONS = ("paper", "torchvision")
-DEFAULT_INPUT_SHAPE = (224, 224, 3)  # §2.1: fixed-size 224×224 RGB training crops
+DEFAULT_INPUT_SHAPE = (configs.CROP_SIZE, configs.CROP_SIZE, 3)  # §2.1: the training crops
 FC1_KERNEL_SIZE = 7  # §3.2: "the first FC layer is converted to a 7×7 conv. layer"
 # The classifier heads: "fc", the fully connected layers (fixed input size, as trained);
 # "conv", the same layers as convolutions (§3.2, any input size); None, no head (a backbone).
 HEADS = ("fc", "conv", None)
 HEAD_ALIASES = {"dense": "fc"}  # the FC head's earlier name, still taken
-BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # Keras' BatchNormalization defaults
 POOLINGS = (None, "avg", "max")
 _FC_ARGS = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation after every convolution (torchvision's ``*_bn`` nets).
+
+    Attributes:
+        momentum: the share of the moving statistics kept at each training step (Keras' 0.99;
+            torchvision's recipes correspond to 0.9: its momentum 0.1 is the share of the new
+            batch). After n steps the initial statistics weigh momentum^n.
+        epsilon: added to the variance (Keras' 1e-3; PyTorch's weights were trained with 1e-5).
+    """
+
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+
+
+BN_MOMENTUM, BN_EPSILON = BatchNorm.momentum, BatchNorm.epsilon  # Keras' defaults
 
 
 def build_vgg(
@@ -57,30 +77,24 @@ def build_vgg(
     seed=None,
     name=None,
 ):
-    """Builds a VGG net of Table 1 as a ``keras.Model``.
+    """Builds a VGG net of Table 1 as a ``keras.Model``, in one call: ``build_backbone`` and
+    ``build_classifier`` on it, with every argument checked before anything is built.
 
     Args:
         config: a key of ``CONFIGS`` ("A", "A-LRN", "B", "C", "D", "E"), a batch-norm variant
             ("D-BN"), an alias ("VGG16"), or a literal sequence of layer tokens.
         num_classes: units of the last FC layer (1000 for ImageNet).
         input_shape: ``(height, width, 3)``; spatial dims may be ``None`` with ``head="conv"``
-            or ``None``. Default: 224×224 (§2.1), any size for the feature extractor.
+            or ``None``. Default: the crops of §2.1, any size for the feature extractor.
         head: ``"fc"`` (FC layers, fixed input size, as trained; ``"dense"`` is taken too),
-            ``"conv"`` (FC layers as
-            convolutions, any input size, class score map averaged spatially, §3.2), or
-            ``None``: the convolutional part only, a feature extractor (keras.applications'
-            ``include_top=False``), its output the last pooling layer's ``[h, w, 512]``.
+            ``"conv"`` (FC layers as convolutions, any input size, class score map averaged
+            spatially, §3.2), or ``None``: the convolutional part only, a feature extractor
+            (keras.applications' ``include_top=False``), its output the last pooling layer's
+            ``[h, w, 512]``.
         dropout: rate of the dropout after fc1 and fc2 (§3.1: 0.5).
         batch_norm: add batch normalisation after every convolution (torchvision's ``*_bn``);
             also selected by a config name ending in "-BN".
-        bn_momentum: the share of batch norm's moving statistics kept at each training step
-            (Keras' 0.99; torchvision's recipes correspond to 0.9: its momentum 0.1 is the
-            share of the new batch). After n steps the initial statistics weigh momentum^n.
-        bn_epsilon: added to the variance (Keras' 1e-3; PyTorch's weights were trained with
-            1e-5).
-        normalization: the input normalisation, part of the model: ``"paper"`` (the mean RGB
-            subtracted, §2.1) or ``"torchvision"`` (RGB / 255, minus ``TORCHVISION_MEAN``,
-            divided by ``TORCHVISION_STD``: what PyTorch's ImageNet weights expect).
+        bn_momentum, bn_epsilon: the batch normalisation's (``BatchNorm``).
         width: multiplier of every convolution's filter count (narrow nets for tests).
         fc_units: units of fc1 and fc2 (§2.1: 4096).
         init: ``"glorot"`` or ``"gaussian"`` (N(0, init_stddev²), §3.1); biases start at zero.
@@ -90,9 +104,12 @@ def build_vgg(
         color_shift_stddev: σ of the training-time PCA colour shift; 0 disables it.
         classifier_activation: ``"softmax"`` for probabilities, ``None`` for logits.
         fc1_kernel_size: with ``head="conv"``, the kernel of fc1 = the spatial size of the last
-            pooling layer at the training resolution (7 for 224×224 crops).
+            pooling layer at the training resolution (7 for the crops of §2.1).
         input_dtype: dtype of the input images: uint8 RGB by default, or ``"float32"`` for
             float images with values in [0, 255].
+        normalization: the input normalisation, part of the model: ``"paper"`` (the mean RGB
+            subtracted, §2.1) or ``"torchvision"`` (RGB / 255, minus ``TORCHVISION_MEAN``,
+            divided by ``TORCHVISION_STD``: what PyTorch's ImageNet weights expect).
         pooling: with ``head=None``: ``None`` (the feature map), ``"avg"`` or ``"max"`` (global
             pooling to ``[512]``), as keras.applications' ``pooling``.
         seed: makes the initial weights and the colour shift reproducible.
@@ -104,38 +121,105 @@ def build_vgg(
     Raises:
         ValueError: for an unknown configuration or an inconsistent argument.
     """
+    head = HEAD_ALIASES.get(head, head)
     if input_shape is None:
         input_shape = (None, None, 3) if head is None else DEFAULT_INPUT_SHAPE
-    head = HEAD_ALIASES.get(head, head)
-    config_name, tokens, bn_from_name = configs.resolve_config(config)
-    batch_norm = batch_norm or bn_from_name
-    if batch_norm and not config_name.endswith(configs.BN_SUFFIX) and config_name != "custom":
-        config_name += configs.BN_SUFFIX
-    spec = [configs.parse_layer(t) for t in tokens]
-    _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
-                     fc1_kernel_size, pooling)
-    seeds = initializers.SeedSequence(seed)
-    layer_args = initializers.layer_arguments(init, init_stddev, weight_decay, seeds)
+    named_bn = configs.resolve_config(config)[2]
+    batch_norm = BatchNorm(bn_momentum, bn_epsilon) if batch_norm or named_bn else None
+    weight_init = WeightInit(init, init_stddev, weight_decay, seed)
+    backbone_args = dict(input_shape=input_shape, width=width, batch_norm=batch_norm,
+                         normalization=normalization, input_dtype=input_dtype,
+                         color_shift_stddev=color_shift_stddev, weight_init=weight_init)
+    head_args = dict(head=head, fc_units=fc_units, dropout=dropout,
+                     classifier_activation=classifier_activation,
+                     fc1_kernel_size=fc1_kernel_size, pooling=pooling)
+    check_arguments(config, num_classes, **backbone_args, **head_args)  # before building
+    backbone = build_backbone(config, **backbone_args)
+    return build_classifier(backbone, num_classes, **head_args, weight_init=weight_init,
+                            name=name or _model_name(config, batch_norm))
 
-    inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="images")
+
+def build_backbone(config, *, input_shape=None, width=1.0, batch_norm=None,
+                   normalization="paper", input_dtype="uint8",
+                   color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, weight_init=None, name=None):
+    """The convolutional part of a net of Table 1, as keras-hub's VGG backbone: the input's
+    normalisation (part of the model), the colour shift (training only), and the blocks of
+    convolutions each closed by its max-pooling. Output: the last pooling layer's map.
+
+    Args:
+        config: as ``build_vgg``'s.
+        input_shape: ``(height, width, 3)``, spatial dims may be None (default: any size).
+        width: multiplier of every convolution's filter count.
+        batch_norm: a ``BatchNorm`` (or True, for Keras' defaults) to normalise after every
+            convolution; None or False: none unless the config's name ends in "-BN".
+        normalization, input_dtype, color_shift_stddev: as ``build_vgg``'s.
+        weight_init: a ``WeightInit`` (default: Glorot's, no weight decay, unseeded).
+        name: default ``vgg_<config>_backbone``.
+
+    Raises:
+        ValueError: for an unknown configuration or an inconsistent argument.
+    """
+    input_shape = (None, None, 3) if input_shape is None else tuple(input_shape)
+    weight_init = weight_init or WeightInit()
+    if batch_norm is True or (not batch_norm and configs.resolve_config(config)[2]):
+        batch_norm = BatchNorm()
+    check_arguments(config, input_shape=input_shape, width=width, batch_norm=batch_norm or None,
+                    normalization=normalization, input_dtype=input_dtype,
+                    color_shift_stddev=color_shift_stddev, weight_init=weight_init)
+    spec = [configs.parse_layer(t) for t in configs.resolve_config(config)[1]]
+    seeds = initializers.SeedSequence(weight_init.seed)
+    inputs = keras.Input(shape=input_shape, dtype=input_dtype, name="images")
     x = build_preprocessing(inputs, color_shift_stddev, seeds.next(), normalization)
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if not (0 <= bn_momentum < 1 and bn_epsilon > 0):
-        raise ValueError(f"bn_momentum must be in [0, 1) and bn_epsilon > 0, got {bn_momentum}, "
-                         f"{bn_epsilon}")
-    batch_norm = dict(momentum=bn_momentum, epsilon=bn_epsilon) if batch_norm else None
-    x = _features(x, spec, width=width, batch_norm=batch_norm, layer_args=layer_args)
+    bn_args = dataclasses.asdict(batch_norm) if batch_norm else None
+    x = _features(x, spec, width=width, batch_norm=bn_args,
+                  layer_args=initializers.layer_arguments(weight_init, seeds))
+    return keras.Model(inputs, x, name=name or _model_name(config, batch_norm) + "_backbone")
+
+
+def build_classifier(backbone, num_classes=1000, *, head="fc", fc_units=4096, dropout=0.5,
+                     classifier_activation="softmax", fc1_kernel_size=FC1_KERNEL_SIZE,
+                     pooling=None, weight_init=None, name=None):
+    """A backbone (``build_backbone``) with its classifier: the FC layers of Table 1, the same
+    as convolutions (§3.2), or none (a feature extractor, optionally pooled), as one flat model
+    whose layers keep their names.
+
+    Args:
+        backbone: the convolutional part, as ``build_backbone`` returns it.
+        num_classes, head, fc_units, dropout, classifier_activation, fc1_kernel_size, pooling:
+            as ``build_vgg``'s.
+        weight_init: a ``WeightInit``; its seeds continue the backbone's, as ``build_vgg``
+            draws them (default: Glorot's, no weight decay, unseeded).
+        name: default: the backbone's name without ``_backbone``.
+
+    Raises:
+        ValueError: for an inconsistent argument (a head that does not fit the backbone's
+            input size among them).
+    """
+    head = HEAD_ALIASES.get(head, head)
+    weight_init = weight_init or WeightInit()
+    pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in backbone.layers)
+    check_arguments(None, num_classes, input_shape=tuple(backbone.input.shape[1:]), head=head,
+                    fc_units=fc_units, dropout=dropout, fc1_kernel_size=fc1_kernel_size,
+                    pooling=pooling, weight_init=weight_init, pools=pools,
+                    classifier_activation=classifier_activation)
+    # The seeds the backbone took: its colour shift's, then one per convolution.
+    taken = 1 + sum(isinstance(layer, keras.layers.Conv2D) for layer in backbone.layers)
+    layer_args = initializers.layer_arguments(
+        weight_init, initializers.SeedSequence(weight_init.seed, start=taken))
+    x = backbone.output
     if head is None:
         outputs = _pooled(x, pooling)
     elif head == "fc":
-        outputs = _fc_head(x, num_classes, fc_units, dropout, classifier_activation,
-                              layer_args)
+        outputs = _fc_head(x, num_classes, fc_units, dropout, classifier_activation, layer_args)
     else:
         outputs = _conv_head(x, num_classes, fc_units, fc1_kernel_size, dropout,
                              classifier_activation, layer_args)
-    model_name = name or "vgg_" + config_name.lower().replace("-", "_")
-    return keras.Model(inputs, outputs, name=model_name)
+    return keras.Model(backbone.input, outputs,
+                       name=name or backbone.name.removesuffix("_backbone"))
+
+
+def _model_name(config, batch_norm):
+    return "vgg_" + configs.variant_name(config, bool(batch_norm)).lower().replace("-", "_")
 
 
 def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, seed=None,
@@ -153,22 +237,58 @@ def build_preprocessing(images, color_shift_stddev=vgg_layers.PCA_COLOR_STDDEV, 
     return vgg_layers.PCAColorShift(stddev=color_shift_stddev, seed=seed, name="color_shift")(x)
 
 
-def _check_arguments(spec, num_classes, input_shape, head, dropout, width, fc_units,
-                     fc1_kernel_size, pooling):
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    if pooling not in POOLINGS or (pooling and head is not None):
-        raise ValueError(f"pooling must be one of {POOLINGS}, and is for head=None only; got "
-                         f"pooling={pooling!r} with head={head!r}")
-    if int(num_classes) < 1 or int(fc_units) < 1:
-        raise ValueError(f"num_classes and fc_units must be >= 1, got {num_classes}, {fc_units}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if not width > 0:
-        raise ValueError(f"width must be > 0, got {width}")
+# What each argument of the builders must be: (test, what the error says it must be).
+_RULES = {
+    "head": (lambda v: v in HEADS, f"head must be one of {HEADS}"),
+    "normalization": (lambda v: v in NORMALIZATIONS,
+                      f"normalization must be one of {NORMALIZATIONS}"),
+    "dropout": (lambda v: 0.0 <= v < 1.0, "dropout must be in [0, 1)"),
+    "width": (lambda v: v > 0, "width must be > 0"),
+    "init": (lambda v: v in initializers.INITS, f"init must be one of {initializers.INITS}"),
+    "weight_decay": (lambda v: v >= 0, "weight_decay must be >= 0"),
+    "bn": (lambda v: 0 <= v[0] < 1 and v[1] > 0,
+           "bn_momentum must be in [0, 1) and bn_epsilon > 0"),
+    "sizes": (lambda v: min(int(n) for n in v) >= 1, "num_classes and fc_units must be >= 1"),
+    "pooling": (lambda v: v[0] in POOLINGS and not (v[0] and v[1] is not None),
+                f"pooling must be one of {POOLINGS}, and is for head=None only"),
+}
+
+
+def check_arguments(config=None, num_classes=1000, *, input_shape=None, pools=None,
+                    weight_init=None, batch_norm=None, **given):
+    """The one place where the builders' arguments are judged, before anything is built: those
+    given (as ``build_vgg`` names them, ``weight_init`` and ``batch_norm`` as their objects)
+    and, with an input shape, whether the net and its head fit it. ``pools``: the max-pooling
+    layers before the head (default: those of ``config``).
+
+    Raises:
+        ValueError: naming the first argument that is wrong, and what it must be.
+    """
+    values = {name: given[name] for name in ("head", "normalization", "dropout", "width")
+              if name in given}
+    if weight_init is not None:
+        values.update(init=weight_init.kind, weight_decay=weight_init.weight_decay)
+    if batch_norm:
+        values["bn"] = (batch_norm.momentum, batch_norm.epsilon)
+    if "fc_units" in given:
+        values["sizes"] = (num_classes, given["fc_units"])
+    if "head" in given:
+        values["pooling"] = (given.get("pooling"), given["head"])
+    for name, value in values.items():
+        ok, must = _RULES[name]
+        if not ok(value):
+            raise ValueError(f"{must}, got {value!r}")
+    if input_shape is not None:
+        if pools is None:
+            spec = [configs.parse_layer(t) for t in configs.resolve_config(config)[1]]
+            pools = sum(isinstance(layer, configs.MaxPool) for layer in spec)
+        _check_input_shape(input_shape, given.get("head"),
+                           given.get("fc1_kernel_size", FC1_KERNEL_SIZE), pools)
+
+
+def _check_input_shape(input_shape, head, fc1_kernel_size, pools):
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}")
-    pools = sum(isinstance(layer, configs.MaxPool) for layer in spec)
     spatial = input_shape[:2]
     if head == "fc" and None in spatial:
         raise ValueError("the FC head needs a fixed input size; use head='conv' for "

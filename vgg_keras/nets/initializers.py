@@ -9,9 +9,11 @@ toolbox derives from, takes a standard deviation (``std: 0.01``). So the default
 literal reading.
 """
 
+import dataclasses
+
 import keras
 
-from vgg_keras import configs
+from vgg_keras.nets import configs
 
 INITS = ("gaussian", "glorot")
 
@@ -24,12 +26,26 @@ FROM_A_LAYERS = (
 )
 
 
-class SeedSequence:
-    """Hands out a distinct seed per layer from one base seed (``None`` stays ``None``)."""
+@dataclasses.dataclass(frozen=True)
+class WeightInit:
+    """How a net's weight layers start and are regularised: ``kind`` ("gaussian": N(0,
+    ``stddev``²), §3.1; or "glorot"), biases at zero, an L2 of ``weight_decay`` (λ in Caffe's
+    convention, see ``layer_arguments``; 0: none) on kernels, and ``seed`` (None: unseeded),
+    which makes the initial weights and the colour shift reproducible."""
 
-    def __init__(self, seed):
+    kind: str = "glorot"
+    stddev: float = configs.PAPER_INIT_STDDEV
+    weight_decay: float = 0.0
+    seed: int | None = None
+
+
+class SeedSequence:
+    """Hands out a distinct seed per layer from one base seed (``None`` stays ``None``);
+    ``start``: seeds already handed out (a classifier continues its backbone's sequence)."""
+
+    def __init__(self, seed, start=0):
         self._seed = seed
-        self._count = 0
+        self._count = start
 
     def next(self):
         if self._seed is None:
@@ -39,36 +55,28 @@ class SeedSequence:
 
 
 def kernel_initializer(init, stddev=configs.PAPER_INIT_STDDEV, seed=None):
-    """Returns the Keras initializer for ``init`` ("gaussian" or "glorot").
-
-    Raises:
-        ValueError: for any other name.
-    """
+    """Returns the Keras initializer for ``init`` ("gaussian" or "glorot")."""
     if init == "gaussian":
         return keras.initializers.RandomNormal(mean=0.0, stddev=stddev, seed=seed)
-    if init == "glorot":
-        # Glorot & Bengio's "normalized initialization" is the uniform one.
-        return keras.initializers.GlorotUniform(seed=seed)
-    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    # Glorot & Bengio's "normalized initialization" is the uniform one.
+    return keras.initializers.GlorotUniform(seed=seed)
 
 
-def layer_arguments(init, stddev, weight_decay, seeds):
-    """Returns a function giving the initializer/regularizer kwargs of the next weight layer.
+def layer_arguments(weight_init, seeds):
+    """Returns a function giving the initializer/regularizer kwargs of the next weight layer
+    (``weight_init``, checked by the builder; ``seeds``: a ``SeedSequence``).
 
     ``weight_decay`` is λ in Caffe's convention (gradient += λ·w); Keras's L2 adds
     ``l2·Σw²`` to the loss, whose gradient is ``2·l2·w``, hence ``l2 = λ / 2``.
     """
-    kernel_initializer(init, stddev)  # fail early on an unknown name
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-
     def next_arguments():
         arguments = {
-            "kernel_initializer": kernel_initializer(init, stddev, seeds.next()),
+            "kernel_initializer": kernel_initializer(weight_init.kind, weight_init.stddev,
+                                                     seeds.next()),
             "bias_initializer": "zeros",
         }
-        if weight_decay:
-            arguments["kernel_regularizer"] = keras.regularizers.L2(weight_decay / 2.0)
+        if weight_init.weight_decay:
+            arguments["kernel_regularizer"] = keras.regularizers.L2(weight_init.weight_decay / 2)
         return arguments
 
     return next_arguments

@@ -32,35 +32,27 @@ from pipelines import imagenet_labels
 from pipelines import schema
 from pipelines import storage
 from vgg_keras import artifacts
-from vgg_keras import builder
 from vgg_keras import protocols
-from vgg_keras import serving
+from vgg_keras.nets import builder
+from vgg_keras.serving import graph
+from vgg_keras.serving.config import ServingSettings
 
-DEFAULT_MAX_PIXELS = 40_000_000  # above the largest ImageNet image (~ 33 MP); ~120 MB decoded
-DEFAULT_MIN_SIDE = 32
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses a warm-up file with more records
 
 
-def export_saved_model(model_path, export_dir, *, model_name="vgg",
-                       eval_mode=protocols.SINGLE, test_scale=None, top_k=5,
-                       max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE,
-                       full_probabilities=False, data_dir=None):
-    """Exports a trained net as ``export_dir/model_name/<next version>``.
+def export_saved_model(model_path, export_dir, settings=None):
+    """Exports a trained net as ``export_dir/<model_name>/<next version>``.
 
     Args:
         model_path: a ``vgg-train`` model dir, a Keras file, or a checkpoint of a model dir.
         export_dir: the base folder of the exports.
-        model_name: the sub-folder, and the model name in the warm-up requests.
-        eval_mode: the protocol served, ``"single"`` (the centre crop; ``"center"``, its other
-            name, is taken too) or ``"dense"`` (see the module docstring).
-        test_scale: Q; default: from the training scale in ``summary.json`` (§4.1: S, or
-            (Smin + Smax) / 2 for jitter), or 256/224 of the crop without one.
-        top_k: classes returned per image.
-        max_pixels: images whose header declares more pixels are refused before decoding.
-        min_side: images whose shorter side is smaller are refused.
-        full_probabilities: also return every class's probability.
-        data_dir: shards whose metadata names the classes (default: the classes recorded in
-            ``summary.json`` by ``vgg-train``, or ImageNet's for 1,000 outputs).
+        settings: a ``ServingSettings``: the model's name (the sub-folder, and its name in the
+            warm-up requests), the protocol served (``"single"``, the centre crop, or
+            ``"dense"``), Q (default: from the training scale in ``summary.json``, §4.1: S, or
+            (Smin + Smax) / 2 for jitter; or ``protocols.fallback_test_scale`` of the crop
+            without one), the classes returned, the limits of a request's images, and the data
+            whose metadata names the classes (default: those recorded in ``summary.json`` by
+            ``vgg-train``, or ImageNet's for 1,000 outputs).
 
     Returns:
         The path of the new version.
@@ -69,46 +61,34 @@ def export_saved_model(model_path, export_dir, *, model_name="vgg",
         ValueError: for inconsistent settings, or classes that cannot be named.
         FileNotFoundError: if there is no model at ``model_path``.
     """
+    settings = settings or ServingSettings()
+    settings.check()
     if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
         raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
                                "vgg-train model dir or a checkpoint")
-    _check_settings(eval_mode, top_k, max_pixels, min_side)
-    return export_model(artifacts.load_model(model_path), export_dir,
+    return export_model(artifacts.load_model(model_path), export_dir, settings,
                         summary=artifacts.read_summary(model_path),
-                        source=storage.absolute(model_path), model_name=model_name,
-                        eval_mode=eval_mode, test_scale=test_scale, top_k=top_k,
-                        max_pixels=max_pixels, min_side=min_side,
-                        full_probabilities=full_probabilities, data_dir=data_dir)
+                        source=storage.absolute(model_path))
 
 
-def _check_settings(eval_mode, top_k, max_pixels, min_side):
-    if protocols.protocol_name(eval_mode) not in protocols.SERVED:
-        raise errors.UserError(f"eval_mode must be one of {protocols.SERVED}, got "
-                               f"{eval_mode!r}")
-    if top_k < 1 or max_pixels < 1 or min_side < 1:
-        raise errors.UserError("top_k, max_pixels and min_side must be positive")
-
-
-def export_model(model, export_dir, *, summary=None, source=None, model_name="vgg",
-                 eval_mode=protocols.SINGLE, test_scale=None, top_k=5,
-                 max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE,
-                 full_probabilities=False, data_dir=None):
-    """Exports an in-memory net (one with published weights, say, and no training run):
-    ``export_saved_model``'s arguments, with ``summary`` what a run's ``summary.json`` would
-    say of it (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs,
-    Q = 256 for a 224 crop) and ``source`` where it came from (the metadata says)."""
-    _check_settings(eval_mode, top_k, max_pixels, min_side)
-    eval_mode = protocols.protocol_name(eval_mode)
+def export_model(model, export_dir, settings=None, *, summary=None, source=None):
+    """Exports an in-memory net (one with published weights, say, and no training run) as
+    ``export_saved_model`` does, with ``summary`` what a run's ``summary.json`` would say of it
+    (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
+    ``protocols.fallback_test_scale``) and ``source`` where it came from (the metadata says)."""
+    settings = settings or ServingSettings()
+    settings.check()
+    eval_mode = protocols.protocol_name(settings.eval_mode)
     summary = summary or {}
     model_path = source or model.name
     crop_size = int(model.input.shape[1])
     num_classes = int(model.output.shape[-1])
-    test_scale = test_scale or _default_test_scale(summary, crop_size)
+    test_scale = settings.test_scale or _default_test_scale(summary, crop_size)
     if test_scale < crop_size:
         raise errors.UserError(f"test scale Q={test_scale} is smaller than the crop {crop_size}")
-    if test_scale * test_scale > max_pixels:
-        raise errors.UserError(f"max_pixels={max_pixels} is below Q²={test_scale ** 2}")
-    synsets, labels = _class_names(summary, data_dir, num_classes, model_path)
+    if test_scale * test_scale > settings.max_pixels:
+        raise errors.UserError(f"max_pixels={settings.max_pixels} is below Q²={test_scale ** 2}")
+    synsets, labels = _class_names(summary, settings.data_dir, num_classes, model_path)
     metadata = {
         "format": "vgg_keras.export/1",
         "config": summary.get("config", model.name),
@@ -118,20 +98,21 @@ def export_model(model, export_dir, *, summary=None, source=None, model_name="vg
         "eval_mode": eval_mode,
         "test_scale": int(test_scale),
         "crop_size": crop_size,
-        "top_k": min(int(top_k), num_classes),
-        "max_pixels": int(max_pixels),
-        "min_side": int(min_side),
-        "full_probabilities": bool(full_probabilities),
+        "top_k": min(int(settings.top_k), num_classes),
+        "max_pixels": int(settings.max_pixels),
+        "min_side": int(settings.min_side),
+        "full_probabilities": bool(settings.full_probabilities),
         "num_classes": num_classes,
-        "signatures": list(serving.SIGNATURES),
+        "signatures": list(graph.SIGNATURES),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "synsets": list(synsets),
         "labels": list(labels),
     }
-    module = serving.ServingModule(model, metadata)
-    return _write_new_version(module, os.path.join(export_dir, model_name), model_name, metadata)
+    module = graph.ServingModule(model, metadata)
+    return _write_new_version(module, os.path.join(export_dir, settings.model_name),
+                              settings.model_name, metadata)
 
 
 def _default_test_scale(summary, crop_size):
@@ -230,6 +211,7 @@ def write_warmup_requests(path, model_name, metadata):
                 ("predict_images", "images", images[0][None]),
                 ("predict_images", "images", np.stack([images[1], images[1][:, ::-1]])),
                 ("tf_example", "examples", np.array([example], dtype=object))]
+    assert len(requests) <= MAX_WARMUP_RECORDS  # more, and TF Serving refuses the whole file
     with tf.io.TFRecordWriter(path) as writer:
         for signature, key, value in requests:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(

@@ -6,20 +6,14 @@ paper's mean-RGB subtraction, channels converted from BGR), ``torchvision`` and 
 D, E and their BN variants; torchvision's mean/std). Nothing is downloaded: the file is given.
 """
 
-from vgg_keras import builder
-from vgg_keras import torch_weights
-from vgg_keras import weights as keras_weights
+from vgg_keras.nets import builder
+from vgg_keras.nets import configs
+from vgg_keras.nets import keras_weights as keras_weights
+from vgg_keras.nets import torch_weights
 
-WEIGHT_KINDS = ("keras_applications", "torchvision", "timm")
+WEIGHT_KINDS = configs.WEIGHT_KINDS
 _TORCH = {"torchvision": torch_weights.load_torchvision_weights,
           "timm": torch_weights.load_timm_weights}
-
-
-def normalization_for(kind):
-    """The input normalisation a net must carry for weights of ``kind`` (None: any)."""
-    if kind in _TORCH:
-        return "torchvision"
-    return "paper" if kind == "keras_applications" else None
 
 
 def build_arguments(kind):
@@ -45,8 +39,8 @@ def load_weights(model, kind, path, *, skip_mismatch=False):
     raise ValueError(f"weights must be one of {WEIGHT_KINDS}, got {kind!r}")
 
 
-def build_pretrained(config, kind, path, *, num_classes=1000, input_shape=(224, 224, 3),
-                     head="fc", **build_args):
+def build_pretrained(config, kind, path, *, num_classes=1000,
+                     input_shape=builder.DEFAULT_INPUT_SHAPE, head="fc", **build_args):
     """``config`` built as weights of ``kind`` expect, with the weights from ``path`` loaded
     (every layer must fit). ``build_args``: any other argument of ``build_vgg``."""
     model = builder.build_vgg(config, num_classes, input_shape=input_shape, head=head,

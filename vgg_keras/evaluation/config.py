@@ -1,0 +1,100 @@
+"""What an evaluation is, declared once (``pipelines.settings``): ``vgg-evaluate`` derives its flags
+from these declarations and ``evaluator.evaluate`` takes them as one object. Where it computes is
+``DistributionSettings``', the same as ``vgg-train``'s. Free of TensorFlow and Keras.
+"""
+
+import dataclasses
+
+from pipelines import errors
+from pipelines import input_config
+from pipelines import settings as declared
+from pipelines import storage
+from pipelines.settings import at_least
+from pipelines.settings import setting
+from vgg_keras import artifacts
+from vgg_keras import protocols
+from vgg_keras import settings
+
+CHUNK_IMAGES = 256  # the images a worker holds at once, at every scale (the bounded buffer)
+
+
+def _protocol_list(value):
+    return tuple(protocols.protocol_name(p.strip()) for p in str(value).split(",") if p.strip())
+
+
+def _scale_list(value):
+    try:
+        scales = tuple(int(q) for q in str(value).split(","))
+    except ValueError:
+        raise errors.UserError(f"--scales must be integers, got {value!r}") from None
+    if not scales or min(scales) < 1:
+        raise errors.UserError(f"--scales must be positive integers, got {value!r}")
+    return scales
+
+
+def _parse_train_scale(value):
+    return input_config.parse_scale(value, "--train_scale")
+
+
+def _join(values):
+    return ",".join(str(v) for v in values)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig(settings.DistributionSettings):
+    """An evaluation: the models (several are fused, §4.4), the data, the protocols and scales,
+    where the results go; and where it computes (``DistributionSettings``)."""
+
+    model: tuple = setting(help="Keras file, vgg-train model dir, checkpoint or export; repeat "
+                                "to fuse several models (§4.4), each at its own training "
+                                "scale's test scales.", multiple=True)
+    data_dir: str = setting(help="Shards with a validation split.")
+    protocols: tuple = setting((protocols.SINGLE,), "Comma list of "
+                               f"{', '.join(protocols.PROTOCOLS)} (single: the centre crop; "
+                               "center is its other name).", parse=_protocol_list, text=_join)
+    scales: tuple | None = setting(None, "Test scales Q for every model (default: from the "
+                                         "training scale as §4.2: S-32,S,S+32 for a fixed S; "
+                                         "Smin,mid,Smax for jitter).", parse=_scale_list,
+                                   text=_join)
+    train_scale: tuple | None = setting(None, "S or Smin,Smax every model was trained at "
+                                              "(default: each model's own, from summary.json "
+                                              "beside it or its export's metadata).",
+                                        parse=_parse_train_scale, text=input_config.scale_text)
+    output_dir: str | None = setting(None, "Where results.json, results.csv and "
+                                           "per_class_accuracy.csv go.")
+    label_offset: int | None = setting(None, "Subtracted from stored labels (default: 1 for "
+                                             "our/slim shards, 0 for tfds).")
+    num_classes: int | None = setting(None, "Default: from the data's metadata.")
+    batch_size: int = setting(32, "Network inputs per replica and step: centre crops (single), "
+                                  "crops (multi-crop: 50 per image), or whole images with their "
+                                  "mirrors (dense: 2 per image).", check=at_least(1))
+    crop_size: int | None = setting(None, "Default: the model's training crop.",
+                                    check=at_least(1))
+    max_images: int | None = setting(None, "Evaluate only the first N images.",
+                                     check=at_least(1))
+    verify_shards: bool = setting(False, "Compare every shard's sha256 with the manifest first "
+                                         "(sizes are always compared).")
+    chunk: int = setting(CHUNK_IMAGES, "Images a worker holds at once (the bounded buffer).",
+                         check=at_least(1), flag=False)
+
+    def validate(self, check_files=True):
+        """Raises ``UserError`` for a value that cannot work; with ``check_files``, for a model
+        that is not there."""
+        declared.check_settings(self)
+        if not self.model:
+            raise errors.UserError("--model is required: a Keras file, a vgg-train model dir, "
+                                   "a checkpoint or an export")
+        unknown = [p for p in self.protocols if p not in protocols.PROTOCOLS]
+        if unknown or not self.protocols:
+            raise errors.UserError(f"protocols must be among {protocols.PROTOCOLS}, got "
+                                   f"{list(self.protocols)}")
+        for flag, path in [*(("--model", m) for m in self.model), ("--data_dir", self.data_dir),
+                           ("--output_dir", self.output_dir)]:
+            if path:
+                storage.check_filesystem(path, flag)
+        if self.distribution_strategy == "tpu":
+            settings.check_tpu_paths({"--data_dir": self.data_dir})
+        missing = [m for m in self.model if check_files and not artifacts.exists(m)]
+        if missing:
+            raise errors.UserError(f"--model={missing[0]} does not exist: give a Keras file, a "
+                                   "vgg-train model dir, a checkpoint or an export")

@@ -1,0 +1,191 @@
+"""``vgg-evaluate``: the paper's test protocols (§3.2, §4) — single-scale centre crop, dense
+(fully convolutional, flip-averaged), multi-crop (5×5 grid × 2 flips per scale), dense +
+multi-crop — over one or several test scales Q, for one model or a fusion of several (§4.4);
+top-1/top-5 errors in the shape of Tables 3–7.
+
+What each protocol computes is ``protocols``'; ``batches`` streams the validation split through
+them on every replica, a bounded chunk of images at a time, with only running counts kept, so
+that the 50,000 ImageNet validation images take constant memory.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import dataset_info
+from pipelines import errors
+from pipelines import progress as progress_lines
+from pipelines import shard_integrity
+from vgg_keras import artifacts
+from vgg_keras import protocols as protocol_lib
+from vgg_keras.evaluation import batches as batches_lib
+from vgg_keras.evaluation import results as results_lib
+from vgg_keras.nets import builder
+from vgg_keras.training import distribution
+
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
+
+
+def evaluate(config, *, strategy=None, progress=None):
+    """Evaluates one model, or the fusion of several, with the paper's protocols, on every
+    replica of ``strategy`` (of every worker).
+
+    Args:
+        config: an ``EvalConfig``: the models (Keras files, ``vgg-train`` model dirs,
+            checkpoints or exports; several are fused, their softmax averaged, §4.4), the data,
+            protocols, test scales (default: each model's ``protocols.default_scales`` of its
+            training scale, §4.2, or an export's own Q), where the results go.
+        strategy: a ``tf.distribute`` strategy (``distribution.make_strategy``); default: the
+            current one (one device).
+        progress: True for a live progress line, False for none, None (default) for a live
+            line on a terminal and otherwise a line every ``PROGRESS_INTERVAL`` seconds.
+
+    Returns:
+        ``{protocol: {"top1_error", "top5_error", "num_images"}}`` plus ``"settings"``.
+
+    Raises:
+        UserError: for an unknown protocol, missing scales, or models whose classes differ
+            from the data's.
+    """
+    config.validate()
+    started, strategy = time.monotonic(), strategy or tf.distribute.get_strategy()
+    evaluation = Evaluation(config, strategy)
+    scores = {p: results_lib.Scores(evaluation.num_classes) for p in config.protocols}
+    meter = progress_lines.Progress(evaluation.images(), label="evaluated", show=progress,
+                                    interval=PROGRESS_INTERVAL)
+    done = 0
+    for chunk, probabilities, seconds in evaluation.probabilities():
+        for protocol, rows in probabilities.items():
+            scores[protocol].add(rows, chunk.labels)
+        done += len(chunk.labels)
+        meter.update(done, extra=_times(seconds, done))
+    meter.close()
+    _sum_workers(strategy, scores)
+    results = {p: s.result() for p, s in scores.items()}
+    results["settings"] = evaluation.settings(time.monotonic() - started)
+    if config.output_dir and evaluation.worker == 0:
+        results_lib.write_results(config.output_dir, results, scores)
+    return results
+
+
+class Evaluation:
+    """The models of an evaluation loaded on every replica, their scales and classes checked,
+    and this worker's share of the images."""
+
+    def __init__(self, config, strategy):
+        self.config, self.strategy = config, strategy
+        self.info = dataset_info.read_info(config.data_dir)
+        need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(config.protocols)
+        with strategy.scope():  # the nets' variables on every replica
+            self.nets = [_Net(path, artifacts.load_model(path), config.crop_size, need_dense)
+                         for path in config.model]
+        self.num_classes = _check_classes(self.nets, self.info, config.num_classes)
+        _assign_scales(self.nets, config.scales, config.train_scale)
+        self.workers, self.worker = distribution.worker_share(strategy)
+
+    def images(self):
+        """How many validation images this worker evaluates (for the progress line's ETA)."""
+        total, limit = self.info.num_examples.get("validation"), self.config.max_images
+        if total is None:
+            total = limit
+        elif limit is not None:
+            total = min(total, limit)
+        return None if total is None else len(range(self.worker, total, self.workers))
+
+    def probabilities(self):
+        """``(chunk, {protocol: probabilities [n, classes]}, {part: seconds})`` of this worker's
+        images, a chunk at a time (``batches.chunk_probabilities``)."""
+        config = self.config
+        data = dict(info=self.info, label_offset=config.label_offset,
+                    num_classes=self.num_classes, verify_shards=config.verify_shards)
+        scales = sorted({q for net in self.nets for q in net.scales})
+        chunks = batches_lib.image_chunks(data, scales, config.chunk, config.max_images,
+                                          (self.workers, self.worker))
+        try:
+            yield from batches_lib.chunk_probabilities(
+                self.nets, chunks, config.protocols, config.batch_size,
+                batches_lib.ReplicaRunner(self.strategy), self.num_classes)
+        except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
+            raise shard_integrity.explain(error, self.info.split_files("validation"),
+                                          self.info.expected_shards()) from error
+
+    def settings(self, seconds):
+        nets = self.nets
+        train_scales = [list(net.train_scale) if net.train_scale else None for net in nets]
+        return {"models": [net.path for net in nets],
+                "replicas": self.strategy.num_replicas_in_sync, "workers": self.workers,
+                "batch_size": self.config.batch_size,
+                "scales": sorted({q for net in nets for q in net.scales}),
+                "model_scales": [net.scales for net in nets],
+                "train_scale": (train_scales[0] if len(set(map(str, train_scales))) == 1
+                                else None),
+                "train_scales": train_scales,
+                "crop_sizes": [net.crop_size for net in nets],
+                "seconds": seconds}
+
+
+def _times(seconds, done):
+    return "; ".join(f"{part} {1000 * s / max(done, 1):.1f} ms/image"
+                     for part, s in seconds.items())
+
+
+def _sum_workers(strategy, scores):
+    """Every protocol's counts summed over the workers (one all-reduce)."""
+    vectors = [score.to_vector() for score in scores.values()]
+    total = batches_lib.sum_across_workers(strategy, np.concatenate(vectors))
+    position = 0
+    for score, vector in zip(scores.values(), vectors, strict=True):
+        score.from_vector(total[position:position + vector.size])
+        position += vector.size
+
+
+class _Net:
+    """One model of the evaluation: its test scales, crop size and the protocols' functions
+    on it (the fully convolutional twin for dense evaluation)."""
+
+    def __init__(self, path, model, crop_size, need_dense):
+        self.path, self.model = path, model
+        self.crop_size = crop_size or int(model.input.shape[1])
+        self.scales = self.train_scale = None
+        if need_dense and "flatten" not in [layer.name for layer in model.layers]:
+            raise errors.UserError(f"dense evaluation of {model.name} needs its layers (a Keras "
+                                   "file or vgg-train model dir), not a SavedModel; use single or "
+                                   "multicrop")
+        net = protocol_lib.as_probabilities(model)
+        conv_net = (protocol_lib.as_probabilities(builder.to_conv_head(model)) if need_dense
+                    else None)
+        self.functions = batches_lib.part_functions(net, conv_net, self.crop_size)
+
+
+def _check_classes(nets, info, num_classes):
+    """The number of classes: given, from the data's metadata, or the models' outputs; models
+    and data must agree."""
+    num_classes = num_classes or info.num_classes
+    for net in nets:
+        outputs = net.model.output.shape[-1]
+        if num_classes and outputs != num_classes:
+            raise errors.UserError(f"{net.path} predicts {outputs} classes but the data has "
+                                   f"{num_classes} (see --num_classes, --label_offset)")
+    return num_classes or nets[0].model.output.shape[-1]
+
+
+def _assign_scales(nets, scales, train_scale):
+    """Each model's test scales: ``scales`` for all, else §4.2's defaults of ``train_scale`` for
+    all, else of each model's own recorded training scale."""
+    for net in nets:
+        net.train_scale = tuple(train_scale) if train_scale else artifacts.train_scale_of(
+            net.path)
+        served = artifacts.served_test_scale(net.path)
+        if scales:
+            net.scales = list(scales)
+        elif net.train_scale:
+            net.scales = protocol_lib.default_scales(net.train_scale)
+        elif served:  # an export of a net with no training run here: its own Q (torchvision's
+            net.scales = [served]  # tables were measured at 256 before their crop)
+        else:
+            raise errors.UserError(f"give --scales, or --train_scale (no summary.json beside the "
+                                   f"model {net.path} tells it)")
+        if min(net.scales) < net.crop_size:
+            raise errors.UserError(f"test scales {net.scales} must be at least the crop size "
+                                   f"{net.crop_size}")

@@ -1,0 +1,116 @@
+"""What an export serves, and what ``vgg-export`` exports, declared once (``pipelines.settings``):
+``vgg-export`` derives its flags from these declarations, and ``export.export_saved_model`` and
+``export.export_model`` take ``ServingSettings`` as one object.
+"""
+
+import dataclasses
+
+from pipelines import errors
+from pipelines import settings as declared
+from pipelines import storage
+from pipelines.settings import at_least
+from pipelines.settings import setting
+from vgg_keras import artifacts
+from vgg_keras import protocols
+from vgg_keras import settings
+from vgg_keras.nets import configs
+
+DEFAULT_MAX_PIXELS = 40_000_000  # above the largest ImageNet image (~ 33 MP); ~120 MB decoded
+DEFAULT_MIN_SIDE = 32
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServingSettings:
+    """How an export serves: its name, the protocol and test scale, what a request may hold,
+    what it answers, and whose classes it names."""
+
+    model_name: str = setting("vgg", "Sub-folder of --export_dir, and the model's name in TF "
+                                     "Serving.")
+    eval_mode: str = setting(protocols.SINGLE, "The protocol served: single: shorter side to Q, "
+                             "the centre crop (center is its other name); dense: the whole "
+                             "image at Q through the fully convolutional net, with its mirror "
+                             "(§3.2).", choices=(*protocols.SERVED, *protocols.ALIASES))
+    test_scale: int | None = setting(None, "Q (default: from the training scale in "
+                                           "summary.json: S, or (Smin+Smax)/2).",
+                                     check=at_least(1))
+    top_k: int = setting(5, "Classes returned per image.", check=at_least(1))
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Images whose header declares more pixels are "
+                                                  "refused before decoding.", check=at_least(1))
+    min_side: int = setting(DEFAULT_MIN_SIDE, "Images with a shorter side below this are "
+                                              "refused.", check=at_least(1))
+    full_probabilities: bool = setting(False, "Also return every class's probability.")
+    data_dir: str | None = setting(None, "Shards whose dataset_info.json names the classes "
+                                         "(default: as recorded by vgg-train).")
+
+    def check(self):
+        """Raises ``UserError`` for a value that cannot work, reading no file."""
+        declared.check_settings(self)
+        if self.data_dir:
+            storage.check_filesystem(self.data_dir, "--data_dir")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportConfig(ServingSettings):
+    """``vgg-export``: a trained net (``model``), or a net with published weights (``config``
+    and ``weights``), served as ``ServingSettings`` say, written under ``export_dir``."""
+
+    export_dir: str = setting(help="Base folder of the exports.")
+    model: str | None = setting(None, "vgg-train model dir, Keras file from it, or checkpoint "
+                                      "(MODEL_DIR/checkpoints/best/ckpt-N).")
+    config: str = setting("D", "With --weights: the net (A, B, D, E or a -BN variant).")
+    weights: str | None = setting(None, "Instead of --model, a net with published weights: "
+                                        "keras_applications=PATH (D, E), torchvision=PATH or "
+                                        "timm=PATH (.safetensors, or .pth with torch "
+                                        "installed).")
+    crop_size: int = setting(configs.CROP_SIZE, "With --weights: the input side the weights "
+                                                "were trained at (their fc1 reads its map).",
+                             check=at_least(1))
+
+    def serving(self):
+        """The ``ServingSettings`` part."""
+        names = {field.name for field in dataclasses.fields(ServingSettings)}
+        return ServingSettings(**{name: getattr(self, name) for name in names})
+
+    def weights_source(self):
+        """``(kind, path)`` of ``weights``."""
+        return settings.weights_source(self.weights, configs.WEIGHT_KINDS, "--weights")
+
+    def validate(self, check_files=True):
+        """Raises ``UserError`` for a value that cannot work; with ``check_files``, for a model
+        or weights file that is not there."""
+        self.check()
+        if bool(self.model) == bool(self.weights):
+            raise errors.UserError("--export_dir is required, with --model (a trained net) or "
+                                   "--config and --weights (a net with published weights)")
+        if self.weights:
+            if self.weights_source()[1] is None:
+                raise errors.UserError(f"--weights must be KIND=PATH, KIND one of "
+                                       f"{', '.join(configs.WEIGHT_KINDS)}; got "
+                                       f"{self.weights!r}")
+            with errors.user_input():
+                configs.resolve_config(self.config)
+        for name in ("model", "export_dir"):
+            if getattr(self, name):
+                storage.check_filesystem(getattr(self, name), f"--{name}")
+        if check_files and not (artifacts.exists(self.model) if self.model else
+                                storage.exists(self.weights_source()[1])):
+            source = self.model or self.weights_source()[1]
+            raise errors.UserError(f"{source} does not exist: give --model a vgg-train model "
+                                   "dir, a Keras file or a checkpoint, or --weights=KIND=PATH "
+                                   "a published weights file")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    """``vgg-predict``: the export whose serving signature classifies the images, and how the
+    answers are printed."""
+
+    model: str = setting(help="Export folder: EXPORT_DIR/<model_name> or one of its versions.")
+    json: bool = setting(False, "Print one JSON object per image instead of a table.")
+
+    def validate(self, images):
+        """Raises ``UserError`` for paths of no filesystem TensorFlow reads, or no image."""
+        if not images:
+            raise errors.UserError("usage: vgg-predict --model=EXPORT_DIR/<model_name> IMAGE...")
+        for what, path in [("--model", self.model), *(("an image", p) for p in images)]:
+            storage.check_filesystem(path, what)
