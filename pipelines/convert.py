@@ -27,6 +27,7 @@ from pipelines import images
 from pipelines import progress as progress_lines
 from pipelines import schema
 from pipelines import storage
+from pipelines import tf_runtime
 
 STATE_DIR = ".convert_state"
 # "apply": a photo stored sideways with an EXIF orientation is turned upright; "keep": the pixels
@@ -34,6 +35,12 @@ STATE_DIR = ".convert_state"
 EXIF_ORIENTATIONS = ("apply", "keep")
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines off a terminal
 MANIFEST_VERSION = 2  # 2: each shard's size_bytes
+# Splits with fewer inputs per shard than this are judged image by image before their shards are
+# planned, so that every shard gets images: a few skipped inputs could empty a shard of a few.
+# (Larger shards are planned at once: judging costs a second read of every input; a shard that
+# still ends empty is dropped, and the others renumbered, before the manifest.)
+JUDGED_BELOW = 64
+IN_PROCESS_BELOW = 512  # inputs judged without starting worker processes
 _LOG = logging.getLogger("vgg_keras.convert")
 
 
@@ -114,16 +121,26 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
         raise errors.UserError(_no_images(plan, plan.skipped))
     output = str(output_dir)
     storage.check_filesystem(output, "--output_dir")
+    storage.check_folder(output, "--output_dir")
+    requested = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
+    settings = Settings(output, tuple(plan.labels), tuple(plan.label_text), max_pixels,
+                        max_shorter_side, exif_orientation)
+    fraction = plan.source.get("validation_fraction") or 0.0
+    plan = judged(plan, settings, [split for split, entries in plan.entries.items()
+                                   if fraction or len(entries) < JUDGED_BELOW *
+                                   requested.get(split, 1)], num_workers, progress)
+    if fraction:
+        plan = split_by_class(plan, fraction)
+    if not plan.total_entries():
+        raise errors.UserError(_no_images(plan, plan.skipped))
     existed = storage.exists(output)
     storage.makedirs(output)
-    requested = dict(schema.DEFAULT_SHARDS, **(num_shards or {}))
     num_shards = {split: min(requested[split], len(entries))
-                  for split, entries in plan.entries.items()}
+                  for split, entries in plan.entries.items() if entries}
+    plan = dataclasses.replace(plan, entries={split: plan.entries[split] for split in num_shards})
     for split in sorted(split for split in num_shards if num_shards[split] < requested[split]):
         _LOG.info("%s: %d shards instead of %d (one per image: %d images)", split,
                   num_shards[split], requested[split], len(plan.entries[split]))
-    settings = Settings(output, tuple(plan.labels), tuple(plan.label_text), max_pixels,
-                        max_shorter_side, exif_orientation)
     tasks = [ShardTask(split, index, num_shards[split], shard)
              for split in sorted(plan.entries)
              for index, shard in enumerate(assign_shards(plan.entries[split],
@@ -139,14 +156,78 @@ def convert(plan, output_dir, *, num_shards=None, num_workers=None, seed=0,
     _LOG.info("%d shards to write, %d already complete", len(todo), len(reports))
     for report in _run(todo, settings, boxes or {}, num_workers, progress):
         reports[report["file"]] = report
-    manifest = _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed,
-                         settings, requested)
+    tasks, reports, dropped = _without_empty_shards(output, tasks, reports)
+    manifest = _manifest(plan, tasks, reports, bbox_problems, arguments, seed, settings,
+                         requested, dropped)
     if not any(split["num_examples"] for split in manifest["splits"].values()):
         _remove_conversion(output, tasks, existed)
         raise errors.UserError(_no_images(plan, manifest["skipped"]))
     # The manifest last: it marks a finished conversion (resume state and shards come before).
     storage.write_atomic(storage.join(output, schema.MANIFEST), json.dumps(manifest, indent=1))
     return manifest
+
+
+def judged(plan, settings, splits, num_workers=None, progress=None):
+    """``plan`` with the inputs of ``splits`` that do not convert moved to its skipped ones (with
+    their reasons): each read and judged as its shard will judge it (``images.prepare_image``),
+    by the converter's workers."""
+    entries = [entry for split in splits for entry in plan.entries[split]]
+    if not entries:
+        return plan
+    reasons = dict(zip((entry.path for entry in entries),
+                       _in_workers(judge, entries, settings, num_workers, progress, "checked"),
+                       strict=True))
+    kept = {split: [e for e in found if reasons.get(e.path) is None]
+            for split, found in plan.entries.items()}
+    skipped = [{"split": e.split, "path": e.path, "reason": reasons[e.path], "synset": e.synset}
+               for e in entries if reasons[e.path] is not None]
+    return dataclasses.replace(plan, entries=kept, skipped=[*plan.skipped, *skipped])
+
+
+def split_by_class(plan, fraction):
+    """Holds out ``round(fraction · n)`` of each class's n training inputs for validation (at
+    least one, and not all, where n >= 2), chosen by a hash of each file's name: the same split
+    on every run and machine, and the fraction of each class."""
+    from pipelines import sources
+
+    by_class = collections.defaultdict(list)
+    for entry in plan.entries.get("train", []):
+        by_class[entry.label].append(entry)
+    entries = {"train": [], "validation": []}
+    for label in sorted(by_class):
+        found = sorted(by_class[label], key=lambda e: (sources.hash_fraction(e.path), e.path))
+        count = len(found)
+        held = min(count - 1, max(1, round(fraction * count))) if count >= 2 else 0
+        entries["validation"] += [dataclasses.replace(e, split="validation")
+                                  for e in found[:held]]
+        entries["train"] += found[held:]
+    return dataclasses.replace(plan, entries=entries)
+
+
+def _without_empty_shards(output, tasks, reports):
+    """``(tasks, reports, dropped reports)`` with the shards that hold no image removed and the
+    others of their split renumbered (``-of-N`` is the count written), their files renamed;
+    any other shard-named file (a renumbering a killed run left half done) removed, so that the
+    folder holds exactly the manifest's shards."""
+    kept_tasks, kept_reports = [], {}
+    dropped = [reports[t.name] for t in tasks if not reports[t.name]["num_examples"]]
+    for split in sorted({t.split for t in tasks}):
+        full = [t for t in tasks if t.split == split and reports[t.name]["num_examples"]]
+        for index, task in enumerate(full):
+            renamed = dataclasses.replace(task, index=index, num_shards=len(full))
+            report = dict(reports[task.name], file=renamed.name)
+            if renamed.name != task.name:
+                storage.replace(storage.join(output, task.name),
+                                storage.join(output, renamed.name))
+                storage.write_atomic(storage.join(output, STATE_DIR, f"{renamed.name}.json"),
+                                     json.dumps(report))
+            kept_tasks.append(renamed)
+            kept_reports[renamed.name] = report
+    for split in {t.split for t in tasks}:
+        for path in storage.glob(storage.join(output, schema.shard_pattern(split))):
+            if storage.basename(path) not in kept_reports:
+                storage.remove(path)
+    return kept_tasks, kept_reports, dropped
 
 
 def _no_images(plan, skipped):
@@ -188,7 +269,8 @@ def _claim(output, plan, settings, num_shards, seed, boxes):
     }
     marker = storage.join(state, "conversion.json")
     if storage.exists(marker):
-        if storage.read_json(marker) != identity:
+        if storage.read_json(marker, written_by="vgg-convert", fix=f"delete {state} to start "
+                             "this conversion over") != identity:
             raise errors.UserError(
                 f"{output} holds shards of a different conversion (other inputs, shard counts, "
                 "seed or image settings); use an empty --output_dir")
@@ -205,7 +287,8 @@ def _claim(output, plan, settings, num_shards, seed, boxes):
 
 
 def _finished_report(output, state, task):
-    report = storage.read_json(storage.join(state, f"{task.name}.json"))
+    report = storage.read_json(storage.join(state, f"{task.name}.json"),
+                               damaged=None)  # the shard is written again
     if report is None:
         return None
     shard = storage.join(output, task.name)
@@ -255,11 +338,42 @@ def _run(todo, settings, boxes, num_workers, show_progress):
         meter.close(extra=f"{shards}/{len(todo)} shards")
 
 
+def _in_workers(function, items, settings, num_workers, show_progress, label):
+    """``function`` of each of ``items`` in the converter's worker processes (``_init_worker``),
+    the results in order, with a progress line."""
+    # A few hundred inputs are judged sooner here than processes can start.
+    workers = 1 if len(items) < IN_PROCESS_BELOW else max(
+        1, min(num_workers or os.cpu_count() or 1, len(items)))
+    meter = progress_lines.Progress(len(items), label=label, unit="inputs", show=show_progress,
+                                    interval=PROGRESS_INTERVAL)
+    counter = multiprocessing.get_context("spawn").Value("q", 0)
+    try:
+        if workers == 1:
+            _init_worker(settings, {}, counter, tensorflow=False)
+            results = []
+            for item in items:
+                results.append(function(item))
+                meter.update(counter.value)
+            return results
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker,
+                          initargs=(settings, {}, counter, None, False)) as pool:
+            pending = pool.map_async(function, items, chunksize=max(1, len(items) // (8 * workers)))
+            while not pending.ready():
+                pending.wait(1.0)
+                meter.update(counter.value)
+            return pending.get()
+    finally:
+        meter.update(counter.value)
+        meter.close()
+
+
 _WORKER = {}
 
 
-def _init_worker(settings, boxes, counter, on_image=None):
-    import tensorflow  # noqa: F401 - imported once per worker, before its first shard
+def _init_worker(settings, boxes, counter, on_image=None, tensorflow=True):
+    if tensorflow:  # once per worker, before its first shard, as quiet as the program
+        tf_runtime.start()
 
     _WORKER.clear()
     _WORKER.update(settings=settings, boxes=boxes, files={}, counter=counter,
@@ -292,6 +406,19 @@ def _read(entry):
     if len(data) != entry.size:
         raise images.BadImage(f"file shorter than its {entry.size} bytes ({len(data)} read)")
     return data
+
+
+def judge(entry):
+    """Why an input does not convert (the reason its shard would record), or None."""
+    settings = _WORKER["settings"]
+    _count_image()
+    try:
+        images.prepare_image(_read(entry), max_pixels=settings.max_pixels,
+                             max_shorter_side=settings.max_shorter_side,
+                             apply_orientation=settings.exif_orientation == "apply")
+    except images.BadImage as error:
+        return str(error)
+    return None
 
 
 def write_shard(task):
@@ -342,14 +469,16 @@ def write_shard(task):
 
 
 
-def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, settings,
-              requested):
-    """Builds ``dataset_info.json``: labels, per-split counts and shards, skipped and repaired."""
+def _manifest(plan, tasks, reports, bbox_problems, arguments, seed, settings, requested,
+              dropped=()):
+    """Builds ``dataset_info.json``: labels, per-split counts and shards, skipped and repaired
+    (those of ``dropped`` shards, which ended empty, too)."""
     skipped = list(plan.skipped)
     repaired = []
     splits = {}
     for split in sorted(plan.entries):
-        split_reports = [reports[t.name] for t in tasks if t.split == split]
+        shard_reports = [reports[t.name] for t in tasks if t.split == split]
+        split_reports = shard_reports + [r for r in dropped if r["split"] == split]
         per_class = {synset: 0 for synset in plan.labels}
         for report in split_reports:
             for synset, count in report["per_class"].items():
@@ -367,7 +496,7 @@ def _manifest(plan, tasks, reports, bbox_problems, arguments, num_shards, seed, 
             "per_class": per_class,
             "shards": [{"file": r["file"], "num_examples": r["num_examples"],
                         "size_bytes": r["size_bytes"], "sha256": r["sha256"]}
-                       for r in split_reports],
+                       for r in shard_reports],
         }
     order = lambda record: (record["split"], record["path"], record["reason"])  # noqa: E731
     return {

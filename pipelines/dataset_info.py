@@ -156,7 +156,7 @@ def read_info(source):
             f"{schema.shard_pattern('validation')} from vgg-convert or slim, or a tfds folder)")
     first = next(paths[0] for paths in files.values() if paths)
     folder = storage.dirname(first)
-    metadata = storage.read_json(os.path.join(folder, schema.MANIFEST))  # ours, or tfds's namesake
+    metadata = _read_manifest(folder)  # ours, or tfds's namesake
     if isinstance(metadata, dict) and isinstance(metadata.get("splits"), list):
         return _tfds_info(source, files, folder)
     if isinstance(metadata, dict) and "num_classes" in metadata:
@@ -169,10 +169,16 @@ def read_info(source):
 def read_manifest(folder):
     """Our converter's whole manifest (``dataset_info.json``: counts, label map, shards, every
     skipped and repaired input), or None where there is none (or it is tfds's namesake)."""
-    manifest = storage.read_json(os.path.join(folder, schema.MANIFEST))
+    manifest = _read_manifest(folder)
     if isinstance(manifest, dict) and "num_classes" in manifest:
         return manifest
     return None
+
+
+def _read_manifest(folder):
+    return storage.read_json(os.path.join(folder, schema.MANIFEST),
+                             written_by="vgg-convert (or tfds)",
+                             fix="convert the data again into an empty --output_dir")
 
 
 def count_records(files):

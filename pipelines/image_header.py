@@ -99,6 +99,21 @@ def kind_op(encoded):
     return kind
 
 
+JPEG_TAIL = 1024  # bytes at a JPEG's end in which its end marker must stand (padding allowed)
+
+
+def jpeg_ended_op(encoded):
+    """TensorFlow: whether a JPEG's end-of-image marker (FF D9) stands in its last
+    ``JPEG_TAIL`` bytes. A JPEG cut short lacks it (its decoder's error would name no image of
+    a batch); writers that pad after it stay within the tail."""
+    import tensorflow as tf
+
+    length = tf.strings.length(encoded)
+    start = tf.maximum(length - JPEG_TAIL, 0)
+    tail = tf.strings.bytes_split(tf.strings.substr(encoded, start, length - start))
+    return tf.reduce_any(tf.logical_and(tail[:-1] == b"\xff", tail[1:] == b"\xd9"))
+
+
 def header_bytes_op(kind):
     """TensorFlow: the bytes a header of ``kind`` needs (0 for JPEG and unknown kinds, whose
     decoders judge truncation themselves)."""

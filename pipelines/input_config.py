@@ -15,6 +15,10 @@ from pipelines import errors
 CROP_SIZE = 224  # §2.1: "a fixed-size 224 × 224 RGB image"
 TRAIN_SCALE = (256, 256)  # §3.1: S = 256, the first of the paper's fixed training scales
 TEST_SCALE = 256  # §4.1: Q = S; also slim's and Keras' "resize to 256, crop 224" without an S
+# The two inputs evaluation reads (pipelines.inputs.make_eval_dataset): batches of centre crops,
+# or each image whole at Q (for the fully convolutional net and the multi-crop grid, which take
+# their own views of it).
+CENTER_CROPS, WHOLE_IMAGES = "center_crops", "whole_images"
 
 
 def parse_scale(value, flag="--scale"):

@@ -30,9 +30,7 @@ from pipelines import storage
 from pipelines.input_config import InputConfig  # noqa: F401 - part of this module's API
 
 AUTOTUNE = tf.data.AUTOTUNE
-# The two inputs evaluation reads: batches of centre crops, or each image whole at Q (for the
-# fully convolutional net and the multi-crop grid, which take their own views of it).
-CENTER_CROPS, WHOLE_IMAGES = "center_crops", "whole_images"
+CENTER_CROPS, WHOLE_IMAGES = input_config.CENTER_CROPS, input_config.WHOLE_IMAGES
 INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
 
 

@@ -4,9 +4,12 @@ export import.
 Compatible with the shards that slim's ``build_imagenet_data.py``, tf_cnn_benchmarks and Model
 Garden read: the same feature keys, labels 1..N with 0 reserved (``label_offset`` 1), and
 ``train-%05d-of-%05d`` / ``validation-%05d-of-%05d`` shard names.
+
+TensorFlow (whose ``tf.train.Example`` the records are) is imported when a record is first made:
+the names and keys are read by programs that have not started it yet.
 """
 
-import tensorflow as tf
+import functools
 
 ENCODED = "image/encoded"
 FORMAT = "image/format"
@@ -41,18 +44,25 @@ def shard_pattern(split):
     return f"{split}-?????-of-?????"
 
 
+def _train():
+    import tensorflow as tf
+
+    return tf.train
+
+
 def _bytes(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    return _train().Feature(bytes_list=_train().BytesList(value=values))
 
 
 def _ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return _train().Feature(int64_list=_train().Int64List(value=values))
 
 
 def _floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return _train().Feature(float_list=_train().FloatList(value=values))
 
 
+@functools.cache
 def _constant_features():
     # Built once: most features are the same for every image (and the boxes are usually
     # absent), and protobuf construction is a visible share of the converter's time.
@@ -67,9 +77,6 @@ def _constant_features():
         BBOX_YMAX: empty_floats,
         BBOX_LABEL: empty_ints,
     }
-
-
-_CONSTANT_FEATURES = _constant_features()
 
 
 def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()):
@@ -87,7 +94,7 @@ def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()
     Serialization is deterministic (``deterministic=True``): the feature map would otherwise be
     written in a different order from one process to the next, and shards would differ.
     """
-    features = dict(_CONSTANT_FEATURES)
+    features = dict(_constant_features())
     features.update({
         ENCODED: _bytes([jpeg]),
         FILENAME: _bytes([filename.encode()]),
@@ -102,5 +109,5 @@ def make_example(*, jpeg, filename, height, width, label, synset, text, boxes=()
         features.update({BBOX_XMIN: _floats(xmin), BBOX_YMIN: _floats(ymin),
                          BBOX_XMAX: _floats(xmax), BBOX_YMAX: _floats(ymax),
                          BBOX_LABEL: _ints([label] * len(boxes))})
-    example = tf.train.Example(features=tf.train.Features(feature=features))
+    example = _train().Example(features=_train().Features(feature=features))
     return example.SerializeToString(deterministic=True)

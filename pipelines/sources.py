@@ -134,9 +134,10 @@ def find_image_folder(image_folder, validation_fraction=0.0):
     """Returns the plan for ``DIR/<class>/…`` or ``DIR/train/<class>`` + ``DIR/val/<class>``.
 
     Classes are the sorted folder names (of ``train/`` in the split layout), hidden and system
-    folders left out (``is_litter``). A single folder is split by ``validation_fraction``,
-    deterministically by file name. Every other file is an input, judged by its content when
-    the shards are written: its extension decides nothing.
+    folders left out (``is_litter``). A single folder's inputs all come as "train", and the
+    converter holds out ``validation_fraction`` of each class's images that convert
+    (``convert.split_by_class``), deterministically by file name. Every other file is an input,
+    judged by its content when the shards are written: its extension decides nothing.
     """
     root = str(image_folder).rstrip("/") or "/"
     storage.check_filesystem(root, "--image_folder")
@@ -169,13 +170,10 @@ def find_image_folder(image_folder, validation_fraction=0.0):
         if not 0.0 <= validation_fraction < 1.0:
             raise errors.UserError(f"--validation_fraction must be in [0, 1), got "
                                    f"{validation_fraction}")
-        found = _index_class_folders(root, "train", label_of, skipped, root, ignored)
-        entries = {"train": [], "validation": []}
-        for entry in found:
-            split = "validation" if hash_fraction(entry.path) < validation_fraction else "train"
-            entries[split].append(dataclasses.replace(entry, split=split))
-        if validation_fraction == 0.0:
-            del entries["validation"]
+        # Split by the converter, class by class, over the inputs that convert (a fraction of
+        # the files found would not be one of each class's images: convert.split_by_class).
+        entries = {"train": _index_class_folders(root, "train", label_of, skipped, root,
+                                                 ignored)}
     source = {"image_folder": root, "layout": "train/val" if split_layout else "single",
               "validation_fraction": validation_fraction}
     return Plan(classes, list(classes), entries, skipped, source, sorted(ignored))

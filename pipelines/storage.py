@@ -87,6 +87,14 @@ def check_filesystem(path, what="path"):
             f"with {provider}") from None
 
 
+def check_folder(path, what="path"):
+    """Raises ``UserError`` if ``path`` exists and is not a folder (a program would write into
+    it as one)."""
+    if exists(path) and not isdir(path):
+        raise errors.UserError(f"{what}={path} is a file, not a folder: give a folder (it is "
+                               "made where missing)")
+
+
 def absolute(path):
     """A local path made absolute; a URL as it is."""
     return str(path) if is_url(path) else os.path.abspath(path)
@@ -258,11 +266,31 @@ def read_text(path):
     return read_bytes(path).decode("utf-8")
 
 
-def read_json(path, default=None):
-    """The JSON value in ``path``, or ``default`` if there is no such file."""
+_DAMAGED = object()
+
+
+def read_json(path, default=None, *, written_by=None, fix=None, damaged=_DAMAGED):
+    """The JSON value in ``path``, or ``default`` if there is no such file; every JSON file the
+    project reads is read here.
+
+    A file that does not parse (cut short, overwritten, not UTF-8) is ``damaged`` where the
+    caller can do without it (a cache, a marker of work to redo); else it is the user's to
+    mend: one line naming the file, what wrote it (``written_by``) and the ``fix``.
+
+    Raises:
+        UserError: for a damaged file and no ``damaged`` value.
+    """
     if not exists(path):
         return default
-    return json.loads(read_text(path))
+    try:
+        return json.loads(read_text(path))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        if damaged is not _DAMAGED:
+            return damaged
+        writer = f", written by {written_by}," if written_by else ""
+        raise errors.UserError(
+            f"{path} is damaged{writer} and cannot be read ({error}): "
+            f"{fix or 'restore it from a copy, or write it again'}") from None
 
 
 def sha256(path, chunk=1 << 20):

@@ -9,10 +9,15 @@ waits and reads it. Tests never change a shared folder: they copy it first.
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as our programs start TensorFlow
+# oneDNN's kernels off, as TensorFlow has them on this project's machines, whatever the CPU (on
+# AVX-512 CPUs TensorFlow turns them on by default); the distributed evaluation and training
+# tests run with them on too, in interpreters of their own.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest  # noqa: E402
 
@@ -37,6 +42,12 @@ REFERENCE_RUN = dict(TINY_RUN, batch_size=8, train_epochs=3, deterministic=True,
                      distribution_strategy="one_device")
 REFERENCE_FLAGS = [*TINY_FLAGS, "--batch_size=8", "--train_epochs=3", "--deterministic",
                    "--distribution_strategy=one_device"]
+
+# What a line of TensorFlow's, Keras' or absl's own logs looks like (C++ and Python): none is
+# printed by our programs unless asked for (--verbose, --tf_log_level).
+LIBRARY_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|(INFO|WARNING|ERROR):"
+                          r"(tensorflow|absl)|.*(cuda|cuInit|oneDNN|cpu_feature_guard|"
+                          r"UserWarning|rebuild TensorFlow))")
 
 BUDGET_MINUTES = 15  # `make test` on 2 cores (BUILD.md, "Tests")
 # The longest modules, longest first (seconds on 2 cores, from --durations): they start first, so

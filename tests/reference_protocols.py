@@ -24,14 +24,15 @@ def grid_crops(image, crop, grid=GRID):
     return np.stack(crops + [c[:, ::-1] for c in crops])
 
 
-def image_parts(model, conv_model, image, crop):
-    """``{protocol: probabilities}`` of one image at one scale."""
-    def predict(net, batch):
-        return net.predict(np.asarray(batch), verbose=0)
+def image_parts(model, conv_model, image, crop, parts):
+    """``{protocol: probabilities}`` of one image at one scale, for ``parts``."""
+    def predict(net, batch):  # the model called on the batch itself, in inference mode
+        return np.asarray(net(np.asarray(batch), training=False))
 
-    return {"single": predict(model, center_crop(image, crop)[None])[0],
-            "multicrop": predict(model, grid_crops(image, crop)).mean(axis=0),
-            "dense": predict(conv_model, np.stack([image, image[:, ::-1]])).mean(axis=0)}
+    views = {"single": lambda: predict(model, center_crop(image, crop)[None])[0],
+             "multicrop": lambda: predict(model, grid_crops(image, crop)).mean(axis=0),
+             "dense": lambda: predict(conv_model, np.stack([image, image[:, ::-1]])).mean(axis=0)}
+    return {part: views[part]() for part in parts}
 
 
 def probabilities(models, data, protocols, *, label_offset, num_classes):
@@ -43,16 +44,20 @@ def probabilities(models, data, protocols, *, label_offset, num_classes):
                   inputs.make_eval_dataset(data, mode=inputs.WHOLE_IMAGES, test_scale=q,
                                            label_offset=label_offset, num_classes=num_classes)]
               for q in scales}
-    conv = [vgg_keras.to_conv_head(model) for model, _ in models]
+    parts = {"dense", "multicrop"} if "dense+multicrop" in protocols else set()
+    parts |= set(protocols) - {"dense+multicrop"}
+    conv = [vgg_keras.to_conv_head(model) if "dense" in parts else None for model, _ in models]
     rows, labels = {p: [] for p in protocols}, [label for _, label in images[scales[0]]]
     for index in range(len(labels)):
         per_model = []
         for (model, qs), conv_model in zip(models, conv, strict=True):
             crop = int(model.input.shape[1])
-            parts = [image_parts(model, conv_model, images[q][index][0], crop) for q in qs]
-            per_model.append({k: np.mean([p[k] for p in parts], axis=0) for k in parts[0]})
-        fused = {k: np.mean([p[k] for p in per_model], axis=0) for k in per_model[0]}
-        fused["dense+multicrop"] = (fused["dense"] + fused["multicrop"]) / 2
+            found = [image_parts(model, conv_model, images[q][index][0], crop, parts)
+                     for q in qs]
+            per_model.append({k: np.mean([p[k] for p in found], axis=0) for k in parts})
+        fused = {k: np.mean([p[k] for p in per_model], axis=0) for k in parts}
+        if "dense+multicrop" in protocols:
+            fused["dense+multicrop"] = (fused["dense"] + fused["multicrop"]) / 2
         for protocol in protocols:
             rows[protocol].append(fused[protocol])
     return {p: np.stack(r) for p, r in rows.items()}, labels

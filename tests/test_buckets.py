@@ -96,8 +96,9 @@ def test_the_whole_job_on_ram(reference_run, tmp_path):
     results = evaluate([model_dir], f"{root}/data", protocols=["single", "dense"],
                                   scales=[40], output_dir=f"{root}/eval")
     assert storage.read_json(f"{root}/eval/results.json")["dense"] == results["dense"]
-    assert storage.listdir(f"{root}/eval") == ["per_class_accuracy.csv", "results.csv",
-                                               "results.json"]
+    assert sorted(storage.listdir(f"{root}/eval")) == [
+        "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.csv",
+        "predictions.csv", "results.csv", "results.json"]
 
     first = export.export_saved_model(model_dir, f"{root}/exports")
     second = export.export_saved_model(model_dir, f"{root}/exports",

@@ -11,6 +11,7 @@ import pytest
 
 import vgg_keras
 from tests import programs
+from tests.conftest import LIBRARY_LINE
 from tests.conftest import write_shards
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
@@ -33,6 +34,7 @@ train.run()
 
 
 def _cases(root, data, model_dir, empty):
+    damaged = _damaged(root, data, model_dir)
     truncated = root / "truncated"
     shutil.copytree(data, truncated)
     victim = truncated / "train-00001-of-00004"
@@ -73,14 +75,13 @@ def _cases(root, data, model_dir, empty):
                                  "again"),
         "evaluate_model_dir_without_model": (
             ["vgg-evaluate", f"--model={empty}", f"--data_dir={data}", "--scales=40"],
-            f"no Keras model at {empty / 'model.keras'}: give a vgg-train model dir whose run "
-            "has finished"),
+            f"no model in {empty}: neither model.keras (a finished run) nor a checkpoint"),
         "export_model_dir_without_model": (
             ["vgg-export", f"--model={empty}", f"--export_dir={root / 'exports'}"],
-            f"no Keras model at {empty / 'model.keras'}"),
+            f"no model in {empty}: neither model.keras"),
         "predict_export_without_versions": (
             ["vgg-predict", f"--model={empty}", "cat.jpg"],
-            f"{empty} is neither a SavedModel nor a folder of numbered versions: give an export"),
+            f"no model in {empty}: neither model.keras (a finished run) nor a checkpoint"),
         "describe_unknown_config": (["vgg-describe", "--configs=F"],
                                     "unknown VGG configuration 'F'; valid: A, A-LRN"),
         "convert_missing_folder": (["vgg-convert", f"--raw_data_dir={root / 'nowhere'}",
@@ -97,7 +98,55 @@ def _cases(root, data, model_dir, empty):
                                         "--distribution_strategy=tpu", "--tpu=local"],
                                        f"--data_dir={data}: a TPU's workers read only buckets "
                                        "(gs://...), not this machine's disk"),
+        # Required flags missing: absl's usage error, one line (a scheduler must not retry).
+        "train_without_model_dir": (["vgg-train", f"--data_dir={data}"],
+                                    "--model_dir is required; `vgg-train --help` lists its "
+                                    "flags"),
+        "evaluate_without_flags": (["vgg-evaluate"], "--model is required"),
+        "export_without_flags": (["vgg-export"], "--export_dir is required"),
+        "predict_without_flags": (["vgg-predict"], "--model is required"),
+        "convert_without_flags": (["vgg-convert"], "give exactly one of --raw_data_dir and "
+                                                   "--image_folder"),
+        "data_service_bad_port": (["vgg-data-service", "--port=0"], "port must be >= 1"),
+        # Damaged files, each named with what wrote it.
+        "train_damaged_manifest": (
+            [*train("damaged"), f"--data_dir={damaged['data']}"],
+            f"{damaged['data'] / 'dataset_info.json'} is damaged, written by vgg-convert (or "
+            "tfds), and cannot be read"),
+        "train_damaged_run_json": (
+            [*train("x"), f"--data_dir={data}", f"--model_dir={damaged['run']}"],
+            f"{damaged['run'] / 'run.json'} is damaged, written by vgg-train, and cannot be "
+            "read"),
+        "evaluate_damaged_summary": (
+            ["vgg-evaluate", f"--model={damaged['summary']}", f"--data_dir={data}",
+             "--num_classes=4"],
+            f"{damaged['summary'] / 'summary.json'} is damaged, written by vgg-train"),
+        "evaluate_truncated_keras_file": (
+            [*evaluate[:1], f"--model={damaged['keras']}", *evaluate[2:]],
+            f"{damaged['keras'] / 'model.keras'} is not a Keras file that loads"),
+        "train_model_dir_is_a_file": (
+            [*train("y"), f"--data_dir={data}", f"--model_dir={damaged['file']}"],
+            f"--model_dir={damaged['file']} is a file, not a folder"),
     }
+
+
+def _damaged(root, data, model_dir):
+    """A copy of the data whose manifest is cut short, and model dirs with a run.json, a
+    summary.json or a model.keras damaged; a file where a folder belongs."""
+    found = {name: root / "damaged" / name for name in ("data", "run", "summary", "keras")}
+    shutil.copytree(data, found["data"])
+    manifest = found["data"] / "dataset_info.json"
+    manifest.write_text(manifest.read_text()[:200])
+    found["run"].mkdir()
+    (found["run"] / "run.json").write_text('{"version": 1, "settings": {')
+    for name in ("summary", "keras"):
+        shutil.copytree(model_dir, found[name])
+    (found["summary"] / "summary.json").write_text("{\"scale\": [40, 4")
+    keras_file = found["keras"] / "model.keras"
+    keras_file.write_bytes(keras_file.read_bytes()[:5000])
+    found["file"] = root / "damaged" / "a_file"
+    found["file"].write_text("not a folder")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +184,11 @@ CASES = ["train_label_offset", "evaluate_label_offset", "train_missing_data_dir"
          "train_corrupt_record",
          "evaluate_model_dir_without_model", "export_model_dir_without_model",
          "predict_export_without_versions", "describe_unknown_config", "convert_missing_folder",
-         "train_unknown_scheme", "predict_unknown_scheme", "train_tpu_with_local_paths"]
+         "train_unknown_scheme", "predict_unknown_scheme", "train_tpu_with_local_paths",
+         "train_without_model_dir", "evaluate_without_flags", "export_without_flags",
+         "predict_without_flags", "convert_without_flags", "data_service_bad_port",
+         "train_damaged_manifest", "train_damaged_run_json", "evaluate_damaged_summary",
+         "evaluate_truncated_keras_file", "train_model_dir_is_a_file"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -143,8 +196,9 @@ def test_a_users_error_is_one_line_and_exit_status_1(ran, case):
     command, expected, returncode, stderr = ran[case]
     assert returncode == 1, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{command[0]}: ") and expected in last, last
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith(f"{command[0]}: ") and expected in lines[-1], lines[-1]
+    assert not [line for line in lines if LIBRARY_LINE.match(line)], stderr[-3000:]
 
 
 def test_a_bug_keeps_its_traceback_and_asks_to_be_reported(ran):

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import convert
+from pipelines import dataset_info
 from pipelines import imagenet_labels
 from pipelines import schema
 from pipelines import sources
@@ -182,7 +183,7 @@ def test_extracted_layout_round_trip(tmp_path):
                      lambda s: SYNSETS.index(s) + 1)
 
 
-def test_image_folder_round_trip_and_split_by_name(tmp_path):
+def test_image_folder_round_trip_and_split_by_class(tmp_path):
     files = generate(tmp_path / "data", "image_folder", synsets=("cat", "dog", "fox"))
     (tmp_path / "data" / "cat" / "notes.txt").write_text("not an image")
     (tmp_path / "data" / "README.md").write_text("top-level file")
@@ -199,10 +200,13 @@ def test_image_folder_round_trip_and_split_by_name(tmp_path):
             split_of[record[schema.FILENAME].decode()] = split
     stored = [f for f in files if f.kind not in synthetic.SKIPPED_KINDS]
     assert len(split_of) == len(stored)
-    for f in stored:
-        assert split_of[os.path.basename(f.path)] == (
-            "validation" if sources.hash_fraction(f.path) < 0.3 else "train")
-    assert 0.15 < sum(s == "validation" for s in split_of.values()) / len(split_of) < 0.45
+    for synset in ("cat", "dog", "fox"):  # round(0.3 n) of each class's n images that convert,
+        mine = sorted((f for f in stored if f.path.startswith(synset + "/")),  # by name's hash
+                      key=lambda f: (sources.hash_fraction(f.path), f.path))
+        held = min(len(mine) - 1, max(1, round(0.3 * len(mine))))
+        assert [split_of[os.path.basename(f.path)] for f in mine] == (
+            ["validation"] * held + ["train"] * (len(mine) - held)), synset
+        assert manifest["splits"]["validation"]["per_class"][synset] == held
     again = run_convert(sources.find_image_folder(tmp_path / "data", 0.3), tmp_path / "out2")
     assert shard_digests(output) == shard_digests(tmp_path / "out2")
     assert again["splits"] == manifest["splits"]
@@ -459,3 +463,45 @@ def test_fewer_images_than_shards_write_fewer_shards_never_an_empty_one(tmp_path
 
     assert ("train: 10 images written to 10 shards (not the 1024 asked: never an empty shard)"
             in conversion.summarize(manifest))
+
+
+def test_skipped_inputs_never_leave_an_empty_shard(tmp_path):
+    """A folder of photos with a zero-byte and a text file among them, the default shard counts
+    asked: the shards are planned over the inputs that convert (one image each, -of-N true), and
+    a shard that ends empty all the same (an input that changed after it was judged) is dropped
+    and the others renumbered."""
+    generate(tmp_path / "data", "image_folder", synsets=("a", "b"), train_per_class=5,
+             val_per_class=0, problems=False)
+    (tmp_path / "data" / "a" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "data" / "b" / "notes.jpg").write_text("not an image")
+    plan = sources.find_image_folder(tmp_path / "data", validation_fraction=0.2)
+    manifest = convert.convert(plan, tmp_path / "out", num_workers=1, seed=0)
+    for split, count in (("train", 8), ("validation", 2)):
+        names = sorted(p.name for p in (tmp_path / "out").glob(f"{split}-*"))
+        assert names == [f"{split}-{i:05d}-of-{count:05d}" for i in range(count)]
+        assert manifest["splits"][split]["num_examples"] == count
+        assert all(shard["num_examples"] == 1 for shard in manifest["splits"][split]["shards"])
+        assert manifest["splits"][split]["per_class"] == {"a": count // 2, "b": count // 2}
+    assert sorted(s["path"] for s in manifest["skipped"]) == ["a/empty.jpg", "b/notes.jpg"]
+    # A shard that ends empty at its writing is dropped, the others renumbered.
+    again = sources.find_image_folder(tmp_path / "data")
+    victim = sorted(e.path for e in again.entries["train"]
+                    if e.path not in ("a/empty.jpg", "b/notes.jpg"))[0]
+    original = convert.judged
+
+    def judged_then_changed(plan, *arguments, **keywords):  # the file spoils after its check
+        plan = original(plan, *arguments, **keywords)
+        (tmp_path / "data" / victim).write_bytes(b"x" * (tmp_path / "data" / victim).stat().st_size)
+        return plan
+
+    convert.judged = judged_then_changed
+    try:
+        manifest = convert.convert(again, tmp_path / "out2", num_workers=1, seed=0)
+    finally:
+        convert.judged = original
+    names = sorted(p.name for p in (tmp_path / "out2").glob("train-*"))
+    assert names == [f"train-{i:05d}-of-00009" for i in range(9)]
+    assert [s["file"] for s in manifest["splits"]["train"]["shards"]] == names
+    assert any(s["path"] == victim for s in manifest["skipped"])
+    info = dataset_info.read_info(tmp_path / "out2")
+    assert dataset_info.count_records(info.split_files("train")) == 9

@@ -57,3 +57,12 @@ def test_cli_rejects_an_unknown_config():
                           cwd=ROOT, timeout=300)
     assert result.returncode != 0
     assert "unknown VGG configuration 'Z'" in result.stderr
+
+
+def test_describe_counts_a_narrow_net_as_vgg_train_builds_it():
+    """--width and --fc_units, as vgg-train's: the counts of the net a run will train."""
+    row = describe.describe("D", input_size=64, num_classes=5, width=0.125, fc_units=64)
+    widths = [8, 8, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64]
+    convs = sum(9 * a * b + b for a, b in zip([3, *widths[:-1]], widths, strict=True))
+    assert row["parameters"] == convs + (2 * 2 * 64 * 64 + 64) + (64 * 64 + 64) + (64 * 5 + 5)
+    assert row["weight_layers"] == 16

@@ -1,14 +1,21 @@
 """The test protocols, each against numbers computed independently here."""
 
+import csv
+import io
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import vgg_keras
+from pipelines import errors
 from pipelines import inputs
 from tests import programs
 from tests import reference_protocols as reference
@@ -60,8 +67,8 @@ def test_error_table_matches_per_image_predictions(setup, tmp_path):
     assert saved["single"] == results["single"]
     assert (tmp_path / "results.csv").read_text().splitlines()[0] == (
         "protocol,top1_error,top5_error,num_images")
-    per_class = (tmp_path / "per_class_accuracy.csv").read_text().splitlines()[1:]
-    assert sum(int(row.split(",")[2]) for row in per_class) == 12
+    per_class = list(csv.reader(io.StringIO((tmp_path / "per_class_accuracy.csv").read_text())))
+    assert sum(int(row[2]) for row in per_class[1:]) == 12
 
 
 def test_fusion_of_a_model_with_itself_is_the_model(setup):
@@ -128,8 +135,10 @@ def test_clear_errors(setup):
         evaluate([str(path)], data, **EVAL)
     with pytest.raises(ValueError, match="must be at least the crop size"):
         evaluate([str(path)], data, scales=[24], **EVAL)
-    with pytest.raises(FileNotFoundError, match="neither a .keras file"):
+    with pytest.raises(FileNotFoundError, match="does not exist: give a vgg-train model dir"):
         artifacts.load_model(str(path) + ".missing")
+    with pytest.raises(FileNotFoundError, match="neither a .keras file"):
+        artifacts.load_model(pathlib.Path(data) / "dataset_info.json")
 
 
 @pytest.mark.slow
@@ -187,7 +196,7 @@ def test_saved_model_single_and_multicrop(setup, tmp_path):
     from_saved = evaluate([str(tmp_path / "saved")], data, **arguments)
     for protocol in ("single", "multicrop"):
         assert from_saved[protocol] == from_keras[protocol]
-    with pytest.raises(ValueError, match="dense evaluation of saved needs its layers"):
+    with pytest.raises(ValueError, match="dense evaluation of .*saved needs the net's layers"):
         evaluate([str(tmp_path / "saved")], data, protocols=("dense",),
                             scales=[40], **EVAL)
 
@@ -257,10 +266,18 @@ def test_one_replica_two_replicas_and_two_workers_count_alike(setup, tmp_path):
     finally:
         child.kill()
     assert result.returncode == 0, result.stderr[-3000:]
+    # The same with oneDNN's kernels (TensorFlow's default on AVX-512 CPUs), which refuse an
+    # empty batch: a fresh interpreter, as TensorFlow reads the setting when it starts.
+    onednn = subprocess.run([sys.executable, script, data, path], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600,
+                            env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", PYTHONPATH=ROOT))
+    assert onednn.returncode == 0, onednn.stderr[-3000:]
     two = json.loads(result.stdout.strip().splitlines()[-1])
+    with_onednn = json.loads(onednn.stdout.strip().splitlines()[-1])
     for protocol in protocols:
         assert one[protocol]["num_images"] == 11
         assert two["eleven"][protocol] == one[protocol], protocol
+        assert with_onednn["eleven"][protocol] == one[protocol], protocol
         assert workers[protocol] == one[protocol], protocol
     assert two["eleven"]["replicas"] == 2
     full = evaluate([str(path)], str(data), protocols=protocols, scales=[40],
@@ -281,3 +298,39 @@ def _evaluate_on_two_workers(data, model, out):
     written = json.loads((out / "results.json").read_text())
     assert written["settings"]["workers"] == 2
     return written
+
+
+def test_any_checkpoint_of_a_run_is_a_model(reference_run, tmp_path):
+    """A run that has not finished (no model.keras) is read through its newest checkpoint that
+    restores; any checkpoint by path, into the run's recorded architecture; a damaged one is
+    named."""
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    finished = keras.models.load_model(run / "model.keras")
+    (run / "model.keras").unlink()
+    (run / "summary.json").unlink()
+    model, source = artifacts.load_model_and_source(run)
+    newest = artifacts.checkpoints_of(run)[0]
+    assert source.kind == "checkpoint" and source.file == newest and source.step == 36
+    assert source.describe() == f"{newest} (the checkpoint of step 36)"
+    for mine, theirs in zip(model.get_weights(), finished.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert artifacts.read_summary(run)["scale"] == [36, 48]  # from run.json: S, and the classes
+    assert len(artifacts.read_classes(run)[0]) == 4
+    for data in pathlib.Path(newest).parent.glob(pathlib.Path(newest).name + ".data-*"):
+        data.write_bytes(data.read_bytes()[:100])  # the newest one damaged: the next is read
+    with pytest.raises(errors.UserError, match=f"checkpoint {newest} does not restore"):
+        artifacts.load_model(newest)
+    assert artifacts.load_model_and_source(run)[1].file == artifacts.checkpoints_of(run)[1]
+
+
+def test_decode_predictions_names_imagenet_or_a_runs_classes(reference_run):
+    rows = np.full((2, 1000), 1e-4, np.float32)
+    rows[0, 0], rows[1, 999] = 0.9, 0.8
+    decoded = vgg_keras.decode_predictions(rows, top=2)
+    assert decoded[0][0][:2] == ("n01440764", "tench, Tinca tinca")
+    assert decoded[0][0][2] == pytest.approx(0.9) and decoded[1][0][0] == "n15075141"
+    own = vgg_keras.decode_predictions(np.eye(4)[[2]], top=1, classes=str(reference_run))
+    assert own[0][0][0] == artifacts.read_classes(reference_run)[0][2]
+    with pytest.raises(errors.UserError, match=r"shape \(1, 4\): expected \[images, 1000\]"):
+        vgg_keras.decode_predictions(np.eye(4)[[2]])

@@ -135,7 +135,9 @@ def _bad_requests():
          "image 1 of the request is 32x3000 pixels: at the test scale 40 it would have more "
          "than 100000 pixels"),
         ("truncated_png_header", png[:20], "image 1 of the request is a truncated PNG image"),
-        ("truncated_jpeg", jpeg[:60], "Invalid JPEG data"),
+        ("truncated_jpeg", jpeg[:60], "image 1 of the request is a truncated JPEG image (no "
+                                      "end marker in its last 1024 bytes)"),
+        ("half_a_jpeg", jpeg[:len(jpeg) // 2], "image 1 of the request is a truncated JPEG"),
     ]
 
 
@@ -273,7 +275,8 @@ def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
         str(tmp_path / "plain" / "1"))
     for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
                             "returns no classes, labels, scores, synsets)"),
-                           (tmp_path / "nothing", "does not exist: give an export of vgg-export")):
+                           (tmp_path / "nothing", "does not exist: give a vgg-train model dir, "
+                            "one of its checkpoints, a .keras file or an export of vgg-export")):
         result = programs.run([str(BIN / "vgg-predict"), f"--model={model}", "a.jpg"],
                               timeout=300)
         assert result.returncode == 1 and message in result.stderr

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import vgg_keras
+from pipelines import errors
 from pipelines import synthetic
 from tests import programs
 from vgg_keras.nets import keras_weights as vgg_weights
@@ -116,6 +117,30 @@ def test_init_from_a_run_with_other_classes_loads_what_fits(tmp_path):
                                 source.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(mine, theirs)
     assert model.get_layer("predictions").kernel.shape == (16, 3)
+
+
+def test_an_init_that_leaves_frozen_layers_random_is_refused(tmp_path):
+    """--init=model= of a net A into a net D frozen below block5_conv1: D's second convolutions
+    are in no A, and would stay random; refused, naming them and why. An A of another width
+    loads no convolution at all: refused too."""
+    source = vgg_keras.build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125, fc_units=16)
+    source.save(tmp_path / "a.keras")
+    cfg = run_config.TrainConfig(data_dir="", model_dir=str(tmp_path / "m"), config="D",
+                                 width=0.125, fc_units=16, crop_size=32, scale=(36, 36),
+                                 init=f"model={tmp_path / 'a.keras'}",
+                                 trainable_from="block5_conv1")
+    with pytest.raises(errors.UserError, match=r"did not load block1_conv2, block2_conv2, "
+                                               r".*which --trainable_from=block5_conv1 freezes: "
+                                               r"they would stay random \(block1_conv2: not in "
+                                               r"the source"):
+        run_model.build_initialized_model(cfg, 3)
+    with pytest.raises(errors.UserError, match=r"loaded no convolution into vgg_a \(block1_conv1"
+                                               r": source \[\(3, 3, 3, 8\), \(8,\)\], net "
+                                               r"\[\(3, 3, 3, 16\), \(16,\)\]"):
+        run_model.build_initialized_model(run_config.TrainConfig(**dict(
+            vars(cfg), config="A", width=0.25, trainable_from=None)), 3)
+    assert run_model.build_initialized_model(run_config.TrainConfig(**dict(
+        vars(cfg), trainable_from=None)), 3)[1].new[:2] == ("block1_conv2", "block2_conv2")
 
 
 def test_keras_3_weights_files_are_read_as_the_legacy_ones(weights_file, tmp_path):

@@ -61,3 +61,46 @@ def test_perceptual_loss_through_the_taps_of_a_net():
         + 10.0 * keras.ops.convert_to_numpy(losses.style_loss(taps_t, taps_g)))
     assert float(loss(target, generated)) == pytest.approx(float(expected), rel=1e-5)
     assert float(loss(target, target)) == 0.0
+
+
+def test_the_taps_differentiate_with_respect_to_the_images_of_a_uint8_net():
+    """build_vgg's default net takes uint8 images, whose cast has no gradient; its taps take
+    float images in the same range, and a loss on them has a gradient for every pixel."""
+    import tensorflow as tf
+
+    net = build_tiny("A", input_shape=(32, 32, 3))
+    assert net.inputs[0].dtype == "uint8"
+    extractor = vgg_keras.feature_model(net, ["block1_conv1", "block3_conv2"], relu=False)
+    loss = losses.PerceptualLoss(extractor, content_layers=["block3_conv2"],
+                                 style_layers=["block1_conv1"])
+    rng = np.random.default_rng(4)
+    target = tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    generated = tf.Variable(rng.uniform(0, 255, (2, 32, 32, 3)), dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        value = loss(target, generated)
+    gradient = tape.gradient(value, generated)
+    assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
+    images = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    taps = extractor(images.astype("float32"))  # the same activations as the net's own
+    direct = keras.Model(net.inputs, net.get_layer("block3_conv2").output)(images)
+    linear = keras.ops.convert_to_numpy(taps["block3_conv2"])
+    np.testing.assert_allclose(np.maximum(linear, 0), keras.ops.convert_to_numpy(direct),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_a_generator_trains_through_the_perceptual_loss_with_fit():
+    """A tiny image generator (noise → 32×32 RGB in 0..255) fitted a few steps with Keras'
+    own fit, the loss taking a frozen uint8 net's taps: the loss falls."""
+    net = build_tiny("A", input_shape=(32, 32, 3))
+    extractor = vgg_keras.feature_model(net, ["block1_conv1", "block2_conv1"])
+    extractor.trainable = False
+    generator = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(32 * 32 * 3, activation="sigmoid"),
+        keras.layers.Rescaling(255.0), keras.layers.Reshape((32, 32, 3))])
+    generator.compile(optimizer=keras.optimizers.Adam(0.05), loss=losses.PerceptualLoss(
+        extractor, content_layers=["block2_conv1"], style_layers=["block1_conv1"]))
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=(8, 8)).astype("float32")
+    targets = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    history = generator.fit(noise, targets, epochs=6, batch_size=8, verbose=0).history["loss"]
+    assert history[-1] < 0.8 * history[0], history

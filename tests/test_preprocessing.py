@@ -159,6 +159,14 @@ def test_center_crop_and_multi_crops_equal_numpy_crops():
     image = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     for center in _both(lambda i: preprocessing.center_crop(i, 56), image):
         np.testing.assert_array_equal(center.numpy(), image[7:63, 17:73])
+    np.testing.assert_array_equal(preprocessing.center_crop(image, 56), image[7:63, 17:73])
+    batch = np.stack([image, image[::-1]])  # a batch of one shape, as NumPy and as a tensor
+    for cut in (preprocessing.center_crop(batch, 56),
+                preprocessing.center_crop(tf.constant(batch), 56).numpy()):
+        np.testing.assert_array_equal(cut, batch[:, 7:63, 17:73])
+    crops = preprocessing.multi_crops(tf.constant(batch), 56, 5).numpy()
+    assert crops.shape == (2, 50, 56, 56, 3)
+    np.testing.assert_array_equal(crops[1], preprocessing.multi_crops(image[::-1], 56, 5))
     for crops in _both(lambda i: preprocessing.multi_crops(i, 56, 5), image):
         crops = crops.numpy()
         assert crops.shape == (50, 56, 56, 3)

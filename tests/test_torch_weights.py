@@ -339,5 +339,7 @@ def test_vgg_train_from_torchvision_weights(a_bn, train_data, tmp_path):
                                   loaded.get_layer("block1_conv1").get_weights()[0])  # frozen
     assert {layer.epsilon for layer in model.layers if hasattr(layer, "moving_variance")} == {
         torch_weights.TORCH_BN_EPSILON}
-    # Resumed (a finished run started again): the same net is rebuilt, its weights restored.
-    assert loop.train(cfg)["resumed_from_step"] == 2
+    # Resumed (a longer schedule, allowed): the same net is rebuilt, its weights restored.
+    longer = run_config.TrainConfig(**dict(vars(cfg), train_steps=3,
+                                           allow_changed_settings=True))
+    assert loop.train(longer)["resumed_from_step"] == 2

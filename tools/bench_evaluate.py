@@ -75,7 +75,9 @@ def _measure(tree, replicas, work):
                             f"--cpu_replicas={replicas}", f"--work_dir={work}",
                             f"--num_images={_NUM_IMAGES.value}",
                             f"--batch_size={_BATCH_SIZE.value}"], capture_output=True, text=True,
-                           check=True, cwd=tree, env=environment)
+                           cwd=tree, env=environment)
+    if child.returncode:
+        raise RuntimeError(f"the measurement in {tree} failed:\n{child.stderr[-3000:]}")
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 

@@ -13,9 +13,18 @@ MirroredStrategy over 2 logical CPU devices, each replica with half the batch.
 
     python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3
     python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3 --xla --cpu_replicas=2
+    python -m tools.bench_train --configs=A,D --batch_size=8 --steps=3 --before=/tmp/before_tree
+
+With ``--before=TREE`` (a checkout of another version), this script and that checkout's own run
+alternately, each in a process of its own, and our step's images/s are compared: ours / before.
 """
 
 import functools
+import os
+import pathlib
+import re
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -32,6 +41,9 @@ _XLA = flags.DEFINE_bool("xla", False, "Compare our step with XLA (ours) against
                          "without (reference), instead of against keras.applications.")
 _CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into N logical devices "
                                      "and train on N replicas (MirroredStrategy).")
+
+_BEFORE = flags.DEFINE_string("before", None, "A checkout of another version: our step's "
+                              "images/s here and there, in alternating processes.")
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (≈ 2 × forward) per image
 H100_BF16_DENSE_FLOPS = 989e12
@@ -104,8 +116,42 @@ def _time(run, steps):
     return time.perf_counter() - start
 
 
+def _ours_in(tree):
+    """``{config: our step's images/s}`` of the bench run in the checkout ``tree``, one round."""
+    arguments = [f"--configs={','.join(_CONFIGS.value)}", f"--batch_size={_BATCH_SIZE.value}",
+                 f"--steps={_STEPS.value}", "--rounds=1", f"--image_size={_IMAGE_SIZE.value}",
+                 f"--cpu_replicas={_CPU_REPLICAS.value}", f"--xla={_XLA.value}"]
+    child = subprocess.run([sys.executable, "-m", "tools.bench_train", *arguments], cwd=tree,
+                           capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="2"))
+    if child.returncode:
+        raise RuntimeError(f"the bench in {tree} failed:\n{child.stderr[-3000:]}")
+    return {match.group(1): float(match.group(2)) for match in
+            re.finditer(r"^([\w-]+): ours ([\d.]+) images/s", child.stdout, re.MULTILINE)}
+
+
+def before_and_after():
+    """Our step against another checkout's, alternating processes; prints ours / before."""
+    trees = {"ours": pathlib.Path(__file__).resolve().parents[1],
+             "before": pathlib.Path(_BEFORE.value).resolve()}
+    best = {name: {} for name in trees}
+    for _ in range(_ROUNDS.value):
+        for name, tree in trees.items():
+            for config, rate in _ours_in(tree).items():
+                best[name][config] = max(best[name].get(config, 0.0), rate)
+    print(f"our training step, batch {_BATCH_SIZE.value} at {_IMAGE_SIZE.value}, best of "
+          f"{_ROUNDS.value} alternating rounds: this checkout against {trees['before']}")
+    for config in _CONFIGS.value:
+        ours, before = best["ours"][config], best["before"][config]
+        print(f"{config}: ours {ours:.2f} images/s, before {before:.2f} images/s, ours / before "
+              f"{ours / before:.2f}")
+
+
 def main(argv):
     del argv
+    if _BEFORE.value:
+        before_and_after()
+        return
     import tensorflow as tf
 
     import vgg_keras

@@ -31,7 +31,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = SETTINGS.read()
-    logging.getLogger("vgg_keras.convert").setLevel(logging.INFO)
+    log = logging.getLogger("vgg_keras.convert")  # the converter's notes, as lines of its own
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     manifest = conversion.run_conversion(config)
     print(conversion.summarize(manifest))
     print(f"manifest: {os.path.join(config.output_dir, schema.MANIFEST)}")

@@ -37,6 +37,9 @@ class DescribeConfig:
     head: str = setting("fc", "Classifier head: fc (the fully connected layers; dense is its "
                               "other name) or conv (§3.2).", choices=("fc", "conv", "dense"))
     num_classes: int = setting(1000, "Number of classes.", check=at_least(1))
+    width: float = setting(1.0, "Multiplier of every convolution's filters (as vgg-train's).",
+                           check=(lambda value: value > 0, "> 0"))
+    fc_units: int = setting(4096, "Units of fc1 and fc2 (as vgg-train's).", check=at_least(1))
     json: bool = setting(False, "Print one JSON object per configuration instead.")
 
     def validate(self):
@@ -47,14 +50,15 @@ SETTINGS = program.Settings(DescribeConfig, __name__)
 
 
 def describe(config, *, batch_norm=False, input_size=net_configs.CROP_SIZE, head="fc",
-             num_classes=1000):
+             num_classes=1000, width=1.0, fc_units=4096):
     """Returns a dict of the counts of one configuration, from the built model."""
     import keras
 
     import vgg_keras
 
     model = vgg_keras.build_vgg(config, num_classes, batch_norm=batch_norm, head=head,
-                                input_shape=(input_size, input_size, 3))
+                                input_shape=(input_size, input_size, 3), width=width,
+                                fc_units=fc_units)
     row = {
         "config": net_configs.variant_name(config, batch_norm),
         "weight_layers": vgg_keras.count_weight_layers(model),
@@ -90,13 +94,16 @@ def main(argv):
     for name in names:
         with errors.user_input():
             row = describe(name, batch_norm=config.batch_norm, input_size=config.input_size,
-                           head=config.head, num_classes=config.num_classes)
+                           head=config.head, num_classes=config.num_classes,
+                           width=config.width, fc_units=config.fc_units)
         if config.json:
             print(json.dumps(row))
         rows.append(row)
     if not config.json:
+        narrow = (f", width {config.width:g}, FC-{config.fc_units}"
+                  if (config.width, config.fc_units) != (1.0, 4096) else "")
         print(f"VGG configurations at {config.input_size}×{config.input_size}, {config.head} "
-              "head (GFLOPs: one image, forward, multiply-add = 2 FLOPs)")
+              f"head{narrow} (GFLOPs: one image, forward, multiply-add = 2 FLOPs)")
         print(format_table(rows))
 
 

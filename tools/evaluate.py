@@ -31,6 +31,10 @@ def main(argv):
                                           config.cpu_replicas, config.tpu)
     results = evaluation.evaluate(config, strategy=strategy)
     print(evaluation.format_table(results))
+    for path, read in zip(results["settings"]["models"], results["settings"]["model_files"],
+                          strict=True):
+        if read != path:  # a model dir read through its checkpoint, an export's version
+            print(f"{path}: {read}")
     return 0
 
 

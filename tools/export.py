@@ -14,7 +14,6 @@ A SavedModel is a program: load only exports you trust.
 """
 
 from absl import app
-from absl import logging
 
 from pipelines import errors
 from pipelines import storage
@@ -34,7 +33,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = SETTINGS.read()
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's notes while saving (a line per file)
     from vgg_keras.nets import pretrained
     from vgg_keras.serving import export
 
@@ -48,9 +46,12 @@ def main(argv):
         path = export.export_model(model, config.export_dir, config.serving(),
                                    source=config.weights)
     metadata = artifacts.read_metadata(path)
-    print(f"exported {metadata['config']} ({metadata['num_classes']} classes, eval mode "
-          f"{metadata['eval_mode']}, Q={metadata['test_scale']}, top {metadata['top_k']}) "
-          f"to {path}")
+    source = metadata.get("source_file", metadata["source_model"])
+    step = f" (the checkpoint of step {metadata['source_step']:,})" if metadata.get(
+        "source_step") is not None else ""
+    print(f"exported {metadata['config']} from {source}{step} ({metadata['num_classes']} "
+          f"classes, eval mode {metadata['eval_mode']}, Q={metadata['test_scale']}, top "
+          f"{metadata['top_k']}) to {path}")
     return 0
 
 

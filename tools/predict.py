@@ -1,18 +1,20 @@
 """vgg-predict: the top classes of images, through an export's own serving signature (the
-SavedModel's ``serving_default``, as TF Serving would run it).
+SavedModel's ``serving_default``, as TF Serving would run it), or through the same serving graph
+built in memory for a model that is not exported yet.
 
     vgg-predict --model=/serving/vgg16 cat.jpg dog.png
     vgg-predict --model=/serving/vgg16/3 --json photos/*.jpg
+    vgg-predict --model=/models/vgg16 cat.jpg          # a model dir (or .keras, checkpoint)
 
---model is a version folder or the base folder of the versions (the latest is used). Images that
-fail (unreadable file, not an image, too large or small) are reported, the others still
-predicted; the exit status is 1 if any failed.
+--model is an export (a version folder or the base folder of the versions: the latest is used),
+a vgg-train model dir (a run still training: its newest checkpoint), a checkpoint or a .keras
+file. Images that fail (unreadable file, not an image, too large or small) are reported, the
+others still predicted; the exit status is 1 if any failed.
 """
 
 import json
 import sys
 
-from vgg_keras import artifacts
 from vgg_keras.serving import config as serving_config
 
 from . import program
@@ -24,17 +26,11 @@ SETTINGS = program.Settings(serving_config.PredictConfig, __name__)
 def main(argv):
     paths = argv[1:]
     config = SETTINGS.read(paths)
-    import tensorflow as tf
-
-    location = artifacts.resolve_export(config.model)
-    signature = tf.saved_model.load(location).signatures["serving_default"]
-    missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
-    if missing:
-        print(f"vgg-predict: {location} is not a vgg-export export (its serving_default "
-              f"returns no {', '.join(sorted(missing))})", file=sys.stderr)
-        return 1
-    failed = 0
+    from vgg_keras.serving import export
     from vgg_keras.serving import graph
+
+    signature = export.serving_signature(config.model)
+    failed = 0
 
     for path, predictions, error in graph.predict_files(signature, paths):
         if error:
@@ -45,7 +41,9 @@ def main(argv):
         else:
             print(path)
             for rank, item in enumerate(predictions, 1):
-                print(f"  {rank}. {item['score']:.4f}  {item['synset']:<10} {item['label']}")
+                name = item["label"] if item["label"] == item["synset"] else (
+                    f"{item['synset']:<10} {item['label']}")  # a run's own classes: one name
+                print(f"  {rank}. {item['score']:.4f}  {name}")
     return 1 if failed else 0
 
 

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from pipelines import errors
+from pipelines import tf_runtime
 from pipelines.settings import setting
 
 EXIT_USER_ERROR = 1
@@ -103,7 +104,11 @@ def _base_type(annotation):
 class CommonSettings:
     """The settings every program has."""
 
-    verbose: bool = setting(False, "On an error, print its traceback too.")
+    verbose: bool = setting(False, "On an error, print its traceback too; and TensorFlow's own "
+                                   "log lines (as --tf_log_level=info).")
+    tf_log_level: str | None = setting(None, "TensorFlow's own log lines (C++ and Python) down "
+                                             "to this level (default: none; info with "
+                                             "--verbose).", choices=tf_runtime.LEVELS)
 
 
 _COMMON = define_settings_flags(CommonSettings, __name__)
@@ -145,6 +150,8 @@ def guarded(main, name):
     traceback and a line asking to report it, exit status 2."""
     def wrapped(argv):
         try:
+            tf_runtime.start(_COMMON["tf_log_level"].value or (
+                "info" if _COMMON["verbose"].value else "quiet"))
             return main(argv)
         except KeyboardInterrupt:
             print(f"{name}: interrupted", file=sys.stderr)

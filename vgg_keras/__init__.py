@@ -49,6 +49,7 @@ _EXPORTS = {
     "load_torchvision_weights": "nets.torch_weights",
     "build_pretrained": "nets.pretrained",
     "load_model": "artifacts",
+    "decode_predictions": "artifacts",
 }
 
 __all__ = sorted(_EXPORTS)

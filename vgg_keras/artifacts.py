@@ -8,6 +8,8 @@ A model dir, as ``vgg-train`` writes it::
              training_log.csv, training_curve.png, logs/ (TensorBoard)
              train_examples.json             the counted epoch size of shards without metadata
              init.json                       where the first weights came from, layer by layer
+             architecture.json               the net's Keras configuration: checkpoints as models
+             classes.json                    the data and the class of each output
              run.json                        the settings and data that define the run
              lease.json                      the running chief's lease: one run at a time
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
@@ -22,6 +24,7 @@ Reading summaries, metadata and version folders needs no TensorFlow; loading a m
 imports it then, so that tools which only look at the files (the demo) start fast.
 """
 
+import dataclasses
 import os
 
 from pipelines import errors
@@ -34,6 +37,8 @@ TRAINING_LOG = "training_log.csv"
 CURVE_FILE = "training_curve.png"
 TRAIN_EXAMPLES_FILE = "train_examples.json"
 INIT_FILE = "init.json"
+ARCHITECTURE_FILE = "architecture.json"
+CLASSES_FILE = "classes.json"
 RUN_FILE = "run.json"
 LEASE_FILE = "lease.json"
 LOGS_DIR = "logs"
@@ -100,8 +105,20 @@ def _ancestors(folder, count):
 
 
 def read_summary(path):
-    """The ``summary.json`` of the model dir of ``path`` (see ``model_dir_of``), or ``{}``."""
-    return storage.read_json(os.path.join(model_dir_of(path), SUMMARY_FILE), {})
+    """The ``summary.json`` of the model dir of ``path`` (see ``model_dir_of``); for a run that
+    has not finished, what its ``run.json`` and ``classes.json`` say of it (its config, training
+    scale, crop and classes); or ``{}``."""
+    model_dir = model_dir_of(path)
+    summary = storage.read_json(os.path.join(model_dir, SUMMARY_FILE), None,
+                                written_by="vgg-train", fix="restore it from a copy; its model "
+                                f"is still readable as a Keras file ({MODEL_FILE}) or checkpoint")
+    if summary is not None:
+        return summary
+    settings = storage.read_json(os.path.join(model_dir, RUN_FILE), {},
+                                 damaged={}).get("settings", {})
+    recorded = {key: settings[key] for key in ("config", "scale", "crop_size") if key in settings}
+    recorded.update(storage.read_json(os.path.join(model_dir, CLASSES_FILE), {}, damaged={}))
+    return recorded
 
 
 def write_summary(model_dir, summary):
@@ -151,13 +168,71 @@ def resolve_export(path):
 
 def read_metadata(export_path):
     """The export's settings and class names (``assets.extra/vgg_metadata.json``), or None."""
-    return storage.read_json(os.path.join(resolve_export(export_path), METADATA_FILE))
+    return storage.read_json(os.path.join(resolve_export(export_path), METADATA_FILE),
+                             written_by="vgg-export", fix="export the model again")
 
 
 def write_metadata(export_path, metadata):
     """Writes an export's ``assets.extra/vgg_metadata.json``."""
     storage.makedirs(os.path.join(export_path, ASSETS_EXTRA))
     storage.write_json(os.path.join(export_path, METADATA_FILE), metadata)
+
+
+def write_classes(model_dir, classes):
+    """Writes a run's ``classes.json`` (``{"data_dir", "label_offset", "class_synsets",
+    "class_names"}``) at its start: its checkpoints name their classes before it ends."""
+    storage.write_json(os.path.join(model_dir, CLASSES_FILE), classes)
+
+
+def read_classes(path):
+    """``(synsets, names)`` of a model's outputs, as its export's metadata, its run's
+    ``summary.json`` or ``classes.json`` record them, or None."""
+    if storage.isdir(path) and find_export(path):
+        metadata = read_metadata(path) or {}
+        return (metadata["synsets"], metadata["labels"]) if metadata.get("synsets") else None
+    recorded = read_summary(path)
+    if not recorded.get("class_synsets"):
+        recorded = storage.read_json(os.path.join(model_dir_of(path), CLASSES_FILE), {},
+                                     damaged={})
+    if recorded.get("class_synsets"):
+        return recorded["class_synsets"], recorded["class_names"]
+    return None
+
+
+def decode_predictions(probabilities, top=5, classes=None):
+    """The ``top`` classes of each image, best first, as keras.applications' function of that
+    name gives them: per image a list of ``(synset, name, probability)``.
+
+    Args:
+        probabilities: ``[images, classes]`` (a model's output).
+        top: classes per image.
+        classes: ``(synsets, names)``; a ``vgg-train`` model dir, Keras file, checkpoint or
+            export whose classes are recorded (``read_classes``); or None, ImageNet's 1,000 (in
+            the order of our shards, slim's and tfds's).
+
+    Raises:
+        UserError: if the classes are unknown or not as many as the outputs.
+    """
+    import numpy as np
+
+    from pipelines import imagenet_labels
+
+    probabilities = np.asarray(probabilities)
+    if classes is None:
+        classes = imagenet_labels.synsets(), imagenet_labels.synset_names()
+    elif isinstance(classes, (str, os.PathLike)):
+        found = read_classes(os.fspath(classes))
+        if found is None:
+            raise errors.UserError(f"{classes} records no classes (no summary.json, "
+                                   f"{CLASSES_FILE} or export metadata naming them)")
+        classes = found
+    synsets, names = classes
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(synsets):
+        raise errors.UserError(f"probabilities of shape {probabilities.shape}: expected "
+                               f"[images, {len(synsets)}] for these classes")
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    return [[(synsets[i], names[i], float(row[i])) for i in order]
+            for row, order in zip(probabilities, best, strict=True)]
 
 
 def train_scale_of(model_path):
@@ -177,46 +252,149 @@ def served_test_scale(path):
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where a loaded model came from: the ``path`` given, its ``kind`` ("keras", "checkpoint"
+    or "export"), the ``file`` read (a Keras file, a checkpoint prefix, a SavedModel folder) and
+    a checkpoint's ``step``."""
+
+    path: str
+    kind: str
+    file: str
+    step: int | None = None
+
+    def describe(self):
+        if self.kind == "checkpoint":
+            return f"{self.file} (the checkpoint of step {self.step:,})"
+        return self.file
+
+
 def load_model(path):
-    """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``), a checkpoint of such
-    a dir (``MODEL_DIR/checkpoints/best/ckpt-N``) into the dir's architecture, or a
-    SavedModel: a ``vgg-export`` export (its version folder or base folder) or any SavedModel
-    whose ``serving_default`` maps a batch of images to class probabilities.
+    """Loads a Keras file, a ``vgg-train`` model dir (its ``model.keras``; for a run that has
+    not finished, its newest checkpoint that restores), a checkpoint of such a dir (``backup/
+    ckpt-N``, ``checkpoints/latest/ckpt-N``, ``checkpoints/best/ckpt-N``) into the run's
+    architecture, or a SavedModel: a ``vgg-export`` export (its version folder or base
+    folder) or any SavedModel whose ``serving_default`` maps a batch of images to class
+    probabilities. ``load_model_and_source`` says which file (and step) it read.
 
     Raises:
         FileNotFoundError: if there is no model at ``path``.
-        ValueError: for a SavedModel that returns more than class probabilities.
+        UserError: for a damaged file, or a SavedModel that returns more than probabilities.
     """
+    return load_model_and_source(path)[0]
 
+
+def load_model_and_source(path):
+    """``(model, ModelSource)`` of ``path``, as ``load_model`` reads it."""
     path = os.fspath(path)
+    if not exists(path):
+        raise FileNotFoundError(f"{path} does not exist: give a vgg-train model dir, one of its "
+                                "checkpoints, a .keras file or an export of vgg-export")
     saved_model = find_export(path) if storage.isdir(path) else None
     if saved_model:
-        return _wrap_saved_model(saved_model)
-    if storage.isdir(path):
-        path = os.path.join(path, MODEL_FILE)
-    if path.endswith(".keras"):
-        if not storage.isfile(path):
-            raise FileNotFoundError(
-                f"no Keras model at {path}: give a vgg-train model dir whose run has finished "
-                "(or one of its checkpoints, MODEL_DIR/checkpoints/latest/ckpt-N), or a .keras "
-                "file")
-        return _load_keras_file(path)
+        return _wrap_saved_model(saved_model), ModelSource(path, "export", saved_model)
+    if storage.isdir(path) and not storage.isfile(os.path.join(path, MODEL_FILE)):
+        return _newest_checkpoint_model(path)
+    file = os.path.join(path, MODEL_FILE) if storage.isdir(path) else path
+    if file.endswith(".keras"):
+        if not storage.isfile(file):
+            raise FileNotFoundError(f"no Keras model at {file}: give a vgg-train model dir, one "
+                                    "of its checkpoints (MODEL_DIR/checkpoints/latest/ckpt-N), "
+                                    "a .keras file or an export")
+        return _load_keras_file(file), ModelSource(path, "keras", file)
     if is_checkpoint(path):
-        import tensorflow as tf
-
-        model = _load_keras_file(os.path.join(model_dir_of(path), MODEL_FILE))
-        tf.train.Checkpoint(model=model).restore(path).expect_partial()
-        return model
+        return _restore(path), ModelSource(path, "checkpoint", path, checkpoint_step(path))
     raise FileNotFoundError(f"{path} is neither a .keras file, a vgg-train model dir, a "
                             "checkpoint of one nor an export: give one of these")
 
 
-def _load_keras_file(path):
-    """A ``.keras`` file loaded by Keras (read through a local copy when it lies at a URL)."""
+def checkpoints_of(model_dir):
+    """The checkpoint prefixes of a model dir, the most advanced first (at one step: the
+    backup, then the epoch's, then the best), read from their file names alone."""
+    found = []
+    for rank, name in enumerate(CHECKPOINT_NAMES):
+        for index in storage.glob(os.path.join(checkpoint_dir(model_dir, name), "ckpt-*.index")):
+            prefix = index[:-len(".index")]
+            if checkpoint_step(prefix) is not None:
+                found.append((checkpoint_step(prefix), -rank, prefix))
+    return [prefix for _, _, prefix in sorted(found, reverse=True)]
+
+
+def _newest_checkpoint_model(model_dir):
+    """The model of a run that has not finished: its newest checkpoint that restores."""
+    failed = []
+    for prefix in checkpoints_of(model_dir):
+        try:
+            model = _restore(prefix)
+        except errors.UserError as error:
+            failed.append(str(error))
+            continue
+        return model, ModelSource(model_dir, "checkpoint", prefix, checkpoint_step(prefix))
+    if failed:
+        raise errors.UserError(f"no checkpoint of {model_dir} restores: {'; '.join(failed)}")
+    raise FileNotFoundError(f"no model in {model_dir}: neither {MODEL_FILE} (a finished run) nor "
+                            "a checkpoint (a run that has saved one): give a vgg-train model "
+                            "dir, a .keras file or an export")
+
+
+def write_architecture(model_dir, model):
+    """Writes the net's Keras configuration (``architecture.json``), so that its checkpoints
+    can be read as models before the run has written ``model.keras``."""
+    storage.write_atomic(os.path.join(model_dir, ARCHITECTURE_FILE), model.to_json())
+
+
+def _architecture(model_dir, prefix):
+    """A fresh net of the run in ``model_dir``: from its ``architecture.json``, or from its
+    ``model.keras`` (runs from before architecture.json was written)."""
     import keras
 
-    with errors.user_input(), storage.local_copy(path) as local:  # Keras judges the file
-        return keras.models.load_model(local, compile=False)
+    path = os.path.join(model_dir, ARCHITECTURE_FILE)
+    if storage.exists(path):
+        with errors.user_input():
+            try:
+                return keras.models.model_from_json(storage.read_text(path))
+            except (KeyError, TypeError) as error:
+                raise ValueError(f"{path} is damaged, written by vgg-train ({error}): restore "
+                                 "it from a copy") from None
+    if storage.isfile(os.path.join(model_dir, MODEL_FILE)):
+        return _load_keras_file(os.path.join(model_dir, MODEL_FILE))
+    raise errors.UserError(f"{prefix}: its model dir {model_dir} records no architecture (no "
+                           f"{ARCHITECTURE_FILE}, no {MODEL_FILE}): it is a checkpoint of a run "
+                           "from before vgg-train wrote architecture.json; resume that run once "
+                           "to write it, or give its model.keras")
+
+
+def _restore(prefix):
+    """The net of the run a checkpoint belongs to, with the checkpoint's weights."""
+    import tensorflow as tf
+
+    model = _architecture(model_dir_of(prefix), prefix)
+    try:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial() \
+            .assert_existing_objects_matched()
+    except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways (IndexError)
+        reason = errors.one_line(error) if isinstance(error, tf.errors.OpError) else (
+            f"{type(error).__name__}: {error}")
+        raise errors.UserError(f"checkpoint {prefix} does not restore into its run's net "
+                               f"({str(reason).splitlines()[0]}): it is damaged or of another "
+                               "run") from None
+    return model
+
+
+def _load_keras_file(path):
+    """A ``.keras`` file loaded by Keras (read through a local copy when it lies at a URL)."""
+    import zipfile
+
+    import keras
+
+    with storage.local_copy(path) as local:
+        try:
+            return keras.models.load_model(local, compile=False)
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise errors.UserError(f"{path} is not a Keras file that loads ({reason}): it is "
+                                   "damaged or cut short; write it again, or give the run's "
+                                   "checkpoint instead") from None
 
 
 def _wrap_saved_model(path):

@@ -8,14 +8,12 @@ to class probabilities (``as_probabilities`` makes one of a Keras model), and a 
 already rescaled so that their shorter side is the test scale Q
 (``pipelines.preprocessing.rescale_shorter_side``), and returns a row of probabilities per
 image. The crops are ``pipelines.preprocessing``'s.
+
+The names and scales need no TensorFlow (the programs declare their settings with them before
+anything heavy starts); the functions import it when first called.
 """
 
-import keras
-import tensorflow as tf
-
 from pipelines import input_config
-from pipelines import inputs
-from pipelines import preprocessing
 
 # The protocols: single (one centre crop), dense (§3.2: the fully convolutional net on the whole
 # image), multi-crop (§3.2: a grid of crops), and dense + multi-crop (§4.3).
@@ -28,8 +26,8 @@ ALIASES = {"center": SINGLE}
 SERVED = (SINGLE, DENSE)
 # The input each protocol reads from pipelines.inputs.make_eval_dataset: centre crops, or the
 # whole image at Q (the conv net and the multi-crop grid take their own views of it).
-INPUT_MODES = {SINGLE: inputs.CENTER_CROPS, DENSE: inputs.WHOLE_IMAGES,
-               MULTICROP: inputs.WHOLE_IMAGES, DENSE_MULTICROP: inputs.WHOLE_IMAGES}
+INPUT_MODES = {SINGLE: input_config.CENTER_CROPS, DENSE: input_config.WHOLE_IMAGES,
+               MULTICROP: input_config.WHOLE_IMAGES, DENSE_MULTICROP: input_config.WHOLE_IMAGES}
 GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
 # Q of a model trained without a recorded S, per pixel of its crop: slim's and Keras' habit of
 # resizing to 256 before the 224 crop.
@@ -72,6 +70,8 @@ def protocol_parts(protocols):
 def as_probabilities(model):
     """``model`` as a ``net``: float32 class probabilities (a softmax added to a model built
     with logits, ``classifier_activation=None``), inference mode."""
+    import tensorflow as tf
+
     softmax = model.layers[-1].name == "logits"
 
     def net(images):
@@ -91,6 +91,8 @@ def dense_probabilities(conv_net, images):
     """§3.2 dense protocol: the fully convolutional net (``builder.to_conv_head``) on each whole
     image of a batch of one shape ``[n, H, W, 3]`` and on its mirror, the spatially averaged
     class scores of the two averaged: ``[n, classes]``."""
+    import tensorflow as tf
+
     pair = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
     probabilities = conv_net(pair)
     return tf.reduce_mean(tf.reshape(probabilities, [2, tf.shape(images)[0], -1]), axis=0)
@@ -100,6 +102,10 @@ def multicrop_probabilities(net, images, crop_size, grid=GRID):
     """§3.2 multi-crop protocol: for each image of a batch of one shape ``[n, H, W, 3]``, the
     mean over a ``grid``×``grid`` regular grid of crops and their mirrors (50 crops for the
     paper's 5×5, ``preprocessing.multi_crops``): ``[n, classes]``."""
+    import tensorflow as tf
+
+    from pipelines import preprocessing
+
     crops = preprocessing.multi_crops(images, crop_size, grid)  # [n, 2·grid², c, c, 3]
     flat = tf.reshape(crops, [-1, crop_size, crop_size, 3])
     probabilities = net(flat)
@@ -112,6 +118,9 @@ def top_k_hits(labels, probabilities, k=5):
     accuracy metrics count them (the top-1 by argmax: of tied scores, the first class; the
     top-k by ``in_top_k``, which takes float32); used by training's validation and by
     evaluation alike."""
+    import keras
+    import tensorflow as tf
+
     probabilities = tf.cast(probabilities, tf.float32)
     return (keras.metrics.sparse_categorical_accuracy(labels, probabilities),
             keras.metrics.sparse_top_k_categorical_accuracy(labels, probabilities, k=k))

@@ -29,8 +29,10 @@ from vgg_keras.training import distribution
 
 
 class ReplicaRunner:
-    """Runs a function of one batch on every local replica at once: batches R at a time (a
-    replica with no batch left gets an empty one), each on its own device."""
+    """Runs a function of one batch on every local replica at once: batches R at a time, each
+    on its own device. A replica with no batch left gets one input of the first batch, whose
+    result is dropped: an empty batch is what some kernels refuse (oneDNN's convolutions:
+    "input depth must be evenly divisible by filter depth")."""
 
     def __init__(self, strategy):
         self.strategy = strategy
@@ -54,7 +56,7 @@ class ReplicaRunner:
         step, replicas, results = self._steps[key], len(self.devices), []
         for start in range(0, len(batches), replicas):
             group = batches[start:start + replicas]
-            padded = group + [group[0][:0]] * (replicas - len(group))
+            padded = group + [group[0][:1]] * (replicas - len(group))
             outputs = self.strategy.experimental_local_results(step(self._distribute(padded)))
             results += [np.asarray(output) for output in outputs[:len(group)]]
         return results
@@ -84,8 +86,7 @@ def part_functions(net, conv_net, crop_size):
 
 def center_crops(images, crop_size):
     """The centre crop of each image (``preprocessing.center_crop``), as one batch."""
-    return np.stack([np.asarray(preprocessing.center_crop(image, crop_size))
-                     for image in images])
+    return np.stack([preprocessing.center_crop(image, crop_size) for image in images])
 
 
 def buckets(images, per_batch):

@@ -92,6 +92,8 @@ class EvalConfig(settings.DistributionSettings):
                            ("--output_dir", self.output_dir)]:
             if path:
                 storage.check_filesystem(path, flag)
+        if self.output_dir and check_files:
+            storage.check_folder(self.output_dir, "--output_dir")
         if self.distribution_strategy == "tpu":
             settings.check_tpu_paths({"--data_dir": self.data_dir})
         missing = [m for m in self.model if check_files and not artifacts.exists(m)]

@@ -49,23 +49,31 @@ def evaluate(config, *, strategy=None, progress=None):
             from the data's.
     """
     config.validate()
-    started, strategy = time.monotonic(), strategy or tf.distribute.get_strategy()
+    strategy = strategy or tf.distribute.get_strategy()
     evaluation = Evaluation(config, strategy)
+    started = time.monotonic()  # the evaluation's own time, the models loaded
     scores = {p: results_lib.Scores(evaluation.num_classes) for p in config.protocols}
     meter = progress_lines.Progress(evaluation.images(), label="evaluated", show=progress,
                                     interval=PROGRESS_INTERVAL)
-    done = 0
+    done, predictions, classes = 0, [], evaluation.class_names()
     for chunk, probabilities, seconds in evaluation.probabilities():
         for protocol, rows in probabilities.items():
             scores[protocol].add(rows, chunk.labels)
+            if config.output_dir:
+                predictions += results_lib.prediction_rows(protocol, chunk.names, chunk.labels,
+                                                           rows, classes)
         done += len(chunk.labels)
         meter.update(done, extra=_times(seconds, done))
     meter.close()
     _sum_workers(strategy, scores)
     results = {p: s.result() for p, s in scores.items()}
     results["settings"] = evaluation.settings(time.monotonic() - started)
-    if config.output_dir and evaluation.worker == 0:
-        results_lib.write_results(config.output_dir, results, scores)
+    if config.output_dir:
+        part = None if evaluation.workers == 1 else (
+            f"worker{evaluation.worker}-of-{evaluation.workers}")
+        results_lib.write_predictions(config.output_dir, predictions, part)
+        if evaluation.worker == 0:
+            results_lib.write_results(config.output_dir, results, scores, classes)
     return results
 
 
@@ -78,11 +86,19 @@ class Evaluation:
         self.info = dataset_info.read_info(config.data_dir)
         need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(config.protocols)
         with strategy.scope():  # the nets' variables on every replica
-            self.nets = [_Net(path, artifacts.load_model(path), config.crop_size, need_dense)
-                         for path in config.model]
+            self.nets = [_Net(path, *artifacts.load_model_and_source(path), config.crop_size,
+                              need_dense) for path in config.model]
         self.num_classes = _check_classes(self.nets, self.info, config.num_classes)
         _assign_scales(self.nets, config.scales, config.train_scale)
         self.workers, self.worker = distribution.worker_share(strategy)
+
+    def class_names(self):
+        """The name of each class (as the data's metadata names it; else its number)."""
+        try:
+            found = self.info.class_names(self.num_classes, self.config.label_offset)
+        except errors.UserError:  # outputs the data names no class for
+            found = None
+        return list(found[1]) if found else [str(i) for i in range(self.num_classes)]
 
     def images(self):
         """How many validation images this worker evaluates (for the progress line's ETA)."""
@@ -114,6 +130,7 @@ class Evaluation:
         nets = self.nets
         train_scales = [list(net.train_scale) if net.train_scale else None for net in nets]
         return {"models": [net.path for net in nets],
+                "model_files": [net.source.describe() for net in nets],
                 "replicas": self.strategy.num_replicas_in_sync, "workers": self.workers,
                 "batch_size": self.config.batch_size,
                 "scales": sorted({q for net in nets for q in net.scales}),
@@ -144,14 +161,14 @@ class _Net:
     """One model of the evaluation: its test scales, crop size and the protocols' functions
     on it (the fully convolutional twin for dense evaluation)."""
 
-    def __init__(self, path, model, crop_size, need_dense):
-        self.path, self.model = path, model
+    def __init__(self, path, model, source, crop_size, need_dense):
+        self.path, self.model, self.source = path, model, source
         self.crop_size = crop_size or int(model.input.shape[1])
         self.scales = self.train_scale = None
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
-            raise errors.UserError(f"dense evaluation of {model.name} needs its layers (a Keras "
-                                   "file or vgg-train model dir), not a SavedModel; use single or "
-                                   "multicrop")
+            raise errors.UserError(f"dense evaluation of {path} needs the net's layers (a Keras "
+                                   "file, a vgg-train model dir or checkpoint), not a SavedModel; "
+                                   "use single or multicrop")
         net = protocol_lib.as_probabilities(model)
         conv_net = (protocol_lib.as_probabilities(builder.to_conv_head(model)) if need_dense
                     else None)

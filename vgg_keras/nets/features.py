@@ -14,6 +14,11 @@ import keras
 def feature_model(model, layers, *, relu=True, name=None):
     """A model returning ``{layer name: activation}`` of ``layers`` of ``model``.
 
+    Its input is float32 images in the net's range (0..255 RGB), whatever the net's own input
+    dtype: a net built for uint8 images (``build_vgg``'s default) casts its input, which has no
+    gradient; the taps take float images, so that a loss on them differentiates with respect to
+    the images (perceptual and style losses, a generator trained through them).
+
     Args:
         model: one of our nets (any head, any config, with or without batch normalisation).
         layers: layer names (``"block1_conv2"``, ``"block3_pool"``, ``"fc1"``, ...).
@@ -29,12 +34,9 @@ def feature_model(model, layers, *, relu=True, name=None):
     if unknown or not names:
         raise ValueError(f"{model.name} has no layer {unknown or names}; its layers: "
                          f"{', '.join(known[1:])}")
-    sources = {n: _source(model, n, relu) for n in names}
-    if all(source is not None for source in sources.values()):
-        outputs = {n: model.get_layer(sources[n]).output for n in names}
-    else:
-        outputs = _split_outputs(model, names)
-    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="images")
+    return keras.Model(inputs, _taps(model, inputs, names, relu),
+                       name=name or f"{model.name}_features")
 
 
 def _source(model, name, relu):
@@ -49,22 +51,22 @@ def _source(model, name, relu):
     return None
 
 
-def _split_outputs(model, names):
-    """The net run again layer by layer from its input, each tapped layer whose ReLU is fused
-    into it split into its linear part (with the same variables) and the ReLU."""
-    wanted, outputs = set(names), {}
-    x = model.inputs[0]
+def _taps(model, inputs, names, relu):
+    """The net's layers applied again, in order (a VGG is a chain), from ``inputs`` up to the
+    last tap, with the same variables: ``{name: output}``. A tapped layer whose ReLU is fused
+    into it is split, for ``relu=False``, into its linear part and the ReLU."""
+    wanted, outputs, x = set(names), {}, inputs
     for layer in model.layers[1:]:
-        if layer.name in wanted and _source(model, layer.name, relu=False) is None:
+        if layer.name in wanted and _source(model, layer.name, relu) is None:
             linear = _Linear(layer)(x)
             outputs[layer.name] = linear
             x = keras.layers.Activation(layer.activation, name=f"{layer.name}_relu")(linear)
         else:
             x = layer(x)
             outputs[layer.name] = x
-        if all(_source(model, n, relu=False) in outputs or n in outputs for n in names):
+        if all((_source(model, n, relu) or n) in outputs for n in names):
             break
-    return {n: outputs[_source(model, n, relu=False) or n] for n in names}
+    return {n: outputs[_source(model, n, relu) or n] for n in names}
 
 
 class _Linear(keras.layers.Layer):

@@ -28,24 +28,26 @@ def load_keras_applications_weights(model, source, *, skip_mismatch=False):
         source: a keras.applications VGG model object, or the path of its ``.h5`` weights file
             (full or ``notop``); nothing is downloaded.
         skip_mismatch: leave layers missing from the source, or of other shapes (e.g.
-            ``predictions`` for another number of classes), untouched instead of failing.
+            ``predictions`` for another number of classes), untouched instead of failing; the
+            result says which, and why.
 
     Returns:
-        A dict with ``"loaded"`` and ``"skipped"`` layer names.
+        ``{"loaded": [layer names], "skipped": [layer names], "problems": {skipped layer:
+        why}}``.
 
     Raises:
         ValueError: if a weight layer of ``model`` has no counterpart of the same shape in the
             source and ``skip_mismatch`` is false.
     """
     weights = _read_source(source)
-    loaded, skipped, problems = [], [], []
+    loaded, skipped, problems = [], [], {}
     first_conv = _first_conv_name(model)
     for layer in model.layers:
         if not stats.is_weight_layer(layer):
             continue
         values = weights.get(layer.name)
         if values is None:
-            problems.append(f"{layer.name}: not in the source")
+            problems[layer.name] = "not in the source"
             skipped.append(layer.name)
             continue
         kernel, bias = values
@@ -53,7 +55,7 @@ def load_keras_applications_weights(model, source, *, skip_mismatch=False):
         if kernel.size == np.prod(expected) and kernel.shape != expected:
             kernel = kernel.reshape(expected)  # FC weights into a conv head
         if kernel.shape != expected or bias.shape != tuple(layer.bias.shape):
-            problems.append(f"{layer.name}: source kernel {kernel.shape}, model {expected}")
+            problems[layer.name] = f"source kernel {kernel.shape}, model {expected}"
             skipped.append(layer.name)
             continue
         if layer.name == first_conv:
@@ -62,8 +64,8 @@ def load_keras_applications_weights(model, source, *, skip_mismatch=False):
         loaded.append(layer.name)
     if problems and not skip_mismatch:
         raise ValueError("keras.applications weights do not fit "
-                         f"{model.name}: " + "; ".join(problems))
-    return {"loaded": loaded, "skipped": skipped}
+                         f"{model.name}: " + "; ".join(f"{n}: {p}" for n, p in problems.items()))
+    return {"loaded": loaded, "skipped": skipped, "problems": problems}
 
 
 def bgr_to_rgb_first_conv(kernel, bias):

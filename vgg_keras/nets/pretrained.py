@@ -26,7 +26,8 @@ def build_arguments(kind):
 
 def load_weights(model, kind, path, *, skip_mismatch=False):
     """Loads the weights of ``kind`` from ``path`` (a local file) into ``model``; returns
-    ``{"loaded", "skipped"}`` layer names.
+    ``{"loaded", "skipped"}`` layer names and ``{"problems": {skipped layer: why}}``
+    (``skip_mismatch``: leave layers that do not fit as they are, instead of failing).
 
     Raises:
         ValueError: for an unknown kind, or weights that do not fit (one line naming why).

@@ -51,7 +51,8 @@ _COUNTERS = ("num_batches_tracked",)
 def load_torchvision_weights(model, source, *, skip_mismatch=False):
     """Loads torchvision's VGG weights (``vgg16_bn-6c64b313.pth`` or its ``.safetensors``) into
     ``model``, an A, B, D or E net (BN or not, as the file) built with
-    ``normalization="torchvision"``. Returns ``{"loaded", "skipped"}`` layer names.
+    ``normalization="torchvision"``. Returns ``{"loaded", "skipped"}`` layer names and
+    ``{"problems": {skipped layer: why}}``.
 
     Args:
         model: our net (any head; a conv head takes fc1 as a 7×7 convolution).
@@ -119,7 +120,7 @@ def _load(model, source, skip_mismatch, fc_keys, kind):
     names = {layer.name for layer in model.layers}
     flat_map = (tuple(model.get_layer("flatten").input.shape[1:]) if "flatten" in names
                 else None)
-    used, loaded, skipped, problems = set(), [], [], []
+    used, loaded, skipped, problems, keys = set(), [], [], {}, {}
     for layer, key, convert in _plan(model, fc_keys):
         arrays, missing = _gather(tensors, key, layer)
         used |= {f"{key}.{part}" for part in arrays}
@@ -129,8 +130,8 @@ def _load(model, source, skip_mismatch, fc_keys, kind):
         values = convert(layer, arrays, flat_map)
         expected = [tuple(w.shape) for w in layer.weights]
         if [v.shape for v in values] != expected:
-            problems.append(f"{layer.name} ({key}): file {[v.shape for v in values]}, model "
-                            f"{expected}")
+            problems[layer.name] = f"file {[v.shape for v in values]}, model {expected}"
+            keys[layer.name] = key
             skipped.append(layer.name)
             continue
         layer.set_weights(values)
@@ -142,8 +143,9 @@ def _load(model, source, skip_mismatch, fc_keys, kind):
         raise ValueError(f"{kind} weights for {model.name}: {extra[0]} in the file fits no layer "
                          f"({len(extra)} such keys; a file of another configuration?)")
     if problems and not skip_mismatch:
-        raise ValueError(f"{kind} weights do not fit {model.name}: " + "; ".join(problems))
-    return {"loaded": loaded, "skipped": skipped}
+        raise ValueError(f"{kind} weights do not fit {model.name}: "
+                         + "; ".join(f"{n} ({keys[n]}): {p}" for n, p in problems.items()))
+    return {"loaded": loaded, "skipped": skipped, "problems": problems}
 
 
 def _plan(model, fc_keys):

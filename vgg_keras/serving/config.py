@@ -92,6 +92,8 @@ class ExportConfig(ServingSettings):
         for name in ("model", "export_dir"):
             if getattr(self, name):
                 storage.check_filesystem(getattr(self, name), f"--{name}")
+        if check_files:
+            storage.check_folder(self.export_dir, "--export_dir")
         if check_files and not (artifacts.exists(self.model) if self.model else
                                 storage.exists(self.weights_source()[1])):
             source = self.model or self.weights_source()[1]

@@ -66,21 +66,34 @@ def export_saved_model(model_path, export_dir, settings=None):
     if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
         raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
                                "vgg-train model dir or a checkpoint")
-    return export_model(artifacts.load_model(model_path), export_dir, settings,
-                        summary=artifacts.read_summary(model_path),
-                        source=storage.absolute(model_path))
+    model, source = artifacts.load_model_and_source(model_path)
+    return export_model(model, export_dir, settings, summary=artifacts.read_summary(model_path),
+                        source=source)
 
 
 def export_model(model, export_dir, settings=None, *, summary=None, source=None):
     """Exports an in-memory net (one with published weights, say, and no training run) as
     ``export_saved_model`` does, with ``summary`` what a run's ``summary.json`` would say of it
     (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
-    ``protocols.fallback_test_scale``) and ``source`` where it came from (the metadata says)."""
+    ``protocols.fallback_test_scale``) and ``source`` where it came from (a description, or an
+    ``artifacts.ModelSource``: the metadata says)."""
+    module, metadata = serving_module(model, settings, summary=summary, source=source)
+    name = (settings or ServingSettings()).model_name
+    return _write_new_version(module, os.path.join(export_dir, name), name, metadata)
+
+
+def serving_module(model, settings=None, *, summary=None, source=None):
+    """``(graph.ServingModule, metadata)``: the serving graph of ``model`` as an export holds it
+    (``export_model``'s arguments), in memory (``vgg-predict`` on a model that is no export)."""
     settings = settings or ServingSettings()
     settings.check()
     eval_mode = protocols.protocol_name(settings.eval_mode)
     summary = summary or {}
-    model_path = source or model.name
+    if isinstance(source, artifacts.ModelSource):
+        origin = {"source_model": storage.absolute(source.path), "source_file": source.file,
+                  "source_step": source.step}
+    else:
+        origin = {"source_model": source or model.name}
     crop_size = int(model.input.shape[1])
     num_classes = int(model.output.shape[-1])
     test_scale = settings.test_scale or _default_test_scale(summary, crop_size)
@@ -88,11 +101,12 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
         raise errors.UserError(f"test scale Q={test_scale} is smaller than the crop {crop_size}")
     if test_scale * test_scale > settings.max_pixels:
         raise errors.UserError(f"max_pixels={settings.max_pixels} is below Q²={test_scale ** 2}")
-    synsets, labels = _class_names(summary, settings.data_dir, num_classes, model_path)
+    synsets, labels = _class_names(summary, settings.data_dir, num_classes,
+                                   origin["source_model"])
     metadata = {
         "format": "vgg_keras.export/1",
         "config": summary.get("config", model.name),
-        "source_model": model_path,
+        **origin,
         "normalization": builder.normalization_of(model),
         "train_scale": summary.get("scale"),
         "eval_mode": eval_mode,
@@ -110,9 +124,29 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
         "synsets": list(synsets),
         "labels": list(labels),
     }
-    module = graph.ServingModule(model, metadata)
-    return _write_new_version(module, os.path.join(export_dir, settings.model_name),
-                              settings.model_name, metadata)
+    return graph.ServingModule(model, metadata), metadata
+
+
+def serving_signature(path):
+    """The ``serving_default`` of what ``path`` holds: an export's own (its SavedModel loaded),
+    or, for a model that is no export (a ``vgg-train`` model dir, a checkpoint, a ``.keras``
+    file), the same serving graph built in memory as ``vgg-export`` would write it.
+
+    Raises:
+        UserError: for a SavedModel whose ``serving_default`` is not an export's.
+    """
+    location = artifacts.find_export(path) if storage.isdir(path) else None
+    if location is None:
+        model, source = artifacts.load_model_and_source(path)
+        module, _ = serving_module(model, summary=artifacts.read_summary(path),
+                                          source=source)
+        return module.serving_default
+    signature = tf.saved_model.load(location).signatures["serving_default"]
+    missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
+    if missing:
+        raise errors.UserError(f"{location} is not a vgg-export export (its serving_default "
+                               f"returns no {', '.join(sorted(missing))})")
+    return signature
 
 
 def _default_test_scale(summary, crop_size):

@@ -136,7 +136,13 @@ class ServingModule(tf.Module):
                 " image (its header needs ", tf.strings.as_string(needed), " bytes, it has ",
                 tf.strings.as_string(length), ")"])
             complete = tf.debugging.Assert(length >= needed, [text])
+        is_jpeg = tf.equal(kind, image_header.KINDS.index(image_header.JPEG))
         with tf.control_dependencies([complete]):
+            ended = _require(tf.logical_or(tf.logical_not(is_jpeg),
+                                           image_header.jpeg_ended_op(encoded)), index,
+                             "is a truncated JPEG image (no end marker in its last "
+                             f"{image_header.JPEG_TAIL} bytes)")
+        with tf.control_dependencies([ended]):
             height, width = tf.unstack(image_header.shape_op(encoded, kind))
         with tf.control_dependencies(self._size_checks(height, width, index)):
             return preprocessing.decode(encoded)

@@ -56,6 +56,7 @@ def read_run_data(cfg, info=None, show_progress=None):
     if not num_classes:
         raise errors.UserError(f"--num_classes is needed: the shards in {cfg.data_dir} carry no "
                                "metadata naming their classes (no dataset_info.json)")
+    _check_classes(cfg, info)
     num_train, source, checked = _train_examples(cfg, info, show_progress)
     if checked:  # slim's shards, read through once: from now on, checked as ours are
         info = with_checked_sizes(info, checked)
@@ -68,6 +69,23 @@ def read_run_data(cfg, info=None, show_progress=None):
     return RunData(info, int(num_classes), num_train, source, steps_per_epoch, total_steps)
 
 
+def _check_classes(cfg, info):
+    """Refuses a ``--num_classes`` above the data's label space: an output no label reaches
+    trains toward zero and names no class (slim's "background", label 0 of our shards read with
+    ``--label_offset=0``, is within it). Fewer outputs are for data that holds only the first
+    classes of its label space (a partial ImageNet conversion keeps ImageNet's labels); a label
+    beyond them stops the input, naming its shard."""
+    if not (cfg.num_classes and info.num_classes):
+        return
+    label_offset = info.label_offset if cfg.label_offset is None else cfg.label_offset
+    needed = info.num_classes + info.label_offset - label_offset
+    if cfg.num_classes > needed:
+        raise errors.UserError(
+            f"--num_classes={cfg.num_classes} does not fit {cfg.data_dir}: its {info.num_classes}"
+            f" classes (labels from {info.label_offset}, read with label_offset={label_offset}) "
+            f"need {needed} outputs; give --num_classes={needed}, or leave it out")
+
+
 def _train_examples(cfg, info, show_progress):
     """(the training split's size, where it came from, and ``[[shard name, size]]`` of shards
     without metadata that were read through whole: counted now, or before with these sizes)."""
@@ -78,7 +96,7 @@ def _train_examples(cfg, info, show_progress):
     files = info.split_files("train")
     cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
     identity = info.shard_sizes(files)  # no manifest here: one stat per shard
-    cached = storage.read_json(cache)
+    cached = storage.read_json(cache, damaged=None)  # a damaged cache: counted again
     if cached and cached.get("shards") == identity:  # a shard whose size changed is recounted
         return (cached["num_examples"], f"counted before, cached in {cache}",
                 None if cached.get("damaged") else identity)

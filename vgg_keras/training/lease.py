@@ -55,7 +55,7 @@ class Lease:
             LeaseHeld: if a live run holds it, or another launch took it meanwhile.
         """
         note = None
-        held = storage.read_json(self.path)
+        held = _read(self.path)
         if held and held.get("token") != self.token:
             gone = self._gone(held)
             if not gone:
@@ -66,7 +66,7 @@ class Lease:
         if settle is None:
             settle = SETTLE_SECONDS["url" if storage.is_url(self.path) else "local"]
         time.sleep(settle)
-        now = storage.read_json(self.path)
+        now = _read(self.path)
         if not now or now.get("token") != self.token:
             raise LeaseHeld(self._refusal(now or held or {}))
         self._thread = threading.Thread(target=self._refresh, name="model-dir-lease",
@@ -79,13 +79,13 @@ class Lease:
         self._stop.set()
         if self._thread:
             self._thread.join()
-        held = storage.read_json(self.path)
+        held = _read(self.path)
         if held and held.get("token") == self.token:
             storage.remove(self.path)
 
     def _refresh(self):
         while not self._stop.wait(REFRESH_SECONDS):
-            held = storage.read_json(self.path)
+            held = _read(self.path)
             if not held or held.get("token") != self.token:
                 self.lost = f"{_holder(held)} took the lease over" if held else "it was removed"
                 return
@@ -129,3 +129,8 @@ def _alive(pid):
 
 def _stamp(seconds):
     return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def _read(path):
+    return storage.read_json(path, written_by="vgg-train", fix="if no run of this model dir "
+                             "is going (on any machine), delete it")

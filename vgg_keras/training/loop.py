@@ -24,6 +24,7 @@ from pipelines import dataset_info
 from pipelines import errors
 from pipelines import progress
 from pipelines import shard_integrity
+from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.nets import builder
 from vgg_keras.training import data as run_data
@@ -65,6 +66,13 @@ def train(cfg):
 def _train(cfg):
     info = dataset_info.read_info(cfg.data_dir)
     identity = run_identity.check(cfg, info)  # refused here, nothing has been written
+    data = run_data.read_run_data(cfg, info)
+    finished = finished_summary(cfg, data)
+    if finished:  # the same command again: nothing to do, and nothing is written
+        print(f"the run in {cfg.model_dir} finished at step {finished['steps']:,}: nothing to "
+              "do (a longer --train_epochs or --train_steps, with --allow_changed_settings, "
+              "continues it)", flush=True)
+        return finished
     if cfg.data_service:  # before anything heavy: its client would wait without end
         data_service.check_reachable(cfg.data_service)
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
@@ -74,14 +82,22 @@ def _train(cfg):
     held = lease.Lease(cfg.model_dir) if distribution.is_chief(strategy) else None
     taken_over = held.acquire() if held else None
     try:
-        return _run(cfg, info, identity, strategy, held, taken_over)
+        return _run(cfg, data, identity, strategy, held, taken_over)
     finally:
         if held:
             held.release()
 
 
-def _run(cfg, info, identity, strategy, held, taken_over):
-    data = run_data.read_run_data(cfg, info)
+def finished_summary(cfg, data):
+    """The summary of the run in ``cfg.model_dir`` if it has trained ``data.total_steps`` steps
+    already (or more) and written its model, else None."""
+    summary = artifacts.read_summary(cfg.model_dir)
+    done = summary.get("steps", 0) >= data.total_steps and storage.isfile(
+        os.path.join(cfg.model_dir, artifacts.MODEL_FILE))
+    return summary if done else None
+
+
+def _run(cfg, data, identity, strategy, held, taken_over):
     outputs = run_outputs.RunOutputs(cfg.model_dir,
                                      distribution.output_root(strategy, cfg.model_dir))
     if outputs.chief:
@@ -89,9 +105,14 @@ def _run(cfg, info, identity, strategy, held, taken_over):
     if cfg.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
+    if outputs.chief and not storage.exists(os.path.join(cfg.model_dir,
+                                                         artifacts.ARCHITECTURE_FILE)):
+        artifacts.write_architecture(cfg.model_dir, state.model)  # its checkpoints as models
+        artifacts.write_classes(cfg.model_dir, run_outputs.classes(cfg, data))
     print(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
-    for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.batch_norm_note(cfg, data),
+    for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.plateau_note(cfg, data),
+                 notes.batch_norm_note(cfg, data),
                  identity.describe_changes(), state.init.describe() + frozen):
         if line:
             print(line, flush=True)

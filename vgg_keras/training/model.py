@@ -21,11 +21,13 @@ from vgg_keras.training import run_config
 @dataclasses.dataclass(frozen=True)
 class Init:
     """Where a run's first weights came from: ``source`` (a file, or None for random ones), the
-    weight layers ``loaded`` from it and the ``new`` ones, freshly initialised."""
+    weight layers ``loaded`` from it and the ``new`` ones, freshly initialised, and why each new
+    one was not loaded (``problems``: ``{layer: reason}``, not recorded)."""
 
     source: str | None
     loaded: tuple
     new: tuple
+    problems: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def describe(self):
         if not self.loaded:
@@ -67,11 +69,44 @@ def build_initialized_model(cfg, num_classes, resumed=False):
         elif kind in pretrained.WEIGHT_KINDS:
             with storage.local_copy(path) as local:  # h5py and safetensors read local files
                 report = pretrained.load_weights(model, kind, local, skip_mismatch=True)
-            init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]))
+            init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]),
+                        report["problems"])
         else:
             init = load_fitting_layers(model, artifacts.load_model(path), path)
     freeze_below(model, cfg.trainable_from)
+    if init.source and not resumed:
+        check_init(model, init, cfg)
     return model, init
+
+
+def check_init(model, init, cfg):
+    """Refuses an ``--init`` that leaves what matters random: one that loaded no convolution at
+    all, or that did not load a layer ``--trainable_from`` freezes (it would stay random).
+
+    Raises:
+        UserError: naming the layers and why each was not loaded (the shapes that differ).
+    """
+    def reasons(names):
+        return "; ".join(f"{name}: {init.problems.get(name, 'not loaded')}" for name in names)
+
+    convolutions = [n for n in weight_layers(model)
+                    if isinstance(model.get_layer(n), keras.layers.Conv2D)]
+    if not set(convolutions) & set(init.loaded):
+        raise errors.UserError(
+            f"--init={cfg.init} loaded no convolution into {model.name} "
+            f"({reasons(convolutions[:3])}{'; ...' if len(convolutions) > 3 else ''}): the net "
+            "must be built as the weights were (--config, --width, --crop_size, batch norm)")
+    if cfg.trainable_from:
+        names = [layer.name for layer in model.layers]
+        frozen = [n for n in weight_layers(model)
+                  if names.index(n) < names.index(cfg.trainable_from)]
+        random = [n for n in frozen if n not in init.loaded]
+        if random:
+            raise errors.UserError(
+                f"--init={cfg.init} did not load {', '.join(random)}, which "
+                f"--trainable_from={cfg.trainable_from} freezes: they would stay random "
+                f"({reasons(random)}); build the net as the weights were, or train them "
+                "(an earlier --trainable_from)")
 
 
 def weight_layers(model):
@@ -83,19 +118,25 @@ def load_fitting_layers(model, source, source_path):
     """Copies every layer of ``source`` whose name and weight shapes match one of ``model``'s
     (a batch-norm layer with its convolution); the others stay as initialised."""
     theirs = {layer.name: layer for layer in source.layers}
-    loaded = set()
+    loaded, problems = set(), {}
     for layer in model.layers:
         mine = layer.get_weights()
         other = theirs.get(layer.name)
-        if not mine or other is None or layer.name.endswith("color_shift"):
+        if not mine or layer.name.endswith("color_shift"):
+            continue
+        if other is None:
+            problems[layer.name] = "not in the source"
             continue
         weights = other.get_weights()
         if [w.shape for w in weights] == [w.shape for w in mine]:
             layer.set_weights(weights)
             loaded.add(layer.name)
+        else:
+            problems[layer.name] = (f"source {[w.shape for w in weights]}, "
+                                    f"net {[w.shape for w in mine]}")
     names = weight_layers(model)
     return Init(source_path, tuple(n for n in names if n in loaded),
-                tuple(n for n in names if n not in loaded))
+                tuple(n for n in names if n not in loaded), problems)
 
 
 def freeze_below(model, first_trainable):

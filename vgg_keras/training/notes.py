@@ -13,6 +13,9 @@ from vgg_keras.training import run_config
 
 SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
 BN_LEFT = 0.1  # the share of batch norm's initial statistics a run may end with, unnoted
+# Steps a net should train before the plateau schedule may judge it: on ImageNet one epoch is
+# 5,000 steps, on a few hundred photos a handful, after which a net from scratch has not moved.
+PLATEAU_MIN_STEPS = 300
 
 
 def recipe(cfg, replicas, data, schedule):
@@ -39,6 +42,19 @@ def imagenet_defaults(cfg, data):
                 f"{data.num_train:,} images that is {data.total_steps:,} steps of "
                 f"{cfg.batch_size}: set --train_epochs or --train_steps for your data")
     return None
+
+
+def plateau_note(cfg, data):
+    """A note when the plateau schedule may divide the rate before the net has trained
+    ``PLATEAU_MIN_STEPS`` steps (a few epochs of small data), or None."""
+    patience = cfg.plateau_patience * data.steps_per_epoch
+    if cfg.lr_schedule != "plateau" or cfg.plateau_decays == 0 or patience >= PLATEAU_MIN_STEPS:
+        return None
+    epochs = math.ceil(PLATEAU_MIN_STEPS / data.steps_per_epoch)
+    return (f"note: --lr_schedule=plateau divides the rate after {cfg.plateau_patience} "
+            f"epoch(s) without a gain in validation top-1, and an epoch here is "
+            f"{data.steps_per_epoch} steps: a net from scratch may not have moved yet. Pass "
+            f"--plateau_patience={epochs} (or --lr_schedule=cosine)")
 
 
 def batch_norm_note(cfg, data):

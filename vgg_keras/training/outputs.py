@@ -7,14 +7,15 @@ folder removed at the end (file names: ``artifacts``)."""
 import csv
 import io
 import os
+import sys
 import tempfile
 
 import tensorflow as tf
-from absl import logging
 
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.nets import configs
+from vgg_keras.training import run_identity
 
 SCALARS = ("loss", "val_top1", "val_top5", "learning_rate", "images_per_second")
 
@@ -35,7 +36,8 @@ class RunOutputs:
     def init(self, init, resumed):
         """The run's ``Init``: recorded at its start, read back when it resumes."""
         path = os.path.join(self.model_dir, artifacts.INIT_FILE)
-        recorded = storage.read_json(path) if resumed else None
+        recorded = (storage.read_json(path, written_by="vgg-train", fix=run_identity.RECOVER)
+                    if resumed else None)
         if recorded is not None:
             return type(init).from_json(recorded)
         if self.chief and not resumed:
@@ -96,7 +98,7 @@ class RunOutputs:
             storage.rmtree(self.root)
 
 
-def _classes(cfg, data):
+def classes(cfg, data):
     """The data and the class of each output, for the export (which names its predictions)."""
     label_offset = cfg.label_offset
     if label_offset is None:
@@ -104,7 +106,8 @@ def _classes(cfg, data):
     try:
         classes = data.info.class_names(data.num_classes, label_offset)
     except ValueError as error:  # more outputs than the data has classes: allowed, unnamed
-        logging.warning("classes not recorded in summary.json: %s", error)
+        print(f"note: classes not recorded in summary.json: {error}", file=sys.stderr,
+              flush=True)
         classes = None
     synsets, names = classes or (None, None)
     return {"data_dir": storage.absolute(cfg.data_dir), "label_offset": label_offset,
@@ -122,7 +125,7 @@ def build_summary(cfg, data, replicas, result, init, normalization="paper"):
             "trainable_from": cfg.trainable_from, "normalization": normalization,
             **result, "model": os.path.join(cfg.model_dir, artifacts.MODEL_FILE),
             "best_model": os.path.join(cfg.model_dir, artifacts.BEST_MODEL_FILE),
-            **_classes(cfg, data)}
+            **classes(cfg, data)}
 
 
 def write_training_curve(csv_path, png_path):

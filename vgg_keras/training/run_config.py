@@ -193,6 +193,8 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
                 raise errors.UserError(message)
         for name in ("data_dir", "model_dir"):
             storage.check_filesystem(getattr(self, name), f"--{name}")
+        if check_files:
+            storage.check_folder(self.model_dir, "--model_dir")
         if self.distribution_strategy == "tpu":
             settings.check_tpu_paths({"--data_dir": self.data_dir, "--model_dir": self.model_dir})
         parse_init(self.init, check_exists=check_files and not self.has_checkpoint())

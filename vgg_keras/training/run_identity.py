@@ -26,6 +26,9 @@ from vgg_keras import artifacts
 from vgg_keras.training import run_config
 
 VERSION = 1
+# How a damaged file of a run's own is mended.
+RECOVER = ("restore it from a copy, or start the run afresh in a new --model_dir (its "
+           "checkpoints stay readable by vgg-evaluate and vgg-export)")
 # May change between the starts of one run (README: "Resuming a run").
 CHANGEABLE = settings.changeable(run_config.TrainConfig)
 
@@ -99,7 +102,7 @@ def check(cfg, info):
     """
     settings, data = defining_settings(cfg), data_identity(info)
     path = os.path.join(cfg.model_dir, artifacts.RUN_FILE)
-    recorded = storage.read_json(path)
+    recorded = storage.read_json(path, written_by="vgg-train", fix=RECOVER)
     if recorded is None or not cfg.has_checkpoint():
         return RunIdentity(cfg.model_dir, settings, data, None, {})
     # A setting newer than the run.json counts as its default there.
