@@ -26,6 +26,9 @@ from pipelines.settings import setting
 PROTOCOL = "grpc"
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a dispatcher to accept a connection
 DISPATCHER_PORT = 5050
+# A worker that stops heart-beating is forgotten after this long (TensorFlow's default keeps a
+# dead worker registered, and the trainer waiting on it, for minutes).
+WORKER_TIMEOUT_MS = 20_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,10 +49,10 @@ class ServiceConfig:
                                        "in seconds, with a line every 10 s (default: as long as "
                                        "it takes; machines and pods start in any order).",
                                  check=at_least(0))
-    worker_timeout_ms: int | None = setting(None, "Dispatcher: after this long without a "
-                                                  "heartbeat a worker is taken as gone and its "
-                                                  "work given to others (default: "
-                                                  "TensorFlow's).", check=at_least(1))
+    worker_timeout_ms: int = setting(WORKER_TIMEOUT_MS, "Dispatcher: after this long without "
+                                                        "a heartbeat a worker is taken as gone "
+                                                        "and its work given to others.",
+                                     check=at_least(1))
 
     def validate(self):
         """Raises ``UserError`` for a value that cannot work."""
@@ -160,14 +163,17 @@ def _dispatcher_messages():
         f"tensorflow.data.{name}")) for name in ("GetWorkersRequest", "GetWorkersResponse"))
 
 
-def watch_workers(address, report=print, interval=30.0):
+def watch_workers(address, report=print, interval=30.0, waiting=None):
     """A daemon thread that says, at once and then every ``interval`` seconds, when the
     dispatcher at ``address`` has no worker registered (a trainer's input then waits without
-    end); returns a function that stops it."""
+    end), and, where ``waiting()`` (seconds the trainer's step has waited, or None) passes
+    ``interval``, that no batch has come, with the workers the dispatcher knows; returns a
+    function that stops it."""
     stopped = threading.Event()
 
     def watch():
         while True:
+            waited = waiting() if waiting else None
             try:
                 workers = registered_workers(address)
             except Exception as error:  # noqa: BLE001 - a report, never a failure of the run
@@ -179,11 +185,39 @@ def watch_workers(address, report=print, interval=30.0):
                            "input waits for one (start it: vgg-data-service "
                            f"--dispatcher={':'.join(map(str, parse_address(address)))})",
                            flush=True)
+                elif waited is not None and waited >= interval:
+                    report(f"no batch from the tf.data service at {address} for "
+                           f"{waited:.0f} s; its dispatcher knows {len(workers)} worker(s): "
+                           f"{', '.join(workers)} (a worker that died is forgotten after the "
+                           "dispatcher's --worker_timeout_ms)", flush=True)
             if stopped.wait(interval):
                 return
 
     threading.Thread(target=watch, name="data-service-workers", daemon=True).start()
     return stopped.set
+
+
+# What the trainer's input raises when the service lost its job: a dispatcher restarted
+# without its journal ("Iteration id 2000 not found"), or one that went away.
+_LOST = ("not found", "Failed to get or create", "unavailable", "Socket closed",
+         "Connection refused", "deadline exceeded")
+
+
+def service_gone(error, address, resume_from):
+    """A ``TemporaryError`` for a TensorFlow error of the trainer's input that says the tf.data
+    service at ``address`` lost its job or went away (a rerun resumes from ``resume_from``), or
+    None for any other error."""
+    message = getattr(error, "message", "") or str(error)
+    kinds = ("NotFoundError", "UnavailableError", "AbortedError", "DeadlineExceededError",
+             "FailedPreconditionError", "InternalError")
+    if type(error).__name__ not in kinds or not any(
+            text.lower() in message.lower() for text in _LOST):
+        return None
+    return errors.TemporaryError(
+        f"the tf.data service at {address} lost this run's input ({errors.one_line(error)}): "
+        "its dispatcher restarted without a journal (--work_dir) or went away; rerun the same "
+        f"command once it answers, and the run resumes from "
+        f"{resume_from or 'its start (no checkpoint yet)'}")
 
 
 def distribute(dataset, address, job_name):

@@ -23,11 +23,27 @@ _USERS_TF_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError",
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[",
              "Stack trace for op", "Traceback", "File \"")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# TensorFlow's framing of several errors at once: "2 root error(s) found." and "(0) NOT_FOUND: ".
+_ROOT_ERRORS = re.compile(r"^\d+ root error\(s\) found")
+_ROOT_ERROR = re.compile(r"^\(\d+\) [A-Z_]+: ")
+
+
+# Exit statuses, the same in every program, for a scheduler to act on (README, "Exit codes").
+EXIT_DONE = 0
+EXIT_USER_ERROR = 1  # fix the command: running it again fails the same way
+EXIT_BUG = 2  # ours: please report it
+EXIT_TEMPORARY = 75  # EX_TEMPFAIL: a peer, the service or a lease went away; rerun later
 
 
 class UserError(ValueError):
     """A value, path or file the user gave is wrong; the message names it and the fix. (A
     ``ValueError``, so that library callers who catch those catch it too.)"""
+
+
+class TemporaryError(Exception):
+    """What a rerun of the same command may cure (a peer or the tf.data service gone, a port
+    taken, a model dir's lease held by a run that may be gone); the message names it and says
+    where the rerun resumes. Programs exit with ``EXIT_TEMPORARY``."""
 
 
 @contextlib.contextmanager
@@ -59,8 +75,9 @@ def one_line(error):
                 return ast.literal_eval(text).decode("utf-8", "replace").strip()
             except (ValueError, SyntaxError, AttributeError):
                 return text.strip()
-    lines = [line for line in lines if line and not line.startswith(_TF_NOISE)] or [message]
-    return lines[0]
+    lines = [_ROOT_ERROR.sub("", line) for line in lines
+             if line and not line.startswith(_TF_NOISE) and not _ROOT_ERRORS.match(line)]
+    return (lines or [message])[0]
 
 
 _ESCAPE = re.compile(r"\\([0-7]{3}|.)")

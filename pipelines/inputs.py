@@ -35,18 +35,16 @@ INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
 
 
 def pipeline_files(files, input_context=None):
-    """The shards this input pipeline reads: every ``num_input_pipelines``-th file, from its
-    ``input_pipeline_id`` (all of them without a context, or with one pipeline).
-
-    Raises:
-        UserError: if there are fewer shards than input pipelines.
-    """
+    """``(files, record share)``: the shards this input pipeline reads, every
+    ``num_input_pipelines``-th file from its ``input_pipeline_id`` (all of them without a
+    context, or with one pipeline), and None; or, with fewer shards than pipelines, every shard
+    and ``(pipelines, id)``: the share of their records (every N-th) this pipeline keeps."""
     if input_context is None or input_context.num_input_pipelines <= 1:
-        return list(files)
-    count = input_context.num_input_pipelines
+        return list(files), None
+    count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
     if len(files) < count:
-        raise errors.UserError(f"{len(files)} shards cannot feed {count} input pipelines")
-    return list(files[input_context.input_pipeline_id::count])
+        return list(files), (count, index)
+    return list(files[index::count]), None
 
 
 def read_records(files, expected, *, shuffle=False, seed=None, deterministic=True,
@@ -159,12 +157,16 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
         if seed is not None:
             seed += 1000 * input_context.input_pipeline_id  # other crops on each pipeline
     # On the tf.data service, every worker reads every shard: the service splits the work.
-    files = pipeline_files(info.split_files(config.split),
-                           None if config.data_service else input_context)
-    records = read_records(files, info.expected_shards(), shuffle=True, seed=seed,
-                           deterministic=config.deterministic, cycle_length=config.cycle_length,
+    files, share = pipeline_files(info.split_files(config.split),
+                                  None if config.data_service else input_context)
+    # A share of records needs every pipeline to read the files in one order: not shuffled.
+    records = read_records(files, info.expected_shards(), shuffle=share is None, seed=seed,
+                           deterministic=config.deterministic if share is None else True,
+                           cycle_length=config.cycle_length,
                            skip_corrupt=config.skip_corrupt, corrupt_counter=corrupt_counter,
                            verify=config.verify_shards, remote=bool(config.data_service))
+    if share is not None:
+        records = records.shard(*share)
     records = records.shuffle(config.shuffle_buffer, seed=None if seed is None else seed + 1,
                               reshuffle_each_iteration=True)
     if config.repeat:
@@ -219,9 +221,11 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, test_scale=input_config.TEST
         raise errors.UserError(f"test scale Q={test_scale} is smaller than the {crop_size} crop")
     info = dataset_info.read_info(source)
     parse = parser_of(info, num_classes, label_offset)
-    records = read_records(pipeline_files(info.split_files(split), input_context),
-                           info.expected_shards(), skip_corrupt=skip_corrupt,
+    files, share = pipeline_files(info.split_files(split), input_context)
+    records = read_records(files, info.expected_shards(), skip_corrupt=skip_corrupt,
                            corrupt_counter=corrupt_counter, verify=verify_shards)
+    if share is not None:
+        records = records.shard(*share)
     if max_images is not None:
         records = records.take(max_images)
     if shard is not None:

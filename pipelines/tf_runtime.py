@@ -39,15 +39,14 @@ def caught_stderr():
             os.close(saved)
 
 
-def start(level=None):
-    """Imports TensorFlow (and lists its devices, which starts its platforms) with its log lines
-    at ``level`` (``LEVELS``; default: the level of the program that started this process, else
-    quiet); returns the ``tensorflow`` module. Where TensorFlow was imported already (and read
-    ``TF_CPP_MIN_LOG_LEVEL`` then), its platforms' start is still caught."""
+def configure(level=None):
+    """Sets TensorFlow's log lines to ``level`` (``LEVELS``; default: the level of the program
+    that started this process, else quiet) for when it starts, in this process and the ones it
+    starts, without importing it; returns the level."""
     level = level or os.environ.get(_INHERITED, "quiet")
-    os.environ[_INHERITED] = level
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    os.environ[_INHERITED] = level
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _CPP_LEVELS[level])
     logging.getLogger("tensorflow").setLevel(_PYTHON_LEVELS[level])
     # TensorFlow logs through absl too (its checkpoints' "Sharding callback" lines, say).
@@ -57,6 +56,14 @@ def start(level=None):
     if level in ("quiet", "error"):
         for package in ("tensorflow", "keras", "tensorflow_datasets", "absl"):
             warnings.filterwarnings("ignore", module=package)
+    return level
+
+
+def start(level=None):
+    """Imports TensorFlow (and lists its devices, which starts its platforms) with its log lines
+    at ``level`` (``configure``); returns the ``tensorflow`` module. Where TensorFlow was imported
+    already (and read ``TF_CPP_MIN_LOG_LEVEL`` then), its platforms' start is still caught."""
+    level = configure(level)
     caught, started = "", False
     try:
         with caught_stderr() as text:

@@ -53,8 +53,14 @@ def _stopped_on_the_way_out(processes):
                 pass  # killed by the fork server at the timeout
 
 
+def _dispatcher(port, folder, journal=True):
+    return _start([f"--port={port}", "--worker_timeout_ms=2000",
+                   *([f"--work_dir={folder / 'journal'}"] if journal else [])],
+                  folder / "dispatcher.log")
+
+
 @contextlib.contextmanager
-def _service(folder, workers=2):
+def _service(folder, workers=2, journal=True):
     """A dispatcher (workers taken as gone after 2 s without a heartbeat) and ``workers``
     workers, the first started before the dispatcher (pods start in any order: it waits)."""
     port = free_ports(1)[0]
@@ -64,12 +70,11 @@ def _service(folder, workers=2):
             processes.append(_start([f"--dispatcher=localhost:{port}", "--wait=300",
                                      "--worker_address=localhost"], logs[0]))
             _wait_until_serving(processes, "waiting for the tf.data service dispatcher")
-        processes.insert(0, _start([f"--port={port}", f"--work_dir={folder / 'journal'}",
-                                    "--worker_timeout_ms=2000"], folder / "dispatcher.log"))
-        _wait_until_serving(processes[:1], "dispatcher on")
+        processes.insert(0, _dispatcher(port, folder, journal))
+        _wait_until_serving(processes[:1], "dispatcher at")
         processes += [_start([f"--dispatcher=localhost:{port}", "--worker_address=localhost"],
                              log) for log in logs[1:]]
-        _wait_until_serving(processes[1:], "worker on")
+        _wait_until_serving(processes[1:], "worker at")
         yield f"grpc://localhost:{port}", processes
 
 
@@ -145,3 +150,24 @@ def test_a_trainer_without_workers_says_so_and_stops_on_sigterm_within_its_grace
             assert time.monotonic() - signalled < 3 + 10  # the grace, and the exit
     assert ("vgg-train: stopped by SIGTERM at step 0, its input waiting 3 s after the signal; "
             "the last checkpoint is none yet; run the same command to resume") in log.read_text()
+
+
+def test_a_dispatcher_restarted_without_its_journal_is_temporary_and_the_rerun_resumes(
+        data, tmp_path):
+    """The dispatcher killed and started again on its port without a journal: it has lost the
+    trainer's job. The trainer stops, exit 75 (a rerun resumes, nothing to fix), in one line."""
+    with _service(tmp_path, workers=1, journal=False) as (address, processes):
+        log = tmp_path / "train.log"
+        command = [BIN / "vgg-train", *TINY, f"--data_dir={data}",
+                   f"--model_dir={tmp_path / 'model'}", "--train_steps=600", "--backup_steps=6",
+                   f"--data_service={address}"]
+        train = programs.start(command, stdout=log, stderr=subprocess.STDOUT)
+        with _stopped_on_the_way_out([train]):
+            train.wait_printed(r"^epoch 1 ")
+            processes[0].kill()
+            processes[0] = _dispatcher(int(address.rsplit(":", 1)[1]), tmp_path, journal=False)
+            result = train.wait(timeout=300)
+        assert result.returncode == 75, log.read_text()[-3000:]
+        last = log.read_text().strip().splitlines()[-1]
+        assert last.startswith(f"vgg-train: the tf.data service at {address} lost this run's "
+                               "input (") and "and the run resumes from " in last, last

@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from pipelines import dataset_info
-from pipelines import errors
 from pipelines import inputs
 from pipelines import schema
 from pipelines import synthetic
@@ -44,12 +43,16 @@ def test_the_reader_reads_each_pipelines_share_of_the_shards_once(shards):
     data, manifest = shards
     info = dataset_info.read_info(data)
     files = info.split_files("train")
-    assert inputs.pipeline_files(files) == list(files)
-    shares = [inputs.pipeline_files(files, tf.distribute.InputContext(2, index, 2))
+    assert inputs.pipeline_files(files) == (list(files), None)
+    shares = [inputs.pipeline_files(files, tf.distribute.InputContext(2, index, 2))[0]
               for index in range(2)]
     assert sorted(shares[0] + shares[1]) == sorted(files) and not set(shares[0]) & set(shares[1])
-    with pytest.raises(errors.UserError, match="4 shards cannot feed 5 input pipelines"):
-        inputs.pipeline_files(files, tf.distribute.InputContext(5, 0, 5))
+    # Fewer shards than pipelines: each reads them all and keeps every 5th record of its own.
+    assert inputs.pipeline_files(files, tf.distribute.InputContext(5, 3, 5)) == (
+        list(files), (5, 3))
+    counts = [sum(1 for _ in _train(data, tf.distribute.InputContext(5, index, 5),
+                                    batch_size=5, repeat=False)) for index in range(5)]
+    assert sum(counts) == manifest["splits"]["train"]["num_examples"]  # each image once
     for expected in (info.expected_shards(), {}):  # sizes known, or every record accounted for
         paths = [path.numpy().decode() for _, path in inputs.read_records(files, expected)]
         assert len(paths) == manifest["splits"]["train"]["num_examples"]

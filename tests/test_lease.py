@@ -3,6 +3,7 @@ one line having written nothing, the first one's log keeps one row per epoch; th
 process that no longer runs, or one not refreshed for long, is taken over, and the log says so."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -72,10 +73,27 @@ def test_a_live_holder_elsewhere_is_refused_and_a_gone_one_is_taken_over(train_d
                  "refreshed": time.time() - 60}
     held.write_text(json.dumps(elsewhere))
     before = _tree(tmp_path)
-    with pytest.raises(lease.LeaseHeld, match=r"in use by host gpu-node-7 process 4242 "
-                                              r"\(started yesterday, lease refreshed \d+ s ago\)"):
+    # Another machine's run, which may be gone: a temporary refusal (exit 75) that says when
+    # a rerun may take the lease over.
+    with pytest.raises(lease.LeaseHeldElsewhere, match=r"in use by host gpu-node-7 process 4242 "
+                       r"\(started yesterday, lease refreshed \d+ s ago\): one run per model dir "
+                       r"at a time. If that machine is gone, its lease may be taken over at "
+                       r"\S+ \(in (23\d|240) s, 5 min after its last refresh\)"):
         loop.train(_config(train_data, tmp_path))
     assert _tree(tmp_path) == before  # nothing written
+    # With --lease_wait, the run waits until the lease may be taken over, and takes it.
+    held.write_text(json.dumps(dict(elsewhere, refreshed=time.time() - lease.STALE_SECONDS + 2)))
+    capfd.readouterr()
+    waited = run_config.TrainConfig(**dict(vars(_config(train_data, tmp_path / "w")),
+                                           lease_wait=True, model_dir=str(tmp_path)))
+    started = time.monotonic()
+    assert loop.train(waited)["steps"] == 2 and 1 < time.monotonic() - started
+    out = capfd.readouterr().out
+    assert f"waiting for the lease on {tmp_path} of host gpu-node-7 process 4242" in out
+    assert "took over the lease" in out and not held.exists()
+    shutil.rmtree(tmp_path / "checkpoints")  # the next launches start afresh
+    for name in ("summary.json", "model.keras", "run.json"):
+        (tmp_path / name).unlink()
 
     stale = dict(elsewhere, refreshed=time.time() - lease.STALE_SECONDS - 60)
     held.write_text(json.dumps(stale))

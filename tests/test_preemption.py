@@ -84,6 +84,7 @@ def test_a_signal_backs_up_that_step_and_the_same_command_resumes_it(train_data,
     assert stopped.group(4) == str(tmp_path / "backup" / f"ckpt-{step}")
     assert pathlib.Path(stopped.group(4) + ".index").exists()
     assert not (tmp_path / "summary.json").exists()
+    assert not (tmp_path / "lease.json").exists()  # given back as the run's last act
     # The log agrees with the checkpoints: epoch 1's row only.
     rows = (tmp_path / "training_log.csv").read_text().splitlines()[1:]
     assert [r.split(",")[:2] for r in rows] == [["1", "12"]]
@@ -145,6 +146,8 @@ def test_two_workers_stop_at_the_same_step_when_one_is_preempted(train_data, tmp
     assert stops[0].group(3) == stops[1].group(3)  # the same step on both
     step = int(stops[0].group(3))
     assert pathlib.Path(stops[0].group(4) + ".index").exists()
+    assert stops[0].group(4) == stops[1].group(4)  # the run's path, also on the other worker
+    assert not (tmp_path / "lease.json").exists()
 
     with _workers(data, tmp_path) as (chief, other):
         results = [process.wait(timeout=600) for process in (chief, other)]

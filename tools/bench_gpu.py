@@ -153,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    program.run(main, "tools.bench_gpu")
+    program.run(main, "tools.bench_gpu", tensorflow=False)

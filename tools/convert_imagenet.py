@@ -47,7 +47,7 @@ def main(argv):
 
 
 def run():
-    program.run(main, "vgg-convert")
+    program.run(main, "vgg-convert", tensorflow=False)
 
 
 if __name__ == "__main__":

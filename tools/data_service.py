@@ -9,8 +9,10 @@ It serves until stopped (Ctrl-C, SIGTERM). Workers read the shards themselves: t
 data dir at the same path as the trainer.
 """
 
+import os
 import signal
 import socket
+import sys
 import threading
 
 from absl import app
@@ -19,6 +21,7 @@ from pipelines import data_service
 
 from . import program
 
+STOP_SECONDS = 5.0  # well inside Kubernetes' 30 s grace
 # A flag for every setting of vgg-data-service, as its config declares it.
 SETTINGS = program.Settings(data_service.ServiceConfig, __name__)
 
@@ -27,24 +30,33 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = SETTINGS.read()
+    exposed = ("listening on every interface, without authentication: keep it inside a "
+               "private network")
     if config.dispatcher:
         data_service.wait_for_dispatcher(config.dispatcher, config.wait)
         host = config.worker_address or socket.gethostname()
         port = config.port or _free_port()
         server = data_service.start_worker(config.dispatcher, port, f"{host}:{port}")
-        print(f"tf.data service worker on {host}:{port}, serving the dispatcher at "
-              f"{config.dispatcher}", flush=True)
+        print(f"tf.data service worker at {host}:{port} ({exposed}), serving the dispatcher "
+              f"at {config.dispatcher}", flush=True)
     else:
-        server = data_service.start_dispatcher(config.port or data_service.DISPATCHER_PORT,
-                                               config.work_dir, config.worker_timeout_ms)
-        print(f"tf.data service dispatcher on {server.target} (journal: "
-              f"{config.work_dir or 'none'})", flush=True)
+        port = config.port or data_service.DISPATCHER_PORT
+        server = data_service.start_dispatcher(port, config.work_dir, config.worker_timeout_ms)
+        print(f"tf.data service dispatcher at grpc://{socket.gethostname()}:{port} ({exposed}; "
+              f"journal: {config.work_dir or 'none'}; a worker silent for "
+              f"{config.worker_timeout_ms / 1000:g} s is forgotten)", flush=True)
     stopped = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stopped.set())
     stopped.wait()
+    # The server's own stop (and TensorFlow's at the interpreter's exit) can wait on its
+    # clients for a minute: given STOP_SECONDS, then the process ends as asked.
+    stopping = threading.Thread(target=server.stop, daemon=True)
+    stopping.start()
+    stopping.join(STOP_SECONDS)
     print("stopped", flush=True)
-    return 0
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port():

@@ -249,4 +249,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    program.run(main, "demo")
+    program.run(main, "demo", tensorflow=False)

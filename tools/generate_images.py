@@ -46,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    program.run(main, "tools.generate_images")
+    program.run(main, "tools.generate_images", tensorflow=False)

@@ -2,8 +2,9 @@
 (each setting declared once, in the library: ``pipelines.settings.setting``),
 ``--help`` that lists the program's own flags (its console script's wrapper is not the program's
 module), and an error its user can fix ending the program with one line naming the problem and
-the fix, and exit status 1; the traceback only with ``--verbose`` (or absl's ``-v 1``). An error
-that is a bug keeps its traceback and asks to be reported.
+the fix, and exit status 1; what a rerun may cure (a peer gone, a port taken) one line and exit
+status 75; the traceback only with ``--verbose`` (or absl's ``-v 1``). An error that is a bug
+keeps its traceback, asks to be reported and exits with 2.
 """
 
 import dataclasses
@@ -21,8 +22,8 @@ from pipelines import errors
 from pipelines import tf_runtime
 from pipelines.settings import setting
 
-EXIT_USER_ERROR = 1
-EXIT_BUG = 2
+EXIT_USER_ERROR, EXIT_BUG, EXIT_TEMPORARY = (errors.EXIT_USER_ERROR, errors.EXIT_BUG,
+                                             errors.EXIT_TEMPORARY)
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 ISSUES = "the vgg_keras issue tracker"
 
@@ -129,10 +130,11 @@ def machine():
     return f"{model}, {cores} cores"
 
 
-def run(main, name):
-    """Runs ``main`` as absl's ``app.run`` does, as the program ``name`` (``vgg-train``)."""
+def run(main, name, tensorflow=True):
+    """Runs ``main`` as absl's ``app.run`` does, as the program ``name`` (``vgg-train``);
+    ``tensorflow``: it uses TensorFlow, started before ``main`` (quietly: ``tf_runtime``)."""
     adopt_key_flags(main.__module__)
-    app.run(guarded(main, name))
+    app.run(guarded(main, name, tensorflow))
 
 
 def adopt_key_flags(module_name):
@@ -145,18 +147,30 @@ def adopt_key_flags(module_name):
             flags.FLAGS.register_key_flag_for_module(main_module, flag)
 
 
-def guarded(main, name):
+def guarded(main, name, tensorflow=True):
     """``main`` with a user's error reported as one line and exit status 1, and a bug as its
     traceback and a line asking to report it, exit status 2."""
     def wrapped(argv):
         try:
-            tf_runtime.start(_COMMON["tf_log_level"].value or (
-                "info" if _COMMON["verbose"].value else "quiet"))
+            level = _COMMON["tf_log_level"].value or (
+                "info" if _COMMON["verbose"].value else "quiet")
+            if tensorflow:
+                tf_runtime.start(level)
+            else:
+                tf_runtime.configure(level)
             return main(argv)
         except KeyboardInterrupt:
             print(f"{name}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except errors.TemporaryError as error:  # a rerun may cure it: a scheduler retries
+            if _COMMON["verbose"].value:
+                traceback.print_exc()
+            print(f"{name}: {error}", file=sys.stderr)
+            return EXIT_TEMPORARY
         except Exception as error:  # noqa: BLE001 - sorted into a user's error or a bug below
+            if isinstance(getattr(error, "exit_code", None), int):  # a stop asked for (signal)
+                print(f"{name}: {error}", file=sys.stderr, flush=True)
+                return error.exit_code
             message = (f"{error}; `{name} --help` lists its flags"
                        if isinstance(error, app.UsageError) else errors.user_message(error))
             if message is None:

@@ -14,6 +14,7 @@ from pipelines.settings import setting
 from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras import settings
+from vgg_keras.training import cluster
 
 CHUNK_IMAGES = 256  # the images a worker holds at once, at every scale (the bounded buffer)
 
@@ -96,6 +97,8 @@ class EvalConfig(settings.DistributionSettings):
             storage.check_folder(self.output_dir, "--output_dir")
         if self.distribution_strategy == "tpu":
             settings.check_tpu_paths({"--data_dir": self.data_dir})
+        if self.distribution_strategy == "multi_worker" and check_files:
+            cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
         missing = [m for m in self.model if check_files and not artifacts.exists(m)]
         if missing:
             raise errors.UserError(f"--model={missing[0]} does not exist: give a Keras file, a "

@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import os
 
+import tensorflow as tf
+
 from pipelines import dataset_info
 from pipelines import errors
 from pipelines import inputs
@@ -173,12 +175,20 @@ def data_service_job(cfg):
     return f"vgg_train_{digest}"
 
 
-def eval_dataset(cfg, data, corrupt_counter):
-    """The validation split's centre crops at vgg-evaluate's default Q (§4.1)."""
+def eval_dataset(cfg, data, corrupt_counter, workers=1):
+    """The validation split's centre crops at vgg-evaluate's default Q (§4.1); for ``workers``
+    workers with fewer validation shards than that, shared among them by batches rather than by
+    files (which TensorFlow's default would refuse)."""
     dataset = inputs.make_eval_dataset(
         data.info, mode=protocols.INPUT_MODES[protocols.SINGLE],
         test_scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
         corrupt_counter=corrupt_counter, verify_shards=cfg.verify_shards)
-    return dataset.map(lambda images, labels, _: (images, labels))
+    dataset = dataset.map(lambda images, labels, _: (images, labels))
+    if workers > len(data.info.split_files("validation")):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        dataset = dataset.with_options(options)
+    return dataset

@@ -7,18 +7,23 @@ import tensorflow as tf
 
 from pipelines import errors
 from vgg_keras import artifacts
+from vgg_keras.training import cluster
 
 
-def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None):
+def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None, report=print):
     """Returns the ``tf.distribute`` strategy for ``--distribution_strategy``.
 
     ``cpu_replicas`` splits the CPU into that many logical devices first, so that
-    ``MirroredStrategy`` runs that many replicas without GPUs (TensorFlow must not have
-    started yet). ``tpu``: the Cloud TPU (its name or ``grpc://`` address, or ``local`` on a
-    TPU VM) of ``name="tpu"``; default: the one the environment names (``TPU_NAME``).
+    ``MirroredStrategy`` (or each worker of ``multi_worker``) runs that many replicas without
+    GPUs (TensorFlow must not have started yet). ``tpu``: the Cloud TPU (its name or
+    ``grpc://`` address, or ``local`` on a TPU VM) of ``name="tpu"``; default: the one the
+    environment names (``TPU_NAME``). ``multi_worker`` reads ``TF_CONFIG`` and waits for the
+    cluster's other tasks first (``cluster``), saying so with ``report``.
 
     Raises:
-        ValueError: if ``num_gpus`` asks for more GPUs than are visible.
+        UserError: if ``num_gpus`` asks for more GPUs than are visible, or ``TF_CONFIG`` is
+            missing or wrong.
+        TemporaryError: if this task's port is taken.
     """
     if cpu_replicas:
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -26,7 +31,7 @@ def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None):
             cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
     # These two must exist before TensorFlow's runtime starts (listing devices starts it).
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker(cpu_replicas, report)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -43,6 +48,38 @@ def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None):
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(devices[0])
     return tf.distribute.get_strategy()
+
+
+def _multi_worker(cpu_replicas, report):
+    """``MultiWorkerMirroredStrategy`` once every task of the cluster has started, on
+    ``cpu_replicas`` logical CPU devices of each worker where given."""
+    from tensorflow.python.distribute import collective_all_reduce_strategy as collective
+
+    found = cluster.read_cluster()
+    task = found.name(found.tasks[found.index])
+    report(f"{task}: one of {len(found.tasks)} tasks; waiting for the others to start",
+           flush=True)
+    cluster.rendezvous(found, report)
+    port = found.address.rsplit(":", 1)[1]
+    report(f"{task}: every task has started; TensorFlow's gRPC server listens on every "
+           f"interface at port {port}, without authentication (keep the cluster inside a "
+           "private network)", flush=True)
+    if not cpu_replicas:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    # Without GPUs TensorFlow gives each worker one CPU device (its
+    # CollectiveAllReduceExtended._initialize_local_devices); a split CPU's devices are given
+    # instead, as its own _from_local_devices does for one machine.
+    extended = collective.CollectiveAllReduceExtended
+    original = extended._initialize_local_devices
+
+    def split_cpu(self, resolver, worker_device):
+        return tuple(f"{worker_device}/device:CPU:{i}" for i in range(cpu_replicas)), "CPU"
+
+    extended._initialize_local_devices = split_cpu
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        extended._initialize_local_devices = original
 
 
 def worker_share(strategy):

@@ -32,7 +32,12 @@ SETTLE_SECONDS = {"local": 0.25, "url": 2.0}  # longer than a launch's read-to-w
 
 
 class LeaseHeld(errors.UserError):
-    """Another run holds the model dir; the message names it."""
+    """A run of this machine holds the model dir; the message names it."""
+
+
+class LeaseHeldElsewhere(errors.TemporaryError):
+    """A run of another machine holds the model dir, and may be gone: its lease is taken over
+    once it is ``STALE_SECONDS`` old; the message says when."""
 
 
 class Lease:
@@ -48,19 +53,31 @@ class Lease:
         self._stop = threading.Event()
         self._thread = None
 
-    def acquire(self, settle=None):
+    def acquire(self, settle=None, wait=False, report=print):
         """Takes the lease; returns a line for the log if it took over a holder's, else None.
+        ``wait``: a lease of another machine's run is waited for until it may be taken over
+        (a line every ``REFRESH_SECONDS``), instead of refused.
 
         Raises:
-            LeaseHeld: if a live run holds it, or another launch took it meanwhile.
+            LeaseHeld: if a live run of this machine holds it, or another launch took it
+                meanwhile.
+            LeaseHeldElsewhere: if another machine's run holds it (a rerun after the time
+                the message names takes it over), and ``wait`` is false.
         """
         note = None
         held = _read(self.path)
+        while held and held.get("token") != self.token and not self._gone(held):
+            if held.get("host") == socket.gethostname() or not wait:
+                refusal = LeaseHeld if held.get("host") == socket.gethostname() else (
+                    LeaseHeldElsewhere)
+                raise refusal(self._refusal(held))
+            report(f"waiting for the lease on {self.model_dir} of {_holder(held)}: taken over "
+                   f"at {_stamp(self._stale_at(held))} unless refreshed", flush=True)
+            time.sleep(max(1.0, min(REFRESH_SECONDS, self._stale_at(held) - self._now())))
+            held = _read(self.path)
         if held and held.get("token") != self.token:
-            gone = self._gone(held)
-            if not gone:
-                raise LeaseHeld(self._refusal(held))
-            note = (f"took over the lease on {self.model_dir} of {_holder(held)} ({gone})")
+            note = (f"took over the lease on {self.model_dir} of {_holder(held)} "
+                    f"({self._gone(held)})")
         storage.makedirs(self.model_dir)
         storage.write_json(self.path, self.record, writer=self.token)
         if settle is None:
@@ -101,12 +118,21 @@ class Lease:
             return f"not refreshed for {age / 60:.0f} min"
         return None
 
+    def _stale_at(self, held):
+        return held.get("refreshed", self._now()) + STALE_SECONDS
+
     def _refusal(self, held):
         age = self._now() - held.get("refreshed", self._now())
-        return (f"--model_dir={self.model_dir} is in use by {_holder(held)} (started "
-                f"{held.get('started', '?')}, lease refreshed {age:.0f} s ago): one run per model "
-                "dir at a time; wait for it to end or stop it (a lease not refreshed for "
-                f"{STALE_SECONDS / 60:.0f} min is taken over), or give another --model_dir")
+        text = (f"--model_dir={self.model_dir} is in use by {_holder(held)} (started "
+                f"{held.get('started', '?')}, lease refreshed {age:.0f} s ago): one run per "
+                "model dir at a time")
+        if held.get("host") == socket.gethostname():
+            return (f"{text}; wait for it to end or stop it, or give another --model_dir")
+        stale_at = self._stale_at(held)
+        return (f"{text}. If that machine is gone, its lease may be taken over at "
+                f"{_stamp(stale_at)} (in {max(0, stale_at - self._now()):.0f} s, "
+                f"{STALE_SECONDS / 60:.0f} min after its last refresh): rerun then, or with "
+                "--lease_wait to wait for it; or give another --model_dir")
 
 
 def _holder(held):

@@ -27,6 +27,7 @@ from pipelines import shard_integrity
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.nets import builder
+from vgg_keras.training import cluster
 from vgg_keras.training import data as run_data
 from vgg_keras.training import distribution
 from vgg_keras.training import lease
@@ -78,9 +79,10 @@ def _train(cfg):
     strategy = distribution.make_strategy(cfg.distribution_strategy, cfg.num_gpus,
                                           cfg.cpu_replicas, cfg.tpu)
     _check_batch(cfg, strategy.num_replicas_in_sync)
-    # One run per model dir: the chief's lease, taken before this run writes anything there.
+    # One run per model dir: the chief's lease, taken before this run writes anything there,
+    # and given back as its last act whatever ends it.
     held = lease.Lease(cfg.model_dir) if distribution.is_chief(strategy) else None
-    taken_over = held.acquire() if held else None
+    taken_over = held.acquire(wait=cfg.lease_wait) if held else None
     try:
         return _run(cfg, data, identity, strategy, held, taken_over)
     finally:
@@ -100,8 +102,14 @@ def finished_summary(cfg, data):
 def _run(cfg, data, identity, strategy, held, taken_over):
     outputs = run_outputs.RunOutputs(cfg.model_dir,
                                      distribution.output_root(strategy, cfg.model_dir))
+    # One log per cluster: the chief's; every other worker says where it stands, and its stop.
+    say = print if outputs.chief else _silent
     if outputs.chief:
         identity.record()
+    else:
+        workers, index = distribution.worker_share(strategy)
+        print(f"worker {index} of {workers}: training the run in {cfg.model_dir} "
+              "(the chief prints its log)", flush=True)
     if cfg.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
@@ -109,30 +117,36 @@ def _run(cfg, data, identity, strategy, held, taken_over):
                                                          artifacts.ARCHITECTURE_FILE)):
         artifacts.write_architecture(cfg.model_dir, state.model)  # its checkpoints as models
         artifacts.write_classes(cfg.model_dir, run_outputs.classes(cfg, data))
-    print(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
+    say(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
     for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.plateau_note(cfg, data),
                  notes.batch_norm_note(cfg, data),
                  identity.describe_changes(), state.init.describe() + frozen):
         if line:
-            print(line, flush=True)
-    resumed = state.restore()
+            say(line, flush=True)
+    resumed = state.restore(report=say)
     start = resumed.step if resumed else 0
     if resumed:
-        print(resumed.describe(), flush=True)
+        say(resumed.describe(), flush=True)
     outputs.resume(start)
     corrupt = shard_integrity.make_corrupt_counter() if cfg.skip_corrupt else None
     iterator = iter(strategy.distribute_datasets_from_function(
         run_data.train_dataset_fn(cfg, data, start, corrupt)))
     eval_data = strategy.experimental_distribute_dataset(
-        run_data.eval_dataset(cfg, data, corrupt))
-    runner = _Loop(cfg, state, data, corrupt, held)
-    stop_watching = data_service.watch_workers(cfg.data_service) if cfg.data_service else None
+        run_data.eval_dataset(cfg, data, corrupt, distribution.worker_share(strategy)[0]))
+    runner = _Loop(cfg, state, data, corrupt, held, say)
+    stop_watching = (data_service.watch_workers(cfg.data_service, waiting=runner.waiting)
+                     if cfg.data_service else None)
     try:
         with preemption.StopRequests(strategy, cfg.stop_grace_seconds,
                                      runner.stop_while_blocked) as stops:
             runner.stops = stops
             result = runner.run(iterator, eval_data, resumed)
+    except tf.errors.OpError as error:  # a peer or the input's service gone: rerun, resume
+        gone = _gone(cfg, strategy, error, state)
+        if gone is None:
+            raise
+        raise gone from error
     finally:
         if stop_watching:
             stop_watching()
@@ -142,6 +156,25 @@ def _run(cfg, data, identity, strategy, held, taken_over):
     outputs.write_summary(summary)
     outputs.finish()
     return summary
+
+
+def _silent(*arguments, **keywords):
+    """What a worker other than the chief prints of the run's log: nothing."""
+
+
+def _gone(cfg, strategy, error, state):
+    """The ``TemporaryError`` of a TensorFlow error that says a peer of a multi-worker run, or
+    the tf.data service, went away, naming where a rerun resumes; None for any other error."""
+    saved = state.saved()
+    resume = max(saved, default=None, key=lambda path: artifacts.checkpoint_step(path) or 0)
+    resume = state.outputs.run_path(resume) if resume else None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        gone = cluster.peer_gone(error, cluster.read_cluster(), resume)
+        if gone is not None:
+            return gone
+    if cfg.data_service:
+        return data_service.service_gone(error, cfg.data_service, resume)
+    return None
 
 
 def _registered(address):
@@ -185,9 +218,10 @@ def plan_chunk(current, end, backup_steps, steps_per_execution):
 class _Loop:
     """The epochs of one run: steps, backups, NaN checks, validation, checkpoints, logs."""
 
-    def __init__(self, cfg, state, data, corrupt, held=None):
+    def __init__(self, cfg, state, data, corrupt, held=None, say=print):
         self.cfg, self.state, self.data, self.corrupt = cfg, state, data, corrupt
-        self.stops, self.lease = None, held
+        self.stops, self.lease, self.say = None, held, say
+        self.step_began = None  # when the step call in flight began (None between calls)
         self.train_steps = steps.make_train_steps(
             state.model, state.optimizer, state.strategy, cfg.batch_size,
             weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
@@ -197,8 +231,8 @@ class _Loop:
         # auto: a live line on a terminal, else a line a minute; live; epochs: only the line of
         # each epoch.
         show = {"auto": None, "live": True, "epochs": False}[cfg.progress]
-        self.line = progress.ProgressLine(show=show, interval=PROGRESS_INTERVAL,
-                                          stream=sys.stdout)
+        self.line = progress.ProgressLine(show=show if say is print else False,
+                                          interval=PROGRESS_INTERVAL, stream=sys.stdout)
         self.train_seconds = self.train_images = 0.0
         self.started, self.start_step = time.monotonic(), None
 
@@ -263,7 +297,9 @@ class _Loop:
                                         cfg.steps_per_execution)
             rate = self.state.schedule(current)
             self.state.optimizer.learning_rate = rate
+            self.step_began = time.monotonic()
             loss = float(self.train_steps(iterator, tf.constant(count)))
+            self.step_began = None
             if not math.isfinite(loss):
                 self._stop(f"the training loss is {loss} at step {current + count}")
             current += count
@@ -293,7 +329,7 @@ class _Loop:
     def _print(self, row):
         corrupt = int(self.corrupt.numpy()) if self.corrupt is not None else 0
         note = f", {corrupt} corrupt shards skipped" if corrupt else ""
-        print(f"epoch {row['epoch']} (step {row['step']}/{self.data.total_steps}): loss "
+        self.say(f"epoch {row['epoch']} (step {row['step']}/{self.data.total_steps}): loss "
               f"{row['loss']:.4f}, val top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}"
               f", lr {row['learning_rate']:.3g}, {row['images_per_second']:.1f} images/s{note}",
               flush=True)
@@ -312,10 +348,17 @@ class _Loop:
             return
         self.stops.acknowledge()  # stopping here: the watchdog of blocked steps stands down
         self.line.end()
-        path = saved.latest_checkpoint if saved is not None else self._save("backup")
+        path = self.state.outputs.run_path(
+            saved.latest_checkpoint if saved is not None else self._save("backup"))
         self.state.outputs.flush()
         raise preemption.Stopped(asked[0], current, path, elsewhere=asked[1],
                                  written=saved is None)
+
+    def waiting(self):
+        """Seconds the step call in flight has waited so far (its input, or a peer), or None
+        between calls."""
+        began = self.step_began
+        return None if began is None else time.monotonic() - began
 
     def stop_while_blocked(self, number):
         """The watchdog's call, ``stop_grace_seconds`` after a signal this run has not answered:
@@ -332,6 +375,8 @@ class _Loop:
         kept = saved or max(self.state.saved(), default=None,
                             key=lambda path: artifacts.checkpoint_step(path) or 0)
         self.state.outputs.flush()
+        if self.lease is not None:  # the process ends here, its finally clauses with it
+            self.lease.release()
         print(f"vgg-train: stopped by {number.name} at step {step}, its input waiting "
               f"{self.cfg.stop_grace_seconds:g} s after the signal; "
               + (f"backup written; run the same command to resume (from {saved})" if saved else

@@ -33,6 +33,11 @@ class RunOutputs:
     def checkpoint_dir(self, name):
         return artifacts.checkpoint_dir(self.root, name)
 
+    def run_path(self, path):
+        """A path of this worker's, named as the run's: a worker's scratch checkpoint is the
+        twin of the chief's in the model dir, which a rerun resumes from."""
+        return os.path.join(self.model_dir, storage.relative(path, self.root))
+
     def init(self, init, resumed):
         """The run's ``Init``: recorded at its start, read back when it resumes."""
         path = os.path.join(self.model_dir, artifacts.INIT_FILE)

@@ -23,6 +23,7 @@ from pipelines.settings import setting
 from vgg_keras import artifacts
 from vgg_keras import settings
 from vgg_keras.nets import configs
+from vgg_keras.training import cluster
 
 LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -160,6 +161,10 @@ class OutputSettings:
         20.0, "After SIGTERM or Ctrl-C, how long a step whose input does not come (a tf.data "
               "service without workers) may wait before the run stops without it; well under "
               "the 30 s after which Kubernetes kills.", check=above(0), changeable=True)
+    lease_wait: bool = setting(False, "A model dir whose lease another machine's run holds "
+                                      "(a node lost, a pod rescheduled): wait until the lease "
+                                      "may be taken over (5 min after its last refresh), "
+                                      "instead of exiting with 75.", changeable=True)
     allow_changed_settings: bool = setting(
         False, "Resume the run in --model_dir with settings that change it (a longer schedule, "
                "another batch size …): recorded in its run.json and the log. Without it such a "
@@ -197,6 +202,8 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
             storage.check_folder(self.model_dir, "--model_dir")
         if self.distribution_strategy == "tpu":
             settings.check_tpu_paths({"--data_dir": self.data_dir, "--model_dir": self.model_dir})
+        if self.distribution_strategy == "multi_worker" and check_files:
+            cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
         parse_init(self.init, check_exists=check_files and not self.has_checkpoint())
         if self.data_service:
             data_service.parse_address(self.data_service)

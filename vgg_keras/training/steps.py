@@ -83,8 +83,15 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         loss, gradients = gradients_of(images, labels)
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         if replicas > 1 and moving:
+            # Each value read on its variable's device: under MultiWorkerMirroredStrategy a
+            # tensor of the step has no device of its own, and the all-reduce would have no
+            # destination ("destinations can not be empty").
+            values = []
+            for variable in moving:
+                with tf.device(variable.value.device):
+                    values.append(tf.identity(variable.value))
             averaged = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.MEAN, [v.value for v in moving])
+                tf.distribute.ReduceOp.MEAN, values)
             for variable, value in zip(moving, averaged, strict=True):
                 variable.assign(value)
         if images_seen is not None:
