@@ -23,7 +23,19 @@ INSTALL_REQUIRES = [
     "tensorflow-serving-api==2.21.0",  # the PredictionLog protos of the export's warm-up file
     "safetensors==0.8.0",  # PyTorch's published VGG weights, read with NumPy alone
 ]
+# vgg-export's tensor formats (--format=onnx,litert,openvino) and their runtimes, which
+# vgg-evaluate and vgg-predict run them with: pip install 'vgg-keras[deploy]'.
+DEPLOY_REQUIRES = [
+    "tf2onnx==1.17.0",  # TensorFlow -> ONNX (also installs top-level tests/, tools/, examples/)
+    "onnx==1.23.2",
+    "onnxruntime==1.32.0",  # runs ONNX; its quantizer makes the int8 models, its converter fp16
+    "ai-edge-litert==2.3.0",  # runs .tflite (TensorFlow's converter writes it)
+    "openvino==2026.4.1",
+    "ml-dtypes==0.5.4",  # what tritonclient (the tests') admits, and every package here
+]
 TEST_REQUIRES = [
+    *DEPLOY_REQUIRES,
+    "tritonclient==2.73.0",  # Triton's ModelConfig protobuf: config.pbtxt parsed as Triton does
     "pytest==9.2.0",
     "pytest-xdist==3.8.0",  # make test runs the suite on 2 workers
     "jax[cpu]==0.10.2",  # the nets must run under KERAS_BACKEND=jax, without TensorFlow
@@ -57,6 +69,7 @@ setuptools.setup(
     packages=[*setuptools.find_packages(include=["vgg_keras*", "pipelines*"]), CLI_PACKAGE],
     package_dir={CLI_PACKAGE: "tools"},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "gpu": ["tensorflow[and-cuda]==2.21.0"]},
+    extras_require={"test": TEST_REQUIRES, "deploy": DEPLOY_REQUIRES,
+                    "gpu": ["tensorflow[and-cuda]==2.21.0"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

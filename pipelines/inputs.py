@@ -233,8 +233,7 @@ def make_eval_dataset(source, *, mode=CENTER_CROPS, test_scale=input_config.TEST
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)
-        image = preprocessing.rescale_shorter_side(preprocessing.decode(encoded), test_scale)
-        return image, label, filename
+        return preprocessing.test_image(encoded, test_scale), label, filename
 
     dataset = records.map(rescaled, num_parallel_calls=AUTOTUNE, deterministic=True)
     if mode == CENTER_CROPS:

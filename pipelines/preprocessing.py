@@ -140,6 +140,12 @@ def decode(encoded):
                    lambda: _decode_any(encoded))
 
 
+def test_image(encoded, test_scale):
+    """§3.2's test-time image: decoded, its shorter side rescaled to Q (``test_scale``); what
+    every protocol starts from, in ``vgg-evaluate`` and in a client of an export alike."""
+    return rescale_shorter_side(decode(encoded), test_scale)
+
+
 def center_crop(images, crop_size):
     """The central ``crop_size`` square of an image ``[H, W, 3]``, or of each image of a batch of
     one shape ``[n, H, W, 3]``, at least that large. NumPy arrays are cut by NumPy (the same

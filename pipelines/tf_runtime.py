@@ -39,6 +39,27 @@ def caught_stderr():
             os.close(saved)
 
 
+@contextlib.contextmanager
+def native_lines():
+    """What libraries' C++ writes to file descriptor 2 meanwhile (LiteRT's converter and its
+    interpreter print their notes there, past every logging setting): shown at level ``info``
+    or when the block fails, else dropped."""
+    if os.environ.get(_INHERITED, "quiet") == "info":
+        yield
+        return
+    failed, caught = True, ""
+    try:
+        with caught_stderr() as text:
+            try:
+                yield
+                failed = False
+            finally:
+                caught = text()
+    finally:
+        if failed:
+            sys.stderr.write(caught)
+
+
 def configure(level=None):
     """Sets TensorFlow's log lines to ``level`` (``LEVELS``; default: the level of the program
     that started this process, else quiet) for when it starts, in this process and the ones it

@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 
+import numpy as np
 import pytest
 import safetensors.numpy
 
@@ -176,6 +177,16 @@ def snippet_folder(tmp_path_factory):
                                 str(folder / "vgg16_bn.safetensors"))  # torchvision's shapes
     data = write_shards(folder / "imagenet", train_per_class=4, val_per_class=2,
                         size_range=(40, 64))[0]
+    # An ONNX export of a tiny net at /deploy/vgg16 (its first version), and a photo.
+    from pipelines import synthetic
+    from tests.conftest import build_tiny
+    from vgg_keras.serving import export
+    from vgg_keras.serving.config import ServingSettings
+
+    export.export_model(build_tiny("A", num_classes=1000), str(folder / "deploy"),
+                        ServingSettings(model_name="vgg16", format=("onnx",)))
+    (folder / "cat.jpg").write_bytes(synthetic.encode(synthetic.draw_scene(
+        0, np.random.default_rng(0), 60, 80)))
     return folder, data
 
 
@@ -188,6 +199,7 @@ AFTER = {
     "build_pretrained": "assert vgg_keras.nets.builder.normalization_of(net) == 'torchvision'; "
                         "assert loss.style_layers == ('block1_conv2', 'block2_conv2')",
     "to_conv_head": "assert probabilities.shape == (1, 1000)",
+    "preprocess_image": "assert probabilities.shape == (1, 1000) and crop.dtype == 'uint8'",
 }
 
 
@@ -203,7 +215,8 @@ def test_readme_python_snippet_runs(snippet_folder, number, text):
     checks = [check for name, check in AFTER.items() if name in text]
     assert checks, f"README.md:{number}: a snippet with no check of its result here"
     script = folder / f"snippet_{number}.py"
-    script.write_text(text.replace("/data/imagenet-tfrecords", str(data)) + "\n"
+    script.write_text(text.replace("/data/imagenet-tfrecords", str(data)).replace(
+        "/deploy/", f"{folder}/deploy/") + "\n"
                       + "\n".join(checks) + "\n")
     result = programs.run([sys.executable, str(script)], cwd=folder, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,9 +1,15 @@
 """vgg-export: writes a trained net as a SavedModel that TF Serving loads as it is (image bytes
-in, top-k classes out), with the preprocessing of the paper's test protocol inside.
+in, top-k classes out), with the preprocessing of the paper's test protocol inside; and, with
+--format, as ONNX (Triton, ONNX Runtime), LiteRT and OpenVINO IR models of uint8 crops, at fp32,
+fp16 or int8.
 
     vgg-export --model=/models/vgg16 --export_dir=/serving --model_name=vgg16
     tensorflow_model_server --rest_api_port=8501 --model_name=vgg16 \
         --model_base_path=/serving/vgg16
+
+    vgg-export --model=/models/vgg16 --export_dir=/triton --model_name=vgg16 --format=onnx
+    vgg-export --model=/models/vgg16 --export_dir=/edge --format=litert --precision=int8 \
+        --calibration_data=/data/imagenet
 
     # A net with published weights, no training run: ImageNet's 1,000 classes.
     vgg-export --config=D-BN --weights=torchvision=vgg16_bn.safetensors \
@@ -52,6 +58,18 @@ def main(argv):
     print(f"exported {metadata['config']} from {source}{step} ({metadata['num_classes']} "
           f"classes, eval mode {metadata['eval_mode']}, Q={metadata['test_scale']}, top "
           f"{metadata['top_k']}) to {path}")
+    for name, entry in metadata.get("formats", {}).items():
+        shape = entry.get("input", {}).get("shape")
+        takes = (f": uint8 {shape} in, probabilities out" if shape else
+                 f": {', '.join(entry.get('signatures', []))}")
+        print(f"  {name} ({entry['precision']}){takes}: "
+              f"{', '.join(storage.join(path, file) for file in entry['files'][:1])}")
+    if "calibration" in metadata:
+        calibration = metadata["calibration"]
+        print(f"  int8 calibrated on {calibration['images']} images of {calibration['data_dir']} "
+              f"({calibration['split']} split, Q={calibration['test_scale']})")
+    if "onnx" in config.format:
+        print(f"  Triton: {storage.join(storage.dirname(path), artifacts.TRITON_CONFIG)}")
     return 0
 
 

@@ -50,6 +50,7 @@ _EXPORTS = {
     "build_pretrained": "nets.pretrained",
     "load_model": "artifacts",
     "decode_predictions": "artifacts",
+    "preprocess_image": "serving.client",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,10 +15,14 @@ A model dir, as ``vgg-train`` writes it::
              checkpoints/latest/, checkpoints/best/, backup/   tf.train checkpoints
              .worker_<i>/                    scratch of the non-chief workers of a multi-worker run
 
-An export, as ``vgg-export`` writes it (TF Serving's layout)::
+An export, as ``vgg-export`` writes it (the layout TF Serving, Triton, OpenVINO Model Server
+read; each format's files only if asked for)::
 
-    EXPORT_DIR/<model_name>/<version>/saved_model.pb, variables/,
-        assets.extra/tf_serving_warmup_requests, assets.extra/vgg_metadata.json
+    EXPORT_DIR/<model_name>/<version>/vgg_metadata.json       every format, the classes, the
+                                                                client's preprocessing
+        saved_model.pb, variables/, assets.extra/             TF Serving (warm-up, metadata)
+        model.onnx, model.tflite, model.xml + model.bin       ONNX Runtime, LiteRT, OpenVINO
+    EXPORT_DIR/<model_name>/config.pbtxt, labels.txt          Triton's, with onnx
 
 Reading summaries, metadata and version folders needs no TensorFlow; loading a model does, and
 imports it then, so that tools which only look at the files (the demo) start fast.
@@ -50,6 +54,11 @@ SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")
 METADATA_FILE = os.path.join(ASSETS_EXTRA, "vgg_metadata.json")
+EXPORT_METADATA_FILE = "vgg_metadata.json"  # at the version's root: written last, its marker
+TRITON_CONFIG = "config.pbtxt"
+# The tensor formats' files, by extension (``vgg_keras.serving.runtimes`` runs them).
+TENSOR_EXTENSIONS = (".onnx", ".tflite", ".xml")
+TENSOR_FILES = ("model.onnx", "model.tflite", "model.xml")
 
 
 def checkpoint_dir(model_dir, name):
@@ -138,17 +147,59 @@ def next_version(base):
     return max(versions(base), default=0) + 1
 
 
+def is_export_version(folder):
+    """Whether ``folder`` is a whole export: a SavedModel, or a version of ``vgg-export`` (its
+    metadata, written last, is there)."""
+    return (storage.exists(os.path.join(folder, SAVED_MODEL_FILE))
+            or storage.exists(os.path.join(folder, EXPORT_METADATA_FILE)))
+
+
 def find_export(path):
-    """The SavedModel at ``path``, or the newest numbered version under it that holds one, or
-    None."""
+    """The export at ``path`` (``is_export_version``), or the newest numbered version under it
+    that is one, or None."""
     path = os.fspath(path)
-    if storage.exists(os.path.join(path, SAVED_MODEL_FILE)):
+    if is_export_version(path):
         return path
     for version in reversed(versions(path)):
         candidate = os.path.join(path, str(version))
-        if storage.exists(os.path.join(candidate, SAVED_MODEL_FILE)):
+        if is_export_version(candidate):
             return candidate
     return None
+
+
+def is_tensor_file(path):
+    """Whether ``path`` names an ONNX, LiteRT or OpenVINO model file."""
+    return os.path.splitext(os.fspath(path))[1].lower() in TENSOR_EXTENSIONS
+
+
+def export_of(path):
+    """The export version holding ``path`` (a version or base folder, or a tensor format's file
+    in a version folder), or None."""
+    path = os.fspath(path)
+    if storage.isdir(path):
+        return find_export(path)
+    if is_tensor_file(path) and storage.exists(
+            os.path.join(storage.dirname(path), EXPORT_METADATA_FILE)):
+        return storage.dirname(path)
+    return None
+
+
+def model_file_of_export(version):
+    """What runs an export version: its SavedModel folder, else its one tensor-format file.
+
+    Raises:
+        UserError: for a version of several tensor formats and no SavedModel (name the file).
+    """
+    if storage.exists(os.path.join(version, SAVED_MODEL_FILE)):
+        return version
+    found = [os.path.join(version, name) for name in TENSOR_FILES
+             if storage.exists(os.path.join(version, name))]
+    if len(found) != 1:
+        what = "holds no model file" if not found else (
+            f"holds {len(found)} formats ({', '.join(storage.basename(f) for f in found)})")
+        raise errors.UserError(f"{version} {what}: give --model one of its files, "
+                               f"{version}/model.onnx say")
+    return found[0]
 
 
 def resolve_export(path):
@@ -167,15 +218,24 @@ def resolve_export(path):
 
 
 def read_metadata(export_path):
-    """The export's settings and class names (``assets.extra/vgg_metadata.json``), or None."""
-    return storage.read_json(os.path.join(resolve_export(export_path), METADATA_FILE),
-                             written_by="vgg-export", fix="export the model again")
+    """The export's settings, formats and class names (the version's ``vgg_metadata.json``, or,
+    in exports of earlier versions, ``assets.extra/vgg_metadata.json``), or None.
+    ``export_path``: a version or base folder, or a tensor format's file in a version."""
+    version = export_of(export_path) or resolve_export(export_path)
+    for name in (EXPORT_METADATA_FILE, METADATA_FILE):
+        if storage.exists(os.path.join(version, name)):
+            return storage.read_json(os.path.join(version, name), written_by="vgg-export",
+                                     fix="export the model again")
+    return None
 
 
-def write_metadata(export_path, metadata):
-    """Writes an export's ``assets.extra/vgg_metadata.json``."""
-    storage.makedirs(os.path.join(export_path, ASSETS_EXTRA))
-    storage.write_json(os.path.join(export_path, METADATA_FILE), metadata)
+def write_metadata(export_path, metadata, saved_model=False):
+    """Writes an export's ``vgg_metadata.json`` (``saved_model``: the copy inside the
+    SavedModel's ``assets.extra/``, which travels with it)."""
+    if saved_model:
+        storage.makedirs(os.path.join(export_path, ASSETS_EXTRA))
+    name = METADATA_FILE if saved_model else EXPORT_METADATA_FILE
+    storage.write_json(os.path.join(export_path, name), metadata)
 
 
 def write_classes(model_dir, classes):
@@ -187,7 +247,7 @@ def write_classes(model_dir, classes):
 def read_classes(path):
     """``(synsets, names)`` of a model's outputs, as its export's metadata, its run's
     ``summary.json`` or ``classes.json`` record them, or None."""
-    if storage.isdir(path) and find_export(path):
+    if export_of(path):
         metadata = read_metadata(path) or {}
         return (metadata["synsets"], metadata["labels"]) if metadata.get("synsets") else None
     recorded = read_summary(path)
@@ -238,7 +298,7 @@ def decode_predictions(probabilities, top=5, classes=None):
 def train_scale_of(model_path):
     """The training scale (Smin, Smax) recorded beside a model (``summary.json``) or in an
     export's metadata, or None."""
-    if storage.isdir(model_path) and find_export(model_path):
+    if export_of(model_path):
         scale = (read_metadata(model_path) or {}).get("train_scale")
     else:
         scale = read_summary(model_path).get("scale")
@@ -247,7 +307,7 @@ def train_scale_of(model_path):
 
 def served_test_scale(path):
     """The Q an export serves at (its metadata), or None for what is not an export."""
-    if storage.isdir(path) and find_export(path):
+    if export_of(path):
         return (read_metadata(path) or {}).get("test_scale")
     return None
 
@@ -290,9 +350,14 @@ def load_model_and_source(path):
     if not exists(path):
         raise FileNotFoundError(f"{path} does not exist: give a vgg-train model dir, one of its "
                                 "checkpoints, a .keras file or an export of vgg-export")
-    saved_model = find_export(path) if storage.isdir(path) else None
-    if saved_model:
-        return _wrap_saved_model(saved_model), ModelSource(path, "export", saved_model)
+    if is_tensor_file(path):
+        return _wrap_tensor_file(path), ModelSource(path, "export", path)
+    version = find_export(path) if storage.isdir(path) else None
+    if version:
+        file = model_file_of_export(version)
+        if is_tensor_file(file):
+            return _wrap_tensor_file(file), ModelSource(path, "export", file)
+        return _wrap_saved_model(file), ModelSource(path, "export", file)
     if storage.isdir(path) and not storage.isfile(os.path.join(path, MODEL_FILE)):
         return _newest_checkpoint_model(path)
     file = os.path.join(path, MODEL_FILE) if storage.isdir(path) else path
@@ -395,6 +460,14 @@ def _load_keras_file(path):
             raise errors.UserError(f"{path} is not a Keras file that loads ({reason}): it is "
                                    "damaged or cut short; write it again, or give the run's "
                                    "checkpoint instead") from None
+
+
+def _wrap_tensor_file(path):
+    """An ONNX, LiteRT or OpenVINO model run by its runtime, wrapped as a Keras model on uint8
+    crops (single-crop and multi-crop work; dense needs the Keras model)."""
+    from vgg_keras.serving import runtimes
+
+    return runtimes.as_keras_model(runtimes.Runtime(path))
 
 
 def _wrap_saved_model(path):

@@ -14,9 +14,22 @@ from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras import settings
 from vgg_keras.nets import configs
+from vgg_keras.serving import runtimes
 
+# The formats and precisions (``formats`` holds their code), named without TensorFlow.
+FORMATS = ("saved_model", *runtimes.TENSOR_FORMATS)
+PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MAX_PIXELS = 40_000_000  # above the largest ImageNet image (~ 33 MP); ~120 MB decoded
 DEFAULT_MIN_SIDE = 32
+
+
+def _format_list(value):
+    names = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(dict.fromkeys(str(name).strip() for name in names if str(name).strip()))
+
+
+def _join(values):
+    return ",".join(values)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,12 +54,37 @@ class ServingSettings:
     full_probabilities: bool = setting(False, "Also return every class's probability.")
     data_dir: str | None = setting(None, "Shards whose dataset_info.json names the classes "
                                          "(default: as recorded by vgg-train).")
+    format: tuple = setting(("saved_model",), "Comma list of saved_model (TF Serving), onnx "
+                            "(ONNX Runtime, Triton), litert (.tflite), openvino (IR), written "
+                            "into one version folder.", parse=_format_list, text=_join)
+    precision: str = setting("fp32", "Of the tensor formats: fp32, fp16 (weights), int8 (full "
+                                     "integer, calibrated on --calibration_data; OpenVINO's "
+                                     "from the int8 ONNX model).", choices=PRECISIONS)
+    calibration_data: str | None = setting(None, "With --precision=int8: shards whose training "
+                                                 "split calibrates the activations.")
+    calibration_images: int = setting(500, "Images of --calibration_data's training split "
+                                           "read for int8 calibration (test-time "
+                                           "preprocessing).", check=at_least(1))
+    max_batch_size: int = setting(64, "Triton's max_batch_size in config.pbtxt (with onnx).",
+                                  check=at_least(1))
 
     def check(self):
         """Raises ``UserError`` for a value that cannot work, reading no file."""
         declared.check_settings(self)
-        if self.data_dir:
-            storage.check_filesystem(self.data_dir, "--data_dir")
+        for flag, path in (("--data_dir", self.data_dir),
+                           ("--calibration_data", self.calibration_data)):
+            if path:
+                storage.check_filesystem(path, flag)
+        if not self.format or any(f not in FORMATS for f in self.format):
+            raise errors.UserError(f"--format must be a comma list of {', '.join(FORMATS)}; "
+                                   f"got {_join(self.format)!r}")
+        if self.precision != "fp32" and "saved_model" in self.format:
+            raise errors.UserError(f"--precision={self.precision} is for the tensor formats: "
+                                   "the SavedModel is fp32; give --format among onnx, litert, "
+                                   "openvino")
+        if self.precision == "int8" and not self.calibration_data:
+            raise errors.UserError("--precision=int8 needs --calibration_data=DATA_DIR (shards "
+                                   "whose training split calibrates the activations)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

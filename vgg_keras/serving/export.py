@@ -29,11 +29,13 @@ import tensorflow as tf
 from pipelines import dataset_info
 from pipelines import errors
 from pipelines import imagenet_labels
+from pipelines import preprocessing
 from pipelines import schema
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras.nets import builder
+from vgg_keras.serving import formats
 from vgg_keras.serving import graph
 from vgg_keras.serving.config import ServingSettings
 
@@ -77,14 +79,71 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
     (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
     ``protocols.fallback_test_scale``) and ``source`` where it came from (a description, or an
     ``artifacts.ModelSource``: the metadata says)."""
-    module, metadata = serving_module(model, settings, summary=summary, source=source)
-    name = (settings or ServingSettings()).model_name
-    return _write_new_version(module, os.path.join(export_dir, name), name, metadata)
+    settings = settings or ServingSettings()
+    metadata = serving_metadata(model, settings, summary=summary, source=source)
+    tensor_formats = [name for name in settings.format if name in formats.TENSOR_FORMATS]
+    formats.check_packages(tensor_formats)  # before anything is written
+    calibration = None
+    if settings.precision == "int8":
+        calibration = formats.calibration_crops(settings.calibration_data,
+                                                settings.calibration_images,
+                                                metadata["test_scale"], metadata["crop_size"])
+        metadata["calibration"] = {"data_dir": storage.absolute(settings.calibration_data),
+                                   "split": "train", "images": len(calibration),
+                                   "test_scale": metadata["test_scale"]}
+    module = (graph.ServingModule(model, metadata) if formats.SAVED_MODEL in settings.format
+              else None)
+    base = os.path.join(export_dir, settings.model_name)
+    version = _write_new_version(module, base, settings.model_name, metadata,
+                                 _Formats(model, settings, calibration))
+    if formats.ONNX in settings.format:
+        _write_triton_config(base, metadata, settings)
+    return version
+
+
+class _Formats:
+    """What an export writes besides its metadata: the SavedModel (``module``) and each tensor
+    format of ``model`` (``formats``), as ``settings`` ask."""
+
+    def __init__(self, model, settings, calibration):
+        self.model, self.settings, self.calibration = model, settings, calibration
+
+    def write(self, module, folder, model_name, metadata):
+        settings = self.settings
+        if module is not None:
+            tf.saved_model.save(module, folder, signatures=module.signatures())
+            storage.makedirs(os.path.join(folder, artifacts.ASSETS_EXTRA))
+            write_warmup_requests(os.path.join(folder, artifacts.WARMUP_FILE), model_name,
+                                  metadata)
+            artifacts.write_metadata(folder, metadata, saved_model=True)
+        tensor_formats = [name for name in settings.format if name in formats.TENSOR_FORMATS]
+        if tensor_formats:
+            written = formats.write_formats(self.model, folder, tensor_formats,
+                                            settings.precision, self.calibration)
+            assert all(metadata["formats"][name] == entry for name, entry in written.items())
+        artifacts.write_metadata(folder, metadata)  # the version's marker: written last
+
+
+def _write_triton_config(base, metadata, settings):
+    """Triton's ``config.pbtxt`` and the labels file it names, beside the versions."""
+    labels = "labels.txt"
+    storage.write_atomic(os.path.join(base, labels), "".join(
+        f"{label}\n" for label in metadata["labels"]))
+    storage.write_atomic(os.path.join(base, artifacts.TRITON_CONFIG), formats.triton_config(
+        settings.model_name, metadata["crop_size"], metadata["num_classes"],
+        settings.max_batch_size, labels))
 
 
 def serving_module(model, settings=None, *, summary=None, source=None):
     """``(graph.ServingModule, metadata)``: the serving graph of ``model`` as an export holds it
     (``export_model``'s arguments), in memory (``vgg-predict`` on a model that is no export)."""
+    metadata = serving_metadata(model, settings, summary=summary, source=source)
+    return graph.ServingModule(model, metadata), metadata
+
+
+def serving_metadata(model, settings=None, *, summary=None, source=None):
+    """An export's metadata (``vgg_metadata.json``): its settings, source, classes, the
+    client's preprocessing and, per format asked for, its files, tensors and precision."""
     settings = settings or ServingSettings()
     settings.check()
     eval_mode = protocols.protocol_name(settings.eval_mode)
@@ -118,34 +177,73 @@ def serving_module(model, settings=None, *, summary=None, source=None):
         "full_probabilities": bool(settings.full_probabilities),
         "num_classes": num_classes,
         "signatures": list(graph.SIGNATURES),
+        "client_preprocessing": {
+            "function": "vgg_keras.preprocess_image", "decode": "RGB",
+            "resize_shorter_side_to": int(test_scale),
+            "resize_method": preprocessing.RESIZE_METHOD, "center_crop": crop_size,
+            "dtype": "uint8", "layout": "[batch, crop, crop, 3]",
+            "normalization": "inside the model"},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "synsets": list(synsets),
         "labels": list(labels),
+        "precision": settings.precision,
+        "formats": formats.entries(settings.format, crop_size, num_classes, settings.precision),
     }
-    return graph.ServingModule(model, metadata), metadata
+    return metadata
 
 
 def serving_signature(path):
-    """The ``serving_default`` of what ``path`` holds: an export's own (its SavedModel loaded),
-    or, for a model that is no export (a ``vgg-train`` model dir, a checkpoint, a ``.keras``
-    file), the same serving graph built in memory as ``vgg-export`` would write it.
+    """The ``serving_default`` of what ``path`` holds: an export's own (its SavedModel loaded;
+    for a version of tensor formats only, or one of their files, the same inputs and outputs
+    around the format's runtime: ``tensor_signature``), or, for a model that is no export (a
+    ``vgg-train`` model dir, a checkpoint, a ``.keras`` file), the same serving graph built in
+    memory as ``vgg-export`` would write it.
 
     Raises:
-        UserError: for a SavedModel whose ``serving_default`` is not an export's.
+        UserError: for a SavedModel whose ``serving_default`` is not an export's, or a tensor
+            format's file without its export's metadata.
     """
-    location = artifacts.find_export(path) if storage.isdir(path) else None
-    if location is None:
+    version = artifacts.export_of(path)
+    if version is None and artifacts.is_tensor_file(path):
+        raise errors.UserError(f"{path} has no {artifacts.EXPORT_METADATA_FILE} beside it (its "
+                               "test scale and classes): give the file in its vgg-export "
+                               "version folder")
+    if version is None:
         model, source = artifacts.load_model_and_source(path)
-        module, _ = serving_module(model, summary=artifacts.read_summary(path),
-                                          source=source)
+        module, _ = serving_module(model, summary=artifacts.read_summary(path), source=source)
         return module.serving_default
-    signature = tf.saved_model.load(location).signatures["serving_default"]
+    file = path if artifacts.is_tensor_file(path) else artifacts.model_file_of_export(version)
+    if artifacts.is_tensor_file(file):
+        return tensor_signature(file, artifacts.read_metadata(version))
+    signature = tf.saved_model.load(file).signatures["serving_default"]
     missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
     if missing:
-        raise errors.UserError(f"{location} is not a vgg-export export (its serving_default "
+        raise errors.UserError(f"{file} is not a vgg-export export (its serving_default "
                                f"returns no {', '.join(sorted(missing))})")
+    return signature
+
+
+def tensor_signature(path, metadata):
+    """A function as an export's ``serving_default`` (``images``: encoded images → ``classes``,
+    ``synsets``, ``labels``, ``scores``) around a tensor format's runtime: each image through
+    ``client.preprocess_image`` at the export's Q and crop, as a client of that format does."""
+    from vgg_keras.serving import client
+    from vgg_keras.serving import runtimes
+
+    runtime = runtimes.Runtime(path)
+    q, crop, k = metadata["test_scale"], metadata["crop_size"], metadata["top_k"]
+    synsets, labels = np.array(metadata["synsets"]), np.array(metadata["labels"])
+
+    def signature(images):
+        crops = np.stack([client.preprocess_image(data, q, crop) for data in images.numpy()])
+        probabilities = runtime(crops)
+        classes = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return {"classes": tf.constant(classes, tf.int64),
+                "scores": tf.constant(np.take_along_axis(probabilities, classes, axis=1)),
+                "synsets": tf.constant(synsets[classes]), "labels": tf.constant(labels[classes])}
+
     return signature
 
 
@@ -179,17 +277,17 @@ def _class_names(summary, data_dir, num_classes, model_path):
                            "--data_dir (shards with dataset_info.json)")
 
 
-def _write_new_version(module, base, model_name, metadata):
+def _write_new_version(module, base, model_name, metadata, writer):
     """Saves into a hidden folder beside the versions, then renames it to the next one. On an
     object store, where a folder cannot be renamed, the export is written on the local disk
     and copied into the next version, its ``saved_model.pb`` last (a version folder without it
     is no export: ``artifacts.find_export`` and TF Serving pass it by)."""
     if storage.is_url(base):
-        return _upload_new_version(module, base, model_name, metadata)
+        return _upload_new_version(module, base, model_name, metadata, writer)
     os.makedirs(base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
-        _save(module, staging, model_name, metadata)
+        writer.write(module, staging, model_name, metadata)
         while True:
             version = artifacts.next_version(base)
             try:
@@ -202,19 +300,13 @@ def _write_new_version(module, base, model_name, metadata):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _upload_new_version(module, base, model_name, metadata):
+def _upload_new_version(module, base, model_name, metadata, writer):
     with tempfile.TemporaryDirectory() as staging:
-        _save(module, staging, model_name, metadata)
+        writer.write(module, staging, model_name, metadata)
         version = os.path.join(base, str(artifacts.next_version(base)))
-        storage.copy_tree(staging, version, last=(artifacts.SAVED_MODEL_FILE,))
+        storage.copy_tree(staging, version, last=(artifacts.SAVED_MODEL_FILE,
+                                                  artifacts.EXPORT_METADATA_FILE))
     return version
-
-
-def _save(module, folder, model_name, metadata):
-    """The SavedModel, its metadata and its warm-up requests, written into ``folder``."""
-    tf.saved_model.save(module, folder, signatures=module.signatures())
-    artifacts.write_metadata(folder, metadata)
-    write_warmup_requests(os.path.join(folder, artifacts.WARMUP_FILE), model_name, metadata)
 
 
 def warmup_images():

@@ -1,0 +1,248 @@
+"""The tensor formats of an export (``vgg-export --format``): the net as ONNX (ONNX Runtime,
+Triton's onnxruntime backend), LiteRT (phones; XNNPACK) and OpenVINO IR (OpenVINO Model Server),
+written beside the SavedModel into the version folder each server reads, at fp32, fp16 or
+full-integer int8.
+
+Every tensor format takes what a client has after ``client.preprocess_image`` (decode, shorter
+side to Q, centre crop): uint8 RGB ``[batch, crop, crop, 3]``, the batch free, the net's
+normalisation inside; and gives float32 class probabilities ``[batch, classes]`` (``INPUT``,
+``OUTPUT``). The classes and the client's preprocessing are in the export's metadata.
+
+How each is made, and why by that road:
+
+* One SavedModel of that tensor signature (``write_tensor_saved_model``) is the source of all.
+  tf2onnx's ``from_function`` (and so ``model.export(format="onnx")``) leaves the constants of
+  Keras' Normalization layer as required graph inputs, which ONNX Runtime refuses to run
+  without; read from a SavedModel, they are frozen. LiteRT's converter fails int8 calibration
+  from concrete functions (a ``READ_VARIABLE`` node); from a SavedModel it converts.
+* ONNX: tf2onnx. fp16: ONNX Runtime's own float16 converter, the uint8 input and float32 output
+  kept. int8: ONNX Runtime's static quantization (QDQ, int8 per-channel weights, uint8
+  activations calibrated on the given images): full integer wherever ONNX Runtime has an int8
+  kernel (convolutions, matrix products, pooling).
+* LiteRT: TensorFlow's LiteRT converter. fp16: float16 weights (computed in float32 on a CPU).
+  int8: full integer (``TFLITE_BUILTINS_INT8``: every op int8), calibrated on the given images;
+  the uint8 input stays as it is and the probabilities come out as float32.
+* OpenVINO: converted from the ONNX model (the graph ONNX Runtime runs). fp16: weights
+  compressed to fp16. int8: from the int8 ONNX model, whose QDQ pairs OpenVINO runs as int8
+  (OpenVINO's own quantizer, NNCF, would be a further heavy dependency for the same result).
+  On CPUs with bf16 units OpenVINO computes in bf16 unless compiled with
+  ``INFERENCE_PRECISION_HINT=f32``, which the metadata names and ``runtimes`` passes.
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import errors
+from pipelines import tf_runtime
+from vgg_keras import artifacts
+from vgg_keras import protocols
+from vgg_keras.serving import config
+from vgg_keras.serving import graph
+from vgg_keras.serving import runtimes
+
+FORMATS, PRECISIONS = config.FORMATS, config.PRECISIONS
+SAVED_MODEL = FORMATS[0]
+ONNX, LITERT, OPENVINO = runtimes.ONNX, runtimes.LITERT, runtimes.OPENVINO
+TENSOR_FORMATS = runtimes.TENSOR_FORMATS
+# The file each server looks for in a version folder (OpenVINO's weights: model.bin beside).
+FILES = {ONNX: "model.onnx", LITERT: "model.tflite", OPENVINO: "model.xml"}
+OPENVINO_WEIGHTS = "model.bin"
+INPUT, OUTPUT = "images", "probabilities"
+ONNX_OPSET = 17
+CALIBRATION_BATCH = 16
+check_packages = runtimes.check_packages
+
+
+class TensorModule(tf.Module):
+    """The net alone on uint8 crops: ``probabilities(images)``, the one signature every tensor
+    format is converted from."""
+
+    def __init__(self, model):
+        super().__init__(name="vgg_tensor")
+        crop = int(model.input.shape[1])
+        net = protocols.as_probabilities(model)
+        self._variables = [variable.value for variable in model.variables]
+        self.probabilities = tf.function(
+            lambda images: {OUTPUT: net(images)},
+            input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.uint8, name=INPUT)])
+
+
+def write_tensor_saved_model(model, folder):
+    """The tensor signature of ``model`` as a SavedModel in ``folder`` (its
+    ``serving_default``)."""
+    module = TensorModule(model)
+    tf.saved_model.save(module, folder, signatures={"serving_default": module.probabilities})
+    return folder
+
+
+def write_formats(model, folder, formats, precision="fp32", calibration=None):
+    """Writes each of ``formats`` (``TENSOR_FORMATS``) of ``model`` into ``folder`` at
+    ``precision``; ``calibration``: uint8 crops ``[n, crop, crop, 3]`` for int8.
+
+    Returns:
+        ``{format: metadata}``: its files, input, output, precision and how to run it.
+    """
+    check_packages(formats)
+    if precision == "int8" and (calibration is None or not len(calibration)):
+        raise errors.UserError("--precision=int8 needs calibration images: give "
+                               "--calibration_data=DATA_DIR (shards with a training split)")
+    crop, classes = int(model.input.shape[1]), int(model.output.shape[-1])
+    written = {}
+    with tempfile.TemporaryDirectory(prefix="vgg-tensor-") as scratch:
+        source = write_tensor_saved_model(model, os.path.join(scratch, "saved_model"))
+        onnx_file = None
+        if ONNX in formats or OPENVINO in formats:
+            onnx_file = os.path.join(folder if ONNX in formats else scratch, FILES[ONNX])
+            _onnx(source, onnx_file, precision, calibration, scratch)
+        if ONNX in formats:
+            written[ONNX] = _entry(ONNX, [FILES[ONNX]], crop, classes, precision)
+        if LITERT in formats:
+            _litert(source, os.path.join(folder, FILES[LITERT]), precision, calibration)
+            written[LITERT] = _entry(LITERT, [FILES[LITERT]], crop, classes, precision)
+        if OPENVINO in formats:
+            _openvino(onnx_file, os.path.join(folder, FILES[OPENVINO]), precision)
+            written[OPENVINO] = _entry(OPENVINO, [FILES[OPENVINO], OPENVINO_WEIGHTS], crop,
+                                       classes, precision)
+    return {name: written[name] for name in TENSOR_FORMATS if name in written}
+
+
+def _entry(name, files, crop, classes, precision):
+    entry = {"files": files, "precision": precision,
+             "input": {"name": INPUT, "dtype": "uint8", "shape": [None, crop, crop, 3]},
+             "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, classes]}}
+    if name == OPENVINO:
+        entry["compile"] = dict(runtimes.OPENVINO_COMPILE)
+    return entry
+
+
+def entries(names, crop, classes, precision):
+    """What the metadata says of each format of ``names`` (``FORMATS``), in ``FORMATS``'
+    order: its files, precision and, for the tensor formats, input and output."""
+    found = {}
+    for name in FORMATS:
+        if name == SAVED_MODEL and name in names:
+            found[name] = {"files": [artifacts.SAVED_MODEL_FILE, "variables/"],
+                           "precision": "fp32", "signatures": list(graph.SIGNATURES)}
+        elif name in names:
+            files = [FILES[name]] + ([OPENVINO_WEIGHTS] if name == OPENVINO else [])
+            found[name] = _entry(name, files, crop, classes, precision)
+    return found
+
+
+@contextlib.contextmanager
+def _quiet(*loggers):
+    """The converters' INFO lines off (they log every pass through Python's logging)."""
+    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def _onnx(source, path, precision, calibration, scratch):
+    import tf2onnx
+
+    with _quiet("tf2onnx", "tensorflow"):  # its passes' INFO, TF1 deprecation notes
+        graph_def, inputs, outputs, _, renames = tf2onnx.tf_loader.from_saved_model(
+            source, None, None, signatures=["serving_default"],
+            return_initialized_tables=True, return_tensors_to_rename=True)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
+            tensors_to_rename=renames)
+    if precision == "fp16":
+        from onnxruntime.transformers import float16
+
+        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+    if precision != "int8":
+        _save_onnx(proto, path)
+        return
+    from onnxruntime import quantization
+
+    float_path = os.path.join(scratch, "float.onnx")
+    _save_onnx(proto, float_path)
+    with _quiet("root"):
+        quantization.quantize_static(
+            float_path, path, _CalibrationReader(calibration),
+            quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8)
+
+
+def _save_onnx(proto, path):
+    import onnx
+
+    onnx.save(proto, path)
+
+
+class _CalibrationReader:
+    """ONNX Runtime's calibration data reader over the crops, a batch at a time."""
+
+    def __init__(self, crops):
+        self._batches = iter([crops[i:i + CALIBRATION_BATCH]
+                              for i in range(0, len(crops), CALIBRATION_BATCH)])
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT: batch}
+
+    def rewind(self):  # part of the reader interface; one pass is all calibration takes
+        pass
+
+
+def _litert(source, path, precision, calibration):
+    converter = tf.lite.TFLiteConverter.from_saved_model(source)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([crop[None]] for crop in calibration)
+        converter.inference_output_type = tf.float32
+    with _quiet("absl", "tensorflow"), tf_runtime.native_lines():
+        flatbuffer = converter.convert()
+    with open(path, "wb") as file:  # a local staging folder (export.py uploads it)
+        file.write(flatbuffer)
+
+
+def _openvino(onnx_file, path, precision):
+    import openvino
+
+    model = openvino.convert_model(onnx_file)
+    openvino.save_model(model, path, compress_to_fp16=precision == "fp16")
+
+
+def triton_config(model_name, crop, num_classes, max_batch_size, label_file=None):
+    """Triton's model configuration (``config.pbtxt``, protobuf text of its ``ModelConfig``) for
+    the ONNX model: the onnxruntime backend, the tensors, dynamic batching."""
+    labels = f'\n    label_filename: "{label_file}"' if label_file else ""
+    return (f'name: "{model_name}"\n'
+            'platform: "onnxruntime_onnx"\n'
+            f"max_batch_size: {int(max_batch_size)}\n"
+            "input [\n  {\n"
+            f'    name: "{INPUT}"\n    data_type: TYPE_UINT8\n'
+            f"    dims: [ {crop}, {crop}, 3 ]\n  }}\n]\n"
+            "output [\n  {\n"
+            f'    name: "{OUTPUT}"\n    data_type: TYPE_FP32\n'
+            f"    dims: [ {num_classes} ]{labels}\n  }}\n]\n"
+            "dynamic_batching { }\n")
+
+
+def calibration_crops(data_dir, count, test_scale, crop_size):
+    """The first ``count`` images of the training split of ``data_dir`` with the test-time
+    preprocessing (shorter side to Q, centre crop): uint8 ``[n, crop, crop, 3]``."""
+    from pipelines import inputs
+
+    dataset = inputs.make_eval_dataset(data_dir, mode=inputs.CENTER_CROPS,
+                                       test_scale=test_scale, crop_size=crop_size,
+                                       batch_size=64, split="train", max_images=count)
+    crops = [images for images, _, _ in dataset.as_numpy_iterator()]
+    return np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8)
