@@ -38,16 +38,16 @@ def test_a_batch_norm_net_on_two_workers_of_two_replicas_with_one_validation_sha
     run = tmp_path / "run"
     chief, other = programs.run_cluster(
         [BIN / "vgg-train", *TINY_FLAGS, "--config=A-BN", f"--data_dir={data}",
-         f"--model_dir={run}", MULTI_WORKER, "--cpu_replicas=2", "--train_epochs=2",
-         "--enable_xla"], cwd=ROOT)
+         f"--model_dir={run}", MULTI_WORKER, "--cpu_replicas=2", "--train_epochs=1"],
+        cwd=ROOT)
     assert chief.returncode == 0, chief.stderr[-3000:]
     assert other.returncode == 0, other.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["replicas"] == 4 and summary["config"] == "A-BN"
-    assert summary["images_per_replica"] == [4 * 2 * 2] * 2  # this worker's two replicas
+    assert summary["images_per_replica"] == [4 * 2] * 2  # this worker's two replicas
     # One log per cluster: the chief's; the other worker says where it stands, and its stop.
     assert [line for line in chief.stdout.splitlines() if line.startswith("epoch ")] == [
-        line for line in chief.stdout.splitlines() if re.match(r"epoch [12] \(step", line)]
+        line for line in chief.stdout.splitlines() if re.match(r"epoch 1 \(step", line)]
     assert chief.stdout.splitlines()[2].startswith("recipe: config A-BN")
     assert not [line for line in other.stdout.splitlines()
                 if line.startswith(("epoch ", "recipe:", "init:"))], other.stdout

@@ -73,10 +73,12 @@ def test_error_table_matches_per_image_predictions(setup, tmp_path):
 
 def test_fusion_of_a_model_with_itself_is_the_model(setup):
     data, path, _ = setup
-    arguments = dict(protocols=protocols.PROTOCOLS, scales=[36, 44], **EVAL)
+    # The fusion is protocol-blind (the mean over models of each protocol's probabilities):
+    # the two cheapest protocols stand for all.
+    arguments = dict(protocols=("single", "dense"), scales=[36, 44], **EVAL)
     alone = evaluate([str(path)], data, **arguments)
     fused = evaluate([str(path), str(path)], data, **arguments)
-    for protocol in protocols.PROTOCOLS:
+    for protocol in ("single", "dense"):
         assert fused[protocol] == alone[protocol]
 
 

@@ -1,12 +1,14 @@
 """``vgg-export``: a trained net as a SavedModel that TF Serving loads as it is, image bytes in,
-top-k classes out (the graph is ``serving``'s), written as a new version that no reader ever sees
-half-written.
+top-k classes out (the graph is ``serving``'s), and as the tensor formats of ``formats`` (ONNX,
+LiteRT, OpenVINO), written as a new version that no reader ever sees half-written.
 
-Layout, as ``tensorflow_model_server --model_base_path=EXPORT_DIR/<model_name>`` expects (the
-file names are ``artifacts``')::
+Layout, as ``tensorflow_model_server --model_base_path=EXPORT_DIR/<model_name>``, Triton and
+OpenVINO Model Server expect (the file names are ``artifacts``')::
 
-    EXPORT_DIR/<model_name>/<version>/saved_model.pb, variables/,
-        assets.extra/tf_serving_warmup_requests, assets.extra/vgg_metadata.json
+    EXPORT_DIR/<model_name>/<version>/vgg_metadata.json
+        saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests,
+        assets.extra/vgg_metadata.json, model.onnx, model.tflite, model.xml, model.bin
+    EXPORT_DIR/<model_name>/config.pbtxt, labels.txt      (Triton's, with onnx)
 
 Versions are integers; an export is written beside them under a hidden name and renamed into
 the next free version at the end, so a server watching the folder never sees half an export and
@@ -278,10 +280,11 @@ def _class_names(summary, data_dir, num_classes, model_path):
 
 
 def _write_new_version(module, base, model_name, metadata, writer):
-    """Saves into a hidden folder beside the versions, then renames it to the next one. On an
-    object store, where a folder cannot be renamed, the export is written on the local disk
-    and copied into the next version, its ``saved_model.pb`` last (a version folder without it
-    is no export: ``artifacts.find_export`` and TF Serving pass it by)."""
+    """Saves into a hidden folder beside the versions (``writer.write``), then renames it to the
+    next one. On an object store, where a folder cannot be renamed, the export is written on
+    the local disk and copied into the next version, its ``saved_model.pb`` and
+    ``vgg_metadata.json`` last (a version folder without them is no export:
+    ``artifacts.find_export`` and TF Serving pass it by)."""
     if storage.is_url(base):
         return _upload_new_version(module, base, model_name, metadata, writer)
     os.makedirs(base, exist_ok=True)

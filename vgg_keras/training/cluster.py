@@ -123,9 +123,10 @@ def _answers(address, timeout=1.0):
         return False
 
 
-def rendezvous(cluster, report=print, interval=REPORT_SECONDS, poll=0.5):
+def rendezvous(cluster, report=print, interval=REPORT_SECONDS, poll=0.5, announce=None):
     """Listens on this task's port and waits until every other task's port answers; says which
-    it waits for every ``interval`` seconds; a signal ends the wait (``Interrupted``).
+    it waits for every ``interval`` seconds; a signal ends the wait (``Interrupted``), from
+    before its first line (``announce``, reported once the signals are taken) on.
 
     Raises:
         TemporaryError: if this task's port is taken by another process.
@@ -150,6 +151,8 @@ def rendezvous(cluster, report=print, interval=REPORT_SECONDS, poll=0.5):
     started, reported = time.monotonic(), time.monotonic()
     try:
         with _signals_end("waiting for the cluster's other tasks"):
+            if announce:
+                report(announce, flush=True)
             while True:
                 missing = [task for task in cluster.peers() if not _answers(task[2])]
                 if not missing:

@@ -57,9 +57,8 @@ def _multi_worker(cpu_replicas, report):
 
     found = cluster.read_cluster()
     task = found.name(found.tasks[found.index])
-    report(f"{task}: one of {len(found.tasks)} tasks; waiting for the others to start",
-           flush=True)
-    cluster.rendezvous(found, report)
+    cluster.rendezvous(found, report, announce=f"{task}: one of {len(found.tasks)} tasks; "
+                                               "waiting for the others to start")
     port = found.address.rsplit(":", 1)[1]
     report(f"{task}: every task has started; TensorFlow's gRPC server listens on every "
            f"interface at port {port}, without authentication (keep the cluster inside a "
