@@ -26,16 +26,15 @@ INSTALL_REQUIRES = [
 # vgg-export's tensor formats (--format=onnx,litert,openvino) and their runtimes, which
 # vgg-evaluate and vgg-predict run them with: pip install 'vgg-keras[deploy]'.
 DEPLOY_REQUIRES = [
-    "tf2onnx==1.17.0",  # TensorFlow -> ONNX (also installs top-level tests/, tools/, examples/)
-    "onnx==1.23.2",
+    "onnx==1.23.2",  # the ONNX graph is written with its helper (vgg_keras/serving/onnx_graph.py)
     "onnxruntime==1.32.0",  # runs ONNX; its quantizer makes the int8 models, its converter fp16
     "ai-edge-litert==2.3.0",  # runs .tflite (TensorFlow's converter writes it)
     "openvino==2026.4.1",
-    "ml-dtypes==0.5.4",  # what tritonclient (the tests') admits, and every package here
 ]
 TEST_REQUIRES = [
     *DEPLOY_REQUIRES,
     "tritonclient==2.73.0",  # Triton's ModelConfig protobuf: config.pbtxt parsed as Triton does
+    "ml-dtypes==0.5.4",  # the newest tritonclient admits; TensorFlow, JAX and onnx accept it
     "pytest==9.2.0",
     "pytest-xdist==3.8.0",  # make test runs the suite on 2 workers
     "jax[cpu]==0.10.2",  # the nets must run under KERAS_BACKEND=jax, without TensorFlow

@@ -247,3 +247,26 @@ def test_an_export_stopped_midway_leaves_no_version(reference_run, tmp_path, mon
         export.export_saved_model(str(reference_run), str(tmp_path), ServingSettings(
             format=("onnx", "openvino")))  # OpenVINO's is written after ONNX's
     assert os.listdir(tmp_path / "vgg") == []  # no version, no staging folder left
+
+
+@pytest.mark.parametrize("config, overrides", [
+    ("A-LRN", {}), ("C", {"classifier_activation": None}), ("E-BN", {"normalization":
+                                                                     "torchvision"})])
+def test_the_onnx_graph_of_every_kind_of_layer_equals_keras(tiny, config, overrides):
+    """LRN, 1×1 convolutions, logits (a softmax added), batch norm and torchvision's mean/std,
+    and the fully convolutional head: each net's ONNX graph gives the Keras net's
+    probabilities."""
+    import onnxruntime
+
+    from vgg_keras import protocols
+    from vgg_keras.nets import builder
+    from vgg_keras.serving import onnx_graph
+
+    net = tiny(config, input_shape=(64, 64, 3), **overrides)
+    images = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    for model in (net, builder.to_conv_head(net, input_shape=(64, 64, 3))):
+        session = onnxruntime.InferenceSession(
+            onnx_graph.onnx_model(model).SerializeToString(), providers=["CPUExecutionProvider"])
+        expected = np.asarray(protocols.as_probabilities(model)(images))
+        np.testing.assert_allclose(session.run(None, {"images": images})[0], expected,
+                                   atol=1e-5)

@@ -282,14 +282,14 @@ def test_the_published_table_names_every_net_with_weights():
 def test_published_weights_straight_to_serving(a_bn, tmp_path):
     """vgg-export of a net with published weights, no training run: ImageNet's classes, the
     normalisation in the metadata, torchvision's protocol (Q = 256/224 of the crop); vgg-predict
-    on a JPEG gives the Keras net's top 5, through the SavedModel and through the LiteRT model."""
+    on a JPEG gives the Keras net's top 5, through the SavedModel and through the ONNX model."""
     _, path, _, _ = a_bn
     export = programs.run([str(BIN / "vgg-export"), "--config=A-BN",
                            f"--weights=torchvision={path}", f"--crop_size={SIDE}",
                            f"--export_dir={tmp_path}", "--model_name=vgg11_bn",
-                           "--format=saved_model,litert"], timeout=900)
+                           "--format=saved_model,onnx"], timeout=900)
     assert export.returncode == 0, export.stderr[-3000:]
-    assert "litert (fp32): uint8 [None, 64, 64, 3] in, probabilities out" in export.stdout
+    assert "onnx (fp32): uint8 [None, 64, 64, 3] in, probabilities out" in export.stdout
     metadata = artifacts.read_metadata(str(tmp_path / "vgg11_bn"))
     assert metadata["normalization"] == "torchvision" and metadata["num_classes"] == 1000
     assert metadata["synsets"] == list(imagenet_labels.synsets())
@@ -308,11 +308,11 @@ def test_published_weights_straight_to_serving(a_bn, tmp_path):
     crop = preprocessing.center_crop(image, SIDE)[None]
     expected = np.argsort(-np.asarray(_loaded(path)(crop, training=False))[0])[:5]
     assert served == expected.tolist()
-    litert = programs.run([str(BIN / "vgg-predict"),
-                           f"--model={tmp_path / 'vgg11_bn' / '1' / 'model.tflite'}", "--json",
-                           str(jpeg)], timeout=600)  # the same net in LiteRT, the client's crop
-    assert litert.returncode == 0, litert.stderr[-3000:]
-    assert [item["class"] for item in json.loads(litert.stdout)["predictions"]] == served
+    onnx = programs.run([str(BIN / "vgg-predict"),
+                         f"--model={tmp_path / 'vgg11_bn' / '1' / 'model.onnx'}", "--json",
+                         str(jpeg)], timeout=600)  # the same net in ONNX, the client's crop
+    assert onnx.returncode == 0, onnx.stderr[-3000:]
+    assert [item["class"] for item in json.loads(onnx.stdout)["predictions"]] == served
     assert tf.saved_model.load(str(tmp_path / "vgg11_bn" / "1")).signatures["serving_default"]
 
 

@@ -8,10 +8,11 @@ int8; and how often each one's top-1 is the float Keras net's, on the same cores
     python -m tools.bench_deploy --weights=torchvision=vgg16.safetensors --widths=1
 
 The images are photo-like JPEGs (~375x500, ~110 KB) through the client's preprocessing
-(``vgg_keras.preprocess_image``: shorter side 256, centre 224). Without ``--weights`` the nets
-have random weights, whose probabilities are nearly flat: their top-1 agreement is a lower bound
-of what trained weights give (a flat output turns on small differences). Every runtime uses all
-cores (its default); times are the best of ``--rounds``.
+(``vgg_keras.preprocess_image``: shorter side 256, centre 224). A narrow net is first trained
+``--train_steps`` on those photos (10 classes); full size, without ``--weights``, D has random
+weights, whose probabilities are nearly flat: its top-1 agreement is a lower bound of what
+trained weights give (a flat output turns on small differences). Every runtime uses all cores
+(its default); times are the best of ``--rounds``.
 """
 
 import os
@@ -23,8 +24,6 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from tools import bench_evaluate
-
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_deploy", "Scratch folder.")
 _WIDTHS = flags.DEFINE_list("widths", ["1", "0.125"], "Width multipliers of D measured.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 32, "Images whose top-1 is compared.")
@@ -34,6 +33,9 @@ _BATCH = flags.DEFINE_integer("batch_size", 16, "Batch of the throughput measure
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed repetitions; the best counts.")
 _WEIGHTS = flags.DEFINE_string("weights", None, "KIND=PATH of published weights for D (width "
                                "1 only), instead of random weights.")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 150, "Narrow nets (width < 1) are trained "
+                                    "this many steps on the generated photos first, so that "
+                                    "their outputs, and the top-1 agreement, mean something.")
 CROP, Q = 224, 256
 
 
@@ -42,15 +44,45 @@ def _crops(work, count):
     from pipelines import storage
     from vgg_keras.serving import client
 
-    shards = bench_evaluate.make_data(work, max(count, _CALIBRATION.value))
+    shards = _shards(work, max(count, _CALIBRATION.value))
     files = sorted((work / "images").rglob("*.jpg"))[:count]
     return np.stack([client.preprocess_image(storage.read_bytes(str(f)), Q, CROP)
                      for f in files]), shards
 
 
-def _net(width):
+def _shards(work, count):
+    """Photo-like JPEGs in class folders, converted: the calibration reads the training split."""
+    import shutil
+
+    from pipelines import convert
+    from pipelines import sources
+    from pipelines import synthetic
+
+    shards = work / "shards"
+    if not (shards / "dataset_info.json").exists():
+        shutil.rmtree(shards, ignore_errors=True)
+        synthetic.write_photo_like_jpegs(work / "images", 2 * count)
+        plan = sources.find_image_folder(work / "images", validation_fraction=0.5)
+        convert.convert(plan, shards, num_shards={"train": 1, "validation": 1}, num_workers=1,
+                        progress=False)
+    return shards
+
+
+def _net(width, shards, work):
     import vgg_keras
 
+    if width < 1 and _TRAIN_STEPS.value:
+        from vgg_keras import artifacts
+        from vgg_keras.training import loop
+        from vgg_keras.training import run_config
+
+        model_dir = work / f"trained_{width:g}"
+        loop.train(run_config.TrainConfig(
+            data_dir=str(shards), model_dir=str(model_dir), config="D", width=width,
+            fc_units=max(64, int(4096 * width)), scale=(Q, Q), batch_size=16, init="glorot",
+            dropout=0.0, learning_rate=0.01, lr_schedule="cosine", seed=0,
+            train_steps=_TRAIN_STEPS.value, progress="epochs"))
+        return artifacts.load_model(str(model_dir))
     if _WEIGHTS.value and width == 1:
         from vgg_keras import settings
         from vgg_keras.nets import configs
@@ -68,9 +100,9 @@ def _runners(model, fp32, int8):
     from vgg_keras.serving import runtimes
 
     keras_net = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    saved = tf.saved_model.load(fp32).classify_crops
+    loaded = tf.saved_model.load(fp32)  # kept: its functions need its variables
     found = {"Keras (TensorFlow)": (lambda x: keras_net(x).numpy(), None),
-             "SavedModel": (lambda x: saved(tf.constant(x)).numpy(),
+             "SavedModel": (lambda x: loaded.classify_crops(tf.constant(x)).numpy(),
                             [os.path.join(fp32, "saved_model.pb"),
                              os.path.join(fp32, "variables")])}
     for folder, precision in ((fp32, "fp32"), (int8, "int8")):
@@ -110,14 +142,16 @@ def measure(width, crops, shards, work):
     from vgg_keras.serving import formats
     from vgg_keras.serving.config import ServingSettings
 
-    model = _net(width)
+    model = _net(width, shards, work)
+    classes = dict(data_dir=str(shards)) if model.output.shape[-1] != 1000 else {}
     started = time.perf_counter()
     fp32 = export.export_model(model, str(work / "exports"), ServingSettings(
-        model_name=f"d_{width}", format=formats.FORMATS, test_scale=Q))
+        model_name=f"d_{width}", format=formats.FORMATS, test_scale=Q, **classes))
     converted = time.perf_counter() - started
     int8 = export.export_model(model, str(work / "exports"), ServingSettings(
         model_name=f"d_{width}_int8", format=formats.TENSOR_FORMATS, precision="int8",
-        calibration_data=str(shards), calibration_images=_CALIBRATION.value, test_scale=Q))
+        calibration_data=str(shards), calibration_images=_CALIBRATION.value, test_scale=Q,
+        **classes))
     quantized = time.perf_counter() - started - converted
     rows = []
     reference = None
@@ -134,8 +168,9 @@ def measure(width, crops, shards, work):
 
 def main(argv):
     del argv
-    import tensorflow as tf
+    from pipelines import tf_runtime
 
+    tf = tf_runtime.start()  # TensorFlow's own log lines off, as in the programs
     work = pathlib.Path(_WORK_DIR.value)
     work.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(work)  # the converters' scratch beside the exports
@@ -145,7 +180,9 @@ def main(argv):
           f"{_BATCH.value}; int8 calibrated on {_CALIBRATION.value} images")
     for width in (float(w) for w in _WIDTHS.value):
         rows, converted, quantized = measure(width, crops, shards, work)
-        source = _WEIGHTS.value if _WEIGHTS.value and width == 1 else "random weights"
+        source = (_WEIGHTS.value if _WEIGHTS.value and width == 1 else
+                  f"trained {_TRAIN_STEPS.value} steps on the photos" if width < 1 else
+                  "random weights")
         print(f"\nD at width {width:g} ({source}); export of every format {converted:.0f} s, "
               f"int8 formats {quantized:.0f} s")
         print(f"{'runtime':<22}{'size (MB)':>10}{'batch 1 (ms)':>14}"

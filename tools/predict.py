@@ -5,11 +5,14 @@ built in memory for a model that is not exported yet.
     vgg-predict --model=/serving/vgg16 cat.jpg dog.png
     vgg-predict --model=/serving/vgg16/3 --json photos/*.jpg
     vgg-predict --model=/models/vgg16 cat.jpg          # a model dir (or .keras, checkpoint)
+    vgg-predict --model=/deploy/vgg16/1/model.onnx cat.jpg
 
---model is an export (a version folder or the base folder of the versions: the latest is used),
-a vgg-train model dir (a run still training: its newest checkpoint), a checkpoint or a .keras
-file. Images that fail (unreadable file, not an image, too large or small) are reported, the
-others still predicted; the exit status is 1 if any failed.
+--model is an export (a version folder or the base folder of the versions: the latest is used;
+or a model.onnx, model.tflite or model.xml in a version folder, run by its own runtime on the
+client's crop, vgg_keras.preprocess_image), a vgg-train model dir (a run still training: its
+newest checkpoint), a checkpoint or a .keras file. Images that fail (unreadable file, not an
+image, too large or small) are reported, the others still predicted; the exit status is 1 if any
+failed.
 """
 
 import json

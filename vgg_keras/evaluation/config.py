@@ -46,9 +46,10 @@ class EvalConfig(settings.DistributionSettings):
     """An evaluation: the models (several are fused, §4.4), the data, the protocols and scales,
     where the results go; and where it computes (``DistributionSettings``)."""
 
-    model: tuple = setting(help="Keras file, vgg-train model dir, checkpoint or export; repeat "
-                                "to fuse several models (§4.4), each at its own training "
-                                "scale's test scales.", multiple=True)
+    model: tuple = setting(help="Keras file, vgg-train model dir, checkpoint, export, or an "
+                                "export's ONNX, LiteRT or OpenVINO file; repeat to fuse several "
+                                "models (§4.4), each at its own training scale's test scales.",
+                           multiple=True)
     data_dir: str = setting(help="Shards with a validation split.")
     protocols: tuple = setting((protocols.SINGLE,), "Comma list of "
                                f"{', '.join(protocols.PROTOCOLS)} (single: the centre crop; "

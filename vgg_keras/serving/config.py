@@ -145,7 +145,9 @@ class PredictConfig:
     """``vgg-predict``: the export whose serving signature classifies the images, and how the
     answers are printed."""
 
-    model: str = setting(help="Export folder: EXPORT_DIR/<model_name> or one of its versions.")
+    model: str = setting(help="Export folder (EXPORT_DIR/<model_name> or one of its versions), "
+                              "a model.onnx, model.tflite or model.xml in a version, or a "
+                              "vgg-train model dir, checkpoint or Keras file.")
     json: bool = setting(False, "Print one JSON object per image instead of a table.")
 
     def validate(self, images):

@@ -10,16 +10,14 @@ normalisation inside; and gives float32 class probabilities ``[batch, classes]``
 
 How each is made, and why by that road:
 
-* One SavedModel of that tensor signature (``write_tensor_saved_model``) is the source of all.
-  tf2onnx's ``from_function`` (and so ``model.export(format="onnx")``) leaves the constants of
-  Keras' Normalization layer as required graph inputs, which ONNX Runtime refuses to run
-  without; read from a SavedModel, they are frozen. LiteRT's converter fails int8 calibration
-  from concrete functions (a ``READ_VARIABLE`` node); from a SavedModel it converts.
-* ONNX: tf2onnx. fp16: ONNX Runtime's own float16 converter, the uint8 input and float32 output
-  kept. int8: ONNX Runtime's static quantization (QDQ, int8 per-channel weights, uint8
-  activations calibrated on the given images): full integer wherever ONNX Runtime has an int8
-  kernel (convolutions, matrix products, pooling).
-* LiteRT: TensorFlow's LiteRT converter. fp16: float16 weights (computed in float32 on a CPU).
+* ONNX: written layer by layer (``onnx_graph``: tf2onnx holds some 45 copies of the weights
+  and runs out of memory on VGG-16 at 24 GB). fp16: ONNX Runtime's own float16 converter, the
+  uint8 input and float32 output kept. int8: ONNX Runtime's static quantization (QDQ, int8
+  per-channel weights, uint8 activations calibrated on the given images): full integer
+  wherever ONNX Runtime has an int8 kernel (convolutions, matrix products, pooling).
+* LiteRT: TensorFlow's LiteRT converter, from a SavedModel of the tensor signature
+  (``write_tensor_saved_model``; from concrete functions its int8 calibration fails on a
+  ``READ_VARIABLE`` node). fp16: float16 weights (computed in float32 on a CPU).
   int8: full integer (``TFLITE_BUILTINS_INT8``: every op int8), calibrated on the given images;
   the uint8 input stays as it is and the probabilities come out as float32.
 * OpenVINO: converted from the ONNX model (the graph ONNX Runtime runs). fp16: weights
@@ -43,6 +41,7 @@ from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras.serving import config
 from vgg_keras.serving import graph
+from vgg_keras.serving import onnx_graph
 from vgg_keras.serving import runtimes
 
 FORMATS, PRECISIONS = config.FORMATS, config.PRECISIONS
@@ -52,8 +51,7 @@ TENSOR_FORMATS = runtimes.TENSOR_FORMATS
 # The file each server looks for in a version folder (OpenVINO's weights: model.bin beside).
 FILES = {ONNX: "model.onnx", LITERT: "model.tflite", OPENVINO: "model.xml"}
 OPENVINO_WEIGHTS = "model.bin"
-INPUT, OUTPUT = "images", "probabilities"
-ONNX_OPSET = 17
+INPUT, OUTPUT = onnx_graph.INPUT, onnx_graph.OUTPUT
 CALIBRATION_BATCH = 16
 check_packages = runtimes.check_packages
 
@@ -94,14 +92,14 @@ def write_formats(model, folder, formats, precision="fp32", calibration=None):
     crop, classes = int(model.input.shape[1]), int(model.output.shape[-1])
     written = {}
     with tempfile.TemporaryDirectory(prefix="vgg-tensor-") as scratch:
-        source = write_tensor_saved_model(model, os.path.join(scratch, "saved_model"))
         onnx_file = None
         if ONNX in formats or OPENVINO in formats:
             onnx_file = os.path.join(folder if ONNX in formats else scratch, FILES[ONNX])
-            _onnx(source, onnx_file, precision, calibration, scratch)
+            _onnx(model, onnx_file, precision, calibration, scratch)
         if ONNX in formats:
             written[ONNX] = _entry(ONNX, [FILES[ONNX]], crop, classes, precision)
         if LITERT in formats:
+            source = write_tensor_saved_model(model, os.path.join(scratch, "saved_model"))
             _litert(source, os.path.join(folder, FILES[LITERT]), precision, calibration)
             written[LITERT] = _entry(LITERT, [FILES[LITERT]], crop, classes, precision)
         if OPENVINO in formats:
@@ -147,16 +145,8 @@ def _quiet(*loggers):
             logger.setLevel(level)
 
 
-def _onnx(source, path, precision, calibration, scratch):
-    import tf2onnx
-
-    with _quiet("tf2onnx", "tensorflow"):  # its passes' INFO, TF1 deprecation notes
-        graph_def, inputs, outputs, _, renames = tf2onnx.tf_loader.from_saved_model(
-            source, None, None, signatures=["serving_default"],
-            return_initialized_tables=True, return_tensors_to_rename=True)
-        proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
-            tensors_to_rename=renames)
+def _onnx(model, path, precision, calibration, scratch):
+    proto = onnx_graph.onnx_model(model)
     if precision == "fp16":
         from onnxruntime.transformers import float16
 

@@ -17,8 +17,8 @@ TENSOR_FORMATS = (ONNX, LITERT, OPENVINO)
 EXTENSIONS = {".onnx": ONNX, ".tflite": LITERT, ".xml": OPENVINO}
 # The Python packages each format needs (``pip install 'vgg-keras[deploy]'``), by import name:
 # to write it (``formats``) and to run it (here).
-PACKAGES = {ONNX: ("tf2onnx", "onnx", "onnxruntime"), LITERT: ("ai_edge_litert",),
-            OPENVINO: ("openvino", "tf2onnx", "onnx", "onnxruntime")}
+PACKAGES = {ONNX: ("onnx", "onnxruntime"), LITERT: ("ai_edge_litert",),
+            OPENVINO: ("openvino", "onnx", "onnxruntime")}
 RUNTIME_PACKAGES = {ONNX: ("onnxruntime",), LITERT: ("ai_edge_litert",), OPENVINO: ("openvino",)}
 OPENVINO_COMPILE = {"INFERENCE_PRECISION_HINT": "f32"}  # else bf16 on CPUs with bf16 units
 
