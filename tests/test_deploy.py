@@ -184,6 +184,14 @@ def test_vgg_predict_and_vgg_evaluate_on_tensor_files(exported, train_data, tmp_
         p["class"] for p in predictions["1"]] == [p["class"] for p in predictions["model.xml"]]
     np.testing.assert_allclose([p["score"] for p in predictions["model.onnx"]],
                                [p["score"] for p in predictions["1"]], atol=5e-4)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = programs.run([str(BIN / "vgg-predict"), f"--model={every / 'model.tflite'}",
+                           str(text), str(photo)])
+    assert result.returncode == 1 and str(photo) in result.stdout  # the others still predicted
+    assert result.stderr.strip() == (f"vgg-predict: {text}: image 0 of the request does not "
+                                     "decode (Unknown image file format. One of JPEG, JPEG XL, "
+                                     "PNG, GIF, BMP, WebP required)")
     result = programs.run([str(BIN / "vgg-evaluate"), f"--model={int8 / 'model.tflite'}",
                            f"--data_dir={train_data}", "--protocols=single", "--num_classes=4"])
     assert result.returncode == 0, result.stderr[-2000:]

@@ -197,8 +197,8 @@ def model_file_of_export(version):
     if len(found) != 1:
         what = "holds no model file" if not found else (
             f"holds {len(found)} formats ({', '.join(storage.basename(f) for f in found)})")
-        raise errors.UserError(f"{version} {what}: give --model one of its files, "
-                               f"{version}/model.onnx say")
+        raise errors.UserError(f"{version} {what}: give --model one of its files (for "
+                               f"example {storage.join(version, 'model.onnx')})")
     return found[0]
 
 

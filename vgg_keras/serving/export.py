@@ -21,6 +21,7 @@ A SavedModel is a program (TensorFlow's security model): load only exports you t
 import datetime
 import errno
 import os
+import re
 import shutil
 import tempfile
 
@@ -238,8 +239,17 @@ def tensor_signature(path, metadata):
     q, crop, k = metadata["test_scale"], metadata["crop_size"], metadata["top_k"]
     synsets, labels = np.array(metadata["synsets"]), np.array(metadata["labels"])
 
+    def crop_of(index, data):
+        try:
+            return client.preprocess_image(data, q, crop)
+        except tf.errors.InvalidArgumentError as error:  # as the serving graph words it
+            reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "",
+                            error.message).strip().rstrip(".")
+            raise tf.errors.InvalidArgumentError(
+                None, None, f"image {index} of the request does not decode ({reason})") from None
+
     def signature(images):
-        crops = np.stack([client.preprocess_image(data, q, crop) for data in images.numpy()])
+        crops = np.stack([crop_of(i, data) for i, data in enumerate(images.numpy())])
         probabilities = runtime(crops)
         classes = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         return {"classes": tf.constant(classes, tf.int64),
