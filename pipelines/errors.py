@@ -26,6 +26,8 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # TensorFlow's framing of several errors at once: "2 root error(s) found." and "(0) NOT_FOUND: ".
 _ROOT_ERRORS = re.compile(r"^\d+ root error\(s\) found")
 _ROOT_ERROR = re.compile(r"^\(\d+\) [A-Z_]+: ")
+# An eager op's framing around its message: "{{function_node ...}} <message> [Op:Name]".
+_EAGER_FRAMING = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]")
 
 
 # Exit statuses, the same in every program, for a scheduler to act on (README, "Exit codes").
@@ -61,7 +63,8 @@ def user_input():
 
 def one_line(error):
     """The readable part of a TensorFlow error: an assertion's own text ("label 12 of ... is
-    outside ..."), or the first line that is not TensorFlow's framing."""
+    outside ..."), or the first line that is not TensorFlow's framing (an eager op's
+    ``{{function_node ...}}`` and ``[Op:Name]`` included)."""
     message = getattr(error, "message", None) or str(error)
     lines = [line.strip() for line in message.splitlines()]
     graph, eager = "assertion failed: [", "Summarized data: "
@@ -75,9 +78,9 @@ def one_line(error):
                 return ast.literal_eval(text).decode("utf-8", "replace").strip()
             except (ValueError, SyntaxError, AttributeError):
                 return text.strip()
-    lines = [_ROOT_ERROR.sub("", line) for line in lines
+    lines = [_EAGER_FRAMING.sub("", _ROOT_ERROR.sub("", line)).strip() for line in lines
              if line and not line.startswith(_TF_NOISE) and not _ROOT_ERRORS.match(line)]
-    return (lines or [message])[0]
+    return ([line for line in lines if line] or [message])[0]
 
 
 _ESCAPE = re.compile(r"\\([0-7]{3}|.)")

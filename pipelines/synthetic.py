@@ -308,6 +308,27 @@ def write_photo_like_jpegs(folder, count, seed=0):
     return paths
 
 
+def photo_like_shards(work, count, num_shards, validation_fraction=0.0, num_workers=1):
+    """``count`` photo-like JPEGs (``write_photo_like_jpegs``, in ``work/images``) converted to
+    ``work/shards`` (``num_shards``: per split), unless the shards are there already: the
+    benchmarks' data. Returns the shards' folder."""
+    import shutil
+
+    from pipelines import convert
+    from pipelines import sources
+
+    work = pathlib.Path(work)
+    shards = work / "shards"
+    if not (shards / "dataset_info.json").exists():
+        shutil.rmtree(shards, ignore_errors=True)
+        write_photo_like_jpegs(work / "images", count)
+        plan = sources.find_image_folder(work / "images",
+                                         validation_fraction=validation_fraction)
+        convert.convert(plan, shards, num_shards=num_shards, num_workers=num_workers,
+                        progress=False)
+    return shards
+
+
 def make_tar(members):
     """Returns the bytes of a tar holding ``[(name, data)]``."""
     buffer = io.BytesIO()

@@ -24,6 +24,8 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from pipelines import synthetic
+
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/vgg_bench_deploy", "Scratch folder.")
 _WIDTHS = flags.DEFINE_list("widths", ["1", "0.125"], "Width multipliers of D measured.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 32, "Images whose top-1 is compared.")
@@ -44,28 +46,12 @@ def _crops(work, count):
     from pipelines import storage
     from vgg_keras.serving import client
 
-    shards = _shards(work, max(count, _CALIBRATION.value))
+    # Photo-like JPEGs in class folders, converted: the calibration reads the training split.
+    shards = synthetic.photo_like_shards(work, 2 * max(count, _CALIBRATION.value),
+                                         {"train": 1, "validation": 1}, validation_fraction=0.5)
     files = sorted((work / "images").rglob("*.jpg"))[:count]
     return np.stack([client.preprocess_image(storage.read_bytes(str(f)), Q, CROP)
                      for f in files]), shards
-
-
-def _shards(work, count):
-    """Photo-like JPEGs in class folders, converted: the calibration reads the training split."""
-    import shutil
-
-    from pipelines import convert
-    from pipelines import sources
-    from pipelines import synthetic
-
-    shards = work / "shards"
-    if not (shards / "dataset_info.json").exists():
-        shutil.rmtree(shards, ignore_errors=True)
-        synthetic.write_photo_like_jpegs(work / "images", 2 * count)
-        plan = sources.find_image_folder(work / "images", validation_fraction=0.5)
-        convert.convert(plan, shards, num_shards={"train": 1, "validation": 1}, num_workers=1,
-                        progress=False)
-    return shards
 
 
 def _net(width, shards, work):

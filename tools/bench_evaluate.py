@@ -16,7 +16,6 @@ ratio ours / before is printed.
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -39,18 +38,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def make_data(work, count):
-    """ImageNet-like JPEGs converted to shards, all in the validation split."""
-    from pipelines import convert
-    from pipelines import sources
-
-    shards = work / "shards"
-    if not (shards / "dataset_info.json").exists():
-        shutil.rmtree(shards, ignore_errors=True)
-        synthetic.write_photo_like_jpegs(work / "images", 2 * count)
-        plan = sources.find_image_folder(work / "images", validation_fraction=0.6)
-        convert.convert(plan, shards, num_shards={"train": 1, "validation": 2}, num_workers=1,
-                        progress=False)
-    return shards
+    """ImageNet-like JPEGs converted to shards, most of them in the validation split."""
+    return synthetic.photo_like_shards(work, 2 * count, {"train": 1, "validation": 2},
+                                       validation_fraction=0.6)
 
 
 def rates(model, shards, strategy):

@@ -60,17 +60,7 @@ GPU_TRAINING_IMAGES_PER_SECOND = {
 
 def make_shards(work, count):
     """Converts ``count`` generated ImageNet-like JPEGs into 16 shards, unless already there."""
-    from pipelines import convert
-    from pipelines import sources
-
-    shards = work / "shards"
-    if (shards / "dataset_info.json").exists():
-        return shards
-    shutil.rmtree(shards, ignore_errors=True)
-    synthetic.write_photo_like_jpegs(work / "images", count)
-    convert.convert(sources.find_image_folder(work / "images"), shards,
-                    num_shards={"train": 16}, num_workers=os.cpu_count(), progress=False)
-    return shards
+    return synthetic.photo_like_shards(work, count, {"train": 16}, num_workers=os.cpu_count())
 
 
 def _plain_pipeline(files, keys, per_image, batch_size):

@@ -33,6 +33,7 @@ import os
 
 from pipelines import errors
 from pipelines import storage
+from vgg_keras.serving import runtimes
 
 MODEL_FILE = "model.keras"
 BEST_MODEL_FILE = "best.keras"
@@ -56,8 +57,7 @@ WARMUP_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")
 METADATA_FILE = os.path.join(ASSETS_EXTRA, "vgg_metadata.json")
 EXPORT_METADATA_FILE = "vgg_metadata.json"  # at the version's root: written last, its marker
 TRITON_CONFIG = "config.pbtxt"
-# The tensor formats' files, by extension (``vgg_keras.serving.runtimes`` runs them).
-TENSOR_EXTENSIONS = (".onnx", ".tflite", ".xml")
+# The tensor formats' files, in ``runtimes.TENSOR_FORMATS``' order (ONNX, LiteRT, OpenVINO).
 TENSOR_FILES = ("model.onnx", "model.tflite", "model.xml")
 
 
@@ -168,8 +168,8 @@ def find_export(path):
 
 
 def is_tensor_file(path):
-    """Whether ``path`` names an ONNX, LiteRT or OpenVINO model file."""
-    return os.path.splitext(os.fspath(path))[1].lower() in TENSOR_EXTENSIONS
+    """Whether ``path`` names an ONNX, LiteRT or OpenVINO model file (by its extension)."""
+    return runtimes.format_of(os.fspath(path)) is not None
 
 
 def export_of(path):
@@ -465,8 +465,6 @@ def _load_keras_file(path):
 def _wrap_tensor_file(path):
     """An ONNX, LiteRT or OpenVINO model run by its runtime, wrapped as a Keras model on uint8
     crops (single-crop and multi-crop work; dense needs the Keras model)."""
-    from vgg_keras.serving import runtimes
-
     return runtimes.as_keras_model(runtimes.Runtime(path))
 
 

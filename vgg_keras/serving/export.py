@@ -21,7 +21,6 @@ A SavedModel is a program (TensorFlow's security model): load only exports you t
 import datetime
 import errno
 import os
-import re
 import shutil
 import tempfile
 
@@ -98,32 +97,30 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
               else None)
     base = os.path.join(export_dir, settings.model_name)
     version = _write_new_version(module, base, settings.model_name, metadata,
-                                 _Formats(model, settings, calibration))
+                                 _Formats(model, tensor_formats, settings.precision, calibration))
     if formats.ONNX in settings.format:
         _write_triton_config(base, metadata, settings)
     return version
 
 
 class _Formats:
-    """What an export writes besides its metadata: the SavedModel (``module``) and each tensor
-    format of ``model`` (``formats``), as ``settings`` ask."""
+    """What an export writes besides its metadata: the SavedModel (``module``, if any) and each
+    of ``tensor_formats`` of ``model`` at ``precision``."""
 
-    def __init__(self, model, settings, calibration):
-        self.model, self.settings, self.calibration = model, settings, calibration
+    def __init__(self, model, tensor_formats, precision, calibration):
+        self.model, self.tensor_formats = model, tensor_formats
+        self.precision, self.calibration = precision, calibration
 
     def write(self, module, folder, model_name, metadata):
-        settings = self.settings
         if module is not None:
             tf.saved_model.save(module, folder, signatures=module.signatures())
             storage.makedirs(os.path.join(folder, artifacts.ASSETS_EXTRA))
             write_warmup_requests(os.path.join(folder, artifacts.WARMUP_FILE), model_name,
                                   metadata)
             artifacts.write_metadata(folder, metadata, saved_model=True)
-        tensor_formats = [name for name in settings.format if name in formats.TENSOR_FORMATS]
-        if tensor_formats:
-            written = formats.write_formats(self.model, folder, tensor_formats,
-                                            settings.precision, self.calibration)
-            assert all(metadata["formats"][name] == entry for name, entry in written.items())
+        if self.tensor_formats:
+            formats.write_formats(self.model, folder, self.tensor_formats, self.precision,
+                                  self.calibration)
         artifacts.write_metadata(folder, metadata)  # the version's marker: written last
 
 
@@ -243,8 +240,7 @@ def tensor_signature(path, metadata):
         try:
             return client.preprocess_image(data, q, crop)
         except tf.errors.InvalidArgumentError as error:  # as the serving graph words it
-            reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "",
-                            error.message).strip().rstrip(".")
+            reason = errors.one_line(error).rstrip(".")
             raise tf.errors.InvalidArgumentError(
                 None, None, f"image {index} of the request does not decode ({reason})") from None
 

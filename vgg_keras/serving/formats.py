@@ -49,7 +49,7 @@ SAVED_MODEL = FORMATS[0]
 ONNX, LITERT, OPENVINO = runtimes.ONNX, runtimes.LITERT, runtimes.OPENVINO
 TENSOR_FORMATS = runtimes.TENSOR_FORMATS
 # The file each server looks for in a version folder (OpenVINO's weights: model.bin beside).
-FILES = {ONNX: "model.onnx", LITERT: "model.tflite", OPENVINO: "model.xml"}
+FILES = dict(zip(TENSOR_FORMATS, artifacts.TENSOR_FILES, strict=True))
 OPENVINO_WEIGHTS = "model.bin"
 INPUT, OUTPUT = onnx_graph.INPUT, onnx_graph.OUTPUT
 CALIBRATION_BATCH = 16
@@ -89,33 +89,17 @@ def write_formats(model, folder, formats, precision="fp32", calibration=None):
     if precision == "int8" and (calibration is None or not len(calibration)):
         raise errors.UserError("--precision=int8 needs calibration images: give "
                                "--calibration_data=DATA_DIR (shards with a training split)")
-    crop, classes = int(model.input.shape[1]), int(model.output.shape[-1])
-    written = {}
     with tempfile.TemporaryDirectory(prefix="vgg-tensor-") as scratch:
         onnx_file = None
         if ONNX in formats or OPENVINO in formats:
             onnx_file = os.path.join(folder if ONNX in formats else scratch, FILES[ONNX])
             _onnx(model, onnx_file, precision, calibration, scratch)
-        if ONNX in formats:
-            written[ONNX] = _entry(ONNX, [FILES[ONNX]], crop, classes, precision)
         if LITERT in formats:
             source = write_tensor_saved_model(model, os.path.join(scratch, "saved_model"))
             _litert(source, os.path.join(folder, FILES[LITERT]), precision, calibration)
-            written[LITERT] = _entry(LITERT, [FILES[LITERT]], crop, classes, precision)
         if OPENVINO in formats:
             _openvino(onnx_file, os.path.join(folder, FILES[OPENVINO]), precision)
-            written[OPENVINO] = _entry(OPENVINO, [FILES[OPENVINO], OPENVINO_WEIGHTS], crop,
-                                       classes, precision)
-    return {name: written[name] for name in TENSOR_FORMATS if name in written}
-
-
-def _entry(name, files, crop, classes, precision):
-    entry = {"files": files, "precision": precision,
-             "input": {"name": INPUT, "dtype": "uint8", "shape": [None, crop, crop, 3]},
-             "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, classes]}}
-    if name == OPENVINO:
-        entry["compile"] = dict(runtimes.OPENVINO_COMPILE)
-    return entry
+    return entries(formats, int(model.input.shape[1]), int(model.output.shape[-1]), precision)
 
 
 def entries(names, crop, classes, precision):
@@ -127,8 +111,13 @@ def entries(names, crop, classes, precision):
             found[name] = {"files": [artifacts.SAVED_MODEL_FILE, "variables/"],
                            "precision": "fp32", "signatures": list(graph.SIGNATURES)}
         elif name in names:
-            files = [FILES[name]] + ([OPENVINO_WEIGHTS] if name == OPENVINO else [])
-            found[name] = _entry(name, files, crop, classes, precision)
+            found[name] = {
+                "files": [FILES[name]] + ([OPENVINO_WEIGHTS] if name == OPENVINO else []),
+                "precision": precision,
+                "input": {"name": INPUT, "dtype": "uint8", "shape": [None, crop, crop, 3]},
+                "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, classes]}}
+            if name == OPENVINO:
+                found[name]["compile"] = dict(runtimes.OPENVINO_COMPILE)
     return found
 
 

@@ -196,8 +196,7 @@ def peer_gone(error, cluster, resume_from):
     named = [(job, int(index)) for job, index in _TASK.findall(message)]
     peers = [cluster.name(task) for task in cluster.peers() if task[:2] in named]
     who = ", ".join(peers) or "a task of the cluster"
-    reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", errors.one_line(error))
-    reason = reason.removeprefix("Collective ops is aborted by: ").rstrip(": ")
+    reason = errors.one_line(error).removeprefix("Collective ops is aborted by: ").rstrip(": ")
     return errors.TemporaryError(
         f"{who} went away ({reason}): the run stops here; rerun the same command on every "
         f"task and it resumes from {resume_from or 'its start (no checkpoint yet)'}")

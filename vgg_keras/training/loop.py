@@ -330,9 +330,9 @@ class _Loop:
         corrupt = int(self.corrupt.numpy()) if self.corrupt is not None else 0
         note = f", {corrupt} corrupt shards skipped" if corrupt else ""
         self.say(f"epoch {row['epoch']} (step {row['step']}/{self.data.total_steps}): loss "
-              f"{row['loss']:.4f}, val top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}"
-              f", lr {row['learning_rate']:.3g}, {row['images_per_second']:.1f} images/s{note}",
-              flush=True)
+                 f"{row['loss']:.4f}, val top-1 {row['val_top1']:.4f}, top-5 "
+                 f"{row['val_top5']:.4f}, lr {row['learning_rate']:.3g}, "
+                 f"{row['images_per_second']:.1f} images/s{note}", flush=True)
 
     def _save(self, name):
         if not steps.weights_finite(self.state.model):
