@@ -226,6 +226,10 @@ def test_what_goes_wrong_is_one_line(exported, reference_run, train_data, tmp_pa
         with pytest.raises(errors.UserError, match=message):
             export.export_saved_model(str(reference_run), str(tmp_path),
                                       ServingSettings(**settings))
+    with pytest.raises(FileNotFoundError, match="none does not exist: give the folder of the "
+                                                "shards"):  # one line, exit 1, in vgg-export
+        export.export_saved_model(str(reference_run), str(tmp_path), ServingSettings(
+            format=("onnx",), precision="int8", calibration_data=str(tmp_path / "none")))
     with pytest.raises(errors.UserError, match=r"holds 3 formats .*give --model one of its"):
         artifacts.load_model(str(int8))
     damaged = tmp_path / "model.onnx"
