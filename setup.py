@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",  # the training curve, MODEL_DIR/training_curve.png
     "tensorflow-serving-api==2.21.0",  # the PredictionLog protos of the export's warm-up file
     "safetensors==0.8.0",  # PyTorch's published VGG weights, read with NumPy alone
+    "huggingface_hub==2.4.0",  # fetches and caches timm's copies of them by name
 ]
 # vgg-export's tensor formats (--format=onnx,litert,openvino) and their runtimes, which
 # vgg-evaluate and vgg-predict run them with: pip install 'vgg-keras[deploy]'.

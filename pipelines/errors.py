@@ -61,6 +61,16 @@ def user_input():
         raise UserError(str(error)) from error
 
 
+@contextlib.contextmanager
+def temporary(*kinds):
+    """Within it, an exception of ``kinds`` is a ``TemporaryError``: around a call whose own
+    errors of those kinds a rerun cures (a download that broke off), and nothing else."""
+    try:
+        yield
+    except kinds as error:
+        raise TemporaryError(str(error)) from error
+
+
 def one_line(error):
     """The readable part of a TensorFlow error: an assertion's own text ("label 12 of ... is
     outside ..."), or the first line that is not TensorFlow's framing (an eager op's

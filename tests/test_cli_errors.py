@@ -3,6 +3,7 @@ and exit status 1, with no traceback; ``--verbose`` adds the traceback. The comm
 each in a process of its own (tests/programs.py)."""
 
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -102,7 +103,7 @@ def _cases(root, data, model_dir, empty):
         "train_without_model_dir": (["vgg-train", f"--data_dir={data}"],
                                     "--model_dir is required; `vgg-train --help` lists its "
                                     "flags"),
-        "evaluate_without_flags": (["vgg-evaluate"], "--model is required"),
+        "evaluate_without_flags": (["vgg-evaluate"], "--data_dir is required"),
         "export_without_flags": (["vgg-export"], "--export_dir is required"),
         "predict_without_flags": (["vgg-predict"], "--model is required"),
         "convert_without_flags": (["vgg-convert"], "give exactly one of --raw_data_dir and "
@@ -124,6 +125,23 @@ def _cases(root, data, model_dir, empty):
         "evaluate_truncated_keras_file": (
             [*evaluate[:1], f"--model={damaged['keras']}", *evaluate[2:]],
             f"{damaged['keras'] / 'model.keras'} is not a Keras file that loads"),
+        # Published weights by name, offline (HF_HUB_OFFLINE=1) with nothing in the cache.
+        "export_published_weights_not_cached": (
+            ["vgg-export", "--config=D-BN", "--weights=timm", f"--export_dir={root / 'exports'}"],
+            f"timm weights of D-BN: model.safetensors of timm/vgg16_bn.tv_in1k is not in the "
+            f"cache {root / 'hf_home' / 'hub'} and HF_HUB_OFFLINE=1 forbids downloading it: on a "
+            "connected machine, `hf download timm/vgg16_bn.tv_in1k model.safetensors` puts it "
+            "in that machine's cache"),
+        "train_published_weights_not_cached": (
+            [*train("published"), f"--data_dir={data}", "--init=torchvision"],
+            "torchvision weights of A: model.safetensors of timm/vgg11.tv_in1k is not in the "
+            "cache"),
+        "export_weights_of_no_such_net": (
+            ["vgg-export", "--config=A", "--weights=paper", f"--export_dir={root / 'exports'}"],
+            "no paper weights are published for A: they exist for D, E"),
+        "train_unknown_init": ([*train("init"), f"--data_dir={data}", "--init=imagenet"],
+                               "--init must be auto, gaussian, glorot, paper, torchvision, timm "
+                               "(published weights, downloaded once)"),
         "train_model_dir_is_a_file": (
             [*train("y"), f"--data_dir={data}", f"--model_dir={damaged['file']}"],
             f"--model_dir={damaged['file']} is a file, not a folder"),
@@ -169,9 +187,11 @@ def ran(tmp_path_factory):
                      f"--crop_size={CROP}", "--scale=36", "--batch_size=4", "--train_steps=2",
                      "--distribution_strategy=one_device", f"--data_dir={data}",
                      f"--model_dir={root / 'runs' / 'bug'}"], "an internal inconsistency")
+    offline = dict(os.environ, HF_HOME=str(root / "hf_home"), HF_HUB_OFFLINE="1")
     processes = {name: programs.start(
         [sys.executable, *command] if command[0].endswith(".py") else
-        [BIN / command[0], *command[1:]], cwd=root) for name, (command, _) in cases.items()}
+        [BIN / command[0], *command[1:]], cwd=root, env=offline)
+        for name, (command, _) in cases.items()}
     results = {}
     for name, process in processes.items():
         result = process.wait(timeout=900)
@@ -188,7 +208,9 @@ CASES = ["train_label_offset", "evaluate_label_offset", "train_missing_data_dir"
          "train_without_model_dir", "evaluate_without_flags", "export_without_flags",
          "predict_without_flags", "convert_without_flags", "data_service_bad_port",
          "train_damaged_manifest", "train_damaged_run_json", "evaluate_damaged_summary",
-         "evaluate_truncated_keras_file", "train_model_dir_is_a_file"]
+         "evaluate_truncated_keras_file", "train_model_dir_is_a_file",
+         "export_published_weights_not_cached", "train_published_weights_not_cached",
+         "export_weights_of_no_such_net", "train_unknown_init"]
 
 
 @pytest.mark.parametrize("case", CASES)

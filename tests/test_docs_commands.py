@@ -10,6 +10,7 @@ flags without running them, which neither plugin does.
 """
 
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -163,18 +164,21 @@ def test_blocks_that_need_imagenet_a_gpu_tf_serving_a_tpu_or_a_bucket_say_so():
 @pytest.fixture(scope="module")
 def snippet_folder(tmp_path_factory):
     """A working folder with small stand-ins at the names the snippets use: keras.applications'
-    VGG16 weights file and torchvision's vgg16_bn (random weights, their layouts) and a data
-    folder for ImageNet's."""
+    VGG16 weights file, timm's vgg16_bn in a Hugging Face cache (``HF_HOME``: random weights,
+    their layouts) and a data folder for ImageNet's."""
     import keras
 
+    from tests import hub_server
     from tests.conftest import write_applications_h5
+    from tests.test_torch_weights import timm_state
     from tests.test_torch_weights import torchvision_state
 
     folder = tmp_path_factory.mktemp("snippets")
     write_applications_h5(keras.applications.VGG16(weights=None),
                           folder / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
-    safetensors.numpy.save_file(torchvision_state("D", True, 224),
-                                str(folder / "vgg16_bn.safetensors"))  # torchvision's shapes
+    hub_server.lay_out_cache(folder / "hf_home" / "hub", "timm/vgg16_bn.tv_in1k",
+                             "model.safetensors", safetensors.numpy.save(
+                                 timm_state(torchvision_state("D", True, 224), 224)))
     data = write_shards(folder / "imagenet", train_per_class=4, val_per_class=2,
                         size_range=(40, 64))[0]
     # An ONNX export of a tiny net at /deploy/vgg16 (its first version), and a photo.
@@ -218,5 +222,6 @@ def test_readme_python_snippet_runs(snippet_folder, number, text):
     script.write_text(text.replace("/data/imagenet-tfrecords", str(data)).replace(
         "/deploy/", f"{folder}/deploy/") + "\n"
                       + "\n".join(checks) + "\n")
-    result = programs.run([sys.executable, str(script)], cwd=folder, timeout=900)
+    offline = dict(os.environ, HF_HOME=str(folder / "hf_home"), HF_HUB_OFFLINE="1")
+    result = programs.run([sys.executable, str(script)], cwd=folder, env=offline, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -7,6 +7,7 @@ here; full width, at 64×64 (fc1 reads a 2×2 map, so the flatten order still ma
 224×224 with torchvision's exact shapes."""
 
 import json
+import os
 import pathlib
 import sys
 
@@ -19,6 +20,7 @@ import vgg_keras
 from pipelines import imagenet_labels
 from pipelines import preprocessing
 from pipelines import synthetic
+from tests import hub_server
 from tests import programs
 from tests.conftest import evaluate
 from vgg_keras import artifacts
@@ -274,31 +276,73 @@ def test_bad_files_and_nets_get_one_line(a_bn, tmp_path):
             vgg_keras.load_torchvision_weights(builder.build_vgg(config, **arguments), path)
 
 
-def test_the_published_table_names_every_net_with_weights():
-    assert set(torch_weights.PUBLISHED) == {f"{c}{bn}" for c in "ABDE" for bn in ("", "-BN")}
-    assert torch_weights.PUBLISHED["D-BN"] == ("vgg16_bn-6c64b313.pth", 73.360, 91.516)
+@pytest.fixture(scope="module")
+def hub_home(a_bn, tmp_path_factory):
+    """An ``HF_HOME`` whose Hugging Face cache, laid out as huggingface_hub lays it out, holds
+    timm's ``model.safetensors`` of ``timm/vgg11_bn.tv_in1k`` (A-BN's weights of ``a_bn``) and of
+    ``timm/vgg16_bn.tv_in1k`` (D-BN, random), at 64×64; and D-BN's file in torchvision's layout,
+    to compare with."""
+    home = tmp_path_factory.mktemp("hf_home")
+    d_bn = torchvision_state("D", True, SIDE, seed=11)
+    for name, state in (("vgg11_bn", a_bn[0]), ("vgg16_bn", d_bn)):
+        data = safetensors.numpy.save(timm_state(state, SIDE))
+        hub_server.lay_out_cache(home / "hub", f"timm/{name}.tv_in1k", "model.safetensors", data)
+    torchvision_file = home / "vgg16_bn.safetensors"
+    safetensors.numpy.save_file(d_bn, str(torchvision_file))
+    return home, torchvision_file
 
 
-def test_published_weights_straight_to_serving(a_bn, tmp_path):
-    """vgg-export of a net with published weights, no training run: ImageNet's classes, the
-    normalisation in the metadata, torchvision's protocol (Q = 256/224 of the crop); vgg-predict
-    on a JPEG gives the Keras net's top 5, through the SavedModel and through the ONNX model."""
-    _, path, _, _ = a_bn
-    export = programs.run([str(BIN / "vgg-export"), "--config=A-BN",
-                           f"--weights=torchvision={path}", f"--crop_size={SIDE}",
-                           f"--export_dir={tmp_path}", "--model_name=vgg11_bn",
-                           "--format=saved_model,onnx"], timeout=900)
+@pytest.fixture
+def offline_hub(hub_home, monkeypatch):
+    """huggingface_hub reading ``hub_home``'s cache, offline (as HF_HOME and HF_HUB_OFFLINE=1
+    set before it is imported make it)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_home[0] / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return hub_home
+
+
+def test_build_pretrained_by_name_reads_the_hub_cache_offline(offline_hub):
+    _, torchvision_file = offline_hub
+    images = _images(SIDE, count=2)
+    by_name = pretrained.build_pretrained("D-BN", "timm", input_shape=(SIDE, SIDE, 3))
+    from_file = pretrained.build_pretrained("D-BN", "torchvision", torchvision_file,
+                                            input_shape=(SIDE, SIDE, 3))
+    np.testing.assert_allclose(_ours(by_name, images)[1], _ours(from_file, images)[1],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_published_weights_by_name_straight_to_serving(offline_hub, tmp_path):
+    """vgg-export of a net with published weights named alone (timm's file in the Hugging Face
+    cache, offline), no training run: ImageNet's classes, the normalisation and where the
+    weights came from in the metadata, torchvision's protocol (Q = 256/224 of the crop);
+    vgg-predict on a JPEG gives the Keras net's top 5, through the SavedModel and the ONNX
+    model."""
+    home, torchvision_file = offline_hub
+    env = dict(os.environ, HF_HOME=str(home), HF_HUB_OFFLINE="1")
+    export = programs.run([str(BIN / "vgg-export"), "--config=D-BN", "--weights=timm",
+                           f"--crop_size={SIDE}", f"--export_dir={tmp_path}",
+                           "--model_name=vgg16_bn", "--format=saved_model,onnx"], env=env,
+                          timeout=900)
     assert export.returncode == 0, export.stderr[-3000:]
     assert "onnx (fp32): uint8 [None, 64, 64, 3] in, probabilities out" in export.stdout
-    metadata = artifacts.read_metadata(str(tmp_path / "vgg11_bn"))
+    assert "downloading" not in export.stdout  # from the cache
+    metadata = artifacts.read_metadata(str(tmp_path / "vgg16_bn"))
     assert metadata["normalization"] == "torchvision" and metadata["num_classes"] == 1000
     assert metadata["synsets"] == list(imagenet_labels.synsets())
     assert metadata["test_scale"] == protocols.fallback_test_scale(SIDE) == 73
-    assert metadata["source_model"] == f"torchvision={path}"
+    weights = metadata["source_weights"]
+    assert (weights["kind"], weights["source"], weights["file"], weights["revision"]) == (
+        "timm", "timm/vgg16_bn.tv_in1k", "model.safetensors", hub_server.COMMIT)
+    assert weights["sha256"] == pathlib.Path(os.path.realpath(weights["path"])).name
+    assert metadata["source_model"].startswith("timm/vgg16_bn.tv_in1k model.safetensors at "
+                                               f"revision {hub_server.COMMIT} (sha256 ")
+    assert f"exported vgg_d_bn from {metadata['source_model']}" in export.stdout
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(synthetic.encode(synthetic.draw_scene(1, np.random.default_rng(0), 90,
                                                            120)))
-    predict = programs.run([str(BIN / "vgg-predict"), f"--model={tmp_path / 'vgg11_bn'}",
+    predict = programs.run([str(BIN / "vgg-predict"), f"--model={tmp_path / 'vgg16_bn'}",
                             "--json", str(jpeg)], timeout=600)
     assert predict.returncode == 0, predict.stderr[-3000:]
     served = [item["class"] for item in json.loads(predict.stdout)["predictions"]]
@@ -306,38 +350,54 @@ def test_published_weights_straight_to_serving(a_bn, tmp_path):
 
     image = preprocessing.rescale_shorter_side(preprocessing.decode(jpeg.read_bytes()), 73)
     crop = preprocessing.center_crop(image, SIDE)[None]
-    expected = np.argsort(-np.asarray(_loaded(path)(crop, training=False))[0])[:5]
+    reference = pretrained.build_pretrained("D-BN", "torchvision", torchvision_file,
+                                            input_shape=(SIDE, SIDE, 3))
+    expected = np.argsort(-np.asarray(reference(crop, training=False))[0])[:5]
     assert served == expected.tolist()
     onnx = programs.run([str(BIN / "vgg-predict"),
-                         f"--model={tmp_path / 'vgg11_bn' / '1' / 'model.onnx'}", "--json",
+                         f"--model={tmp_path / 'vgg16_bn' / '1' / 'model.onnx'}", "--json",
                          str(jpeg)], timeout=600)  # the same net in ONNX, the client's crop
     assert onnx.returncode == 0, onnx.stderr[-3000:]
     assert [item["class"] for item in json.loads(onnx.stdout)["predictions"]] == served
-    assert tf.saved_model.load(str(tmp_path / "vgg11_bn" / "1")).signatures["serving_default"]
+    assert tf.saved_model.load(str(tmp_path / "vgg16_bn" / "1")).signatures["serving_default"]
 
 
-def test_vgg_evaluate_reads_a_published_nets_export_at_its_own_protocol(a_bn, train_data,
-                                                                       tmp_path):
+def test_vgg_evaluate_reads_a_published_nets_export_at_its_own_protocol(a_bn, offline_hub,
+                                                                       train_data, tmp_path):
     """No training run, no scale recorded: the export's own Q (torchvision's resize 256 of a
-    224 crop, here 73 of 64), as its table was measured."""
+    224 crop, here 73 of 64), as its table was measured; the same net named by its published
+    weights (--config=A-BN --weights=torchvision) gives the same table at the same Q."""
     _, path, _, _ = a_bn
     from vgg_keras.serving import export
 
     exported = export.export_model(_loaded(path), str(tmp_path), source=f"torchvision={path}")
     results = evaluate([exported], str(train_data), protocols=["single"])
     assert results["settings"]["scales"] == [73] and results["single"]["num_images"] == 24
+    by_name = evaluate([], str(train_data), protocols=["single"], config="A-BN",
+                       weights="torchvision", crop_size=SIDE)
+    assert by_name["settings"]["scales"] == [73]
+    assert by_name["single"] == results["single"]
+    assert by_name["settings"]["models"] == ["A-BN torchvision"]
+    assert by_name["settings"]["published_weights"][0]["source"] == "timm/vgg11_bn.tv_in1k"
 
 
-def test_vgg_train_from_torchvision_weights(a_bn, train_data, tmp_path):
+def test_vgg_train_from_torchvision_weights_by_name(a_bn, offline_hub, train_data, tmp_path,
+                                                   monkeypatch):
     _, path, _, _ = a_bn
     cfg = run_config.TrainConfig(
         data_dir=str(train_data), model_dir=str(tmp_path), config="A-BN", crop_size=SIDE,
         scale=(SIDE, SIDE + 8), batch_size=8, train_steps=2, num_classes=4, label_offset=1,
-        init=f"torchvision={path}", trainable_from="block5_conv1", learning_rate=1e-3,
+        init="torchvision", trainable_from="block5_conv1", learning_rate=1e-3,
         distribution_strategy="one_device", progress="epochs")
     summary = loop.train(cfg)
     assert summary["normalization"] == "torchvision"
     assert summary["init"]["new"] == ["predictions"]  # 4 classes: the classifier is new
+    recorded = json.loads((tmp_path / "init.json").read_text())
+    assert recorded["weights"]["source"] == "timm/vgg11_bn.tv_in1k"
+    assert recorded["weights"]["revision"] == hub_server.COMMIT
+    assert recorded["source"] == summary["init"]["source"] == (
+        f"timm/vgg11_bn.tv_in1k model.safetensors at revision {hub_server.COMMIT} (sha256 "
+        f"{recorded['weights']['sha256']})")
     model = keras.models.load_model(tmp_path / "model.keras")
     assert builder.normalization_of(model) == "torchvision"
     loaded = _loaded(path)
@@ -345,7 +405,11 @@ def test_vgg_train_from_torchvision_weights(a_bn, train_data, tmp_path):
                                   loaded.get_layer("block1_conv1").get_weights()[0])  # frozen
     assert {layer.epsilon for layer in model.layers if hasattr(layer, "moving_variance")} == {
         torch_weights.TORCH_BN_EPSILON}
-    # Resumed (a longer schedule, allowed): the same net is rebuilt, its weights restored.
+    # Resumed (a longer schedule, allowed), with the weights gone from the cache: the same net
+    # is rebuilt and its weights restored from the checkpoint, nothing fetched.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     longer = run_config.TrainConfig(**dict(vars(cfg), train_steps=3,
                                            allow_changed_settings=True))
     assert loop.train(longer)["resumed_from_step"] == 2

@@ -33,8 +33,9 @@ _CALIBRATION = flags.DEFINE_integer("calibration_images", 32, "int8 calibration 
                                     "training split of the generated shards).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Batch of the throughput measurement.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed repetitions; the best counts.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "KIND=PATH of published weights for D (width "
-                               "1 only), instead of random weights.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Published weights for D (width 1 only), "
+                               "instead of random weights: KIND (paper, torchvision, timm; "
+                               "fetched once into the cache) or KIND=PATH.")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 150, "Narrow nets (width < 1) are trained "
                                     "this many steps on the generated photos first, so that "
                                     "their outputs, and the top-1 agreement, mean something.")
@@ -71,10 +72,9 @@ def _net(width, shards, work):
         return artifacts.load_model(str(model_dir))
     if _WEIGHTS.value and width == 1:
         from vgg_keras import settings
-        from vgg_keras.nets import configs
         from vgg_keras.nets import pretrained
 
-        kind, path = settings.weights_source(_WEIGHTS.value, configs.WEIGHT_KINDS, "--weights")
+        kind, path = settings.published_weights_source(_WEIGHTS.value, "--weights", "D")
         return pretrained.build_pretrained("D", kind, path)
     return vgg_keras.build_vgg("D", width=width, fc_units=max(64, int(4096 * width)), seed=0)
 

@@ -4,6 +4,7 @@ models: weight layers, parameters, forward GFLOPs and output shape.
     vgg-describe                      # the six nets of Table 1
     vgg-describe --batch_norm         # their batch-norm variants
     vgg-describe --configs=A,D --input_size=384 --head=conv
+    vgg-describe --weights            # each net's published ImageNet weights, and if cached
 """
 
 import dataclasses
@@ -41,6 +42,10 @@ class DescribeConfig:
                            check=(lambda value: value > 0, "> 0"))
     fc_units: int = setting(4096, "Units of fc1 and fc2 (as vgg-train's).", check=at_least(1))
     json: bool = setting(False, "Print one JSON object per configuration instead.")
+    weights: bool = setting(False, "List each net's published ImageNet weights instead: the "
+                                   "kinds that name them (--init/--weights=KIND), source, "
+                                   "size, the top-1/top-5 their publisher measured, and "
+                                   "whether they are in the cache (nothing is downloaded).")
 
     def validate(self):
         declared.check_settings(self)
@@ -82,6 +87,41 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def published_rows(names=None, batch_norm=False):
+    """One dict per published weights file (of the nets ``names``, else all): its net, kinds,
+    source, file, size, the accuracy its publisher measured, and its path in the cache (or
+    None)."""
+    from vgg_keras.nets import published
+
+    entries = (published.published_weights() if not names else
+               [e for name in names
+                for e in published.published_weights(net_configs.variant_name(name, batch_norm))])
+    return [{"config": entry.config, "kinds": list(entry.kinds), "source": entry.source,
+             "file": entry.file, "size_bytes": entry.size, "top1": entry.top1,
+             "top5": entry.top5, "measured_by": entry.measured_by,
+             "cache": published.cache_dir(entry), "cached": published.cached_file(entry)}
+            for entry in entries]
+
+
+def format_published(rows):
+    """The rows of ``published_rows`` as a plain-text table, and the caches they live in."""
+    lines = [f"{'config':<6} {'--init/--weights':<27} {'size':>6} {'top-1':>7} {'top-5':>7}  "
+             f"{'cached':<6}  source", "-" * 100]
+    for row in rows:
+        lines.append(f"{row['config']:<6} {', '.join(row['kinds']):<27} "
+                     f"{row['size_bytes'] / 1e6:>3.0f} MB {row['top1']:>6.2f}% "
+                     f"{row['top5']:>6.2f}%  {'yes' if row['cached'] else 'no':<6}  "
+                     + (row["source"] if row["source"].endswith(row["file"]) else
+                        f"{row['source']} ({row['file']})"))
+    caches = dict.fromkeys(row["cache"] for row in rows)
+    measured = {"torchvision": "torchvision (resize 256, centre crop 224)",
+                "keras.applications": "keras.applications"}
+    lines.append("top-1/top-5: ImageNet validation accuracy as published by " + " and ".join(
+        measured[name] for name in dict.fromkeys(row["measured_by"] for row in rows)))
+    lines.append(f"caches: {'; '.join(caches)}")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -90,6 +130,16 @@ def main(argv):
     with errors.user_input():  # the nets judge the names and sizes given
         for name in names:
             net_configs.resolve_config(name)  # a clear error before building anything
+    if config.weights:
+        rows = published_rows(config.configs, config.batch_norm)
+        if not rows:
+            print(f"no published weights for {', '.join(names)}: they exist for A, B, D, E and "
+                  "their BN variants")
+        for row in rows if config.json else ():
+            print(json.dumps(row))
+        if rows and not config.json:
+            print(format_published(rows))
+        return 0
     rows = []
     for name in names:
         with errors.user_input():

@@ -11,9 +11,10 @@ fp16 or int8.
     vgg-export --model=/models/vgg16 --export_dir=/edge --format=litert --precision=int8 \
         --calibration_data=/data/imagenet
 
-    # A net with published weights, no training run: ImageNet's 1,000 classes.
-    vgg-export --config=D-BN --weights=torchvision=vgg16_bn.safetensors \
-        --export_dir=/serving --model_name=vgg16_bn
+    # A net with published weights, no training run: ImageNet's 1,000 classes; the file is
+    # downloaded once into its library's cache (timm's copy of torchvision's on the Hub here).
+    vgg-export --config=D-BN --weights=torchvision --export_dir=/serving --model_name=vgg16_bn
+    vgg-export --config=D --weights=paper=vgg16_weights_tf_dim_ordering_tf_kernels.h5 ...
 
 Each run writes the next version (/serving/vgg16/1, 2, ...) and never overwrites one.
 A SavedModel is a program: load only exports you trust.
@@ -21,7 +22,6 @@ A SavedModel is a program: load only exports you trust.
 
 from absl import app
 
-from pipelines import errors
 from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras.serving import config as serving_config
@@ -39,18 +39,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = SETTINGS.read()
-    from vgg_keras.nets import pretrained
     from vgg_keras.serving import export
 
     if config.model:
         path = export.export_saved_model(config.model, config.export_dir, config.serving())
     else:
-        kind, weights = config.weights_source()
-        with storage.local_copy(weights) as local, errors.user_input():
-            model = pretrained.build_pretrained(
-                config.config, kind, local, input_shape=(config.crop_size, config.crop_size, 3))
+        model, weights = artifacts.load_published(config.config, *config.weights_source(),
+                                                  crop_size=config.crop_size)
         path = export.export_model(model, config.export_dir, config.serving(),
-                                   source=config.weights)
+                                   source=weights if weights.published else config.weights)
     metadata = artifacts.read_metadata(path)
     source = metadata.get("source_file", metadata["source_model"])
     step = f" (the checkpoint of step {metadata['source_step']:,})" if metadata.get(

@@ -314,9 +314,10 @@ def served_test_scale(path):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
-    """Where a loaded model came from: the ``path`` given, its ``kind`` ("keras", "checkpoint"
-    or "export"), the ``file`` read (a Keras file, a checkpoint prefix, a SavedModel folder) and
-    a checkpoint's ``step``."""
+    """Where a loaded model came from: the ``path`` given, its ``kind`` ("keras", "checkpoint",
+    "export", or "published": weights its publisher's), the ``file`` read (a Keras file, a
+    checkpoint prefix, a SavedModel folder, published weights' description) and a checkpoint's
+    ``step``."""
 
     path: str
     kind: str
@@ -371,6 +372,30 @@ def load_model_and_source(path):
         return _restore(path), ModelSource(path, "checkpoint", path, checkpoint_step(path))
     raise FileNotFoundError(f"{path} is neither a .keras file, a vgg-train model dir, a "
                             "checkpoint of one nor an export: give one of these")
+
+
+def load_published(config, kind, path=None, crop_size=None):
+    """``(model, published.Weights)``: net ``config`` built as published weights of ``kind``
+    expect, at ``crop_size`` (default: the 224 they were trained at), with them loaded (every
+    layer must fit): from ``path`` (a local path or a URL), or by name, from the cache or
+    downloaded into it.
+
+    Raises:
+        UserError: one line naming what is wrong (no such weights, offline without them, a file
+            that does not fit or whose hash differs).
+        TemporaryError: the download broke off; a rerun fetches it anew.
+    """
+    from vgg_keras.nets import configs
+    from vgg_keras.nets import pretrained
+    from vgg_keras.nets import published
+
+    crop_size = crop_size or configs.CROP_SIZE
+    with errors.user_input(), errors.temporary(published.DownloadInterrupted):
+        weights = pretrained.locate(config, kind, path)
+    with storage.local_copy(weights.path) as local, errors.user_input():
+        model = pretrained.build_pretrained(config, kind, dataclasses.replace(weights, path=local),
+                                            input_shape=(crop_size, crop_size, 3))
+    return model, weights
 
 
 def checkpoints_of(model_dir):

@@ -9,6 +9,8 @@ from pipelines import errors
 from pipelines import storage
 from pipelines.settings import at_least
 from pipelines.settings import setting
+from vgg_keras.nets import configs
+from vgg_keras.nets import published
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu", "default")
 
@@ -57,4 +59,22 @@ def weights_source(text, kinds, flag):
     if kind not in kinds:
         raise errors.UserError(f"{flag}={text}: {kind!r} is none of {', '.join(kinds)}")
     storage.check_filesystem(path, f"{flag}={kind}=")
+    return kind, path
+
+
+def published_weights_source(text, flag, config):
+    """``(kind, path)`` of a value naming weights of ``configs.WEIGHT_KINDS`` (``--weights``,
+    ``--init``): ``KIND`` alone for the published file (``published.fetch``), whose kind must
+    publish weights of ``config``, or ``KIND=PATH`` for a file.
+
+    Raises:
+        UserError: naming what is wrong, and the forms that work.
+    """
+    kind, path = weights_source(text, configs.WEIGHT_KINDS, flag)
+    if path is None:
+        if kind not in configs.WEIGHT_KINDS:
+            raise errors.UserError(f"{flag} must be KIND or KIND=PATH, KIND one of "
+                                   f"{', '.join(configs.WEIGHT_KINDS)}; got {text!r}")
+        with errors.user_input():  # an unknown net, or none of its weights of that kind
+            published.find(config, kind)
     return kind, path

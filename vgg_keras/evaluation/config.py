@@ -46,10 +46,16 @@ class EvalConfig(settings.DistributionSettings):
     """An evaluation: the models (several are fused, §4.4), the data, the protocols and scales,
     where the results go; and where it computes (``DistributionSettings``)."""
 
-    model: tuple = setting(help="Keras file, vgg-train model dir, checkpoint, export, or an "
-                                "export's ONNX, LiteRT or OpenVINO file; repeat to fuse several "
-                                "models (§4.4), each at its own training scale's test scales.",
-                           multiple=True)
+    model: tuple | None = setting(None, "Keras file, vgg-train model dir, checkpoint, export, or "
+                                        "an export's ONNX, LiteRT or OpenVINO file; repeat to "
+                                        "fuse several models (§4.4), each at its own training "
+                                        "scale's test scales.", multiple=True)
+    config: str = setting("D", "With --weights: the net (A, B, D, E or a -BN variant).")
+    weights: str | None = setting(None, "A net with published ImageNet weights, evaluated as "
+                                        "published (fused with the --model ones, if any): "
+                                        "paper (D, E), torchvision or timm (A, B, D, E and "
+                                        "their BN variants), downloaded once into the "
+                                        "library's cache; or KIND=PATH for a file.")
     data_dir: str = setting(help="Shards with a validation split.")
     protocols: tuple = setting((protocols.SINGLE,), "Comma list of "
                                f"{', '.join(protocols.PROTOCOLS)} (single: the centre crop; "
@@ -83,14 +89,17 @@ class EvalConfig(settings.DistributionSettings):
         """Raises ``UserError`` for a value that cannot work; with ``check_files``, for a model
         that is not there."""
         declared.check_settings(self)
-        if not self.model:
+        if not self.model and not self.weights:
             raise errors.UserError("--model is required: a Keras file, a vgg-train model dir, "
-                                   "a checkpoint or an export")
+                                   "a checkpoint or an export (or --config and --weights: a "
+                                   "net with published weights)")
+        weights_file = self.weights_source()[1] if self.weights else None
         unknown = [p for p in self.protocols if p not in protocols.PROTOCOLS]
         if unknown or not self.protocols:
             raise errors.UserError(f"protocols must be among {protocols.PROTOCOLS}, got "
                                    f"{list(self.protocols)}")
-        for flag, path in [*(("--model", m) for m in self.model), ("--data_dir", self.data_dir),
+        for flag, path in [*(("--model", m) for m in self.model or ()),
+                           ("--weights", weights_file), ("--data_dir", self.data_dir),
                            ("--output_dir", self.output_dir)]:
             if path:
                 storage.check_filesystem(path, flag)
@@ -100,7 +109,14 @@ class EvalConfig(settings.DistributionSettings):
             settings.check_tpu_paths({"--data_dir": self.data_dir})
         if self.distribution_strategy == "multi_worker" and check_files:
             cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
-        missing = [m for m in self.model if check_files and not artifacts.exists(m)]
+        missing = [m for m in self.model or () if check_files and not artifacts.exists(m)]
         if missing:
             raise errors.UserError(f"--model={missing[0]} does not exist: give a Keras file, a "
                                    "vgg-train model dir, a checkpoint or an export")
+        if weights_file and check_files and not storage.exists(weights_file):
+            raise errors.UserError(f"--weights={self.weights}: {weights_file} does not exist "
+                                   "(give the kind alone to download the published file)")
+
+    def weights_source(self):
+        """``(kind, path)`` of ``weights`` (path None: the published file, by name)."""
+        return settings.published_weights_source(self.weights, "--weights", self.config)

@@ -22,6 +22,7 @@ from vgg_keras import protocols as protocol_lib
 from vgg_keras.evaluation import batches as batches_lib
 from vgg_keras.evaluation import results as results_lib
 from vgg_keras.nets import builder
+from vgg_keras.nets import configs
 from vgg_keras.training import distribution
 
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
@@ -87,7 +88,9 @@ class Evaluation:
         need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(config.protocols)
         with strategy.scope():  # the nets' variables on every replica
             self.nets = [_Net(path, *artifacts.load_model_and_source(path), config.crop_size,
-                              need_dense) for path in config.model]
+                              need_dense) for path in config.model or ()]
+            if config.weights:
+                self.nets.append(_published_net(config, need_dense))
         self.num_classes = _check_classes(self.nets, self.info, config.num_classes)
         _assign_scales(self.nets, config.scales, config.train_scale)
         self.workers, self.worker = distribution.worker_share(strategy)
@@ -129,8 +132,11 @@ class Evaluation:
     def settings(self, seconds):
         nets = self.nets
         train_scales = [list(net.train_scale) if net.train_scale else None for net in nets]
+        published_weights = [net.weights.to_json() for net in nets
+                             if net.weights and net.weights.published]
         return {"models": [net.path for net in nets],
                 "model_files": [net.source.describe() for net in nets],
+                **({"published_weights": published_weights} if published_weights else {}),
                 "replicas": self.strategy.num_replicas_in_sync, "workers": self.workers,
                 "batch_size": self.config.batch_size,
                 "scales": sorted({q for net in nets for q in net.scales}),
@@ -161,8 +167,8 @@ class _Net:
     """One model of the evaluation: its test scales, crop size and the protocols' functions
     on it (the fully convolutional twin for dense evaluation)."""
 
-    def __init__(self, path, model, source, crop_size, need_dense):
-        self.path, self.model, self.source = path, model, source
+    def __init__(self, path, model, source, crop_size, need_dense, weights=None):
+        self.path, self.model, self.source, self.weights = path, model, source, weights
         self.crop_size = crop_size or int(model.input.shape[1])
         self.scales = self.train_scale = None
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
@@ -173,6 +179,16 @@ class _Net:
         conv_net = (protocol_lib.as_probabilities(builder.to_conv_head(model)) if need_dense
                     else None)
         self.functions = batches_lib.part_functions(net, conv_net, self.crop_size)
+
+
+def _published_net(config, need_dense):
+    """The net of ``--config`` with the published weights of ``--weights``, at ``--crop_size``
+    (default: the 224 they were trained at)."""
+    model, weights = artifacts.load_published(config.config, *config.weights_source(),
+                                              crop_size=config.crop_size)
+    label = f"{configs.variant_name(config.config)} {config.weights}"
+    return _Net(label, model, artifacts.ModelSource(label, "published", weights.describe()),
+                config.crop_size, need_dense, weights)
 
 
 def _check_classes(nets, info, num_classes):
@@ -191,9 +207,12 @@ def _assign_scales(nets, scales, train_scale):
     """Each model's test scales: ``scales`` for all, else §4.2's defaults of ``train_scale`` for
     all, else of each model's own recorded training scale."""
     for net in nets:
-        net.train_scale = tuple(train_scale) if train_scale else artifacts.train_scale_of(
-            net.path)
-        served = artifacts.served_test_scale(net.path)
+        if net.weights:  # published weights: measured by their publishers at 256 of 224
+            recorded, served = None, protocol_lib.fallback_test_scale(net.crop_size)
+        else:
+            recorded = artifacts.train_scale_of(net.path)
+            served = artifacts.served_test_scale(net.path)
+        net.train_scale = tuple(train_scale) if train_scale else recorded
         if scales:
             net.scales = list(scales)
         elif net.train_scale:

@@ -66,9 +66,10 @@ ALIASES = {"VGG11": "A", "VGG11-LRN": "A-LRN", "VGG13": "B", "VGG16": "D", "VGG1
 
 BN_SUFFIX = "-BN"
 
-# Published ImageNet weights the nets load (``pretrained``): keras.applications' VGG16/VGG19
-# ``.h5`` (D, E), torchvision's and timm's (A, B, D, E and their BN variants).
-WEIGHT_KINDS = ("keras_applications", "torchvision", "timm")
+# Published ImageNet weights the nets load (``pretrained``, ``published``): the paper's own as
+# keras.applications publishes them (VGG16/VGG19 ``.h5``: D, E; "keras_applications" is their
+# other name), torchvision's and timm's (A, B, D, E and their BN variants).
+WEIGHT_KINDS = ("paper", "keras_applications", "torchvision", "timm")
 
 # §2.1: "the input to our ConvNets is a fixed-size 224 × 224 RGB image": the training crop, and
 # the input size of every net with the FC head, unless told otherwise.

@@ -1,7 +1,7 @@
 """The published ImageNet weights of PyTorch's VGGs into our nets: torchvision's
 ``vgg11/13/16/19`` and ``vgg11_bn/13_bn/16_bn/19_bn`` files, and timm's ``vgg*.tv_in1k`` (the
 same weights under timm's names), for configs A, B, D, E and their BN variants. C and A-LRN
-have no published weights.
+have no published weights. (Which files, and their accuracy: ``published``.)
 
 What a port must get right, each done here and held by a test:
 - convolution kernels: torch's ``[out, in, h, w]`` become Keras' ``[h, w, in, out]``;
@@ -30,18 +30,6 @@ from vgg_keras.nets import builder
 from vgg_keras.nets import stats
 
 TORCH_BN_EPSILON = 1e-5
-# The files of torchvision's table (timm: ``timm/vgg<n>[_bn].tv_in1k``), and their ImageNet
-# top-1 / top-5 accuracy as torchvision measured them (resize 256, centre crop 224).
-PUBLISHED = {
-    "A": ("vgg11-8a719046.pth", 69.020, 88.628),
-    "B": ("vgg13-19584684.pth", 69.928, 89.246),
-    "D": ("vgg16-397923af.pth", 71.592, 90.382),
-    "E": ("vgg19-dcbb9e9d.pth", 72.376, 90.876),
-    "A-BN": ("vgg11_bn-6002323d.pth", 70.370, 89.810),
-    "B-BN": ("vgg13_bn-abd245e5.pth", 71.586, 90.374),
-    "D-BN": ("vgg16_bn-6c64b313.pth", 73.360, 91.516),
-    "E-BN": ("vgg19_bn-c79401a0.pth", 74.218, 91.842),
-}
 _FC = ("fc1", "fc2", "predictions")
 _TORCHVISION_FC = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 _TIMM_FC = {"fc1": "pre_logits.fc1", "fc2": "pre_logits.fc2", "predictions": "head.fc"}

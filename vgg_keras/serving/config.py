@@ -97,9 +97,12 @@ class ExportConfig(ServingSettings):
                                       "(MODEL_DIR/checkpoints/best/ckpt-N).")
     config: str = setting("D", "With --weights: the net (A, B, D, E or a -BN variant).")
     weights: str | None = setting(None, "Instead of --model, a net with published weights: "
-                                        "keras_applications=PATH (D, E), torchvision=PATH or "
-                                        "timm=PATH (.safetensors, or .pth with torch "
-                                        "installed).")
+                                        "paper (D, E: the authors' weights as "
+                                        "keras.applications publishes them), torchvision or "
+                                        "timm (A, B, D, E and their BN variants: timm's copy "
+                                        "on the Hugging Face Hub), downloaded once into the "
+                                        "library's cache; or KIND=PATH for a file (.h5, "
+                                        ".safetensors, or .pth with torch installed).")
     crop_size: int = setting(configs.CROP_SIZE, "With --weights: the input side the weights "
                                                 "were trained at (their fc1 reads its map).",
                              check=at_least(1))
@@ -110,8 +113,8 @@ class ExportConfig(ServingSettings):
         return ServingSettings(**{name: getattr(self, name) for name in names})
 
     def weights_source(self):
-        """``(kind, path)`` of ``weights``."""
-        return settings.weights_source(self.weights, configs.WEIGHT_KINDS, "--weights")
+        """``(kind, path)`` of ``weights`` (path None: the published file, by name)."""
+        return settings.published_weights_source(self.weights, "--weights", self.config)
 
     def validate(self, check_files=True):
         """Raises ``UserError`` for a value that cannot work; with ``check_files``, for a model
@@ -121,20 +124,18 @@ class ExportConfig(ServingSettings):
             raise errors.UserError("--export_dir is required, with --model (a trained net) or "
                                    "--config and --weights (a net with published weights)")
         if self.weights:
-            if self.weights_source()[1] is None:
-                raise errors.UserError(f"--weights must be KIND=PATH, KIND one of "
-                                       f"{', '.join(configs.WEIGHT_KINDS)}; got "
-                                       f"{self.weights!r}")
             with errors.user_input():
                 configs.resolve_config(self.config)
+            self.weights_source()
         for name in ("model", "export_dir"):
             if getattr(self, name):
                 storage.check_filesystem(getattr(self, name), f"--{name}")
         if check_files:
             storage.check_folder(self.export_dir, "--export_dir")
+        weights_file = self.weights_source()[1] if self.weights else None
         if check_files and not (artifacts.exists(self.model) if self.model else
-                                storage.exists(self.weights_source()[1])):
-            source = self.model or self.weights_source()[1]
+                                weights_file is None or storage.exists(weights_file)):
+            source = self.model or weights_file
             raise errors.UserError(f"{source} does not exist: give --model a vgg-train model "
                                    "dir, a Keras file or a checkpoint, or --weights=KIND=PATH "
                                    "a published weights file")

@@ -37,6 +37,7 @@ from pipelines import storage
 from vgg_keras import artifacts
 from vgg_keras import protocols
 from vgg_keras.nets import builder
+from vgg_keras.nets import published
 from vgg_keras.serving import formats
 from vgg_keras.serving import graph
 from vgg_keras.serving.config import ServingSettings
@@ -79,8 +80,9 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
     """Exports an in-memory net (one with published weights, say, and no training run) as
     ``export_saved_model`` does, with ``summary`` what a run's ``summary.json`` would say of it
     (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
-    ``protocols.fallback_test_scale``) and ``source`` where it came from (a description, or an
-    ``artifacts.ModelSource``: the metadata says)."""
+    ``protocols.fallback_test_scale``) and ``source`` where it came from (a description, an
+    ``artifacts.ModelSource`` or published weights' ``published.Weights``: the metadata
+    says)."""
     settings = settings or ServingSettings()
     metadata = serving_metadata(model, settings, summary=summary, source=source)
     tensor_formats = [name for name in settings.format if name in formats.TENSOR_FORMATS]
@@ -151,6 +153,8 @@ def serving_metadata(model, settings=None, *, summary=None, source=None):
     if isinstance(source, artifacts.ModelSource):
         origin = {"source_model": storage.absolute(source.path), "source_file": source.file,
                   "source_step": source.step}
+    elif isinstance(source, published.Weights):  # published weights, by name
+        origin = {"source_model": source.describe(), "source_weights": source.to_json()}
     else:
         origin = {"source_model": source or model.name}
     crop_size = int(model.input.shape[1])

@@ -1,7 +1,8 @@
 """The net of a run: built, initialised (§3.1: N(0, σ²) for net A, Glorot's for deeper nets, or
-from a trained net A; or, to fine-tune, from keras.applications', torchvision's or timm's
-weights, or any earlier run: every layer whose shape fits), frozen below ``--trainable_from``;
-and its optimizer."""
+from a trained net A; or, to fine-tune, from published ImageNet weights (the paper's as
+keras.applications publishes them, torchvision's or timm's; by name, fetched into the cache, or a
+file), or any earlier run: every layer whose shape fits), frozen below ``--trainable_from``; and
+its optimizer."""
 
 import dataclasses
 
@@ -14,6 +15,7 @@ from vgg_keras.nets import builder
 from vgg_keras.nets import configs
 from vgg_keras.nets import initializers
 from vgg_keras.nets import pretrained
+from vgg_keras.nets import published
 from vgg_keras.nets import stats
 from vgg_keras.training import run_config
 
@@ -21,13 +23,16 @@ from vgg_keras.training import run_config
 @dataclasses.dataclass(frozen=True)
 class Init:
     """Where a run's first weights came from: ``source`` (a file, or None for random ones), the
-    weight layers ``loaded`` from it and the ``new`` ones, freshly initialised, and why each new
-    one was not loaded (``problems``: ``{layer: reason}``, not recorded)."""
+    weight layers ``loaded`` from it and the ``new`` ones, freshly initialised, why each new
+    one was not loaded (``problems``: ``{layer: reason}``, not recorded), and for published
+    weights fetched by name, what they were (``weights``: ``published.Weights.to_json``: the
+    repository or URL, revision and hash)."""
 
     source: str | None
     loaded: tuple
     new: tuple
     problems: dict = dataclasses.field(default_factory=dict, compare=False)
+    weights: dict | None = None
 
     def describe(self):
         if not self.loaded:
@@ -36,11 +41,13 @@ class Init:
                 f"({', '.join(self.loaded)}); new: {', '.join(self.new) or 'none'}")
 
     def to_json(self):
-        return {"source": self.source, "loaded": list(self.loaded), "new": list(self.new)}
+        recorded = {"source": self.source, "loaded": list(self.loaded), "new": list(self.new)}
+        return {**recorded, "weights": self.weights} if self.weights else recorded
 
     @classmethod
     def from_json(cls, value):
-        return cls(value["source"], tuple(value["loaded"]), tuple(value["new"]))
+        return cls(value["source"], tuple(value["loaded"]), tuple(value["new"]),
+                   weights=value.get("weights"))
 
 
 def build_initialized_model(cfg, num_classes, resumed=False):
@@ -67,16 +74,24 @@ def build_initialized_model(cfg, num_classes, resumed=False):
             init = Init(path, tuple(n for n in layers if n in loaded),
                         tuple(n for n in layers if n not in loaded))
         elif kind in pretrained.WEIGHT_KINDS:
-            with storage.local_copy(path) as local:  # h5py and safetensors read local files
-                report = pretrained.load_weights(model, kind, local, skip_mismatch=True)
-            init = Init(path, tuple(report["loaded"]), tuple(report["skipped"]),
-                        report["problems"])
+            init = _load_published(model, cfg.config, kind, path)
         else:
             init = load_fitting_layers(model, artifacts.load_model(path), path)
     freeze_below(model, cfg.trainable_from)
     if init.source and not resumed:
         check_init(model, init, cfg)
     return model, init
+
+
+def _load_published(model, config, kind, path):
+    """``Init`` of published weights: from ``path``, or by name from the cache (downloaded into
+    it if need be: a transfer that breaks off is temporary, a rerun fetches it anew)."""
+    with errors.temporary(published.DownloadInterrupted):
+        weights = pretrained.locate(config, kind, path)
+    with storage.local_copy(weights.path) as local:  # h5py and safetensors read local files
+        report = pretrained.load_weights(model, weights.layout, local, skip_mismatch=True)
+    return Init(weights.describe(), tuple(report["loaded"]), tuple(report["skipped"]),
+                report["problems"], weights.to_json() if weights.published else None)
 
 
 def check_init(model, init, cfg):

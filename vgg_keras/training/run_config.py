@@ -29,7 +29,7 @@ LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
 PROGRESS = ("auto", "live", "epochs")
 INITS = ("auto", "gaussian", "glorot")  # and KIND=PATH of INITS_FROM_FILE
-INITS_FROM_FILE = ("from_a", "keras_applications", "torchvision", "timm", "model")
+INITS_FROM_FILE = ("from_a", *configs.WEIGHT_KINDS, "model")  # published weights also by name
 
 
 def _parse_epochs(value):
@@ -91,9 +91,10 @@ class NetSettings:
                                        "at the start of a run).",
                                  check=(lambda value: 0 <= value < 1, "in [0, 1)"))
     init: str = setting("auto", "auto (gaussian for A, glorot otherwise), gaussian, glorot, "
-                                "from_a=PATH (§3.1), keras_applications=PATH, "
-                                "torchvision=PATH, timm=PATH (PyTorch's ImageNet weights, "
-                                ".safetensors or .pth), model=PATH.")
+                                "from_a=PATH (§3.1), model=PATH, or published ImageNet "
+                                "weights: paper (D, E), torchvision or timm (A, B, D, E and "
+                                "their BN variants), downloaded once into the library's "
+                                "cache, or KIND=PATH for a file (.h5, .safetensors, .pth).")
     init_stddev: float = setting(configs.PAPER_INIT_STDDEV, "σ of --init=gaussian (the paper's "
                                                            "text says '10^-2 variance'; see "
                                                            "README).")
@@ -204,7 +205,8 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
             settings.check_tpu_paths({"--data_dir": self.data_dir, "--model_dir": self.model_dir})
         if self.distribution_strategy == "multi_worker" and check_files:
             cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
-        parse_init(self.init, check_exists=check_files and not self.has_checkpoint())
+        parse_init(self.init, check_exists=check_files and not self.has_checkpoint(),
+                   config=self.config)
         if self.data_service:
             data_service.parse_address(self.data_service)
 
@@ -225,23 +227,28 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
 DEFAULTS = declared.defaults(TrainConfig)
 
 
-def parse_init(init, check_exists=True):
-    """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH,
-    keras_applications=PATH (a keras.applications VGG16/VGG19 weights file, with or without
-    its top), torchvision=PATH or timm=PATH (PyTorch's published ImageNet weights), or
-    model=PATH (a Keras file, a model dir or one of its checkpoints, as ``artifacts.load_model``
-    reads them: every layer whose shape fits)."""
-    usage = ("--init must be auto, gaussian, glorot, from_a=PATH, keras_applications=PATH, "
-             f"torchvision=PATH, timm=PATH or model=PATH, got {init!r}")
+def parse_init(init, check_exists=True, config=None):
+    """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH, model=PATH
+    (a Keras file, a model dir or one of its checkpoints, as ``artifacts.load_model`` reads
+    them: every layer whose shape fits), or published ImageNet weights: paper /
+    keras_applications (the authors' VGG16/VGG19 as keras.applications publishes them),
+    torchvision or timm (PyTorch's), by name (path None: ``published.fetch``; with ``config``,
+    the kind must publish weights of it) or as KIND=PATH."""
+    usage = ("--init must be auto, gaussian, glorot, paper, torchvision, timm (published "
+             "weights, downloaded once), from_a=PATH, model=PATH, or paper=PATH, "
+             f"keras_applications=PATH, torchvision=PATH, timm=PATH; got {init!r}")
     try:
         kind, path = settings.weights_source(init, INITS_FROM_FILE, "--init")
     except errors.UserError:
         raise errors.UserError(usage) from None
+    if path is None and kind in configs.WEIGHT_KINDS:
+        if config is not None:
+            settings.published_weights_source(init, "--init", config)
+        return kind, None
     if (path is None) != (kind in INITS):
         raise errors.UserError(usage)
     if path and check_exists and not storage.exists(path):
-        hint = (" (keras.applications' weights are downloaded once, on a connected machine, "
-                "by keras.applications.VGG16(weights=\"imagenet\"); Keras keeps them in "
-                "~/.keras/models/)") if kind == "keras_applications" else ""
+        hint = (" (or give --init=paper alone: the file is downloaded once into Keras' cache, "
+                "~/.keras/models/)") if kind in ("paper", "keras_applications") else ""
         raise errors.UserError(f"--init={init}: {path} does not exist{hint}")
     return kind, path

@@ -1,0 +1,408 @@
+"""The nets' published ImageNet weights by name: where each file is published, what its publisher
+measured with it, and its download into the cache of the library that publishes it, checked
+against the hash its source publishes.
+
+- ``torchvision`` and ``timm`` (A, B, D, E and their BN variants): torchvision's weights as timm
+  publishes them on the Hugging Face Hub (``timm/vgg16_bn.tv_in1k``'s ``model.safetensors``, read
+  without torch), through ``huggingface_hub``: its cache (``HF_HOME``, ``HF_HUB_CACHE``), its
+  offline mode (``HF_HUB_OFFLINE=1``), mirrors (``HF_ENDPOINT``) and tokens (``HF_TOKEN``).
+- ``paper`` (D, E; ``keras_applications`` is its other name): the authors' released VGG-16 and
+  VGG-19, converted from Caffe, as keras.applications publishes them, through Keras' own download
+  (``keras.utils.get_file``) and the md5 hashes Keras pins, in Keras' cache (``KERAS_HOME``, else
+  ``~/.keras``), where ``keras.applications.VGG16(weights="imagenet")`` finds them too.
+
+A file in the cache is read without touching the network. A file is handed over only whole and
+checked: huggingface_hub keeps a download under a temporary name until it is complete and names
+the blob by the sha256 the Hub publishes for it (its ETag), which it does not check itself: it is
+checked here, each time, and a blob that differs is removed. Keras' download is written under a
+temporary name here and moved into place only once its md5 is the one Keras pins.
+"""
+
+import dataclasses
+import hashlib
+import itertools
+import os
+import re
+import uuid
+
+from vgg_keras.nets import configs
+
+HUB_FILE = "model.safetensors"
+# timm's repositories of torchvision's weights, ``timm/<name>[_bn].tv_in1k``.
+_TIMM_NAMES = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
+# torchvision's ImageNet top-1 / top-5 (%) of these weights (resize 256, centre crop 224), and
+# its own file names, for those who have its .pth.
+TORCHVISION = {
+    "A": ("vgg11-8a719046.pth", 69.020, 88.628),
+    "B": ("vgg13-19584684.pth", 69.928, 89.246),
+    "D": ("vgg16-397923af.pth", 71.592, 90.382),
+    "E": ("vgg19-dcbb9e9d.pth", 72.376, 90.876),
+    "A-BN": ("vgg11_bn-6002323d.pth", 70.370, 89.810),
+    "B-BN": ("vgg13_bn-abd245e5.pth", 71.586, 90.374),
+    "D-BN": ("vgg16_bn-6c64b313.pth", 73.360, 91.516),
+    "E-BN": ("vgg19_bn-c79401a0.pth", 74.218, 91.842),
+}
+# keras.applications' VGG16 and VGG19 with their top (fc1 and fc2 are what a fine-tune keeps):
+# file name, URL and md5 as keras/src/applications/vgg16.py and vgg19.py pin them; top-1 and
+# top-5 (%) as keras.applications' table reports them.
+_KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
+KERAS_FILES = {
+    "D": ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+          f"{_KERAS_BASE}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+          "64373286793e3c8b2b4e3219cbf3544b"),
+    "E": ("vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+          f"{_KERAS_BASE}/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+          "cbe5617147190e668d6c5d5026f83318"),
+}
+_KERAS_ACCURACY = {"D": (71.3, 90.1), "E": (71.3, 90.0)}
+HUB_KINDS = ("torchvision", "timm")
+KERAS_KINDS = ("paper", "keras_applications")
+KINDS = (*KERAS_KINDS, *HUB_KINDS)
+# The loader a file given for each kind needs (``pretrained.load_weights``); the Hub's files,
+# fetched by name, are timm's whichever kind names them.
+LAYOUTS = {"paper": "keras_applications", "keras_applications": "keras_applications",
+           "torchvision": "torchvision", "timm": "timm"}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class WeightsUnavailable(ValueError):
+    """Published weights that cannot be had here and now: no such weights, offline without the
+    file in the cache, a source that refuses, a file whose hash differs. The message names the
+    file, the cache and the alternative (``KIND=PATH``)."""
+
+
+class DownloadInterrupted(ConnectionError):
+    """A download that broke off midway; nothing of it was kept or loaded, and running the same
+    command again downloads it anew."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """One published weights file: the net it fits, the kinds that name it, where it is
+    published (a Hub ``repository`` or Keras' ``url``), its size (bytes) and the ImageNet
+    top-1 / top-5 accuracy (%) its publisher measured."""
+
+    config: str
+    kinds: tuple
+    repository: str | None
+    url: str | None
+    file: str
+    md5: str | None
+    size: int
+    top1: float
+    top5: float
+    measured_by: str
+
+    @property
+    def source(self):
+        return self.repository or self.url
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """A weights file ready to load: its local ``path``, the ``kind`` asked for and the
+    ``layout`` its loader reads; and, for published weights, where they came from (``source``:
+    a Hub repository or a URL), the ``revision`` (a Hub commit), their hashes, and whether this
+    call ``downloaded`` them."""
+
+    path: str
+    kind: str
+    layout: str
+    source: str
+    file: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    downloaded: bool = False
+
+    @property
+    def published(self):
+        return self.file is not None
+
+    def describe(self):
+        if not self.published:
+            return self.source
+        revision = f" at revision {self.revision}" if self.revision else ""
+        hashes = ", ".join(f"{name} {value}" for name, value in
+                           (("sha256", self.sha256), ("md5", self.md5)) if value)
+        return f"{self.source} {self.file}{revision} ({hashes})"
+
+    def to_json(self):
+        record = {"kind": self.kind, "source": self.source, "file": self.file,
+                  "revision": self.revision, "sha256": self.sha256, "md5": self.md5,
+                  "path": self.path}
+        return {key: value for key, value in record.items() if value is not None}
+
+
+def published_weights(config=None):
+    """Every published weights file, or those of ``config`` (any name ``resolve_config`` takes),
+    in the order of Table 1."""
+    found = []
+    for name in configs.config_names():
+        base = name.removesuffix(configs.BN_SUFFIX)
+        if base in _TIMM_NAMES:
+            suffix = "_bn" if name.endswith(configs.BN_SUFFIX) else ""
+            _, top1, top5 = TORCHVISION[name]
+            found.append(Published(name, HUB_KINDS, f"timm/{_TIMM_NAMES[base]}{suffix}.tv_in1k",
+                                   None, HUB_FILE, None, _file_size(name), top1, top5,
+                                   "torchvision"))
+        if name in KERAS_FILES:
+            file, url, md5 = KERAS_FILES[name]
+            found.append(Published(name, KERAS_KINDS, None, url, file, md5, _file_size(name),
+                                   *_KERAS_ACCURACY[name], "keras.applications"))
+    if config is None:
+        return found
+    wanted = configs.variant_name(config)
+    return [entry for entry in found if entry.config == wanted]
+
+
+def find(config, kind):
+    """The published file that ``kind`` names for ``config``.
+
+    Raises:
+        WeightsUnavailable: for a kind that names no file of ``config`` (one line saying which
+            nets have weights of that kind).
+    """
+    if kind not in KINDS:
+        raise WeightsUnavailable(f"published weights are one of {', '.join(KINDS)}; got {kind!r}")
+    name = configs.variant_name(config)
+    for entry in published_weights(name):
+        if kind in entry.kinds:
+            return entry
+    having = sorted({e.config for e in published_weights() if kind in e.kinds},
+                    key=configs.config_names().index)
+    raise WeightsUnavailable(f"no {kind} weights are published for {name}: they exist for "
+                             f"{', '.join(having)}")
+
+
+def cache_dir(entry, folder=None):
+    """The cache a published file goes to: huggingface_hub's (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``) or Keras' models folder; ``folder`` instead, where given."""
+    if folder:
+        return os.fspath(folder)
+    if entry.repository:
+        from huggingface_hub import constants
+
+        return constants.HF_HUB_CACHE
+    return os.path.join(_keras_home(), "models")
+
+
+def cached_file(entry, folder=None):
+    """The path of ``entry``'s file in its cache, or None (nothing is downloaded or checked)."""
+    if entry.repository:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(entry.repository, entry.file,
+                                       cache_dir=cache_dir(entry, folder))
+        return found if isinstance(found, str) else None
+    path = os.path.join(cache_dir(entry, folder), entry.file)
+    return path if os.path.isfile(path) else None
+
+
+def fetch(config, kind, *, folder=None, endpoint=None, keras_files=None):
+    """The published weights ``kind`` of ``config``, from the cache or downloaded into it, and
+    checked against the hash their source publishes.
+
+    Args:
+        config: the net ("D-BN", "vgg16_bn", ...).
+        kind: one of ``KINDS``.
+        folder: the cache to use instead of the library's default one.
+        endpoint: the Hub's address instead of ``HF_ENDPOINT`` (a mirror).
+        keras_files: ``{config: (file name, URL, md5)}`` instead of ``KERAS_FILES``.
+
+    Returns:
+        ``Weights``.
+
+    Raises:
+        WeightsUnavailable: one line naming the file, the cache and ``KIND=PATH``.
+        DownloadInterrupted: the transfer broke off; nothing was kept.
+    """
+    entry = find(config, kind)
+    if entry.repository:
+        return _fetch_from_hub(entry, kind, cache_dir(entry, folder), endpoint)
+    if keras_files and entry.config in keras_files:
+        file, url, md5 = keras_files[entry.config]
+        entry = dataclasses.replace(entry, file=file, url=url, md5=md5)
+    return _fetch_from_keras(entry, kind, cache_dir(entry, folder))
+
+
+def _fetch_from_hub(entry, kind, cache, endpoint):
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    downloaded = False
+    try:
+        path = huggingface_hub.hf_hub_download(entry.repository, entry.file, cache_dir=cache,
+                                               local_files_only=True)
+    except hub_errors.LocalEntryNotFoundError:
+        if huggingface_hub.constants.is_offline_mode():
+            raise WeightsUnavailable(_not_cached(entry, kind, cache, "HF_HUB_OFFLINE=1 forbids "
+                                                                     "downloading it")) from None
+        host = endpoint or huggingface_hub.constants.ENDPOINT
+        _say_downloading(entry, kind, f"{host}/{entry.repository}", cache)
+        path = _download_from_hub(entry, kind, cache, endpoint, host)
+        downloaded = True
+    blob = os.path.realpath(path)
+    etag, sha256 = os.path.basename(blob), _file_hash(path, "sha256")
+    if _SHA256.match(etag) and sha256 != etag:
+        for stale in {path, blob}:  # the snapshot's link and the blob it names
+            if os.path.lexists(stale):
+                os.remove(stale)
+        raise WeightsUnavailable(
+            f"{entry.repository} {entry.file} has sha256 {sha256}, not the {etag} its source "
+            f"publishes: refused and removed from the cache ({cache}); run again to download it "
+            "anew")
+    revision = os.path.basename(os.path.dirname(path))  # snapshots/<commit>/model.safetensors
+    return Weights(path, kind, "timm", entry.repository, entry.file, revision, sha256=sha256,
+                   downloaded=downloaded)
+
+
+def _download_from_hub(entry, kind, cache, endpoint, host):
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        return huggingface_hub.hf_hub_download(entry.repository, entry.file, cache_dir=cache,
+                                               endpoint=endpoint)
+    except hub_errors.LocalEntryNotFoundError as error:  # the Hub did not answer
+        raise WeightsUnavailable(_not_cached(
+            entry, kind, cache, f"{host} did not answer ({_cause(error)})")) from None
+    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError,
+            hub_errors.EntryNotFoundError) as error:  # gated repositories included
+        raise WeightsUnavailable(
+            f"{host} refuses {entry.file} of {entry.repository} ({_first_line(error)}): set "
+            f"HF_TOKEN if it needs a login, or give the file as {kind}=PATH") from None
+    except hub_errors.HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None) if error.response else None
+        if status is not None and status < 500:
+            raise WeightsUnavailable(f"{host} refuses {entry.file} of {entry.repository} "
+                                     f"({_first_line(error)}); give the file as {kind}=PATH") \
+                from None
+        raise DownloadInterrupted(_interrupted(entry, host, error)) from None
+    except (ConnectionError, TimeoutError, httpx2.TransportError,
+            hub_errors.XetDownloadError) as error:
+        raise DownloadInterrupted(_interrupted(entry, host, error)) from None
+    except OSError as error:  # huggingface_hub's check of the size received
+        if not str(error).startswith("Consistency check failed"):
+            raise  # a full disk, a cache that cannot be written: the system's own words
+        raise DownloadInterrupted(_interrupted(entry, host, error)) from None
+
+
+def _fetch_from_keras(entry, kind, cache):
+    path = os.path.join(cache, entry.file)
+    if os.path.isfile(path):
+        md5 = _file_hash(path, "md5")
+        if md5 == entry.md5:
+            return Weights(path, kind, LAYOUTS[kind], entry.url, entry.file, md5=md5)
+        print(f"{path} has md5 {md5}, not Keras' {entry.md5}: downloading it again", flush=True)
+        os.remove(path)
+    _say_downloading(entry, kind, entry.url, cache)
+    partial = f"{entry.file}.{uuid.uuid4().hex[:8]}.incomplete"
+    import keras
+
+    try:
+        keras.utils.get_file(partial, entry.url, file_hash=entry.md5, hash_algorithm="md5",
+                             cache_subdir=os.path.basename(cache),
+                             cache_dir=os.path.dirname(cache))
+        os.replace(os.path.join(cache, partial), path)
+    except ValueError as error:  # Keras' md5 check: a file that is not the published one
+        md5 = _file_hash(os.path.join(cache, partial), "md5")
+        raise WeightsUnavailable(
+            f"{entry.url} sent a file of md5 {md5}, not the {entry.md5} Keras pins for it "
+            f"({_first_line(error)}): refused, nothing cached in {cache}") from None
+    except Exception as error:  # noqa: BLE001 - get_file wraps urllib's errors in Exception
+        raise _keras_failure(entry, kind, cache, error) from None
+    finally:
+        if os.path.exists(os.path.join(cache, partial)):
+            os.remove(os.path.join(cache, partial))
+    return Weights(path, kind, LAYOUTS[kind], entry.url, entry.file, md5=entry.md5,
+                   downloaded=True)
+
+
+def _keras_failure(entry, kind, cache, error):
+    """What a failed ``get_file`` means: a transfer that broke off (rerun), or a source that
+    cannot be reached or refuses (the file by other means)."""
+    import urllib.error
+
+    cause = error.__context__ if type(error) is Exception else error
+    if isinstance(cause, urllib.error.ContentTooShortError) or (
+            isinstance(cause, (ConnectionError, TimeoutError))):
+        return DownloadInterrupted(_interrupted(entry, entry.url, cause))
+    if isinstance(cause, urllib.error.HTTPError):
+        return WeightsUnavailable(f"{entry.url} answered {cause.code} {cause.reason}: give the "
+                                  f"file as {kind}=PATH")
+    if isinstance(cause, urllib.error.URLError):
+        return WeightsUnavailable(_not_cached(entry, kind, cache,
+                                              f"{entry.url} could not be reached "
+                                              f"({getattr(cause, 'reason', cause)})"))
+    return error
+
+
+def _say_downloading(entry, kind, where, cache):
+    """A download of half a gigabyte is a wait: named before it starts."""
+    print(f"downloading {kind} weights of {entry.config}: {entry.file} from {where} "
+          f"({entry.size / 1e6:.0f} MB) into {cache}", flush=True)
+
+
+def _not_cached(entry, kind, cache, why):
+    if entry.repository:
+        fetch_elsewhere = (f"on a connected machine, `hf download {entry.repository} "
+                           f"{entry.file}` puts it in that machine's cache: copy its "
+                           f"models--{entry.repository.replace('/', '--')} folder into {cache}")
+    else:
+        fetch_elsewhere = (f"copy {entry.file} (from {entry.url}, or a connected machine's "
+                           f"~/.keras/models/) into {cache}")
+    return (f"{kind} weights of {entry.config}: {entry.file} of {entry.source} is not in the "
+            f"cache {cache} and {why}: {fetch_elsewhere}, or give the file as {kind}=PATH")
+
+
+def _interrupted(entry, where, error):
+    return (f"the download of {entry.file} from {where} broke off ({_first_line(error)}); "
+            "nothing of it was kept: run the same command again to download it anew")
+
+
+def _cause(error):
+    """The innermost reason of an error raised from another, in one line."""
+    while error.__cause__:
+        error = error.__cause__
+    return _first_line(error)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _file_hash(path, algorithm):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as file:  # a file of the library's cache, always local
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _keras_home():
+    """Keras' folder, as keras/src/backend/config.py finds it: ``KERAS_HOME``, else ``~/.keras``
+    (``/tmp/.keras`` where the home folder is read-only). Keras has no public accessor."""
+    if "KERAS_HOME" in os.environ:
+        return os.environ["KERAS_HOME"]
+    home = os.path.expanduser("~")
+    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+
+
+def _file_size(config):
+    """Bytes of the net's float32 weights (batch norm's moving statistics included): the size
+    of its published file, but for a few kilobytes of header."""
+    _, tokens, batch_norm = configs.resolve_config(config)
+    floats, channels = 0, 3
+    for token in tokens:
+        layer = configs.parse_layer(token)
+        if isinstance(layer, configs.Conv):
+            floats += layer.kernel_size ** 2 * channels * layer.filters + layer.filters
+            floats += 4 * layer.filters if batch_norm else 0
+            channels = layer.filters
+    side = configs.CROP_SIZE // 32  # five max-pools
+    units = (channels * side * side, 4096, 4096, 1000)  # Table 1's classifier
+    floats += sum(fan_in * fan_out + fan_out for fan_in, fan_out in itertools.pairwise(units))
+    return 4 * floats
