@@ -230,28 +230,49 @@ def _fetch_from_hub(entry, kind, cache, endpoint):
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
-    downloaded = False
     try:
         path = huggingface_hub.hf_hub_download(entry.repository, entry.file, cache_dir=cache,
                                                local_files_only=True)
     except hub_errors.LocalEntryNotFoundError:
-        if huggingface_hub.constants.is_offline_mode():
-            raise WeightsUnavailable(_not_cached(entry, kind, cache, "HF_HUB_OFFLINE=1 forbids "
-                                                                     "downloading it")) from None
-        host = endpoint or huggingface_hub.constants.ENDPOINT
-        _say_downloading(entry, kind, f"{host}/{entry.repository}", cache)
-        path = _download_from_hub(entry, kind, cache, endpoint, host)
-        downloaded = True
-    blob = os.path.realpath(path)
-    etag, sha256 = os.path.basename(blob), _file_hash(path, "sha256")
-    if _SHA256.match(etag) and sha256 != etag:
-        for stale in {path, blob}:  # the snapshot's link and the blob it names
-            if os.path.lexists(stale):
-                os.remove(stale)
+        path = None
+    if path is not None:
+        sha256, published_sha256 = _hashes_of_blob(path)
+        if sha256 == published_sha256 or published_sha256 is None:
+            return _hub_weights(entry, kind, path, sha256, downloaded=False)
+        _remove_blob(path)
+        print(f"{entry.repository} {entry.file} in the cache has sha256 {sha256}, not the "
+              f"{published_sha256} its source publishes: removed", flush=True)
+    if huggingface_hub.constants.is_offline_mode():
+        raise WeightsUnavailable(_not_cached(entry, kind, cache, "HF_HUB_OFFLINE=1 forbids "
+                                                                 "downloading it"))
+    host = endpoint or huggingface_hub.constants.ENDPOINT
+    _say_downloading(entry, kind, f"{host}/{entry.repository}", cache)
+    path = _download_from_hub(entry, kind, cache, endpoint, host)
+    sha256, published_sha256 = _hashes_of_blob(path)
+    if published_sha256 is not None and sha256 != published_sha256:
+        _remove_blob(path)
         raise WeightsUnavailable(
-            f"{entry.repository} {entry.file} has sha256 {sha256}, not the {etag} its source "
-            f"publishes: refused and removed from the cache ({cache}); run again to download it "
-            "anew")
+            f"{host} sent {entry.file} of {entry.repository} with sha256 {sha256}, not the "
+            f"{published_sha256} it publishes for it: refused, nothing kept in {cache}")
+    return _hub_weights(entry, kind, path, sha256, downloaded=True)
+
+
+def _hashes_of_blob(path):
+    """The sha256 of a Hub file in the cache, and the one its source published: the name of
+    its blob (huggingface_hub names an LFS file's blob by the ETag, its sha256; None for
+    another kind of name)."""
+    name = os.path.basename(os.path.realpath(path))
+    return _file_hash(path, "sha256"), name if _SHA256.match(name) else None
+
+
+def _remove_blob(path):
+    """A snapshot's file out of the cache: its link and the blob it names."""
+    for stale in {os.path.realpath(path), path}:
+        if os.path.lexists(stale):
+            os.remove(stale)
+
+
+def _hub_weights(entry, kind, path, sha256, downloaded):
     revision = os.path.basename(os.path.dirname(path))  # snapshots/<commit>/model.safetensors
     return Weights(path, kind, "timm", entry.repository, entry.file, revision, sha256=sha256,
                    downloaded=downloaded)
