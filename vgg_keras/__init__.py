@@ -48,6 +48,7 @@ _EXPORTS = {
     "load_timm_weights": "nets.torch_weights",
     "load_torchvision_weights": "nets.torch_weights",
     "build_pretrained": "nets.pretrained",
+    "published_weights": "nets.published",
     "load_model": "artifacts",
     "decode_predictions": "artifacts",
     "preprocess_image": "serving.client",
