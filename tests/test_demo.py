@@ -1,10 +1,15 @@
-"""The demo's pipeline end to end, with smaller settings, on a fresh folder: every artefact."""
+"""The demo's pipeline end to end, with smaller settings, on a fresh folder: every artefact. The
+demo runs here, its commands each in a process forked from the suite's fork server
+(tests/programs.py): the same programs with the same arguments, less nine imports of
+TensorFlow; `python -m tools.demo` itself runs as a program below (its flags, its refusal)."""
 
 import json
+import os
 import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import tensorflow as tf
@@ -17,18 +22,36 @@ pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path):
+def _forked(command, show):
+    """``tools.demo.run_process``'s contract, through the fork server: the command's output
+    and error, line by line, then its exit status."""
+    output = tempfile.NamedTemporaryFile(suffix=".out", delete=False)
+    output.close()
+    try:
+        result = programs.start(command, cwd=ROOT, stdout=output.name,
+                                stderr=subprocess.STDOUT).wait(900)
+        for line in result.stdout.splitlines(keepends=True):
+            show(line)
+    finally:
+        os.remove(output.name)
+    return result.returncode
+
+
+def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path, capsys):
+    from tools import demo
+
     out = tmp_path / "demo_output"
     (out / "stale").mkdir(parents=True)  # what an earlier run left: a rerun starts afresh
     (out / ".vgg_keras_demo").touch()
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.demo", f"--output_dir={out}", "--train_per_class=6",
-         "--val_per_class=2", "--train_epochs=2", "--width=0.125", "--fc_units=32",
-         "--crop_size=32", "--scale=36,44", "--batch_size=16", "--new_per_class=8",
-         "--new_epochs=1", "--describe_configs=A"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    stdout = result.stdout
+    config = demo.DemoConfig(output_dir=str(out), train_per_class=6, val_per_class=2,
+                             train_epochs=2, width=0.125, fc_units=32, crop_size=32,
+                             scale="36,44", batch_size=16, new_per_class=8, new_epochs=1,
+                             describe_configs=("A",))
+    try:
+        demo.run_demo(config, run_command=_forked)
+    except SystemExit as failed:
+        pytest.fail(f"{failed}\n{capsys.readouterr().out[-3000:]}")
+    stdout = capsys.readouterr().out
     commands = [line for line in stdout.splitlines() if line.startswith("$ ")]
     tools = ("vgg-describe", "tools.generate_images", "vgg-convert", "vgg-train", "vgg-evaluate",
              "vgg-export", "vgg-predict", "tools.generate_images", "vgg-convert", "vgg-train",
@@ -100,3 +123,15 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
     assert result.returncode != 0
     assert "holds files the demo did not write" in result.stderr
     assert (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_commands_tensorflow_chatter_is_hidden_and_its_own_lines_shown(capsys):
+    from tools import demo
+
+    chatter = ("I0000 00:00:1796616100.335485    1610 cudart_stub.cc:31] Could not find cuda "
+               "drivers on your machine, GPU will not be used.")
+    output = demo.run_shown([sys.executable, "-c", f"print({chatter!r}); print('ours')"])
+    shown = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert shown[0].startswith("$ ") and shown[1:] == ["ours"] and "cudart_stub" in output
+    with pytest.raises(SystemExit, match="failed with exit status 3"):
+        demo.run_shown([sys.executable, "-c", "raise SystemExit(3)"])

@@ -113,8 +113,20 @@ def test_a_live_holder_elsewhere_is_refused_and_a_gone_one_is_taken_over(train_d
     assert not (other / artifacts.LEASE_FILE).exists()
 
 
-def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path):
-    """The race a bucket allows (no atomic create): both write, the last writer keeps it."""
+def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path, monkeypatch):
+    """The race a bucket allows (no atomic create): both write, the last writer keeps it. Each
+    launch's first read waits for the other's, so that both find the lease free however the
+    threads are scheduled."""
+    read, both_read, first_reads = lease._read, threading.Barrier(2), {"first", "second"}
+
+    def read_together(path):
+        found = read(path)
+        if threading.current_thread().name in first_reads:
+            first_reads.discard(threading.current_thread().name)
+            both_read.wait(timeout=60)
+        return found
+
+    monkeypatch.setattr(lease, "_read", read_together)
     first, second = lease.Lease(str(tmp_path)), lease.Lease(str(tmp_path))
     first.record["pid"] = second.record["pid"] = 1  # as if two machines: the pid says nothing
     first.record["host"], second.record["host"] = "a", "b"
@@ -126,7 +138,7 @@ def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path):
         except lease.LeaseHeld as error:
             outcome[name] = error
 
-    threads = [threading.Thread(target=take, args=pair)
+    threads = [threading.Thread(target=take, args=pair, name=pair[0])
                for pair in (("first", first), ("second", second))]
     for thread in threads:
         thread.start()

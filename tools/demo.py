@@ -12,6 +12,7 @@ anything else is refused).
 """
 
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -23,32 +24,49 @@ import tarfile
 import time
 
 from absl import app
-from absl import flags
 
 from pipelines import dataset_info
+from pipelines import settings as declared
+from pipelines.settings import at_least
+from pipelines.settings import setting
 from vgg_keras import artifacts
 
 from . import program
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_output", "Everything goes here; deleted "
-                                  "and rewritten by every run.")
-_TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 40, "Training images per class.")
-_VAL_PER_CLASS = flags.DEFINE_integer("val_per_class", 10, "Validation images per class.")
-_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 40, "Training epochs.")
-_WIDTH = flags.DEFINE_float("width", 0.25, "Width multiplier of net A.")
-_FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Units of fc1 and fc2.")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 64, "Training crop (the paper's 224, scaled).")
-_SCALE = flags.DEFINE_string("scale", "72,96", "Scale jitter [Smin, Smax] (the paper's "
-                             "[256, 512], scaled).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch (16 per replica).")
-_NEW_PER_CLASS = flags.DEFINE_integer("new_per_class", 30, "Second act: images per new "
-                                     "class (30% held out for validation).")
-_NEW_EPOCHS = flags.DEFINE_integer("new_epochs", 8, "Second act: epochs of fine-tuning, and "
-                                   "of training from scratch.")
-_DESCRIBE_CONFIGS = flags.DEFINE_list("describe_configs", None, "The nets vgg-describe lists "
-                                      "(default: the six of Table 1).")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.005, "SGD learning rate (after a "
-                                     "2-epoch warm-up, then cosine decay).")
+
+def _names(value):
+    return tuple(name.strip() for name in str(value).split(",") if name.strip())
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """What the demo generates and how it trains; the defaults are `make demo`'s."""
+
+    output_dir: str = setting("demo_output", "Everything goes here; deleted and rewritten by "
+                                             "every run.")
+    train_per_class: int = setting(40, "Training images per class.", check=at_least(1))
+    val_per_class: int = setting(10, "Validation images per class.", check=at_least(1))
+    train_epochs: int = setting(40, "Training epochs.", check=at_least(1))
+    width: float = setting(0.25, "Width multiplier of net A.",
+                           check=(lambda value: value > 0, "> 0"))
+    fc_units: int = setting(256, "Units of fc1 and fc2.", check=at_least(1))
+    crop_size: int = setting(64, "Training crop (the paper's 224, scaled).", check=at_least(1))
+    scale: str = setting("72,96", "Scale jitter [Smin, Smax] (the paper's [256, 512], scaled).")
+    batch_size: int = setting(32, "Global batch (16 per replica).", check=at_least(2))
+    new_per_class: int = setting(30, "Second act: images per new class (30% held out for "
+                                     "validation).", check=at_least(4))
+    new_epochs: int = setting(8, "Second act: epochs of fine-tuning, and of training from "
+                                 "scratch.", check=at_least(1))
+    describe_configs: tuple | None = setting(None, "The nets vgg-describe lists (default: the "
+                                                   "six of Table 1).", parse=_names,
+                                             text=",".join)
+    learning_rate: float = setting(0.005, "SGD learning rate (after a 2-epoch warm-up, then "
+                                          "cosine decay).", check=(lambda value: value > 0,
+                                                                   "> 0"))
+
+    def validate(self):
+        declared.check_settings(self)
+
 
 MODEL_NAME = "vgg_demo"
 # The second act's classes: drawn as new scenes (other colours, the same shapes).
@@ -65,20 +83,31 @@ _NOISE = re.compile(r"^([IWE]0000 00:00:|I\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING:
                     r"messages before|To enable the following instructions)")
 
 
-def _run(command):
-    """Runs one command as a user would type it (printed first), showing its output as it
-    comes; stops the demo if it fails. Returns its output."""
-    print(f"\n$ {shlex.join(command)}", flush=True)
+def run_process(command, show):
+    """Runs ``command`` in a process of its own, passing each line of its output (and error) to
+    ``show`` as it comes; returns its exit status."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, bufsize=1)
-    lines = []
     for line in process.stdout:
+        show(line)
+    return process.wait()
+
+
+def run_shown(command, run_command=run_process):
+    """Runs one command as a user would type it (printed first) with ``run_command``, showing
+    its output; stops the demo if it fails. Returns its output."""
+    print(f"\n$ {shlex.join(command)}", flush=True)
+    lines = []
+
+    def show(line):
         lines.append(line)
         if not _NOISE.match(line):
             print(line, end="", flush=True)
-    if process.wait():
-        raise SystemExit(f"demo: `{command[0]}` failed with exit status {process.returncode}")
+
+    status = run_command(command, show)
+    if status:
+        raise SystemExit(f"demo: `{command[0]}` failed with exit status {status}")
     return "".join(lines)
 
 
@@ -113,8 +142,11 @@ def _start_afresh(output_dir):
     open(marker, "w").close()
 
 
-def run_demo(output_dir):
-    """Runs every step; returns the final report (also printed)."""
+def run_demo(config, run_command=run_process):
+    """Runs every step of ``config`` (a ``DemoConfig``), each command with ``run_command(command,
+    show)`` (default: a process of its own); returns the final report (also printed)."""
+    config.validate()
+    output_dir = config.output_dir
     started = time.monotonic()
     _start_afresh(output_dir)
     raw, data = os.path.join(output_dir, "raw"), os.path.join(output_dir, "data")
@@ -124,27 +156,27 @@ def run_demo(output_dir):
 
     def step(name, command):
         begun = time.monotonic()
-        result = _run(command)
+        result = run_shown(command, run_command)
         timings[name] = time.monotonic() - begun
         return result
 
-    step("describe", [_tool("vgg-describe"), *([f"--configs={','.join(_DESCRIBE_CONFIGS.value)}"]
-                                              if _DESCRIBE_CONFIGS.value else [])])
+    step("describe", [_tool("vgg-describe"), *([f"--configs={','.join(config.describe_configs)}"]
+                                              if config.describe_configs else [])])
     step("generate", [sys.executable, "-m", "tools.generate_images", f"--output_dir={raw}",
-                      "--layout=archives", f"--train_per_class={_TRAIN_PER_CLASS.value}",
-                      f"--val_per_class={_VAL_PER_CLASS.value}", f"--val_label_file={VAL_LABELS}"])
+                      "--layout=archives", f"--train_per_class={config.train_per_class}",
+                      f"--val_per_class={config.val_per_class}", f"--val_label_file={VAL_LABELS}"])
     step("convert", [_tool("vgg-convert"), f"--raw_data_dir={raw}", f"--output_dir={data}",
                      f"--val_labels={os.path.join(raw, VAL_LABELS)}", "--train_shards=4",
                      "--validation_shards=2", "--num_workers=2"])
     step("train", [_tool("vgg-train"), "--config=A", f"--data_dir={data}",
                    f"--model_dir={model_dir}", f"--num_classes={NUM_CLASSES}", "--label_offset=1",
-                   f"--width={_WIDTH.value}", f"--fc_units={_FC_UNITS.value}",
-                   f"--crop_size={_CROP_SIZE.value}", f"--scale={_SCALE.value}",
-                   f"--batch_size={_BATCH_SIZE.value}", f"--train_epochs={_TRAIN_EPOCHS.value}",
-                   f"--learning_rate={_LEARNING_RATE.value}", "--warmup_epochs=2",
+                   f"--width={config.width}", f"--fc_units={config.fc_units}",
+                   f"--crop_size={config.crop_size}", f"--scale={config.scale}",
+                   f"--batch_size={config.batch_size}", f"--train_epochs={config.train_epochs}",
+                   f"--learning_rate={config.learning_rate}", "--warmup_epochs=2",
                    "--lr_schedule=cosine", "--init=glorot", "--cpu_replicas=2", "--seed=0",
                    "--deterministic"])
-    low, high = (int(v) for v in _SCALE.value.split(","))
+    low, high = (int(v) for v in config.scale.split(","))
     step("evaluate", [_tool("vgg-evaluate"), f"--model={model_dir}", f"--data_dir={data}",
                       "--protocols=single,dense,multicrop", f"--scales={(low + high) // 2}",
                       f"--num_classes={NUM_CLASSES}", "--label_offset=1",
@@ -155,7 +187,7 @@ def run_demo(output_dir):
     predictions = step("predict", [_tool("vgg-predict"),
                                    f"--model={os.path.join(export_dir, MODEL_NAME)}", "--json",
                                    *images])
-    _second_act(output_dir, model_dir, step)
+    _second_act(config, model_dir, step)
     report = _report(output_dir, raw, predictions, timings,
                      time.monotonic() - started)
     print(report)
@@ -164,23 +196,24 @@ def run_demo(output_dir):
     return report
 
 
-def _second_act(output_dir, model_dir, step):
+def _second_act(config, model_dir, step):
     """Your own classes: new generated classes in class folders, converted; the trained net
     fine-tuned on them with its first three blocks frozen, and the same net trained from
     scratch for as many steps."""
+    output_dir = config.output_dir
     raw, data = os.path.join(output_dir, "raw_new"), os.path.join(output_dir, "data_new")
     step("generate_new", [sys.executable, "-m", "tools.generate_images", f"--output_dir={raw}",
                           "--layout=image_folder", f"--classes={','.join(NEW_CLASSES)}",
                           f"--scene_offset={NUM_CLASSES}",
-                          f"--train_per_class={_NEW_PER_CLASS.value}", "--val_per_class=0",
+                          f"--train_per_class={config.new_per_class}", "--val_per_class=0",
                           "--noproblems"])
     step("convert_new", [_tool("vgg-convert"), f"--image_folder={raw}",
                          "--validation_fraction=0.3", f"--output_dir={data}", "--train_shards=2",
                          "--validation_shards=1", "--num_workers=2"])
-    common = [_tool("vgg-train"), "--config=A", f"--data_dir={data}", f"--width={_WIDTH.value}",
-              f"--fc_units={_FC_UNITS.value}", f"--crop_size={_CROP_SIZE.value}",
-              f"--scale={_SCALE.value}", f"--batch_size={_BATCH_SIZE.value}",
-              f"--train_epochs={_NEW_EPOCHS.value}", f"--learning_rate={_LEARNING_RATE.value}",
+    common = [_tool("vgg-train"), "--config=A", f"--data_dir={data}", f"--width={config.width}",
+              f"--fc_units={config.fc_units}", f"--crop_size={config.crop_size}",
+              f"--scale={config.scale}", f"--batch_size={config.batch_size}",
+              f"--train_epochs={config.new_epochs}", f"--learning_rate={config.learning_rate}",
               "--lr_schedule=cosine", "--cpu_replicas=2", "--seed=0", "--deterministic"]
     step("fine_tune", [*common, f"--model_dir={os.path.join(output_dir, 'model_fine_tuned')}",
                        f"--init=model={model_dir}", "--trainable_from=block4_conv1",
@@ -245,8 +278,11 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run_demo(_OUTPUT_DIR.value)
+    run_demo(SETTINGS.read())
 
 
 if __name__ == "__main__":
+    # The flags are defined only when the demo runs as a program: the test suite imports this
+    # module (run_demo) beside programs whose flags have the same names (--width, --fc_units).
+    SETTINGS = program.Settings(DemoConfig, __name__)
     program.run(main, "demo", tensorflow=False)
