@@ -65,9 +65,11 @@ SECTIONS = {
         import vgg_keras
 
         image = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
-        # Each new kernel shape costs JAX a compilation: three nets cover every kind of layer.
+        # Each new kernel shape costs JAX a compilation (of its initializer too): three nets
+        # cover every kind of layer, at the full width whose kernels every_config compiled
+        # (a narrow net's new shapes took 15 s more).
         for config, pooling in (("A-LRN", None), ("C", None), ("E-BN", "avg")):
-            model = vgg_keras.build_vgg(config, head=None, pooling=pooling, width=1 / 16)
+            model = vgg_keras.build_vgg(config, head=None, pooling=pooling)
             out = keras.ops.convert_to_numpy(model(image))
             taps = vgg_keras.feature_model(model, ["block2_conv1", "block5_pool"],
                                            relu=pooling is None)(image)
@@ -168,7 +170,8 @@ def test_nets_and_bn_variants_build_without_a_head_under_jax(child):
                                                           ["E-BN", "avg"]]
     for line in lines:
         name, pooling, shape = line.split(" ", 2)
-        expected = "(1, 2, 3, 32) (1, 32, 48, 8)" if pooling == "None" else "(1, 32) (1, 32, 48, 8)"
+        expected = ("(1, 2, 3, 512) (1, 32, 48, 128)" if pooling == "None" else
+                    "(1, 512) (1, 32, 48, 128)")
         assert shape == expected, line
 
 

@@ -377,14 +377,16 @@ def test_vgg_evaluate_reads_a_published_nets_export_at_its_own_protocol(a_bn, of
 def test_vgg_train_from_torchvision_weights_by_name(a_bn, offline_hub, train_data, tmp_path,
                                                    monkeypatch):
     _, path, _, _ = a_bn
+    # A classifier of its own (FC-64, 4 classes) on the published convolutions: the run's
+    # checkpoints stay small.
     cfg = run_config.TrainConfig(
         data_dir=str(train_data), model_dir=str(tmp_path), config="A-BN", crop_size=SIDE,
         scale=(SIDE, SIDE + 8), batch_size=8, train_steps=2, num_classes=4, label_offset=1,
-        init="torchvision", trainable_from="block5_conv1", learning_rate=1e-3,
+        fc_units=64, init="torchvision", trainable_from="block5_conv1", learning_rate=1e-3,
         distribution_strategy="one_device", progress="epochs")
     summary = loop.train(cfg)
     assert summary["normalization"] == "torchvision"
-    assert summary["init"]["new"] == ["predictions"]  # 4 classes: the classifier is new
+    assert summary["init"]["new"] == ["fc1", "fc2", "predictions"]
     recorded = json.loads((tmp_path / "init.json").read_text())
     assert recorded["weights"]["source"] == "timm/vgg11_bn.tv_in1k"
     assert recorded["weights"]["revision"] == hub_server.COMMIT
