@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test test-fast demo lint clean
 
+# The installed packages are compiled on every core (pip compiles one file at a time: a minute
+# of TensorFlow's, JAX's and OpenVINO's files); their .pyc files serve every later import, also
+# where PYTHONDONTWRITEBYTECODE keeps Python from writing them itself.
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	$(PY) -m compileall -q -j 0 $(VENV)/lib
 	touch $(STAMP)
 
 # The whole suite on TEST_WORKERS pytest-xdist workers, a test module at a time on each (a
