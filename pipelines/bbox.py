@@ -4,7 +4,7 @@
 import os
 import xml.etree.ElementTree as ElementTree
 
-from pipelines import storage
+from pipelines.foundation import storage
 
 
 def read_boxes(bbox_dir):

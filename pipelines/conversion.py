@@ -7,12 +7,12 @@ import collections
 import dataclasses
 
 from pipelines import convert
-from pipelines import errors
 from pipelines import images
-from pipelines import settings as declared
-from pipelines import storage
-from pipelines.settings import at_least
-from pipelines.settings import setting
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation import storage
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,13 +89,13 @@ def run_conversion(config, progress=None):
     else:
         plan = sources.find_image_folder(config.image_folder, config.validation_fraction)
     boxes, bbox_problems = bbox.read_boxes(config.bbox_dir) if config.bbox_dir else ({}, [])
-    return convert.convert(
-        plan, config.output_dir,
+    options = convert.ConvertOptions(
         num_shards={"train": config.train_shards, "validation": config.validation_shards},
         num_workers=config.num_workers, seed=config.seed, max_pixels=config.max_pixels,
-        max_shorter_side=config.max_shorter_side, boxes=boxes, bbox_problems=bbox_problems,
-        arguments=dataclasses.asdict(config), exif_orientation=config.exif_orientation,
-        progress=progress)
+        max_shorter_side=config.max_shorter_side, exif_orientation=config.exif_orientation)
+    return convert.convert(plan, config.output_dir, options, boxes=boxes,
+                           bbox_problems=bbox_problems, arguments=dataclasses.asdict(config),
+                           progress=progress)
 
 
 def summarize(manifest):

@@ -18,10 +18,10 @@ import threading
 import time
 import urllib.parse
 
-from pipelines import errors
-from pipelines import settings as declared
-from pipelines.settings import at_least
-from pipelines.settings import setting
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 
 PROTOCOL = "grpc"
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a dispatcher to accept a connection

@@ -19,10 +19,10 @@ import dataclasses
 import glob
 import os
 
-from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import schema
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 
 FORMATS = ("vgg", "slim", "tfds")
 # The feature keys of the records: our and slim's schema, or tfds's imagenet2012 features.

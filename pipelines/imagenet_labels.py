@@ -8,8 +8,8 @@ the names list it carries): nothing here is typed by hand, and nothing is downlo
 
 import functools
 
-from pipelines import errors
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 
 NUM_IMAGENET_CLASSES = 1000
 NUM_VALIDATION_IMAGES = 50_000

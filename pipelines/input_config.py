@@ -1,24 +1,27 @@
-"""What the §3.1 training input is, in one object, checked once when it is made: the batch, the
-training scale S and crop, the classes and label offset, the order and randomness, how damaged
-shards are met, and where the work runs (here, or on tf.data service workers).
+"""What the inputs are, each in one object checked once when it is made: the §3.1 training input
+(``InputConfig``: the batch, the training scale S and crop, the classes and label offset, the
+order and randomness, how damaged shards are met, and where the work runs: here, or on tf.data
+service workers) and the §3.2 test input (``EvalInputConfig``: centre crops or whole images at
+the test scale Q, which images, which classes).
 
-Free of TensorFlow: ``vgg-train`` builds it from its settings, and so refuses a bad value, before
-anything heavy starts; ``pipelines.inputs.make_train_dataset`` reads it.
+Free of TensorFlow: ``vgg-train`` builds them from its settings, and so refuses a bad value,
+before anything heavy starts; ``pipelines.inputs.make_train_dataset`` and ``make_eval_dataset``
+read them. The crop's size is the net's to say (``vgg_keras.nets.configs.CROP_SIZE``, §2.1): the
+inputs take it as they are told.
 """
 
 import dataclasses
 
-from pipelines import errors
+from pipelines.foundation import errors
 
-# The defaults every program shares, declared once (the nets declare their own input size,
-# vgg_keras.nets.configs.CROP_SIZE: they import nothing of ours).
-CROP_SIZE = 224  # §2.1: "a fixed-size 224 × 224 RGB image"
+# The defaults of the input side, declared once.
 TRAIN_SCALE = (256, 256)  # §3.1: S = 256, the first of the paper's fixed training scales
 TEST_SCALE = 256  # §4.1: Q = S; also slim's and Keras' "resize to 256, crop 224" without an S
 # The two inputs evaluation reads (pipelines.inputs.make_eval_dataset): batches of centre crops,
 # or each image whole at Q (for the fully convolutional net and the multi-crop grid, which take
 # their own views of it).
 CENTER_CROPS, WHOLE_IMAGES = "center_crops", "whole_images"
+INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
 
 
 def parse_scale(value, flag="--scale"):
@@ -42,9 +45,9 @@ class InputConfig:
     Attributes:
         batch_size: global batch size; each input pipeline yields the per-replica batch
             ``batch_size / num_replicas_in_sync``.
+        crop_size: side of the square crops (§2.1: the net's input).
         scale: S as ``(Smin, Smax)`` (jitter, §3.1: 256–512) or one number (fixed S; default
             256).
-        crop_size: side of the square crops (§2.1).
         num_classes: default: ``num_classes`` of the metadata beside the shards.
         label_offset: subtracted from stored labels (default: 1 for our/slim shards, 0 tfds).
         seed: seed of shuffles and augmentation (required for reproducible runs; 0 when
@@ -65,8 +68,8 @@ class InputConfig:
     """
 
     batch_size: int
+    crop_size: int
     scale: tuple = TRAIN_SCALE
-    crop_size: int = CROP_SIZE
     num_classes: int | None = None
     label_offset: int | None = None
     seed: int | None = None
@@ -107,3 +110,48 @@ class InputConfig:
         values = {name: getattr(settings, name) for name in names if hasattr(settings, name)}
         values.update(overrides)
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalInputConfig:
+    """The §3.2 test input's settings (``pipelines.inputs.make_eval_dataset``).
+
+    Attributes:
+        mode: ``center_crops``: shorter side → Q, the central crop, in batches;
+            ``whole_images``: each image whole at Q, one at a time (for the fully convolutional
+            net and the multi-crop grid, which take their own views of it).
+        test_scale: Q, the shorter side every image is rescaled to.
+        crop_size: side of the centre crops (the net's input); needed for ``center_crops``.
+        batch_size: centre crops per batch.
+        num_classes: default: ``num_classes`` of the metadata beside the shards.
+        label_offset: subtracted from stored labels (default: the metadata's).
+        split: which shards of a folder to read.
+        skip_corrupt: leave out (or skip the rest of) a damaged shard, counted, instead of
+            failing.
+        verify_shards: compare every shard's sha256 with the manifest before reading.
+        max_images: the first N images only.
+        shard: ``(count, index)``: every count-th image from the index-th (an evaluation split
+            across workers: each image read and decoded by one).
+    """
+
+    mode: str = CENTER_CROPS
+    test_scale: int = TEST_SCALE
+    crop_size: int | None = None
+    batch_size: int = 32
+    num_classes: int | None = None
+    label_offset: int | None = None
+    split: str = "validation"
+    skip_corrupt: bool = False
+    verify_shards: bool = False
+    max_images: int | None = None
+    shard: tuple | None = None
+
+    def __post_init__(self):
+        if self.mode not in INPUT_MODES:
+            raise errors.UserError(f"mode must be one of {INPUT_MODES}, got {self.mode!r}")
+        if self.mode == CENTER_CROPS and not self.crop_size:
+            raise errors.UserError("crop_size is required for center_crops: the side of the "
+                                   "net's input")
+        if self.mode == CENTER_CROPS and self.test_scale < self.crop_size:
+            raise errors.UserError(f"test scale Q={self.test_scale} is smaller than the "
+                                   f"{self.crop_size} crop")

@@ -16,22 +16,24 @@ slim's ``build_imagenet_data.py`` shards (same keys), or a tfds-prepared ``image
 directory, as ``dataset_info.read_info`` describes them.
 """
 
+import dataclasses
 import os
 
 import tensorflow as tf
 
 from pipelines import data_service as service
 from pipelines import dataset_info
-from pipelines import errors
 from pipelines import input_config
 from pipelines import preprocessing
 from pipelines import shard_integrity
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import storage
+from pipelines.input_config import EvalInputConfig
 from pipelines.input_config import InputConfig  # noqa: F401 - part of this module's API
 
 AUTOTUNE = tf.data.AUTOTUNE
 CENTER_CROPS, WHOLE_IMAGES = input_config.CENTER_CROPS, input_config.WHOLE_IMAGES
-INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
+INPUT_MODES = input_config.INPUT_MODES
 
 
 def pipeline_files(files, input_context=None):
@@ -197,50 +199,47 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
     return dataset.prefetch(AUTOTUNE).with_options(_options(config.deterministic))
 
 
-def make_eval_dataset(source, *, mode=CENTER_CROPS, test_scale=input_config.TEST_SCALE,
-                      crop_size=input_config.CROP_SIZE, batch_size=32,
-                      num_classes=None, label_offset=None, split="validation",
-                      skip_corrupt=False, corrupt_counter=None, input_context=None,
-                      verify_shards=False, max_images=None, shard=None):
-    """The §3.2 test inputs at test scale Q (``test_scale``), in file order, deterministic.
+def make_eval_dataset(source, config=None, *, input_context=None, corrupt_counter=None,
+                      **fields):
+    """The §3.2 test inputs at test scale Q, in file order, deterministic.
 
-    Modes (``INPUT_MODES``):
-        ``center_crops``: shorter side → Q, the central ``crop_size`` crop; batches of
-            ``(images [b, crop, crop, 3], labels [b], filenames [b])``.
-        ``whole_images``: the whole image rescaled to shorter side Q, for the fully
-            convolutional net and the multi-crop grid. Image sizes differ, so each element is
-            one image: ``(image [1, H, W, 3], label [1], filename [1])``.
+    Args:
+        source: as ``make_train_dataset``'s.
+        config: an ``EvalInputConfig`` (mode, Q, crop, batch, classes, which images); or, in its
+            place, its ``fields`` as keywords (``mode=WHOLE_IMAGES, test_scale=256``).
+        input_context: ``tf.distribute.InputContext``: shards files per input pipeline.
+        corrupt_counter: variable incremented per corrupt shard (``make_corrupt_counter``).
 
-    Every element carries its label (after ``label_offset``) and file name. ``max_images``:
-    the first N images only; ``shard``: ``(count, index)``, every count-th of them from the
-    index-th (an evaluation split across workers: each image read and decoded by one).
+    Returns:
+        With ``center_crops``: batches of ``(images [b, crop, crop, 3], labels [b], filenames
+        [b])``; with ``whole_images``, each image whole, rescaled to shorter side Q (sizes
+        differ): ``(image [1, H, W, 3], label [1], filename [1])``. Every element carries its
+        label (after ``label_offset``) and file name.
     """
-    if mode not in INPUT_MODES:
-        raise ValueError(f"mode must be one of {INPUT_MODES}, got {mode!r}")
-    if mode == CENTER_CROPS and test_scale < crop_size:
-        raise errors.UserError(f"test scale Q={test_scale} is smaller than the {crop_size} crop")
+    config = dataclasses.replace(config, **fields) if config else EvalInputConfig(**fields)
     info = dataset_info.read_info(source)
-    parse = parser_of(info, num_classes, label_offset)
-    files, share = pipeline_files(info.split_files(split), input_context)
-    records = read_records(files, info.expected_shards(), skip_corrupt=skip_corrupt,
-                           corrupt_counter=corrupt_counter, verify=verify_shards)
+    parse = parser_of(info, config.num_classes, config.label_offset)
+    files, share = pipeline_files(info.split_files(config.split), input_context)
+    records = read_records(files, info.expected_shards(), skip_corrupt=config.skip_corrupt,
+                           corrupt_counter=corrupt_counter, verify=config.verify_shards)
     if share is not None:
         records = records.shard(*share)
-    if max_images is not None:
-        records = records.take(max_images)
-    if shard is not None:
-        records = records.shard(*shard)
+    if config.max_images is not None:
+        records = records.take(config.max_images)
+    if config.shard is not None:
+        records = records.shard(*config.shard)
+    test_scale, crop_size = config.test_scale, config.crop_size
 
     def rescaled(record, path):
         encoded, label, filename = parse(record, path)
         return preprocessing.test_image(encoded, test_scale), label, filename
 
     dataset = records.map(rescaled, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if mode == CENTER_CROPS:
+    if config.mode == CENTER_CROPS:
         dataset = dataset.map(
             lambda image, label, name: (preprocessing.center_crop(image, crop_size), label,
                                         name), num_parallel_calls=AUTOTUNE, deterministic=True)
-        dataset = dataset.batch(batch_size)
+        dataset = dataset.batch(config.batch_size)
     else:
         dataset = dataset.batch(1)
     return dataset.prefetch(AUTOTUNE).with_options(_options(True))

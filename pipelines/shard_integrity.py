@@ -26,9 +26,9 @@ import sys
 
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import progress
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import progress
+from pipelines.foundation import storage
 
 TFRECORD_FRAMING = 16  # length (8) + its CRC (4) + data CRC (4)
 

@@ -11,10 +11,10 @@ import hashlib
 import os
 import re
 
-from pipelines import errors
 from pipelines import imagenet_labels
-from pipelines import storage
 from pipelines import tar_index
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"

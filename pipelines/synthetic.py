@@ -23,8 +23,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from pipelines import errors
 from pipelines import imagenet_labels
+from pipelines.foundation import errors
 
 # Ten real ImageNet synsets (tench, goldfish, great white shark, ...), for realistic names.
 DEFAULT_SYNSETS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475",
@@ -154,11 +154,11 @@ def _plan(synsets, per_class, problems, split):
     return plan
 
 
-def _render(plan, synsets, rng, size_range, texture, scene_offset=0):
+def _render(plan, synsets, rng, style):
     for label, kind in plan:
-        height, width = _image_size(rng, size_range)
-        yield label, kind, encode(draw_scene(label + scene_offset, rng, height, width, texture),
-                                  kind)
+        height, width = _image_size(rng, style.size_range)
+        yield label, kind, encode(draw_scene(label + style.scene_offset, rng, height, width,
+                                             style.texture), kind)
 
 
 def validation_numbers(synsets, per_class, labels_by_number):
@@ -174,9 +174,21 @@ def validation_numbers(synsets, per_class, labels_by_number):
     return wanted
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageStyle:
+    """How the generated photos look: the range of their shorter side, the σ of their pixel
+    noise (grain makes JPEGs larger, as photos are), and ``scene_offset``: class i is drawn as
+    scene ``i + scene_offset`` (other classes than the first ones, that still share their
+    shapes: for fine-tuning)."""
+
+    size_range: tuple = (64, 160)
+    texture: float = 12.0
+    scene_offset: int = 0
+
+
 def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per_class=20,
-                  val_per_class=5, problems=True, seed=0, size_range=(64, 160), texture=12.0,
-                  validation_labels=None, val_label_file=None, scene_offset=0):
+                  val_per_class=5, problems=True, seed=0, style=None, validation_labels=None,
+                  val_label_file=None):
     """Writes a dataset under ``root`` and returns the ``GeneratedFile`` of every input.
 
     Args:
@@ -186,24 +198,22 @@ def write_dataset(root, *, layout="archives", synsets=DEFAULT_SYNSETS, train_per
         train_per_class, val_per_class: good images per class and split.
         problems: plant one file of each repaired and skipped kind per split.
         seed: everything written is a function of the arguments.
-        size_range: range of the shorter side of the images.
-        texture: σ of the pixel noise (grain makes JPEGs larger, as photos are).
+        style: an ``ImageStyle`` (sizes, grain, scenes).
         validation_labels: synset per validation file number (default: tensorflow-datasets').
         val_label_file: instead, number the validation files 1..N (classes interleaved, as in
             ImageNet's) and write their synsets, one per line, to ``root/val_label_file``:
             the label file ``vgg-convert --val_labels`` reads.
-        scene_offset: class i is drawn as scene ``i + scene_offset``: other classes than the
-            first ones, that still share their shapes (for fine-tuning).
     """
+    style = style or ImageStyle()
     if layout not in LAYOUTS:
         raise errors.UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     train = list(_render(_plan(synsets, train_per_class, problems, "train"), synsets, rng,
-                         size_range, texture, scene_offset))
+                         style))
     val = list(_render(_plan(synsets, val_per_class, problems, "validation"), synsets, rng,
-                       size_range, texture, scene_offset))
+                       style))
     if layout == "image_folder":
         return _write_image_folder(root, synsets, train + val)
     if val_label_file:

@@ -24,7 +24,8 @@ import pytest  # noqa: E402
 import vgg_keras  # noqa: E402
 
 # A tiny net: 1/16 of the paper's widths (block1 has 4 filters, block5 32), FC-16, 10 classes.
-TINY = dict(num_classes=10, input_shape=(32, 32, 3), width=1 / 16, fc_units=16)
+TINY = dict(num_classes=10, input_shape=(32, 32, 3), width=1 / 16)
+TINY_HEAD = vgg_keras.Head(fc_units=16)
 
 # A tiny training run on the 4 classes of `train_data` (ImageNet labels 1..4: label_offset 1).
 # Glorot's init at lr 0.002 learns within a few dozen steps; the paper's N(0, 0.01²) barely moves
@@ -61,11 +62,11 @@ LONGEST_MODULES = ("test_training.py", "test_demo.py", "test_backend_neutral.py"
 _STARTED = pytest.StashKey[float]()
 
 
-def build_tiny(config, **overrides):
-    """Builds ``config`` with the tiny widths; ``overrides`` replace any argument."""
-    arguments = dict(TINY, seed=1)
-    arguments.update(overrides)
-    return vgg_keras.build_vgg(config, **arguments)
+def build_tiny(config, *, head=TINY_HEAD, weight_init=None, **overrides):
+    """Builds ``config`` with the tiny widths (seed 1 unless ``weight_init`` says otherwise);
+    ``overrides`` replace any other argument of ``build_vgg``."""
+    return vgg_keras.build_vgg(config, **{**TINY, **overrides}, head=head,
+                               weight_init=weight_init or vgg_keras.WeightInit(seed=1))
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def write_shards(root, *, train_per_class, val_per_class, size_range, train_shar
     synthetic.write_dataset(root / "raw", layout="extracted",
                             synsets=synthetic.DEFAULT_SYNSETS[:4],
                             train_per_class=train_per_class, val_per_class=val_per_class,
-                            problems=False, size_range=size_range)
+                            problems=False, style=synthetic.ImageStyle(size_range=size_range))
     manifest = convert.convert(sources.find_imagenet(root / "raw"), root / "data",
                                num_shards={"train": train_shards, "validation": validation_shards},
                                num_workers=1)
@@ -110,11 +111,12 @@ def write_applications_h5(model, path, include_top=True):
 def evaluate(models, data, *, strategy=None, progress=False, **settings):
     """vgg-evaluate's library call: ``models`` on ``data`` with ``settings`` (``EvalConfig``'s
     fields), on ``strategy``."""
-    from vgg_keras import evaluation
+    from vgg_keras.evaluation import config as eval_config
+    from vgg_keras.evaluation import evaluator
 
-    config = evaluation.EvalConfig(model=tuple(str(m) for m in models), data_dir=str(data),
+    config = eval_config.EvalConfig(model=tuple(str(m) for m in models), data_dir=str(data),
                                    **settings)
-    return evaluation.evaluate(config, strategy=strategy, progress=progress)
+    return evaluator.evaluate(config, strategy=strategy, progress=progress)
 
 
 def write_tfds_metadata(folder, split_lengths, synsets):

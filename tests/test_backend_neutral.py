@@ -47,7 +47,7 @@ SECTIONS = {
         assert keras.backend.backend() == "jax"
         image = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
         for config in vgg_keras.CONFIGS:
-            model = vgg_keras.build_vgg(config, seed=0)
+            model = vgg_keras.build_vgg(config, weight_init=vgg_keras.WeightInit(seed=0))
             if config in ("A-LRN", "C"):  # every kind of layer: LRN, 1x1 convolutions
                 probabilities = keras.ops.convert_to_numpy(model(image, training=False))
                 assert probabilities.shape == (1, 1000)
@@ -69,7 +69,7 @@ SECTIONS = {
         # cover every kind of layer, at the full width whose kernels every_config compiled
         # (a narrow net's new shapes took 15 s more).
         for config, pooling in (("A-LRN", None), ("C", None), ("E-BN", "avg")):
-            model = vgg_keras.build_vgg(config, head=None, pooling=pooling)
+            model = vgg_keras.build_vgg(config, head=vgg_keras.Head(None, pooling=pooling))
             out = keras.ops.convert_to_numpy(model(image))
             taps = vgg_keras.feature_model(model, ["block2_conv1", "block5_pool"],
                                            relu=pooling is None)(image)
@@ -79,10 +79,10 @@ SECTIONS = {
         import numpy as np
         import keras
         import vgg_keras
-        from tests.conftest import TINY
+        from tests.conftest import TINY, TINY_HEAD
 
         model = vgg_keras.build_vgg("A-LRN", **dict(TINY, input_shape=(64, 64, 3)),
-                                    batch_norm=True)
+                                    head=TINY_HEAD, batch_norm=True)
         model.load_weights("tiny.weights.h5")
         images = np.load("images.npy")
         np.save("dense.npy", keras.ops.convert_to_numpy(model(images, training=False)))

@@ -17,11 +17,11 @@ import tensorflow as tf
 from pipelines import convert
 from pipelines import dataset_info
 from pipelines import sources
-from pipelines import storage
 from pipelines import synthetic
+from pipelines.foundation import storage
 from tests.conftest import TINY_RUN
 from tests.conftest import evaluate
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
 from vgg_keras.serving import export
 from vgg_keras.serving import graph
 from vgg_keras.serving.config import ServingSettings
@@ -104,9 +104,9 @@ def test_the_whole_job_on_ram(reference_run, tmp_path):
     second = export.export_saved_model(model_dir, f"{root}/exports",
                                        ServingSettings(eval_mode="dense"))
     assert (first, second) == (f"{root}/exports/vgg/1", f"{root}/exports/vgg/2")
-    assert artifacts.find_export(f"{root}/exports/vgg") == second
-    assert artifacts.read_metadata(f"{root}/exports/vgg")["eval_mode"] == "dense"
-    assert storage.exists(f"{second}/{artifacts.WARMUP_FILE}")
+    assert layout.find_export(f"{root}/exports/vgg") == second
+    assert layout.read_metadata(f"{root}/exports/vgg")["eval_mode"] == "dense"
+    assert storage.exists(f"{second}/{layout.WARMUP_FILE}")
     signature = tf.saved_model.load(second).signatures["serving_default"]
     image = f"{root}/images/cat/" + storage.listdir(f"{root}/images/cat")[0]
     ((path, predictions, error),) = graph.predict_files(signature, [image])

@@ -89,7 +89,7 @@ def test_input_layers_cast_and_subtract_the_mean(tiny):
 
 
 def test_width_and_fc_units_scale_the_net(tiny):
-    model = tiny("D", width=0.25, fc_units=64, num_classes=7)
+    model = tiny("D", width=0.25, num_classes=7, head=vgg_keras.Head(fc_units=64))
     assert model.get_layer("block1_conv1").filters == 16
     assert model.get_layer("block5_conv3").filters == 128
     assert model.get_layer("fc1").units == 64 and model.get_layer("fc2").units == 64
@@ -97,7 +97,7 @@ def test_width_and_fc_units_scale_the_net(tiny):
 
 
 def test_dropout_rate_and_logits(tiny):
-    model = tiny("A", dropout=0.3, classifier_activation=None)
+    model = tiny("A", head=vgg_keras.Head(fc_units=16, dropout=0.3, activation=None))
     assert model.get_layer("fc1_dropout").rate == 0.3
     assert model.get_layer("fc2_dropout").rate == 0.3
     assert model.layers[-1].name == "logits"
@@ -115,7 +115,7 @@ def test_outputs_are_a_distribution(tiny):
 
 def test_literal_spec_builds_a_custom_net():
     model = vgg_keras.build_vgg(["conv3-8", "LRN", "maxpool", "conv1-16", "maxpool"], 5,
-                                input_shape=(8, 8, 3), fc_units=4)
+                                input_shape=(8, 8, 3), head=vgg_keras.Head(fc_units=4))
     assert [layer.name for layer in model.layers if layer.weights and "conv" in layer.name] == [
         "block1_conv1", "block2_conv1"]
     assert model.get_layer("flatten").output.shape[-1] == 2 * 2 * 16
@@ -123,7 +123,8 @@ def test_literal_spec_builds_a_custom_net():
 
 
 def test_same_seed_same_weights(tiny):
-    first, second, other = tiny("A", seed=3), tiny("A", seed=3), tiny("A", seed=4)
+    first, second, other = (tiny("A", weight_init=vgg_keras.WeightInit(seed=seed))
+                            for seed in (3, 3, 4))
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first.get_layer("fc1").kernel, other.get_layer("fc1").kernel)
@@ -133,7 +134,7 @@ def test_same_seed_same_weights(tiny):
 
 
 def test_weight_decay_is_caffe_convention_on_kernels_only(tiny):
-    model = tiny("A", weight_decay=5e-4)
+    model = tiny("A", weight_init=vgg_keras.WeightInit(weight_decay=5e-4, seed=1))
     for layer in model.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             assert layer.kernel_regularizer.l2 == pytest.approx(2.5e-4)
@@ -176,13 +177,13 @@ def test_build_vgg_is_the_backbone_and_the_classifier_in_one_call():
     """keras-hub's shape of the family: the same layers, names and weights (one seed) from the
     two builders as from build_vgg, for each head."""
     for head, pooling in (("fc", None), ("conv", None), (None, "avg")):
-        one_call = build_tiny("D-BN", head=head, pooling=pooling, input_shape=(32, 32, 3),
-                              weight_decay=5e-4, fc1_kernel_size=1)
+        tiny_head = vgg_keras.Head(head, fc_units=16, pooling=pooling, fc1_kernel_size=1)
+        one_call = build_tiny("D-BN", input_shape=(32, 32, 3), head=tiny_head,
+                              weight_init=vgg_keras.WeightInit(weight_decay=5e-4, seed=1))
         init = vgg_keras.WeightInit(seed=1, weight_decay=5e-4)
         backbone = vgg_keras.build_backbone("D", input_shape=(32, 32, 3), width=1 / 16,
                                             batch_norm=vgg_keras.BatchNorm(), weight_init=init)
-        two = vgg_keras.build_classifier(backbone, 10, head=head, fc_units=16, pooling=pooling,
-                                         fc1_kernel_size=1, weight_init=init)
+        two = vgg_keras.build_classifier(backbone, 10, head=tiny_head, weight_init=init)
         assert [layer.name for layer in two.layers] == [layer.name for layer in one_call.layers]
         assert two.name == one_call.name == "vgg_d_bn"
         for mine, theirs in zip(two.weights, one_call.weights, strict=True):

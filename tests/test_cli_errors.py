@@ -174,7 +174,8 @@ def ran(tmp_path_factory):
     data, _ = write_shards(root, train_per_class=2, val_per_class=1, size_range=(40, 50))
     model_dir = root / "model"
     model_dir.mkdir()
-    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).save(
+    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                        head=vgg_keras.Head(fc_units=8)).save(
         model_dir / "model.keras")
     (model_dir / "summary.json").write_text(json.dumps({"scale": [40, 40]}))
     empty = root / "empty"

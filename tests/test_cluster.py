@@ -19,7 +19,7 @@ from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import TINY_FLAGS
 from tests.conftest import free_ports
 from tests.conftest import write_shards
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
 
 pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_cluster_configuration_errors_are_one_line(train_data, tmp_path):
             assert result.returncode == code, result.stderr[-3000:]
             last = result.stderr.strip().splitlines()[-1]
             assert last.startswith("vgg-train: ") and expected in last, last
-    assert not (tmp_path / "run" / artifacts.LEASE_FILE).exists()
+    assert not (tmp_path / "run" / layout.LEASE_FILE).exists()
 
 
 def test_a_chief_without_peers_says_so_and_stops_on_sigterm(train_data, tmp_path):
@@ -106,7 +106,7 @@ def test_a_chief_without_peers_says_so_and_stops_on_sigterm(train_data, tmp_path
     assert result.stderr.strip().splitlines()[-1] == (
         "vgg-train: stopped by SIGTERM while waiting for the cluster's other tasks: nothing was "
         "trained or written; run the same command to start again")
-    assert not (tmp_path / artifacts.LEASE_FILE).exists()
+    assert not (tmp_path / layout.LEASE_FILE).exists()
 
 
 def test_a_peer_gone_is_temporary_and_the_rerun_resumes(train_data, tmp_path):
@@ -125,9 +125,9 @@ def test_a_peer_gone_is_temporary_and_the_rerun_resumes(train_data, tmp_path):
                      r"here; rerun the same command on every task and it resumes from (\S+)$",
                      result.stderr.strip().splitlines()[-1])
     assert gone, result.stderr[-3000:]
-    step = artifacts.checkpoint_step(gone.group(1))
+    step = layout.checkpoint_step(gone.group(1))
     assert step >= 12 and pathlib.Path(gone.group(1) + ".index").exists()
-    assert not (tmp_path / artifacts.LEASE_FILE).exists()
+    assert not (tmp_path / layout.LEASE_FILE).exists()
     results = programs.run_cluster([*command[:-1], f"--train_steps={step + 2}",
                                     "--allow_changed_settings"], cwd=ROOT)
     assert [r.returncode for r in results] == [0, 0], results[0].stderr[-3000:]

@@ -20,7 +20,8 @@ def _score_map(model, images):
 def test_d_heads_agree_at_224_and_map_is_6x6_at_384():
     """D at a quarter of its widths: the paper's maps at the paper's sizes (the full-size D-BN
     through its conv head: tests/test_torch_weights.py)."""
-    dense = vgg_keras.build_vgg("D", seed=0, width=0.25, fc_units=1024)
+    dense = vgg_keras.build_vgg("D", width=0.25, head=vgg_keras.Head(fc_units=1024),
+                                weight_init=vgg_keras.WeightInit(seed=0))
     conv = vgg_keras.to_conv_head(dense)
     images = _images((2, 224, 224, 3))
     difference = np.abs(dense.predict(images, verbose=0) - conv.predict(images, verbose=0))
@@ -38,7 +39,7 @@ def test_d_heads_agree_at_224_and_map_is_6x6_at_384():
 
 @pytest.mark.parametrize("config", ["A-LRN", "C", "E-BN"])
 def test_heads_agree_on_logits_of_tiny_nets(tiny, config):
-    dense = tiny(config, input_shape=(64, 64, 3), classifier_activation=None)
+    dense = tiny(config, input_shape=(64, 64, 3), head=vgg_keras.Head(fc_units=16, activation=None))
     conv = vgg_keras.to_conv_head(dense)
     assert conv.get_layer("fc1").kernel.shape[:2] == (2, 2)
     images = _images((3, 64, 64, 3))
@@ -53,7 +54,8 @@ def test_heads_agree_on_logits_of_tiny_nets(tiny, config):
 def test_conv_head_model_accepts_any_size_and_matches_a_direct_build(tiny):
     dense = tiny("B", input_shape=(64, 64, 3))
     conv = vgg_keras.to_conv_head(dense)
-    built = tiny("B", head="conv", input_shape=(None, None, 3), fc1_kernel_size=2)
+    built = tiny("B", input_shape=(None, None, 3),
+                 head=vgg_keras.Head("conv", fc_units=16, fc1_kernel_size=2))
     assert [(layer.name, [tuple(w.shape) for w in layer.weights]) for layer in conv.layers] == [
         (layer.name, [tuple(w.shape) for w in layer.weights]) for layer in built.layers]
     for size in (64, 80, 128):
@@ -78,6 +80,7 @@ def test_conv_head_of_a_reloaded_model(tmp_path, tiny):
 
 
 def test_to_conv_head_rejects_a_conv_head_model(tiny):
-    conv = tiny("A", head="conv", input_shape=(None, None, 3), fc1_kernel_size=1)
+    conv = tiny("A", input_shape=(None, None, 3),
+                head=vgg_keras.Head("conv", fc_units=16, fc1_kernel_size=1))
     with pytest.raises(ValueError, match="has no FC head of a VGG net"):
         vgg_keras.to_conv_head(conv)

@@ -28,9 +28,10 @@ SHARDS = {"train": 3, "validation": 2}
 SYNSETS = imagenet_labels.synsets()
 
 
-def generate(root, layout, **overrides):
+def generate(root, layout, size_range=(64, 160), **overrides):
     arguments = dict(layout=layout, synsets=synthetic.DEFAULT_SYNSETS[:5],
-                     train_per_class=6, val_per_class=3, seed=7)
+                     train_per_class=6, val_per_class=3, seed=7,
+                     style=synthetic.ImageStyle(size_range=size_range))
     arguments.update(overrides)
     return synthetic.write_dataset(root, **arguments)
 

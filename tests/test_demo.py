@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests import programs
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
 
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
@@ -89,8 +89,8 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path, capsys):
     for protocol in ("single", "dense", "multicrop"):
         assert results[protocol]["num_images"] == 24 and 0 <= results[protocol]["top1_error"] <= 1
     version = out / "export" / "vgg_demo" / "1"
-    assert (version / "saved_model.pb").exists() and (version / artifacts.WARMUP_FILE).exists()
-    assert artifacts.read_metadata(str(version))["synsets"] == summary["class_synsets"]
+    assert (version / "saved_model.pb").exists() and (version / layout.WARMUP_FILE).exists()
+    assert layout.read_metadata(str(version))["synsets"] == summary["class_synsets"]
     images = sorted((out / "images").glob("ILSVRC2012_val_*.JPEG"))
     assert len(images) == 2
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]

@@ -11,16 +11,18 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import errors
+import vgg_keras
 from pipelines import inputs
 from pipelines import synthetic
+from pipelines.foundation import errors
 from tests import programs
 from tests.conftest import evaluate
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
+from vgg_keras.artifacts import runtimes
 from vgg_keras.serving import client
 from vgg_keras.serving import export
 from vgg_keras.serving import formats
-from vgg_keras.serving import runtimes
 from vgg_keras.serving.config import ServingSettings
 
 pytestmark = pytest.mark.slow
@@ -42,11 +44,11 @@ def exported(reference_run, train_data, tmp_path_factory):
     int8 = export.export_saved_model(str(reference_run), str(root), ServingSettings(
         model_name="vgg_int8", format=formats.TENSOR_FORMATS, precision="int8",
         calibration_data=str(train_data), calibration_images=48))
-    metadata = artifacts.read_metadata(every)
+    metadata = layout.read_metadata(every)
     crops = np.concatenate([images for images, _, _ in inputs.make_eval_dataset(
         str(train_data), test_scale=metadata["test_scale"], crop_size=metadata["crop_size"],
         batch_size=64).as_numpy_iterator()])
-    model = artifacts.load_model(str(reference_run))
+    model = loading.load_model(str(reference_run))
     return pathlib.Path(every), pathlib.Path(int8), model, crops
 
 
@@ -72,7 +74,7 @@ def test_every_format_where_its_server_looks(exported):
     assert metadata["client_preprocessing"]["resize_shorter_side_to"] == metadata["test_scale"]
     assert not [p for p in every.parent.iterdir() if p.name.startswith(".export-")]
     assert "calibration" not in metadata
-    calibrated = artifacts.read_metadata(str(int8))
+    calibrated = layout.read_metadata(str(int8))
     assert calibrated["precision"] == "int8" and "saved_model" not in calibrated["formats"]
     assert calibrated["calibration"]["images"] == 48 and calibrated["calibration"][
         "split"] == "train"
@@ -127,7 +129,7 @@ def test_triton_parses_the_configuration_and_it_matches_the_onnx_model(exported)
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert list(output.dims) == [4] and output.data_type == model_config_pb2.TYPE_FP32
     labels = (every.parent / output.label_filename).read_text().splitlines()
-    assert labels == artifacts.read_metadata(str(every))["labels"]
+    assert labels == layout.read_metadata(str(every))["labels"]
 
 
 def test_every_artifact_is_a_model_of_vgg_evaluate(exported, train_data):
@@ -163,7 +165,7 @@ def test_fp16_halves_the_files_and_keeps_the_top_1(exported, reference_run, tmp_
         np.testing.assert_allclose(got, expected, atol=1e-2)
         weights = "model.bin" if file == "model.xml" else file
         assert (half / weights).stat().st_size < 0.6 * (every / weights).stat().st_size, file
-    assert artifacts.read_metadata(str(half))["formats"]["onnx"]["precision"] == "fp16"
+    assert layout.read_metadata(str(half))["formats"]["onnx"]["precision"] == "fp16"
 
 
 def test_vgg_predict_and_vgg_evaluate_on_tensor_files(exported, train_data, tmp_path):
@@ -200,7 +202,7 @@ def test_vgg_predict_and_vgg_evaluate_on_tensor_files(exported, train_data, tmp_
 
 def test_the_client_preprocessing_is_the_serving_graphs(exported):
     every, _, _, _ = exported
-    metadata = artifacts.read_metadata(str(every))
+    metadata = layout.read_metadata(str(every))
     image = synthetic.draw_scene(0, np.random.default_rng(3), 61, 83)
     crop = client.preprocess_image(synthetic.encode(image, "png"), metadata["test_scale"],
                                    metadata["crop_size"])
@@ -231,7 +233,7 @@ def test_what_goes_wrong_is_one_line(exported, reference_run, train_data, tmp_pa
         export.export_saved_model(str(reference_run), str(tmp_path), ServingSettings(
             format=("onnx",), precision="int8", calibration_data=str(tmp_path / "none")))
     with pytest.raises(errors.UserError, match=r"holds 3 formats .*give --model one of its"):
-        artifacts.load_model(str(int8))
+        loading.load_model(str(int8))
     damaged = tmp_path / "model.onnx"
     damaged.write_bytes((every / "model.onnx").read_bytes()[:5000])
     with pytest.raises(errors.UserError, match="model.onnx does not load in its runtime"):
@@ -262,8 +264,8 @@ def test_an_export_stopped_midway_leaves_no_version(reference_run, tmp_path, mon
 
 
 @pytest.mark.parametrize("config, overrides", [
-    ("A-LRN", {}), ("C", {"classifier_activation": None}), ("E-BN", {"normalization":
-                                                                     "torchvision"})])
+    ("A-LRN", {}), ("C", {"head": vgg_keras.Head(fc_units=16, activation=None)}),
+    ("E-BN", {"preprocessing": vgg_keras.Preprocessing(normalization="torchvision")})])
 def test_the_onnx_graph_of_every_kind_of_layer_equals_keras(tiny, config, overrides):
     """LRN, 1×1 convolutions, logits (a softmax added), batch norm and torchvision's mean/std,
     and the fully convolutional head: each net's ONNX graph gives the Keras net's
@@ -271,12 +273,11 @@ def test_the_onnx_graph_of_every_kind_of_layer_equals_keras(tiny, config, overri
     import onnxruntime
 
     from vgg_keras import protocols
-    from vgg_keras.nets import builder
     from vgg_keras.serving import onnx_graph
 
     net = tiny(config, input_shape=(64, 64, 3), **overrides)
     images = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    for model in (net, builder.to_conv_head(net, input_shape=(64, 64, 3))):
+    for model in (net, vgg_keras.to_conv_head(net, input_shape=(64, 64, 3))):
         session = onnxruntime.InferenceSession(
             onnx_graph.onnx_model(model).SerializeToString(), providers=["CPUExecutionProvider"])
         expected = np.asarray(protocols.as_probabilities(model)(images))

@@ -6,7 +6,7 @@ import errno
 import pytest
 import tensorflow as tf
 
-from pipelines import errors
+from pipelines.foundation import errors
 from vgg_keras.nets import configs
 
 

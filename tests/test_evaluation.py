@@ -15,15 +15,18 @@ import pytest
 import tensorflow as tf
 
 import vgg_keras
-from pipelines import errors
 from pipelines import inputs
+from pipelines.foundation import errors
 from tests import programs
 from tests import reference_protocols as reference
 from tests.conftest import evaluate
 from tests.conftest import write_shards
-from vgg_keras import artifacts
-from vgg_keras import evaluation
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
+from vgg_keras.evaluation import config as eval_config
+from vgg_keras.evaluation import evaluator
+from vgg_keras.evaluation import results as results_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -35,8 +38,9 @@ EVAL = dict(label_offset=1, num_classes=4)  # the first 4 ImageNet synsets: labe
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     write_shards(root, train_per_class=1, val_per_class=3, size_range=(36, 60), train_shards=1)
-    model = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
-                                seed=3, dropout=0.0)
+    model = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                head=vgg_keras.Head(fc_units=16, dropout=0.0),
+                                weight_init=vgg_keras.WeightInit(seed=3))
     model.save(root / "a.keras")
     return root / "data", root / "a.keras", model
 
@@ -100,20 +104,21 @@ def test_fused_models_each_use_their_own_training_scale(setup, tmp_path):
     """Two model dirs trained with S in [36, 60] and [40, 56]: fused, each is tested at its own
     §4.2 scales, and the fusion is the mean of each model's mean over its own scales."""
     data, _, model = setup
-    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
-                                seed=4, dropout=0.0)
+    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                head=vgg_keras.Head(fc_units=16, dropout=0.0),
+                                weight_init=vgg_keras.WeightInit(seed=4))
     runs = {"a": (model, (36, 60)), "b": (other, (40, 56))}
     for name, (net, scale) in runs.items():
         (tmp_path / name).mkdir()
-        net.save(tmp_path / name / artifacts.MODEL_FILE)
-        (tmp_path / name / artifacts.SUMMARY_FILE).write_text(json.dumps({"scale": scale}))
+        net.save(tmp_path / name / layout.MODEL_FILE)
+        (tmp_path / name / layout.SUMMARY_FILE).write_text(json.dumps({"scale": scale}))
     dirs = [str(tmp_path / name) for name in runs]
     batched = evaluate(dirs, data, **EVAL)
     settings = batched["settings"]
     assert settings["model_scales"] == [[36, 48, 60], [40, 48, 56]]
     assert settings["train_scales"] == [[36, 60], [40, 56]] and settings["train_scale"] is None
     assert settings["scales"] == [36, 40, 48, 56, 60]
-    assert "36,60+40,56" in evaluation.format_table(batched).splitlines()[2]
+    assert "36,60+40,56" in results_lib.format_table(batched).splitlines()[2]
     fused, labels = reference.probabilities(
         list(zip((model, other), settings["model_scales"], strict=True)), data, ["single"],
         **EVAL)
@@ -138,9 +143,9 @@ def test_clear_errors(setup):
     with pytest.raises(ValueError, match="must be at least the crop size"):
         evaluate([str(path)], data, scales=[24], **EVAL)
     with pytest.raises(FileNotFoundError, match="does not exist: give a vgg-train model dir"):
-        artifacts.load_model(str(path) + ".missing")
+        loading.load_model(str(path) + ".missing")
     with pytest.raises(FileNotFoundError, match="neither a .keras file"):
-        artifacts.load_model(pathlib.Path(data) / "dataset_info.json")
+        loading.load_model(pathlib.Path(data) / "dataset_info.json")
 
 
 @pytest.mark.slow
@@ -167,10 +172,11 @@ def test_model_dir_checkpoint_and_recorded_train_scale(setup, tmp_path):
     model.save(model_dir / "model.keras")
     (model_dir / "summary.json").write_text(json.dumps({"scale": [64, 64]}))
     changed = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
-                                  fc_units=16, seed=9, dropout=0.0)
+                                  head=vgg_keras.Head(fc_units=16, dropout=0.0),
+                                  weight_init=vgg_keras.WeightInit(seed=9))
     prefix = tf.train.Checkpoint(model=changed).save(str(model_dir / "checkpoints" / "best" /
                                                          "ckpt"))
-    restored = artifacts.load_model(prefix)
+    restored = loading.load_model(prefix)
     for a, b in zip(restored.get_weights(), changed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     results = evaluate([str(model_dir)], data, max_images=3, **EVAL)
@@ -212,14 +218,15 @@ def test_batched_protocols_equal_the_one_image_reference(setup, tmp_path):
     batches of 5 inputs from chunks of 4 images (partial batches, shapes bucketed): the same
     counts and probabilities as one image at a time (tests/reference_protocols.py)."""
     data, path, model = setup
-    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
-                                seed=8, dropout=0.0)
+    other = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                head=vgg_keras.Head(fc_units=16, dropout=0.0),
+                                weight_init=vgg_keras.WeightInit(seed=8))
     other.save(tmp_path / "b.keras")
     arguments = dict(protocols=ALL, scales=(40, 52), batch_size=5, chunk=4, **EVAL)
     batched = evaluate([path, tmp_path / "b.keras"], data, **arguments)
-    config = evaluation.EvalConfig(model=(str(path), str(tmp_path / "b.keras")),
+    config = eval_config.EvalConfig(model=(str(path), str(tmp_path / "b.keras")),
                                    data_dir=str(data), **arguments)
-    chunks = list(evaluation.Evaluation(config, tf.distribute.get_strategy()).probabilities())
+    chunks = list(evaluator.Evaluation(config, tf.distribute.get_strategy()).probabilities())
     found = {p: np.concatenate([rows[p] for _, rows, _ in chunks]) for p in ALL}
     expected, labels = reference.probabilities([(model, [40, 52]), (other, [40, 52])], data,
                                                ALL, **EVAL)
@@ -237,7 +244,7 @@ def test_batched_protocols_equal_the_one_image_reference(setup, tmp_path):
 TWO_REPLICAS = """
 import json, sys
 from tests.conftest import evaluate
-from vgg_keras.training import distribution
+from vgg_keras.compute import distribution
 strategy = distribution.make_strategy("mirrored", cpu_replicas=2)
 data, model = sys.argv[1], sys.argv[2]
 common = dict(protocols=["single", "dense", "multicrop"], scales=[40], label_offset=1,
@@ -311,19 +318,19 @@ def test_any_checkpoint_of_a_run_is_a_model(reference_run, tmp_path):
     finished = keras.models.load_model(run / "model.keras")
     (run / "model.keras").unlink()
     (run / "summary.json").unlink()
-    model, source = artifacts.load_model_and_source(run)
-    newest = artifacts.checkpoints_of(run)[0]
+    model, source = loading.load_model_and_source(run)
+    newest = layout.checkpoints_of(run)[0]
     assert source.kind == "checkpoint" and source.file == newest and source.step == 36
     assert source.describe() == f"{newest} (the checkpoint of step 36)"
     for mine, theirs in zip(model.get_weights(), finished.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
-    assert artifacts.read_summary(run)["scale"] == [36, 48]  # from run.json: S, and the classes
-    assert len(artifacts.read_classes(run)[0]) == 4
+    assert layout.read_summary(run)["scale"] == [36, 48]  # from run.json: S, and the classes
+    assert len(layout.read_classes(run)[0]) == 4
     for data in pathlib.Path(newest).parent.glob(pathlib.Path(newest).name + ".data-*"):
         data.write_bytes(data.read_bytes()[:100])  # the newest one damaged: the next is read
     with pytest.raises(errors.UserError, match=f"checkpoint {newest} does not restore"):
-        artifacts.load_model(newest)
-    assert artifacts.load_model_and_source(run)[1].file == artifacts.checkpoints_of(run)[1]
+        loading.load_model(newest)
+    assert loading.load_model_and_source(run)[1].file == layout.checkpoints_of(run)[1]
 
 
 def test_decode_predictions_names_imagenet_or_a_runs_classes(reference_run):
@@ -333,6 +340,6 @@ def test_decode_predictions_names_imagenet_or_a_runs_classes(reference_run):
     assert decoded[0][0][:2] == ("n01440764", "tench, Tinca tinca")
     assert decoded[0][0][2] == pytest.approx(0.9) and decoded[1][0][0] == "n15075141"
     own = vgg_keras.decode_predictions(np.eye(4)[[2]], top=1, classes=str(reference_run))
-    assert own[0][0][0] == artifacts.read_classes(reference_run)[0][2]
+    assert own[0][0][0] == layout.read_classes(reference_run)[0][2]
     with pytest.raises(errors.UserError, match=r"shape \(1, 4\): expected \[images, 1000\]"):
         vgg_keras.decode_predictions(np.eye(4)[[2]])

@@ -13,15 +13,16 @@ import pytest
 import tensorflow as tf
 
 import vgg_keras
-from pipelines import errors
 from pipelines import preprocessing
 from pipelines import schema
 from pipelines import synthetic
+from pipelines.foundation import errors
 from tests import programs
 from tests.conftest import evaluate
 from tests.conftest import write_shards
-from vgg_keras import artifacts
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
 from vgg_keras.serving import export
 from vgg_keras.serving import graph
 from vgg_keras.serving.config import ServingSettings
@@ -58,7 +59,7 @@ def exports(trained):
                                                              top_k=3, full_probabilities=True,
                                                              max_pixels=100_000))
              for mode in protocols.SERVED}
-    return paths, artifacts.load_model(str(model_dir))
+    return paths, loading.load_model(str(model_dir))
 
 
 def _photo(height=50, width=70, seed=0):
@@ -195,7 +196,7 @@ def test_warmup_file_parses_and_every_request_runs(exports):
 
     paths, _ = exports
     for mode, path in paths.items():
-        records = list(tf.data.TFRecordDataset(os.path.join(path, artifacts.WARMUP_FILE)))
+        records = list(tf.data.TFRecordDataset(os.path.join(path, layout.WARMUP_FILE)))
         requests = []
         for record in records:
             request = prediction_log_pb2.PredictionLog.FromString(
@@ -228,7 +229,7 @@ def test_metadata_readable_with_saved_model_cli_show(exports, trained):
                  f'"source_model": "{trained[2]}"'):
         assert text in shown.stdout, text
     metadata = json.loads(tf.saved_model.load(paths["dense"]).metadata().numpy())
-    assert metadata == artifacts.read_metadata(paths["dense"])
+    assert metadata == layout.read_metadata(paths["dense"])
     assert metadata["train_scale"] == [36, 44] and metadata["test_scale"] == Q  # (36 + 44) / 2
 
 
@@ -271,7 +272,8 @@ def test_vgg_predict_reports_bad_images_and_predicts_the_others(exports, tmp_pat
 
 
 def test_vgg_predict_refuses_what_is_not_an_export(tmp_path):
-    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).export(
+    vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                        head=vgg_keras.Head(fc_units=8)).export(
         str(tmp_path / "plain" / "1"))
     for model, message in ((tmp_path / "plain", "is not a vgg-export export (its serving_default "
                             "returns no classes, labels, scores, synsets)"),
@@ -305,7 +307,7 @@ def test_second_export_is_version_2_and_leaves_1_untouched(trained, tmp_path):
     assert _tree_digest(first) == before
     assert os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns == stamp
     assert sorted(os.listdir(tmp_path / "vgg")) == ["1", "2"]  # no staging folder left
-    assert artifacts.resolve_export(str(tmp_path / "vgg")) == second
+    assert layout.resolve_export(str(tmp_path / "vgg")) == second
 
 
 def test_vgg_evaluate_reads_an_export(trained, exports):
@@ -318,13 +320,14 @@ def test_vgg_evaluate_reads_an_export(trained, exports):
                                       **arguments)
     for protocol in ("single", "multicrop"):
         assert from_export[protocol] == from_keras[protocol]
-    assert artifacts.train_scale_of(paths["single"]) == (36, 44)
+    assert layout.train_scale_of(paths["single"]) == (36, 44)
 
 
 def test_export_errors(trained, tmp_path):
     root, data, model_dir = trained
     unnamed = tmp_path / "unnamed.keras"
-    vgg_keras.build_vgg("A", 7, input_shape=(CROP, CROP, 3), width=0.125, fc_units=8).save(
+    vgg_keras.build_vgg("A", 7, input_shape=(CROP, CROP, 3), width=0.125,
+                        head=vgg_keras.Head(fc_units=8)).save(
         unnamed)
     with pytest.raises(ValueError, match="cannot name the 7 classes .* give --data_dir"):
         export.export_saved_model(str(unnamed), str(tmp_path / "out"))
@@ -346,7 +349,7 @@ def test_vgg_export_command(trained, tmp_path):
                            f"--data_dir={data}"], timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"to {tmp_path / 'tiny' / '1'}" in result.stdout
-    metadata = artifacts.read_metadata(str(tmp_path / "tiny"))
+    metadata = layout.read_metadata(str(tmp_path / "tiny"))
     assert metadata["top_k"] == 2 and metadata["synsets"] == list(
         synthetic.DEFAULT_SYNSETS[:4])
     missing = programs.run([str(BIN / "vgg-export"), f"--export_dir={tmp_path}"],

@@ -61,8 +61,9 @@ def test_taps_before_the_relu(nets):
 
 
 def test_batch_norm_taps_and_shared_weights():
-    net = vgg_keras.build_vgg("D-BN", 5, input_shape=(32, 32, 3), width=1 / 16, fc_units=8,
-                              seed=2)
+    net = vgg_keras.build_vgg("D-BN", 5, input_shape=(32, 32, 3), width=1 / 16,
+                              head=vgg_keras.Head(fc_units=8),
+                              weight_init=vgg_keras.WeightInit(seed=2))
     features = vgg_keras.feature_model(net, ["block2_conv2", "fc1"], relu=False)
     assert {id(v) for v in features.weights} <= {id(v) for v in net.weights}  # shared
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), np.uint8)
@@ -79,12 +80,12 @@ def test_batch_norm_taps_and_shared_weights():
 @pytest.mark.parametrize("pooling, shape", [(None, (None, 2, 2, 32)), ("avg", (None, 32)),
                                             ("max", (None, 32))])
 def test_feature_extractor_shapes(pooling, shape):
-    net = vgg_keras.build_vgg("A", head=None, pooling=pooling, input_shape=(64, 64, 3),
-                              width=1 / 16)
+    net = vgg_keras.build_vgg("A", input_shape=(64, 64, 3), width=1 / 16,
+                              head=vgg_keras.Head(None, pooling=pooling))
     assert net.output.shape == shape
     assert all(layer.name not in ("fc1", "flatten", "predictions") for layer in net.layers)
-    anywhere = vgg_keras.build_vgg("A", head=None, pooling=pooling, width=1 / 16,
-                                   input_dtype="float32")
+    anywhere = vgg_keras.build_vgg("A", width=1 / 16, head=vgg_keras.Head(None, pooling=pooling),
+                                   preprocessing=vgg_keras.Preprocessing(dtype="float32"))
     assert anywhere.input.shape == (None, None, None, 3) and anywhere.input.dtype == "float32"
     out = anywhere(np.full((1, 96, 160, 3), 127.5, np.float32))
     assert out.shape == ((1, 3, 5, 32) if pooling is None else (1, 32))
@@ -96,4 +97,4 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="has no layer \\['block9_conv1'\\]; its layers: "):
         vgg_keras.feature_model(net, ["block9_conv1"])
     with pytest.raises(ValueError, match="pooling must be one of .* head=None only"):
-        vgg_keras.build_vgg("A", pooling="avg")
+        vgg_keras.build_vgg("A", head=vgg_keras.Head(pooling="avg"))

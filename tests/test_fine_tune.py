@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import vgg_keras
-from pipelines import errors
 from pipelines import synthetic
+from pipelines.foundation import errors
 from tests import programs
 from vgg_keras.nets import keras_weights as vgg_weights
 from vgg_keras.training import model as run_model
@@ -103,8 +103,9 @@ def test_fine_tune_from_keras_applications_weights_end_to_end(weights_file, fold
 
 
 def test_init_from_a_run_with_other_classes_loads_what_fits(tmp_path):
-    source = vgg_keras.build_vgg("A", 4, input_shape=(32, 32, 3), width=0.125, fc_units=16,
-                                 seed=1)
+    source = vgg_keras.build_vgg("A", 4, input_shape=(32, 32, 3), width=0.125,
+                                 head=vgg_keras.Head(fc_units=16),
+                                 weight_init=vgg_keras.WeightInit(seed=1))
     source.save(tmp_path / "four.keras")
     cfg = run_config.TrainConfig(data_dir="", model_dir=str(tmp_path / "m"), config="A",
                                  width=0.125, fc_units=16, crop_size=32, scale=(36, 36),
@@ -123,7 +124,8 @@ def test_an_init_that_leaves_frozen_layers_random_is_refused(tmp_path):
     """--init=model= of a net A into a net D frozen below block5_conv1: D's second convolutions
     are in no A, and would stay random; refused, naming them and why. An A of another width
     loads no convolution at all: refused too."""
-    source = vgg_keras.build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125, fc_units=16)
+    source = vgg_keras.build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125,
+                                 head=vgg_keras.Head(fc_units=16))
     source.save(tmp_path / "a.keras")
     cfg = run_config.TrainConfig(data_dir="", model_dir=str(tmp_path / "m"), config="D",
                                  width=0.125, fc_units=16, crop_size=32, scale=(36, 36),

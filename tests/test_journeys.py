@@ -41,8 +41,8 @@ def test_a_photo_folder_to_predictions_through_a_checkpoint(tmp_path):
     photos = tmp_path / "photos"
     synthetic.write_dataset(photos, layout="image_folder", synsets=("circles", "squares",
                                                                     "stripes"),
-                            train_per_class=8, val_per_class=0, problems=False,
-                            size_range=(40, 64), seed=3)
+                            train_per_class=8, val_per_class=0, problems=False, seed=3,
+                            style=synthetic.ImageStyle(size_range=(40, 64)))
     (photos / ".DS_Store").write_bytes(b"\0\1")
     (photos / "circles" / "empty.jpg").write_bytes(b"")
     (photos / "squares" / "notes.txt").write_text("taken on a sunny day")
@@ -120,7 +120,7 @@ def test_a_finished_run_started_again_changes_nothing(reference_run, train_data,
 def test_a_fine_tune_that_would_load_nothing_is_refused(train_data, tmp_path):
     """keras.applications-layout weights of a wider net into a narrower one: no convolution
     fits; refused, naming the shapes, before any training. The same width loads."""
-    from pipelines import errors
+    from pipelines.foundation import errors
     from vgg_keras.training import loop
     from vgg_keras.training import run_config
 

@@ -103,7 +103,7 @@ def test_color_shift_draws_new_values_each_step_and_can_be_disabled():
 
 
 def test_model_applies_color_shift_only_when_training(tiny):
-    model = tiny("A", dropout=0.0)
+    model = tiny("A", head=vgg_keras.Head(fc_units=16, dropout=0.0))
     shifted = keras.Model(model.input, model.get_layer("color_shift").output)
     image = np.full((2, 32, 32, 3), 128, np.uint8)
     expected = 128.0 - np.float32(vgg_keras.RGB_MEAN)

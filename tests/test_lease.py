@@ -15,7 +15,7 @@ import pytest
 from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
 from vgg_keras.training import lease
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
@@ -33,7 +33,7 @@ def test_a_second_launch_is_refused_and_the_first_runs_alone(train_data, tmp_pat
                f"--data_dir={train_data}", f"--model_dir={tmp_path}"]
     first = programs.start(command)
     try:
-        held = tmp_path / artifacts.LEASE_FILE
+        held = tmp_path / layout.LEASE_FILE
         deadline = time.monotonic() + 300
         while not held.exists():  # the first launch holds the model dir
             assert first.poll() is None and time.monotonic() < deadline, first.printed()[1]
@@ -68,7 +68,7 @@ def _gone_pid():
 
 def test_a_live_holder_elsewhere_is_refused_and_a_gone_one_is_taken_over(train_data, tmp_path,
                                                                         capfd):
-    held = tmp_path / artifacts.LEASE_FILE
+    held = tmp_path / layout.LEASE_FILE
     elsewhere = {"host": "gpu-node-7", "pid": 4242, "token": "x", "started": "yesterday",
                  "refreshed": time.time() - 60}
     held.write_text(json.dumps(elsewhere))
@@ -107,10 +107,10 @@ def test_a_live_holder_elsewhere_is_refused_and_a_gone_one_is_taken_over(train_d
     held.write_text(json.dumps(dead))
     other = tmp_path / "other"
     other.mkdir()
-    (other / artifacts.LEASE_FILE).write_text(json.dumps(dead))
+    (other / layout.LEASE_FILE).write_text(json.dumps(dead))
     assert loop.train(_config(train_data, other))["steps"] == 2  # a kill -9: at once
     assert f"process {dead['pid']} no longer runs" in capfd.readouterr().out
-    assert not (other / artifacts.LEASE_FILE).exists()
+    assert not (other / layout.LEASE_FILE).exists()
 
 
 def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path, monkeypatch):
@@ -147,6 +147,6 @@ def test_two_launches_that_both_found_the_lease_free_one_runs(tmp_path, monkeypa
     refused = [name for name, result in outcome.items() if isinstance(result, lease.LeaseHeld)]
     assert len(refused) == 1, outcome
     winner = second if refused == ["first"] else first
-    assert json.loads((tmp_path / artifacts.LEASE_FILE).read_text())["token"] == winner.token
+    assert json.loads((tmp_path / layout.LEASE_FILE).read_text())["token"] == winner.token
     winner.release()
-    assert not (tmp_path / artifacts.LEASE_FILE).exists()
+    assert not (tmp_path / layout.LEASE_FILE).exists()

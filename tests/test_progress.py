@@ -6,9 +6,9 @@ import io
 import pytest
 
 from pipelines import convert
-from pipelines import progress
 from pipelines import sources
 from pipelines import synthetic
+from pipelines.foundation import progress
 
 
 class _Terminal(io.StringIO):

@@ -19,8 +19,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("protocols")
     data, _ = write_shards(root, train_per_class=1, val_per_class=2, size_range=(36, 60),
                            train_shards=1)
-    model = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
-                                seed=3, dropout=0.0)
+    model = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                head=vgg_keras.Head(fc_units=16, dropout=0.0),
+                                weight_init=vgg_keras.WeightInit(seed=3))
     return data, model
 
 
@@ -78,8 +79,9 @@ def test_dense_on_a_crop_sized_image_is_single_crop_and_averages_the_flip(setup)
 
 def test_a_logits_model_gets_its_softmax(setup):
     _, model = setup
-    logits = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125, fc_units=16,
-                                 seed=3, dropout=0.0, classifier_activation=None)
+    logits = vgg_keras.build_vgg("A", 4, input_shape=(CROP, CROP, 3), width=0.125,
+                                 head=vgg_keras.Head(fc_units=16, dropout=0.0, activation=None),
+                                 weight_init=vgg_keras.WeightInit(seed=3))
     image = np.random.default_rng(1).integers(0, 256, (1, CROP, CROP, 3), np.uint8)
     np.testing.assert_allclose(protocols.as_probabilities(logits)(image),
                                protocols.as_probabilities(model)(image), atol=1e-6)

@@ -17,6 +17,7 @@ from huggingface_hub import constants as hub_constants
 from tests import hub_server
 from tests import programs
 from vgg_keras.nets import configs
+from vgg_keras.nets import downloads
 from vgg_keras.nets import published
 
 REPOSITORY = "timm/vgg16_bn.tv_in1k"
@@ -46,7 +47,7 @@ def _keras_table(server, md5=MD5):
 
 
 def test_a_hub_file_is_fetched_once_then_read_from_the_cache(server, tmp_path, capsys):
-    weights = published.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
+    weights = downloads.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
     assert (weights.downloaded, weights.source, weights.revision, weights.sha256) == (
         True, REPOSITORY, hub_server.COMMIT, SHA256)
     assert pathlib.Path(weights.path).read_bytes() == DATA and weights.layout == "timm"
@@ -54,10 +55,10 @@ def test_a_hub_file_is_fetched_once_then_read_from_the_cache(server, tmp_path, c
             f"(553 MB) into {tmp_path}") in capsys.readouterr().out
     asked = len(server.requests)
     # torchvision's weights by name are the same file, in timm's layout
-    again = published.fetch("vgg16_bn", "torchvision", folder=tmp_path, endpoint=server.url)
+    again = downloads.fetch("vgg16_bn", "torchvision", folder=tmp_path, endpoint=server.url)
     assert (again.downloaded, again.path, again.layout) == (False, weights.path, "timm")
     assert len(server.requests) == asked  # not even a HEAD request
-    assert published.cached_file(published.find("D-BN", "timm"), tmp_path) == weights.path
+    assert downloads.cached_file(published.find("D-BN", "timm"), tmp_path) == weights.path
     assert again.describe() == (f"{REPOSITORY} model.safetensors at revision "
                                 f"{hub_server.COMMIT} (sha256 {SHA256})")
 
@@ -68,14 +69,14 @@ def test_a_hub_file_whose_hash_differs_is_refused_and_not_kept(server, tmp_path,
                        match=f"{server.url} sent model.safetensors of {REPOSITORY} with sha256 "
                              f"{SHA256}, not the {'ab' * 32} it publishes for it: refused, "
                              f"nothing kept in {tmp_path}$"):
-        published.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
+        downloads.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
     assert _kept(tmp_path) == ["models--timm--vgg16_bn.tv_in1k/refs/main"]
     # A blob altered in the cache after its download: removed, and downloaded anew.
     server.files[HUB_PATH].sha256 = None
     cache = tmp_path / "altered"
     snapshot = hub_server.lay_out_cache(cache, REPOSITORY, published.HUB_FILE, DATA)
     pathlib.Path(os.path.realpath(snapshot)).write_bytes(DATA[:-1] + b"\0")
-    weights = published.fetch("D-BN", "timm", folder=cache, endpoint=server.url)
+    weights = downloads.fetch("D-BN", "timm", folder=cache, endpoint=server.url)
     assert weights.downloaded and pathlib.Path(weights.path).read_bytes() == DATA
     assert (f"{REPOSITORY} model.safetensors in the cache has sha256 "
             f"{hashlib.sha256(DATA[:-1] + bytes(1)).hexdigest()}, not the {SHA256} its source "
@@ -85,7 +86,7 @@ def test_a_hub_file_whose_hash_differs_is_refused_and_not_kept(server, tmp_path,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
         with pytest.raises(published.WeightsUnavailable, match="is not in the cache"):
-            published.fetch("D-BN", "timm", folder=cache)
+            downloads.fetch("D-BN", "timm", folder=cache)
     assert _kept(cache) == ["models--timm--vgg16_bn.tv_in1k/refs/main"]
 
 
@@ -95,7 +96,7 @@ def test_a_hub_download_cut_off_is_tried_again_within_the_run(server, tmp_path):
     nothing kept)."""
     served = server.files[HUB_PATH]
     served.cut_at, served.cuts = 100_000, 1
-    weights = published.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
+    weights = downloads.fetch("D-BN", "timm", folder=tmp_path, endpoint=server.url)
     assert weights.sha256 == SHA256 and pathlib.Path(weights.path).read_bytes() == DATA
     assert [request[0] for request in server.requests] == ["HEAD", "GET", "GET"]
 
@@ -104,28 +105,28 @@ def test_offline_the_cache_alone_answers(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     cache = tmp_path / "hub"
     with pytest.raises(published.WeightsUnavailable) as refused:
-        published.fetch("D-BN", "timm", folder=cache)
+        downloads.fetch("D-BN", "timm", folder=cache)
     assert str(refused.value) == (
         f"timm weights of D-BN: model.safetensors of {REPOSITORY} is not in the cache {cache} "
         "and HF_HUB_OFFLINE=1 forbids downloading it: on a connected machine, `hf download "
         f"{REPOSITORY} model.safetensors` puts it in that machine's cache: copy its "
         f"models--timm--vgg16_bn.tv_in1k folder into {cache}, or give the file as timm=PATH")
     hub_server.lay_out_cache(cache, REPOSITORY, published.HUB_FILE, DATA)
-    weights = published.fetch("D-BN", "timm", folder=cache)
+    weights = downloads.fetch("D-BN", "timm", folder=cache)
     assert (weights.downloaded, weights.revision, weights.sha256) == (
         False, hub_server.COMMIT, SHA256)
 
 
 def test_keras_file_fetched_once_checked_and_then_read_from_the_cache(server, tmp_path):
-    weights = published.fetch("D", "paper", folder=tmp_path, keras_files=_keras_table(server))
+    weights = downloads.fetch("D", "paper", folder=tmp_path, keras_files=_keras_table(server))
     assert (weights.downloaded, weights.md5, weights.layout) == (True, MD5, "keras_applications")
     assert weights.path == str(tmp_path / KERAS_FILE) and os.listdir(tmp_path) == [KERAS_FILE]
     asked = len(server.requests)
-    again = published.fetch("vgg16", "keras_applications", folder=tmp_path,
+    again = downloads.fetch("vgg16", "keras_applications", folder=tmp_path,
                             keras_files=_keras_table(server))
     assert (again.downloaded, again.path, len(server.requests)) == (False, weights.path, asked)
     (tmp_path / KERAS_FILE).write_bytes(DATA[:1000])  # damaged in the cache: fetched anew
-    assert published.fetch("D", "paper", folder=tmp_path,
+    assert downloads.fetch("D", "paper", folder=tmp_path,
                            keras_files=_keras_table(server)).downloaded
     assert (tmp_path / KERAS_FILE).read_bytes() == DATA
 
@@ -134,14 +135,14 @@ def test_keras_file_of_another_hash_or_cut_off_is_refused_and_nothing_cached(ser
     with pytest.raises(published.WeightsUnavailable,
                        match=f"/keras/vgg16.h5 sent a file of md5 {MD5}, not the {'0' * 32} "
                              "Keras pins for it .*: refused, nothing cached in "):
-        published.fetch("D", "paper", folder=tmp_path,
+        downloads.fetch("D", "paper", folder=tmp_path,
                         keras_files=_keras_table(server, "0" * 32))
     assert os.listdir(tmp_path) == []
     server.files["/keras/vgg16.h5"].cut_at, server.files["/keras/vgg16.h5"].cuts = 5000, 1
     with pytest.raises(published.DownloadInterrupted,
                        match="broke off .*got only 5000 out of 307200 bytes.*nothing of it was "
                              "kept"):
-        published.fetch("D", "paper", folder=tmp_path, keras_files=_keras_table(server))
+        downloads.fetch("D", "paper", folder=tmp_path, keras_files=_keras_table(server))
     assert os.listdir(tmp_path) == []
 
 
@@ -149,7 +150,7 @@ def test_an_unreachable_or_refusing_source_is_one_line(server, tmp_path):
     table = {"D": (KERAS_FILE, f"{server.url}/keras/gone.h5", MD5)}
     with pytest.raises(published.WeightsUnavailable,
                        match="gone.h5 answered 404 Not Found: give the file as paper=PATH"):
-        published.fetch("D", "paper", folder=tmp_path, keras_files=table)
+        downloads.fetch("D", "paper", folder=tmp_path, keras_files=table)
     from tests.conftest import free_ports
 
     closed = f"http://127.0.0.1:{free_ports(1)[0]}/vgg16.h5"
@@ -158,7 +159,7 @@ def test_an_unreachable_or_refusing_source_is_one_line(server, tmp_path):
                              f"{tmp_path} and {closed} could not be reached .*Connection "
                              f"refused.*: copy {KERAS_FILE} .* into {tmp_path}, or give the file "
                              "as paper=PATH"):
-        published.fetch("D", "paper", folder=tmp_path, keras_files={"D": (KERAS_FILE, closed,
+        downloads.fetch("D", "paper", folder=tmp_path, keras_files={"D": (KERAS_FILE, closed,
                                                                           MD5)})
     assert os.listdir(tmp_path) == []
 

@@ -7,8 +7,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 
 
 @pytest.fixture(params=["local", "ram"])

@@ -23,11 +23,12 @@ from pipelines import synthetic
 from tests import hub_server
 from tests import programs
 from tests.conftest import evaluate
-from vgg_keras import artifacts
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
 from vgg_keras.nets import builder
 from vgg_keras.nets import configs
 from vgg_keras.nets import pretrained
+from vgg_keras.nets import published
 from vgg_keras.nets import torch_weights
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
@@ -157,13 +158,13 @@ def test_torchvision_and_timm_files_give_torchs_numbers(config, tmp_path):
     # that can fail.
     assert 2e-3 < probabilities.max() < 0.99
     assert np.abs(probabilities[1:] - probabilities[:1]).max() > 1e-4
-    model = builder.build_vgg(config, input_shape=(side, side, 3),
-                              **pretrained.build_arguments("torchvision"))
-    for kind, layout in (("timm", timm_state(state, side)), ("torchvision", state)):
+    model = pretrained.build_for(config, published.NEEDS["torchvision"],
+                                 input_shape=(side, side, 3))
+    for kind, tensors in (("timm", timm_state(state, side)), ("torchvision", state)):
         path = tmp_path / f"{kind}.safetensors"
-        safetensors.numpy.save_file(layout, str(path))
+        safetensors.numpy.save_file(tensors, str(path))
         model.set_weights([np.zeros_like(w) for w in model.get_weights()])  # nothing left over
-        pretrained.load_weights(model, kind, path)
+        pretrained.load_weights(model, published.Weights(kind, str(path)))
         ours_fc2, ours_probabilities = _ours(model, images)
         _close(ours_fc2, fc2)
         _close(ours_probabilities, probabilities)
@@ -178,8 +179,8 @@ def test_d_bn_at_torchvisions_exact_shapes_and_through_the_conv_head(tmp_path):
     fc2, probabilities = torch_forward(state, "D", True, images)
     model = pretrained.build_pretrained("D-BN", "torchvision", path)
     _close(_ours(model, images)[1], probabilities)
-    conv = vgg_keras.build_vgg("D-BN", head="conv", input_shape=(None, None, 3),
-                               **pretrained.build_arguments("torchvision"))
+    conv = pretrained.build_for("D-BN", published.NEEDS["torchvision"], head="conv",
+                                input_shape=(None, None, 3))
     vgg_keras.load_torchvision_weights(conv, path)
     _close(np.asarray(conv(images, training=False)), probabilities)
 
@@ -225,7 +226,8 @@ def test_with_keras_batch_norm_epsilon_the_net_is_wrong(a_bn):
 
 def test_the_papers_normalisation_is_refused_and_would_be_wrong(a_bn):
     state, path, images, probabilities = a_bn
-    paper = vgg_keras.build_vgg("A-BN", input_shape=(SIDE, SIDE, 3), bn_epsilon=1e-5)
+    paper = vgg_keras.build_vgg("A-BN", input_shape=(SIDE, SIDE, 3),
+                                batch_norm=vgg_keras.BatchNorm(epsilon=1e-5))
     with pytest.raises(ValueError, match='subtracts the paper.s mean RGB; torchvision.s weights '
                                          'expect torchvision.s mean/std: build it with '
                                          'normalization="torchvision"'):
@@ -239,8 +241,8 @@ def test_the_papers_normalisation_is_refused_and_would_be_wrong(a_bn):
 
 def test_another_class_count_skips_the_classifier_and_lists_it(a_bn):
     _, path, images, _ = a_bn
-    model = builder.build_vgg("A-BN", 10, input_shape=(SIDE, SIDE, 3),
-                              **pretrained.build_arguments("torchvision"))
+    model = pretrained.build_for("A-BN", published.NEEDS["torchvision"], num_classes=10,
+                                 input_shape=(SIDE, SIDE, 3))
     with pytest.raises(ValueError, match=r"torchvision weights do not fit vgg_a_bn: predictions "
                                          r"\(classifier.6\): file \[\(4096, 1000\)"):
         vgg_keras.load_torchvision_weights(model, path)
@@ -250,12 +252,15 @@ def test_another_class_count_skips_the_classifier_and_lists_it(a_bn):
 
 def test_bad_files_and_nets_get_one_line(a_bn, tmp_path):
     state, path, _, _ = a_bn
-    arguments = dict(input_shape=(SIDE, SIDE, 3), **pretrained.build_arguments("torchvision"))
+    def build(config):
+        return pretrained.build_for(config, published.NEEDS["torchvision"],
+                                    input_shape=(SIDE, SIDE, 3))
+
     # A-BN's file for A (features.3 is a max-pool there) and for B-BN (a second conv in block 1).
     with pytest.raises(ValueError, match="vgg_a: no features.3.weight in the file"):
-        vgg_keras.load_torchvision_weights(builder.build_vgg("A", **arguments), path)
+        vgg_keras.load_torchvision_weights(build("A"), path)
     with pytest.raises(ValueError, match="vgg_b_bn: no features.3.weight in the file"):
-        vgg_keras.load_torchvision_weights(builder.build_vgg("B-BN", **arguments), path)
+        vgg_keras.load_torchvision_weights(build("B-BN"), path)
     extra = tmp_path / "extra.safetensors"
     safetensors.numpy.save_file({**state, "features.99.weight": np.zeros(3, np.float32)},
                                 str(extra))
@@ -273,7 +278,7 @@ def test_bad_files_and_nets_get_one_line(a_bn, tmp_path):
     for config in ("C", "A-LRN-BN"):
         with pytest.raises(ValueError, match=f"publishes no weights for config "
                                              f"{config.removesuffix('-BN')}"):
-            vgg_keras.load_torchvision_weights(builder.build_vgg(config, **arguments), path)
+            vgg_keras.load_torchvision_weights(build(config), path)
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +323,7 @@ def test_published_weights_by_name_straight_to_serving(offline_hub, tmp_path):
     assert export.returncode == 0, export.stderr[-3000:]
     assert "onnx (fp32): uint8 [None, 64, 64, 3] in, probabilities out" in export.stdout
     assert "downloading" not in export.stdout  # from the cache
-    metadata = artifacts.read_metadata(str(tmp_path / "vgg16_bn"))
+    metadata = layout.read_metadata(str(tmp_path / "vgg16_bn"))
     assert metadata["normalization"] == "torchvision" and metadata["num_classes"] == 1000
     assert metadata["synsets"] == list(imagenet_labels.synsets())
     assert metadata["test_scale"] == protocols.fallback_test_scale(SIDE) == 73
@@ -328,7 +333,7 @@ def test_published_weights_by_name_straight_to_serving(offline_hub, tmp_path):
     assert weights["sha256"] == pathlib.Path(os.path.realpath(weights["path"])).name
     assert metadata["source_model"].startswith("timm/vgg16_bn.tv_in1k model.safetensors at "
                                                f"revision {hub_server.COMMIT} (sha256 ")
-    assert f"exported vgg_d_bn from {metadata['source_model']}" in export.stdout
+    assert f"exported D-BN from {metadata['source_model']}" in export.stdout
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(synthetic.encode(synthetic.draw_scene(1, np.random.default_rng(0), 90,
                                                            120)))

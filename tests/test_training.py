@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines import errors
+from pipelines.foundation import errors
 from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
@@ -19,7 +19,7 @@ from tests.conftest import REFERENCE_STEPS_PER_EPOCH
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN as TINY
 from vgg_keras import protocols
-from vgg_keras.training import distribution
+from vgg_keras.compute import distribution
 from vgg_keras.training import loop
 from vgg_keras.training import model as run_model
 from vgg_keras.training import notes
@@ -324,7 +324,7 @@ def test_weight_decay_is_caffes_on_kernels_only(data, tmp_path):
 
 
 def test_one_weight_decay_per_model(data, tmp_path):
-    """A model built with build_vgg(weight_decay=λ) carries Keras L2 (λ/2): trained by the step
+    """A model built with WeightInit(weight_decay=λ) carries Keras L2 (λ/2): trained by the step
     with weight_decay=0 it moves exactly as a plain model trained with the step's λ; asking for
     both is refused, as it would decay twice."""
     import tensorflow as tf
@@ -337,9 +337,11 @@ def test_one_weight_decay_per_model(data, tmp_path):
     cfg = _config(data, tmp_path, momentum=0.0, learning_rate=rate)
     after = []
     for model_decay, step_decay in ((decay, 0.0), (0.0, decay)):
-        model = vgg_keras.build_vgg("A", 4, input_shape=(32, 32, 3), width=0.125, fc_units=16,
-                                    dropout=0.0, color_shift_stddev=0.0, seed=5,
-                                    weight_decay=model_decay)
+        model = vgg_keras.build_vgg(
+            "A", 4, input_shape=(32, 32, 3), width=0.125,
+            head=vgg_keras.Head(fc_units=16, dropout=0.0),
+            weight_init=vgg_keras.WeightInit(seed=5, weight_decay=model_decay),
+            preprocessing=vgg_keras.Preprocessing(color_shift_stddev=0.0))
         optimizer = run_model.make_optimizer(cfg)
         optimizer.build(model.trainable_variables)
         step = steps.make_train_steps(model, optimizer, tf.distribute.get_strategy(), 4,
@@ -368,7 +370,7 @@ import json
 import numpy as np
 import tensorflow as tf
 from pipelines import inputs
-from vgg_keras.training import distribution
+from vgg_keras.compute import distribution
 from vgg_keras.training import model as run_model
 from vgg_keras.training import notes
 from vgg_keras.training import run_config

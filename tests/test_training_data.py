@@ -10,10 +10,10 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import inputs
 from pipelines import schema
+from pipelines.foundation import errors
 from tests.conftest import write_shards
 from tests.conftest import write_tfds_metadata
 from vgg_keras.training import data as run_data

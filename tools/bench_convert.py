@@ -73,6 +73,7 @@ def measure_reference(paths):
 def measure_converter(image_folder, output, workers, images_per_shard):
     """Returns (steady-state images/s, end-to-end seconds, start-up seconds)."""
     from pipelines import convert
+    from pipelines import shard_writer
     from pipelines import sources
 
     shutil.rmtree(output, ignore_errors=True)
@@ -83,7 +84,7 @@ def measure_converter(image_folder, output, workers, images_per_shard):
                                num_workers=workers, progress=False)
     end = time.time()
     reports = [json.loads(p.read_text())
-               for p in pathlib.Path(output, convert.STATE_DIR).glob("train-*.json")]
+               for p in pathlib.Path(output, shard_writer.STATE_DIR).glob("train-*.json")]
     # Each worker's span from its first shard's start to its last shard's end: the slowest
     # is the conversion's critical path, without the workers' one-off start.
     spans = {}

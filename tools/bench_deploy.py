@@ -44,7 +44,7 @@ CROP, Q = 224, 256
 
 def _crops(work, count):
     """The client's crops of ``count`` photo-like JPEGs, and the shards for calibration."""
-    from pipelines import storage
+    from pipelines.foundation import storage
     from vgg_keras.serving import client
 
     # Photo-like JPEGs in class folders, converted: the calibration reads the training split.
@@ -59,7 +59,7 @@ def _net(width, shards, work):
     import vgg_keras
 
     if width < 1 and _TRAIN_STEPS.value:
-        from vgg_keras import artifacts
+        from vgg_keras.artifacts import loading
         from vgg_keras.training import loop
         from vgg_keras.training import run_config
 
@@ -69,21 +69,23 @@ def _net(width, shards, work):
             fc_units=max(64, int(4096 * width)), scale=(Q, Q), batch_size=16, init="glorot",
             dropout=0.0, learning_rate=0.01, lr_schedule="cosine", seed=0,
             train_steps=_TRAIN_STEPS.value, progress="epochs"))
-        return artifacts.load_model(str(model_dir))
+        return loading.load_model(str(model_dir))
     if _WEIGHTS.value and width == 1:
-        from vgg_keras import settings
         from vgg_keras.nets import pretrained
+        from vgg_keras.nets import published
 
-        kind, path = settings.published_weights_source(_WEIGHTS.value, "--weights", "D")
-        return pretrained.build_pretrained("D", kind, path)
-    return vgg_keras.build_vgg("D", width=width, fc_units=max(64, int(4096 * width)), seed=0)
+        weights = published.parse(_WEIGHTS.value)
+        return pretrained.build_pretrained("D", weights.kind, weights.path)
+    return vgg_keras.build_vgg("D", width=width,
+                               head=vgg_keras.Head(fc_units=max(64, int(4096 * width))),
+                               weight_init=vgg_keras.WeightInit(seed=0))
 
 
 def _runners(model, fp32, int8):
     """``{name: (function of uint8 crops, files)}`` for every runtime and precision."""
     import tensorflow as tf
 
-    from vgg_keras.serving import runtimes
+    from vgg_keras.artifacts import runtimes
 
     keras_net = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     loaded = tf.saved_model.load(fp32)  # kept: its functions need its variables
@@ -154,7 +156,7 @@ def measure(width, crops, shards, work):
 
 def main(argv):
     del argv
-    from pipelines import tf_runtime
+    from pipelines.foundation import tf_runtime
 
     tf = tf_runtime.start()  # TensorFlow's own log lines off, as in the programs
     work = pathlib.Path(_WORK_DIR.value)

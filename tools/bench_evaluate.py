@@ -45,15 +45,16 @@ def make_data(work, count):
 
 def rates(model, shards, strategy):
     """Images/s of each protocol."""
-    from vgg_keras import evaluation
+    from vgg_keras.evaluation import config as eval_config
+    from vgg_keras.evaluation import evaluator
 
     found = {}
     for protocol in PROTOCOLS:
-        config = evaluation.EvalConfig(model=(str(model),), data_dir=str(shards),
+        config = eval_config.EvalConfig(model=(str(model),), data_dir=str(shards),
                                        protocols=(protocol,), scales=(256,),
                                        max_images=_NUM_IMAGES.value,
                                        batch_size=_BATCH_SIZE.value)
-        results = evaluation.evaluate(config, strategy=strategy, progress=False)
+        results = evaluator.evaluate(config, strategy=strategy, progress=False)
         found[protocol] = results[protocol]["num_images"] / results["settings"]["seconds"]
     return found
 
@@ -76,7 +77,7 @@ def main(argv):
     work = pathlib.Path(_WORK_DIR.value)
     model = work / "model.keras"
     if _REPLICAS.value:
-        from vgg_keras.training import distribution
+        from vgg_keras.compute import distribution
 
         strategy = distribution.make_strategy("mirrored", cpu_replicas=_REPLICAS.value)
         print(json.dumps(rates(model, work / "shards", strategy)))
@@ -84,7 +85,8 @@ def main(argv):
     import vgg_keras
 
     make_data(work, _NUM_IMAGES.value)
-    vgg_keras.build_vgg("D", 10, width=_WIDTH.value, fc_units=512, seed=0).save(model)
+    vgg_keras.build_vgg("D", 10, width=_WIDTH.value, head=vgg_keras.Head(fc_units=512),
+                        weight_init=vgg_keras.WeightInit(seed=0)).save(model)
     runs = {"1 replica": (ROOT, 1), "2 replicas": (ROOT, 2)}
     if _BEFORE.value:
         runs["before, 1 replica"] = (pathlib.Path(_BEFORE.value).resolve(), 1)

@@ -58,7 +58,7 @@ def main(argv):
     encoded = [path.read_bytes() for path in paths]
     crops = tf.stack([preprocessing.center_crop(preprocessing.rescale_shorter_side(
         preprocessing.decode(data), TEST_SCALE), 224) for data in encoded])
-    model = vgg_keras.build_vgg(_CONFIG.value, 1000, seed=0)
+    model = vgg_keras.build_vgg(_CONFIG.value, 1000, weight_init=vgg_keras.WeightInit(seed=0))
     model_file = work / "model.keras"
     model.save(model_file)
     shutil.rmtree(work / "export", ignore_errors=True)

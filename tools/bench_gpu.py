@@ -103,7 +103,7 @@ def time_step(config, batch_size, dtype, image_size, steps, warmup):
                                             "mixed_bfloat16")
     try:
         model = vgg_keras.build_vgg(config, 1000, input_shape=(image_size, image_size, 3),
-                                    seed=0)
+                                    weight_init=vgg_keras.WeightInit(seed=0))
         step, state = make_step(model)
         rng = np.random.default_rng(0)
         images = jax.device_put(rng.integers(0, 256, (batch_size, image_size, image_size, 3),

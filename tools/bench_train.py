@@ -72,7 +72,8 @@ def _ours(config, images, labels, enable_xla=False):
 
     strategy = _strategy()
     with strategy.scope():
-        model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
+        model = vgg_keras.build_vgg(config, input_shape=images.shape[1:],
+                                    weight_init=vgg_keras.WeightInit(seed=0))
         optimizer = run_model.make_optimizer(run_config.TrainConfig(
             data_dir="", model_dir="", learning_rate=1e-3))
         optimizer.build(model.trainable_variables)
@@ -93,7 +94,8 @@ def _reference(config, images, labels):
             weights=None, input_shape=images.shape[1:])
         inputs = keras.applications.vgg16.preprocess_input(images.astype("float32"))
     else:  # no keras.applications net: our builder, compiled and fitted by Keras itself
-        model = vgg_keras.build_vgg(config, seed=0, input_shape=images.shape[1:])
+        model = vgg_keras.build_vgg(config, input_shape=images.shape[1:],
+                                    weight_init=vgg_keras.WeightInit(seed=0))
         inputs = images
     # The same optimizer: SGD with momentum and weight decay (Keras applies it decoupled;
     # the work per weight is the same as ours).

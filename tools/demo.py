@@ -26,10 +26,10 @@ import time
 from absl import app
 
 from pipelines import dataset_info
-from pipelines import settings as declared
-from pipelines.settings import at_least
-from pipelines.settings import setting
-from vgg_keras import artifacts
+from pipelines.foundation import settings as declared
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
+from vgg_keras.artifacts import layout
 
 from . import program
 
@@ -225,7 +225,7 @@ def _second_act(config, model_dir, step):
 def _report(output_dir, raw, predict_stdout, timings, seconds):
     """The final table: conversion, training, evaluation, export, predictions."""
     manifest = dataset_info.read_manifest(os.path.join(output_dir, "data"))
-    summary = artifacts.read_summary(os.path.join(output_dir, "model"))
+    summary = layout.read_summary(os.path.join(output_dir, "model"))
     with open(os.path.join(output_dir, "eval", "results.json")) as file:
         results = json.load(file)
     with open(os.path.join(raw, VAL_LABELS)) as file:
@@ -243,7 +243,7 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
              f"{'training':<22}config {summary['config']}, {summary['epochs']:.0f} epochs, "
              f"{summary['replicas']} replicas, {summary['images_per_second']:.1f} images/s, "
              f"final loss {summary['final_loss']:.3f}",
-             f"{'':<22}curve: {os.path.join(output_dir, 'model', artifacts.CURVE_FILE)}",
+             f"{'':<22}curve: {os.path.join(output_dir, 'model', layout.CURVE_FILE)}",
              f"{'evaluation':<22}{'protocol':<12}{'top-1 err':>10}{'top-5 err':>10}"
              f"{'images':>8}   (Q = {','.join(str(q) for q in results['settings']['scales'])})"]
     for protocol in ("single", "dense", "multicrop"):
@@ -251,7 +251,7 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
         lines.append(f"{'':<22}{protocol:<12}{100 * row['top1_error']:>9.1f}%"
                      f"{100 * row['top5_error']:>9.1f}%{row['num_images']:>8}")
     lines.append(f"{'export':<22}"
-                 f"{artifacts.find_export(os.path.join(output_dir, 'export', MODEL_NAME))}")
+                 f"{layout.find_export(os.path.join(output_dir, 'export', MODEL_NAME))}")
     for line in predict_stdout.splitlines():  # vgg-predict --json: one object per image
         if not line.startswith("{"):
             continue  # what TensorFlow printed while loading
@@ -260,8 +260,8 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
         true = truth[int(image.split("_")[-1].split(".")[0]) - 1]
         lines.append(f"{'prediction':<22}{image}: {top['synset']} ({top['label'].split(',')[0]})"
                      f" p={top['score']:.4f}; true class {true}")
-    fine_tuned = artifacts.read_summary(os.path.join(output_dir, "model_fine_tuned"))
-    scratch = artifacts.read_summary(os.path.join(output_dir, "model_scratch"))
+    fine_tuned = layout.read_summary(os.path.join(output_dir, "model_fine_tuned"))
+    scratch = layout.read_summary(os.path.join(output_dir, "model_scratch"))
     lines.append(f"{'own classes':<22}{len(NEW_CLASSES)} new classes, "
                  f"{fine_tuned['train_examples']} training images, {fine_tuned['steps']} steps "
                  "each; validation top-1 error (centre crop):")

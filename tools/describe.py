@@ -12,10 +12,10 @@ import json
 
 from absl import app
 
-from pipelines import errors
-from pipelines import settings as declared
-from pipelines.settings import at_least
-from pipelines.settings import setting
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 from vgg_keras.nets import configs as net_configs
 
 from . import program
@@ -61,9 +61,9 @@ def describe(config, *, batch_norm=False, input_size=net_configs.CROP_SIZE, head
 
     import vgg_keras
 
-    model = vgg_keras.build_vgg(config, num_classes, batch_norm=batch_norm, head=head,
-                                input_shape=(input_size, input_size, 3), width=width,
-                                fc_units=fc_units)
+    model = vgg_keras.build_vgg(config, num_classes, batch_norm=batch_norm,
+                                head=vgg_keras.Head(head, fc_units=fc_units),
+                                input_shape=(input_size, input_size, 3), width=width)
     row = {
         "config": net_configs.variant_name(config, batch_norm),
         "weight_layers": vgg_keras.count_weight_layers(model),
@@ -91,6 +91,7 @@ def published_rows(names=None, batch_norm=False):
     """One dict per published weights file (of the nets ``names``, else all): its net, kinds,
     source, file, size, the accuracy its publisher measured, and its path in the cache (or
     None)."""
+    from vgg_keras.nets import downloads
     from vgg_keras.nets import published
 
     entries = (published.published_weights() if not names else
@@ -99,7 +100,7 @@ def published_rows(names=None, batch_norm=False):
     return [{"config": entry.config, "kinds": list(entry.kinds), "source": entry.source,
              "file": entry.file, "size_bytes": entry.size, "top1": entry.top1,
              "top5": entry.top5, "measured_by": entry.measured_by,
-             "cache": published.cache_dir(entry), "cached": published.cached_file(entry)}
+             "cache": downloads.cache_dir(entry), "cached": downloads.cached_file(entry)}
             for entry in entries]
 
 

@@ -24,13 +24,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = SETTINGS.read()
-    from vgg_keras import evaluation
-    from vgg_keras.training import distribution
+    from vgg_keras.compute import distribution
+    from vgg_keras.evaluation import evaluator
+    from vgg_keras.evaluation import results as results_lib
 
     strategy = distribution.make_strategy(config.distribution_strategy, config.num_gpus,
                                           config.cpu_replicas, config.tpu)
-    results = evaluation.evaluate(config, strategy=strategy)
-    print(evaluation.format_table(results))
+    results = evaluator.evaluate(config, strategy=strategy)
+    print(results_lib.format_table(results))
     for path, read in zip(results["settings"]["models"], results["settings"]["model_files"],
                           strict=True):
         if read != path:  # a model dir read through its checkpoint, an export's version

@@ -22,8 +22,8 @@ A SavedModel is a program: load only exports you trust.
 
 from absl import app
 
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
 from vgg_keras.serving import config as serving_config
 
 from . import program
@@ -44,11 +44,9 @@ def main(argv):
     if config.model:
         path = export.export_saved_model(config.model, config.export_dir, config.serving())
     else:
-        model, weights = artifacts.load_published(config.config, *config.weights_source(),
-                                                  crop_size=config.crop_size)
-        path = export.export_model(model, config.export_dir, config.serving(),
-                                   source=weights if weights.published else config.weights)
-    metadata = artifacts.read_metadata(path)
+        path = export.export_published(config.weights, config.config, config.export_dir,
+                                       config.serving(), crop_size=config.crop_size)
+    metadata = layout.read_metadata(path)
     source = metadata.get("source_file", metadata["source_model"])
     step = f" (the checkpoint of step {metadata['source_step']:,})" if metadata.get(
         "source_step") is not None else ""
@@ -66,7 +64,7 @@ def main(argv):
         print(f"  int8 calibrated on {calibration['images']} images of {calibration['data_dir']} "
               f"({calibration['split']} split, Q={calibration['test_scale']})")
     if "onnx" in config.format:
-        print(f"  Triton: {storage.join(storage.dirname(path), artifacts.TRITON_CONFIG)}")
+        print(f"  Triton: {storage.join(storage.dirname(path), layout.TRITON_CONFIG)}")
     return 0
 
 

@@ -34,12 +34,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _OUTPUT_DIR.value:
         raise app.UsageError("--output_dir is required")
-    files = synthetic.write_dataset(_OUTPUT_DIR.value, layout=_LAYOUT.value,
-                                    synsets=tuple(_CLASSES.value or synthetic.DEFAULT_SYNSETS),
-                                    train_per_class=_TRAIN_PER_CLASS.value,
-                                    val_per_class=_VAL_PER_CLASS.value, problems=_PROBLEMS.value,
-                                    seed=_SEED.value, val_label_file=_VAL_LABEL_FILE.value,
-                                    scene_offset=_SCENE_OFFSET.value)
+    files = synthetic.write_dataset(
+        _OUTPUT_DIR.value, layout=_LAYOUT.value,
+        synsets=tuple(_CLASSES.value or synthetic.DEFAULT_SYNSETS),
+        train_per_class=_TRAIN_PER_CLASS.value, val_per_class=_VAL_PER_CLASS.value,
+        problems=_PROBLEMS.value, seed=_SEED.value, val_label_file=_VAL_LABEL_FILE.value,
+        style=synthetic.ImageStyle(scene_offset=_SCENE_OFFSET.value))
     kinds = collections.Counter(record.kind for record in files)
     print(f"wrote {len(files)} files under {os.path.abspath(_OUTPUT_DIR.value)} ({_LAYOUT.value}): "
           + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))

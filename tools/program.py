@@ -1,5 +1,5 @@
 """What every program of ``tools/`` shares: flags derived from a library's settings dataclass
-(each setting declared once, in the library: ``pipelines.settings.setting``),
+(each setting declared once, in the library: ``pipelines.foundation.settings.setting``),
 ``--help`` that lists the program's own flags (its console script's wrapper is not the program's
 module), and an error its user can fix ending the program with one line naming the problem and
 the fix, and exit status 1; what a rerun may cure (a peer gone, a port taken) one line and exit
@@ -18,9 +18,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from pipelines import errors
-from pipelines import tf_runtime
-from pipelines.settings import setting
+from pipelines.foundation import errors
+from pipelines.foundation import tf_runtime
+from pipelines.foundation.settings import setting
 
 EXIT_USER_ERROR, EXIT_BUG, EXIT_TEMPORARY = (errors.EXIT_USER_ERROR, errors.EXIT_BUG,
                                              errors.EXIT_TEMPORARY)

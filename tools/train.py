@@ -19,7 +19,7 @@ import sys
 
 from absl import app
 
-from vgg_keras import artifacts
+from vgg_keras.artifacts import layout
 from vgg_keras.training import run_config
 
 from . import program
@@ -46,7 +46,7 @@ def main(argv):
     print(f"done: {summary['steps']} steps, val top-1 {summary['val_top1']:.4f}, top-5 "
           f"{summary['val_top5']:.4f}, {summary['images_per_second']:.1f} images/s on "
           f"{summary['replicas']} replicas; "
-          f"{os.path.join(cfg.model_dir, artifacts.SUMMARY_FILE)}")
+          f"{os.path.join(cfg.model_dir, layout.SUMMARY_FILE)}")
     return 0
 
 

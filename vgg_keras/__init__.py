@@ -2,16 +2,16 @@
 Large-Scale Image Recognition", as Keras models.
 
 The package root exposes the nets (``vgg_keras.nets``: Keras only, any backend; TensorFlow is not
-imported). Training, evaluation and serving, which need TensorFlow, are subpackages of their own
-(``vgg_keras.training``, ``vgg_keras.evaluation``, ``vgg_keras.serving``) over the two owners
-they share: ``artifacts`` (what a model dir, a checkpoint and an export look like) and
-``protocols`` (the paper's test protocols).
+imported) and reads any model back (``vgg_keras.artifacts``). Training, evaluation and serving,
+which need TensorFlow, are rooms of their own (``vgg_keras.training``, ``vgg_keras.evaluation``,
+``vgg_keras.serving``) over what they share: ``artifacts`` (a model from anywhere), ``compute``
+(where they compute) and ``protocols`` (the paper's test protocols).
 
-The names below are loaded on first use: ``import vgg_keras`` (and so the command-line tools,
-whose flags are defined from ``vgg_keras.training.run_config`` before any Keras is needed) does
-not pay for importing Keras and its backend. Yet after ``import vgg_keras``, Keras loads every
-model this package saved (``keras.models.load_model("MODEL_DIR/model.keras")``): our layers are
-registered with Keras the moment Keras is imported, or at once if it already is.
+The names below are loaded on first use (the package's one table of lazy names): ``import
+vgg_keras`` (and so the command-line tools, whose flags are defined before any Keras is needed)
+does not pay for importing Keras and its backend. Yet after ``import vgg_keras``, Keras loads
+every model this package saved (``keras.models.load_model("MODEL_DIR/model.keras")``): our
+layers are registered with Keras once its module has run, or at once if it already has.
 """
 
 import importlib
@@ -29,7 +29,9 @@ _EXPORTS = {
     "build_classifier": "nets.builder",
     "build_preprocessing": "nets.builder",
     "build_vgg": "nets.builder",
-    "to_conv_head": "nets.builder",
+    "Preprocessing": "nets.builder",
+    "Head": "nets.heads",
+    "to_conv_head": "nets.heads",
     "CLASSIFIER": "nets.configs",
     "CONFIGS": "nets.configs",
     "PAPER_INIT_STDDEV": "nets.configs",
@@ -49,8 +51,8 @@ _EXPORTS = {
     "load_torchvision_weights": "nets.torch_weights",
     "build_pretrained": "nets.pretrained",
     "published_weights": "nets.published",
-    "load_model": "artifacts",
-    "decode_predictions": "artifacts",
+    "load_model": "artifacts.loading",
+    "decode_predictions": "artifacts.loading",
     "preprocess_image": "serving.client",
 }
 
@@ -79,21 +81,30 @@ class _RegisterWhenKerasIsImported(importlib.abc.MetaPathFinder):
     """Finds ``keras`` as Python would, and registers our layers once its module has run.
 
     Python has no hook that runs after another package's import; this finder, first on
-    ``sys.meta_path`` until Keras is imported, is the standard way to make one. It removes itself
-    before looking Keras up, so it runs once and never stands between Python and any other
-    module."""
+    ``sys.meta_path`` until Keras has been imported, is the standard way to make one. It stays
+    until Keras' module has run (a ``find_spec("keras")`` that imports nothing, as TensorFlow's
+    start makes, leaves it waiting for the import itself), and never stands between Python and
+    any other module."""
+
+    def __init__(self):
+        self._finding = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name != "keras" or self._finding:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._finding = True  # the search below asks the finders again, this one included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is None or spec.loader is None:
             return spec
         run_module = spec.loader.exec_module
 
         def run_then_register(module):
             run_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _register_layers()
 
         spec.loader.exec_module = run_then_register  # this spec's own loader object only

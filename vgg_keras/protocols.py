@@ -14,6 +14,7 @@ anything heavy starts); the functions import it when first called.
 """
 
 from pipelines import input_config
+from vgg_keras.nets import configs
 
 # The protocols: single (one centre crop), dense (§3.2: the fully convolutional net on the whole
 # image), multi-crop (§3.2: a grid of crops), and dense + multi-crop (§4.3).
@@ -31,7 +32,7 @@ INPUT_MODES = {SINGLE: input_config.CENTER_CROPS, DENSE: input_config.WHOLE_IMAG
 GRID = 5  # §3.2: "5 × 5 regular grid with 2 flips"
 # Q of a model trained without a recorded S, per pixel of its crop: slim's and Keras' habit of
 # resizing to 256 before the 224 crop.
-RESIZE_RATIO_WITHOUT_SCALE = input_config.TEST_SCALE / input_config.CROP_SIZE
+RESIZE_RATIO_WITHOUT_SCALE = input_config.TEST_SCALE / configs.CROP_SIZE
 
 
 def protocol_name(name):
@@ -88,7 +89,7 @@ def single_probabilities(net, crops):
 
 
 def dense_probabilities(conv_net, images):
-    """§3.2 dense protocol: the fully convolutional net (``builder.to_conv_head``) on each whole
+    """§3.2 dense protocol: the fully convolutional net (``heads.to_conv_head``) on each whole
     image of a batch of one shape ``[n, H, W, 3]`` and on its mirror, the spatially averaged
     class scores of the two averaged: ``[n, classes]``."""
     import tensorflow as tf

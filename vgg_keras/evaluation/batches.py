@@ -25,7 +25,7 @@ import tensorflow as tf
 from pipelines import inputs
 from pipelines import preprocessing
 from vgg_keras import protocols as protocol_lib
-from vgg_keras.training import distribution
+from vgg_keras.compute import distribution
 
 
 class ReplicaRunner:
@@ -163,10 +163,11 @@ def chunk_probabilities(models, chunks, protocols, batch_size, runner, num_class
         yield chunk, {protocol: combined[protocol] for protocol in protocols}, seconds
 
 
-def image_chunks(data, scales, chunk, max_images=None, shard=None):
+def image_chunks(info, config, scales, chunk):
     """This worker's images as ``Chunk``s of ``chunk`` images, each rescaled to every scale of
-    ``scales`` (in file order)."""
-    streams = [_images_at(data, q, max_images, shard) for q in scales]
+    ``scales`` (in file order): ``config``, an ``EvalInputConfig`` of whole images, says which
+    images (``max_images``, this worker's ``shard``) and their classes."""
+    streams = [_images_at(info, dataclasses.replace(config, test_scale=q)) for q in scales]
     current = Chunk([], [], {q: [] for q in scales})
     for items in zip(*streams, strict=True):
         current.labels.append(int(items[0][1]))
@@ -180,12 +181,8 @@ def image_chunks(data, scales, chunk, max_images=None, shard=None):
         yield current
 
 
-def _images_at(data, scale, max_images, shard):
-    dataset = inputs.make_eval_dataset(
-        data["info"], mode=inputs.WHOLE_IMAGES, test_scale=scale,
-        label_offset=data["label_offset"], num_classes=data["num_classes"],
-        verify_shards=data["verify_shards"], max_images=max_images, shard=shard)
-    for image, label, name in dataset.as_numpy_iterator():
+def _images_at(info, config):
+    for image, label, name in inputs.make_eval_dataset(info, config).as_numpy_iterator():
         yield image[0], label[0], name[0].decode("utf-8", "replace")
 
 

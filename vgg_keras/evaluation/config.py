@@ -1,20 +1,23 @@
-"""What an evaluation is, declared once (``pipelines.settings``): ``vgg-evaluate`` derives its flags
-from these declarations and ``evaluator.evaluate`` takes them as one object. Where it computes is
-``DistributionSettings``', the same as ``vgg-train``'s. Free of TensorFlow and Keras.
+"""What an evaluation is, declared once (``pipelines.foundation.settings``): ``vgg-evaluate``
+derives its flags from these declarations and ``evaluator.evaluate`` takes them as one object.
+A net with published weights is named as ``vgg-export`` names one (``PublishedSettings``); where
+it computes is ``DistributionSettings``', the same as ``vgg-train``'s. Free of TensorFlow and
+Keras.
 """
 
 import dataclasses
 
-from pipelines import errors
 from pipelines import input_config
-from pipelines import settings as declared
-from pipelines import storage
-from pipelines.settings import at_least
-from pipelines.settings import setting
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation import storage
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 from vgg_keras import protocols
-from vgg_keras import settings
-from vgg_keras.training import cluster
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import settings as artifact_settings
+from vgg_keras.compute import cluster
+from vgg_keras.compute import settings as compute_settings
 
 CHUNK_IMAGES = 256  # the images a worker holds at once, at every scale (the bounded buffer)
 
@@ -42,20 +45,15 @@ def _join(values):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class EvalConfig(settings.DistributionSettings):
-    """An evaluation: the models (several are fused, §4.4), the data, the protocols and scales,
-    where the results go; and where it computes (``DistributionSettings``)."""
+class EvalConfig(artifact_settings.PublishedSettings, compute_settings.DistributionSettings):
+    """An evaluation: the models (several are fused, §4.4; a net with published weights among
+    them: ``PublishedSettings``), the data, the protocols and scales, where the results go; and
+    where it computes (``DistributionSettings``)."""
 
     model: tuple | None = setting(None, "Keras file, vgg-train model dir, checkpoint, export, or "
                                         "an export's ONNX, LiteRT or OpenVINO file; repeat to "
                                         "fuse several models (§4.4), each at its own training "
                                         "scale's test scales.", multiple=True)
-    config: str = setting("D", "With --weights: the net (A, B, D, E or a -BN variant).")
-    weights: str | None = setting(None, "A net with published ImageNet weights, evaluated as "
-                                        "published (fused with the --model ones, if any): "
-                                        "paper (D, E), torchvision or timm (A, B, D, E and "
-                                        "their BN variants), downloaded once into the "
-                                        "library's cache; or KIND=PATH for a file.")
     data_dir: str = setting(help="Shards with a validation split.")
     protocols: tuple = setting((protocols.SINGLE,), "Comma list of "
                                f"{', '.join(protocols.PROTOCOLS)} (single: the centre crop; "
@@ -76,8 +74,6 @@ class EvalConfig(settings.DistributionSettings):
     batch_size: int = setting(32, "Network inputs per replica and step: centre crops (single), "
                                   "crops (multi-crop: 50 per image), or whole images with their "
                                   "mirrors (dense: 2 per image).", check=at_least(1))
-    crop_size: int | None = setting(None, "Default: the model's training crop.",
-                                    check=at_least(1))
     max_images: int | None = setting(None, "Evaluate only the first N images.",
                                      check=at_least(1))
     verify_shards: bool = setting(False, "Compare every shard's sha256 with the manifest first "
@@ -93,30 +89,23 @@ class EvalConfig(settings.DistributionSettings):
             raise errors.UserError("--model is required: a Keras file, a vgg-train model dir, "
                                    "a checkpoint or an export (or --config and --weights: a "
                                    "net with published weights)")
-        weights_file = self.weights_source()[1] if self.weights else None
         unknown = [p for p in self.protocols if p not in protocols.PROTOCOLS]
         if unknown or not self.protocols:
             raise errors.UserError(f"protocols must be among {protocols.PROTOCOLS}, got "
                                    f"{list(self.protocols)}")
         for flag, path in [*(("--model", m) for m in self.model or ()),
-                           ("--weights", weights_file), ("--data_dir", self.data_dir),
+                           ("--data_dir", self.data_dir),
                            ("--output_dir", self.output_dir)]:
             if path:
                 storage.check_filesystem(path, flag)
         if self.output_dir and check_files:
             storage.check_folder(self.output_dir, "--output_dir")
         if self.distribution_strategy == "tpu":
-            settings.check_tpu_paths({"--data_dir": self.data_dir})
+            compute_settings.check_tpu_paths({"--data_dir": self.data_dir})
         if self.distribution_strategy == "multi_worker" and check_files:
             cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
-        missing = [m for m in self.model or () if check_files and not artifacts.exists(m)]
+        missing = [m for m in self.model or () if check_files and not layout.exists(m)]
         if missing:
             raise errors.UserError(f"--model={missing[0]} does not exist: give a Keras file, a "
                                    "vgg-train model dir, a checkpoint or an export")
-        if weights_file and check_files and not storage.exists(weights_file):
-            raise errors.UserError(f"--weights={self.weights}: {weights_file} does not exist "
-                                   "(give the kind alone to download the published file)")
-
-    def weights_source(self):
-        """``(kind, path)`` of ``weights`` (path None: the published file, by name)."""
-        return settings.published_weights_source(self.weights, "--weights", self.config)
+        self.check_weights(check_files)

@@ -14,16 +14,19 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import dataset_info
-from pipelines import errors
-from pipelines import progress as progress_lines
+from pipelines import input_config
 from pipelines import shard_integrity
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import progress as progress_lines
 from vgg_keras import protocols as protocol_lib
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
+from vgg_keras.compute import distribution
 from vgg_keras.evaluation import batches as batches_lib
 from vgg_keras.evaluation import results as results_lib
 from vgg_keras.nets import builder
 from vgg_keras.nets import configs
-from vgg_keras.training import distribution
+from vgg_keras.nets import heads
 
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal
 
@@ -87,7 +90,7 @@ class Evaluation:
         self.info = dataset_info.read_info(config.data_dir)
         need_dense = protocol_lib.DENSE in protocol_lib.protocol_parts(config.protocols)
         with strategy.scope():  # the nets' variables on every replica
-            self.nets = [_Net(path, *artifacts.load_model_and_source(path), config.crop_size,
+            self.nets = [_Net(path, *loading.load_model_and_source(path), config.crop_size,
                               need_dense) for path in config.model or ()]
             if config.weights:
                 self.nets.append(_published_net(config, need_dense))
@@ -116,11 +119,12 @@ class Evaluation:
         """``(chunk, {protocol: probabilities [n, classes]}, {part: seconds})`` of this worker's
         images, a chunk at a time (``batches.chunk_probabilities``)."""
         config = self.config
-        data = dict(info=self.info, label_offset=config.label_offset,
-                    num_classes=self.num_classes, verify_shards=config.verify_shards)
+        images = input_config.EvalInputConfig(
+            mode=input_config.WHOLE_IMAGES, num_classes=self.num_classes,
+            label_offset=config.label_offset, verify_shards=config.verify_shards,
+            max_images=config.max_images, shard=(self.workers, self.worker))
         scales = sorted({q for net in self.nets for q in net.scales})
-        chunks = batches_lib.image_chunks(data, scales, config.chunk, config.max_images,
-                                          (self.workers, self.worker))
+        chunks = batches_lib.image_chunks(self.info, images, scales, config.chunk)
         try:
             yield from batches_lib.chunk_probabilities(
                 self.nets, chunks, config.protocols, config.batch_size,
@@ -133,7 +137,7 @@ class Evaluation:
         nets = self.nets
         train_scales = [list(net.train_scale) if net.train_scale else None for net in nets]
         published_weights = [net.weights.to_json() for net in nets
-                             if net.weights and net.weights.published]
+                             if net.weights and net.weights.fetched]
         return {"models": [net.path for net in nets],
                 "model_files": [net.source.describe() for net in nets],
                 **({"published_weights": published_weights} if published_weights else {}),
@@ -169,26 +173,26 @@ class _Net:
 
     def __init__(self, path, model, source, crop_size, need_dense, weights=None):
         self.path, self.model, self.source, self.weights = path, model, source, weights
-        self.crop_size = crop_size or int(model.input.shape[1])
+        self.crop_size = crop_size or builder.crop_size_of(model)
         self.scales = self.train_scale = None
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
             raise errors.UserError(f"dense evaluation of {path} needs the net's layers (a Keras "
                                    "file, a vgg-train model dir or checkpoint), not a SavedModel; "
                                    "use single or multicrop")
         net = protocol_lib.as_probabilities(model)
-        conv_net = (protocol_lib.as_probabilities(builder.to_conv_head(model)) if need_dense
+        conv_net = (protocol_lib.as_probabilities(heads.to_conv_head(model)) if need_dense
                     else None)
         self.functions = batches_lib.part_functions(net, conv_net, self.crop_size)
 
 
 def _published_net(config, need_dense):
     """The net of ``--config`` with the published weights of ``--weights``, at ``--crop_size``
-    (default: the 224 they were trained at)."""
-    model, weights = artifacts.load_published(config.config, *config.weights_source(),
-                                              crop_size=config.crop_size)
+    (default: the crop they were trained on)."""
+    model, weights, _ = loading.load_published(config.weights, config.config,
+                                               crop_size=config.crop_size)
     label = f"{configs.variant_name(config.config)} {config.weights}"
-    return _Net(label, model, artifacts.ModelSource(label, "published", weights.describe()),
-                config.crop_size, need_dense, weights)
+    return _Net(label, model, loading.ModelSource(label, "published", weights.describe()),
+                None, need_dense, weights)
 
 
 def _check_classes(nets, info, num_classes):
@@ -207,11 +211,11 @@ def _assign_scales(nets, scales, train_scale):
     """Each model's test scales: ``scales`` for all, else §4.2's defaults of ``train_scale`` for
     all, else of each model's own recorded training scale."""
     for net in nets:
-        if net.weights:  # published weights: measured by their publishers at 256 of 224
-            recorded, served = None, protocol_lib.fallback_test_scale(net.crop_size)
+        if net.weights:  # published weights: at the Q their publishers measured them at
+            recorded, served = None, net.weights.needs.test_scale_at(net.crop_size)
         else:
-            recorded = artifacts.train_scale_of(net.path)
-            served = artifacts.served_test_scale(net.path)
+            recorded = layout.train_scale_of(net.path)
+            served = layout.served_test_scale(net.path)
         net.train_scale = tuple(train_scale) if train_scale else recorded
         if scales:
             net.scales = list(scales)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from pipelines import input_config
-from pipelines import storage
+from pipelines.foundation import storage
 from vgg_keras import protocols
 
 TOP = 5  # the classes of each image in predictions.csv

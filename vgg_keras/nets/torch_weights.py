@@ -27,9 +27,10 @@ import keras
 import numpy as np
 
 from vgg_keras.nets import builder
+from vgg_keras.nets import published
 from vgg_keras.nets import stats
 
-TORCH_BN_EPSILON = 1e-5
+TORCH_BN_EPSILON = published.TORCH_BN_EPSILON
 _FC = ("fc1", "fc2", "predictions")
 _TORCHVISION_FC = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 _TIMM_FC = {"fc1": "pre_logits.fc1", "fc2": "pre_logits.fc2", "predictions": "head.fc"}

@@ -1,23 +1,23 @@
-"""What an export serves, and what ``vgg-export`` exports, declared once (``pipelines.settings``):
-``vgg-export`` derives its flags from these declarations, and ``export.export_saved_model`` and
-``export.export_model`` take ``ServingSettings`` as one object.
+"""What an export serves, and what ``vgg-export`` exports, declared once
+(``pipelines.foundation.settings``): ``vgg-export`` derives its flags from these declarations,
+and ``export.export_saved_model`` and ``export.export_model`` take ``ServingSettings`` as one
+object. A net with published weights is named as ``vgg-evaluate`` names one
+(``PublishedSettings``).
 """
 
 import dataclasses
 
-from pipelines import errors
-from pipelines import settings as declared
-from pipelines import storage
-from pipelines.settings import at_least
-from pipelines.settings import setting
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation import storage
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 from vgg_keras import protocols
-from vgg_keras import settings
-from vgg_keras.nets import configs
-from vgg_keras.serving import runtimes
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import settings as artifact_settings
 
 # The formats and precisions (``formats`` holds their code), named without TensorFlow.
-FORMATS = ("saved_model", *runtimes.TENSOR_FORMATS)
+FORMATS = ("saved_model", *layout.TENSOR_FORMATS)
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MAX_PIXELS = 40_000_000  # above the largest ImageNet image (~ 33 MP); ~120 MB decoded
 DEFAULT_MIN_SIDE = 32
@@ -88,33 +88,19 @@ class ServingSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ExportConfig(ServingSettings):
+class ExportConfig(ServingSettings, artifact_settings.PublishedSettings):
     """``vgg-export``: a trained net (``model``), or a net with published weights (``config``
-    and ``weights``), served as ``ServingSettings`` say, written under ``export_dir``."""
+    and ``weights``: ``PublishedSettings``), served as ``ServingSettings`` say, written under
+    ``export_dir``."""
 
     export_dir: str = setting(help="Base folder of the exports.")
     model: str | None = setting(None, "vgg-train model dir, Keras file from it, or checkpoint "
                                       "(MODEL_DIR/checkpoints/best/ckpt-N).")
-    config: str = setting("D", "With --weights: the net (A, B, D, E or a -BN variant).")
-    weights: str | None = setting(None, "Instead of --model, a net with published weights: "
-                                        "paper (D, E: the authors' weights as "
-                                        "keras.applications publishes them), torchvision or "
-                                        "timm (A, B, D, E and their BN variants: timm's copy "
-                                        "on the Hugging Face Hub), downloaded once into the "
-                                        "library's cache; or KIND=PATH for a file (.h5, "
-                                        ".safetensors, or .pth with torch installed).")
-    crop_size: int = setting(configs.CROP_SIZE, "With --weights: the input side the weights "
-                                                "were trained at (their fc1 reads its map).",
-                             check=at_least(1))
 
     def serving(self):
         """The ``ServingSettings`` part."""
         names = {field.name for field in dataclasses.fields(ServingSettings)}
         return ServingSettings(**{name: getattr(self, name) for name in names})
-
-    def weights_source(self):
-        """``(kind, path)`` of ``weights`` (path None: the published file, by name)."""
-        return settings.published_weights_source(self.weights, "--weights", self.config)
 
     def validate(self, check_files=True):
         """Raises ``UserError`` for a value that cannot work; with ``check_files``, for a model
@@ -123,20 +109,17 @@ class ExportConfig(ServingSettings):
         if bool(self.model) == bool(self.weights):
             raise errors.UserError("--export_dir is required, with --model (a trained net) or "
                                    "--config and --weights (a net with published weights)")
-        if self.weights:
-            with errors.user_input():
-                configs.resolve_config(self.config)
-            self.weights_source()
+        if self.model and self.crop_size:
+            raise errors.UserError(f"--crop_size={self.crop_size} is for --weights: a trained "
+                                   f"net reads the crops it was built for (--model={self.model})")
         for name in ("model", "export_dir"):
             if getattr(self, name):
                 storage.check_filesystem(getattr(self, name), f"--{name}")
         if check_files:
             storage.check_folder(self.export_dir, "--export_dir")
-        weights_file = self.weights_source()[1] if self.weights else None
-        if check_files and not (artifacts.exists(self.model) if self.model else
-                                weights_file is None or storage.exists(weights_file)):
-            source = self.model or weights_file
-            raise errors.UserError(f"{source} does not exist: give --model a vgg-train model "
+        self.check_weights(check_files)
+        if self.model and check_files and not layout.exists(self.model):
+            raise errors.UserError(f"{self.model} does not exist: give --model a vgg-train model "
                                    "dir, a Keras file or a checkpoint, or --weights=KIND=PATH "
                                    "a published weights file")
 

@@ -18,6 +18,7 @@ signature, which the server runs before its first client.
 A SavedModel is a program (TensorFlow's security model): load only exports you trust.
 """
 
+import dataclasses
 import datetime
 import errno
 import os
@@ -29,14 +30,16 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import dataset_info
-from pipelines import errors
 from pipelines import imagenet_labels
 from pipelines import preprocessing
 from pipelines import schema
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
 from vgg_keras.nets import builder
+from vgg_keras.nets import configs
 from vgg_keras.nets import published
 from vgg_keras.serving import formats
 from vgg_keras.serving import graph
@@ -68,12 +71,31 @@ def export_saved_model(model_path, export_dir, settings=None):
     """
     settings = settings or ServingSettings()
     settings.check()
-    if storage.isdir(model_path) and artifacts.find_export(model_path) == model_path:
+    if storage.isdir(model_path) and layout.find_export(model_path) == model_path:
         raise errors.UserError(f"{model_path} is a SavedModel already; export a Keras file, a "
                                "vgg-train model dir or a checkpoint")
-    model, source = artifacts.load_model_and_source(model_path)
-    return export_model(model, export_dir, settings, summary=artifacts.read_summary(model_path),
+    model, source = loading.load_model_and_source(model_path)
+    return export_model(model, export_dir, settings, summary=layout.read_summary(model_path),
                         source=source)
+
+
+def export_published(weights, config, export_dir, settings=None, *, crop_size=None):
+    """Exports net ``config`` with published ``weights`` (a ``published.Weights``, or its text:
+    ``"timm"``, ``"paper=PATH"``), no training run, as ``export_saved_model`` does: built and
+    loaded as the weights need (``loading.load_published``; ``crop_size``: another crop than
+    theirs), serving their classes (ImageNet's) at the test scale their publisher measured
+    them at (unless ``settings`` give another). Returns the path of the new version."""
+    model, weights, _ = loading.load_published(weights, config, crop_size=crop_size)
+    settings = settings or ServingSettings()
+    needs = weights.needs
+    if not settings.test_scale:
+        settings = dataclasses.replace(
+            settings, test_scale=needs.test_scale_at(builder.crop_size_of(model)))
+    synsets, names = loading.imagenet_classes()
+    summary = {"config": configs.variant_name(config), "class_synsets": list(synsets),
+               "class_names": list(names)}
+    return export_model(model, export_dir, settings, summary=summary,
+                        source=weights if weights.fetched else str(weights))
 
 
 def export_model(model, export_dir, settings=None, *, summary=None, source=None):
@@ -81,7 +103,7 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
     ``export_saved_model`` does, with ``summary`` what a run's ``summary.json`` would say of it
     (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
     ``protocols.fallback_test_scale``) and ``source`` where it came from (a description, an
-    ``artifacts.ModelSource`` or published weights' ``published.Weights``: the metadata
+    ``loading.ModelSource`` or published weights' ``published.Weights``: the metadata
     says)."""
     settings = settings or ServingSettings()
     metadata = serving_metadata(model, settings, summary=summary, source=source)
@@ -116,14 +138,14 @@ class _Formats:
     def write(self, module, folder, model_name, metadata):
         if module is not None:
             tf.saved_model.save(module, folder, signatures=module.signatures())
-            storage.makedirs(os.path.join(folder, artifacts.ASSETS_EXTRA))
-            write_warmup_requests(os.path.join(folder, artifacts.WARMUP_FILE), model_name,
+            storage.makedirs(os.path.join(folder, layout.ASSETS_EXTRA))
+            write_warmup_requests(os.path.join(folder, layout.WARMUP_FILE), model_name,
                                   metadata)
-            artifacts.write_metadata(folder, metadata, saved_model=True)
+            layout.write_metadata(folder, metadata, saved_model=True)
         if self.tensor_formats:
             formats.write_formats(self.model, folder, self.tensor_formats, self.precision,
                                   self.calibration)
-        artifacts.write_metadata(folder, metadata)  # the version's marker: written last
+        layout.write_metadata(folder, metadata)  # the version's marker: written last
 
 
 def _write_triton_config(base, metadata, settings):
@@ -131,7 +153,7 @@ def _write_triton_config(base, metadata, settings):
     labels = "labels.txt"
     storage.write_atomic(os.path.join(base, labels), "".join(
         f"{label}\n" for label in metadata["labels"]))
-    storage.write_atomic(os.path.join(base, artifacts.TRITON_CONFIG), formats.triton_config(
+    storage.write_atomic(os.path.join(base, layout.TRITON_CONFIG), formats.triton_config(
         settings.model_name, metadata["crop_size"], metadata["num_classes"],
         settings.max_batch_size, labels))
 
@@ -150,14 +172,14 @@ def serving_metadata(model, settings=None, *, summary=None, source=None):
     settings.check()
     eval_mode = protocols.protocol_name(settings.eval_mode)
     summary = summary or {}
-    if isinstance(source, artifacts.ModelSource):
+    if isinstance(source, loading.ModelSource):
         origin = {"source_model": storage.absolute(source.path), "source_file": source.file,
                   "source_step": source.step}
     elif isinstance(source, published.Weights):  # published weights, by name
         origin = {"source_model": source.describe(), "source_weights": source.to_json()}
     else:
         origin = {"source_model": source or model.name}
-    crop_size = int(model.input.shape[1])
+    crop_size = builder.crop_size_of(model)
     num_classes = int(model.output.shape[-1])
     test_scale = settings.test_scale or _default_test_scale(summary, crop_size)
     if test_scale < crop_size:
@@ -209,18 +231,18 @@ def serving_signature(path):
         UserError: for a SavedModel whose ``serving_default`` is not an export's, or a tensor
             format's file without its export's metadata.
     """
-    version = artifacts.export_of(path)
-    if version is None and artifacts.is_tensor_file(path):
-        raise errors.UserError(f"{path} has no {artifacts.EXPORT_METADATA_FILE} beside it (its "
+    version = layout.export_of(path)
+    if version is None and layout.is_tensor_file(path):
+        raise errors.UserError(f"{path} has no {layout.EXPORT_METADATA_FILE} beside it (its "
                                "test scale and classes): give the file in its vgg-export "
                                "version folder")
     if version is None:
-        model, source = artifacts.load_model_and_source(path)
-        module, _ = serving_module(model, summary=artifacts.read_summary(path), source=source)
+        model, source = loading.load_model_and_source(path)
+        module, _ = serving_module(model, summary=layout.read_summary(path), source=source)
         return module.serving_default
-    file = path if artifacts.is_tensor_file(path) else artifacts.model_file_of_export(version)
-    if artifacts.is_tensor_file(file):
-        return tensor_signature(file, artifacts.read_metadata(version))
+    file = path if layout.is_tensor_file(path) else layout.model_file_of_export(version)
+    if layout.is_tensor_file(file):
+        return tensor_signature(file, layout.read_metadata(version))
     signature = tf.saved_model.load(file).signatures["serving_default"]
     missing = {"classes", "synsets", "labels", "scores"} - set(signature.structured_outputs)
     if missing:
@@ -233,8 +255,8 @@ def tensor_signature(path, metadata):
     """A function as an export's ``serving_default`` (``images``: encoded images → ``classes``,
     ``synsets``, ``labels``, ``scores``) around a tensor format's runtime: each image through
     ``client.preprocess_image`` at the export's Q and crop, as a client of that format does."""
+    from vgg_keras.artifacts import runtimes
     from vgg_keras.serving import client
-    from vgg_keras.serving import runtimes
 
     runtime = runtimes.Runtime(path)
     q, crop, k = metadata["test_scale"], metadata["crop_size"], metadata["top_k"]
@@ -294,7 +316,7 @@ def _write_new_version(module, base, model_name, metadata, writer):
     next one. On an object store, where a folder cannot be renamed, the export is written on
     the local disk and copied into the next version, its ``saved_model.pb`` and
     ``vgg_metadata.json`` last (a version folder without them is no export:
-    ``artifacts.find_export`` and TF Serving pass it by)."""
+    ``layout.find_export`` and TF Serving pass it by)."""
     if storage.is_url(base):
         return _upload_new_version(module, base, model_name, metadata, writer)
     os.makedirs(base, exist_ok=True)
@@ -302,7 +324,7 @@ def _write_new_version(module, base, model_name, metadata, writer):
     try:
         writer.write(module, staging, model_name, metadata)
         while True:
-            version = artifacts.next_version(base)
+            version = layout.next_version(base)
             try:
                 os.rename(staging, os.path.join(base, str(version)))
                 return os.path.join(base, str(version))
@@ -316,9 +338,9 @@ def _write_new_version(module, base, model_name, metadata, writer):
 def _upload_new_version(module, base, model_name, metadata, writer):
     with tempfile.TemporaryDirectory() as staging:
         writer.write(module, staging, model_name, metadata)
-        version = os.path.join(base, str(artifacts.next_version(base)))
-        storage.copy_tree(staging, version, last=(artifacts.SAVED_MODEL_FILE,
-                                                  artifacts.EXPORT_METADATA_FILE))
+        version = os.path.join(base, str(layout.next_version(base)))
+        storage.copy_tree(staging, version, last=(layout.SAVED_MODEL_FILE,
+                                                  layout.EXPORT_METADATA_FILE))
     return version
 
 

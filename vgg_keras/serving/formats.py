@@ -35,21 +35,22 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import tf_runtime
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import tf_runtime
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import runtimes
+from vgg_keras.nets import builder
 from vgg_keras.serving import config
 from vgg_keras.serving import graph
 from vgg_keras.serving import onnx_graph
-from vgg_keras.serving import runtimes
 
 FORMATS, PRECISIONS = config.FORMATS, config.PRECISIONS
 SAVED_MODEL = FORMATS[0]
-ONNX, LITERT, OPENVINO = runtimes.ONNX, runtimes.LITERT, runtimes.OPENVINO
-TENSOR_FORMATS = runtimes.TENSOR_FORMATS
+ONNX, LITERT, OPENVINO = layout.ONNX, layout.LITERT, layout.OPENVINO
+TENSOR_FORMATS = layout.TENSOR_FORMATS
 # The file each server looks for in a version folder (OpenVINO's weights: model.bin beside).
-FILES = dict(zip(TENSOR_FORMATS, artifacts.TENSOR_FILES, strict=True))
+FILES = dict(zip(TENSOR_FORMATS, layout.TENSOR_FILES, strict=True))
 OPENVINO_WEIGHTS = "model.bin"
 INPUT, OUTPUT = onnx_graph.INPUT, onnx_graph.OUTPUT
 CALIBRATION_BATCH = 16
@@ -62,12 +63,13 @@ class TensorModule(tf.Module):
 
     def __init__(self, model):
         super().__init__(name="vgg_tensor")
-        crop = int(model.input.shape[1])
+        crop_size = builder.crop_size_of(model)
         net = protocols.as_probabilities(model)
         self._variables = [variable.value for variable in model.variables]
         self.probabilities = tf.function(
             lambda images: {OUTPUT: net(images)},
-            input_signature=[tf.TensorSpec([None, crop, crop, 3], tf.uint8, name=INPUT)])
+            input_signature=[tf.TensorSpec([None, crop_size, crop_size, 3], tf.uint8,
+                                          name=INPUT)])
 
 
 def write_tensor_saved_model(model, folder):
@@ -99,7 +101,7 @@ def write_formats(model, folder, formats, precision="fp32", calibration=None):
             _litert(source, os.path.join(folder, FILES[LITERT]), precision, calibration)
         if OPENVINO in formats:
             _openvino(onnx_file, os.path.join(folder, FILES[OPENVINO]), precision)
-    return entries(formats, int(model.input.shape[1]), int(model.output.shape[-1]), precision)
+    return entries(formats, builder.crop_size_of(model), int(model.output.shape[-1]), precision)
 
 
 def entries(names, crop, classes, precision):
@@ -108,7 +110,7 @@ def entries(names, crop, classes, precision):
     found = {}
     for name in FORMATS:
         if name == SAVED_MODEL and name in names:
-            found[name] = {"files": [artifacts.SAVED_MODEL_FILE, "variables/"],
+            found[name] = {"files": [layout.SAVED_MODEL_FILE, "variables/"],
                            "precision": "fp32", "signatures": list(graph.SIGNATURES)}
         elif name in names:
             found[name] = {
@@ -220,8 +222,8 @@ def calibration_crops(data_dir, count, test_scale, crop_size):
     preprocessing (shorter side to Q, centre crop): uint8 ``[n, crop, crop, 3]``."""
     from pipelines import inputs
 
-    dataset = inputs.make_eval_dataset(data_dir, mode=inputs.CENTER_CROPS,
-                                       test_scale=test_scale, crop_size=crop_size,
-                                       batch_size=64, split="train", max_images=count)
+    dataset = inputs.make_eval_dataset(data_dir, inputs.EvalInputConfig(
+        test_scale=test_scale, crop_size=crop_size, batch_size=64, split="train",
+        max_images=count))
     crops = [images for images, _, _ in dataset.as_numpy_iterator()]
     return np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8)

@@ -26,13 +26,13 @@ import json
 
 import tensorflow as tf
 
-from pipelines import errors
 from pipelines import image_header
 from pipelines import preprocessing
 from pipelines import schema
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import storage
 from vgg_keras import protocols
-from vgg_keras.nets import builder
+from vgg_keras.nets import heads
 
 SIGNATURES = ("serving_default", "predict_images", "tf_example")
 
@@ -45,13 +45,13 @@ class ServingModule(tf.Module):
         super().__init__(name="vgg_serving")
         self._settings = metadata
         self._q = metadata["test_scale"]
-        self._crop = metadata["crop_size"]
+        self._crop_size = metadata["crop_size"]
         self._k = metadata["top_k"]
         self._num_classes = metadata["num_classes"]
         self._protocol = protocols.protocol_name(metadata["eval_mode"])
         # Dense: the fully convolutional twin serves both the whole images and (for
         # vgg-evaluate) crops, on which it equals the net.
-        net = builder.to_conv_head(model) if self._protocol == protocols.DENSE else model
+        net = heads.to_conv_head(model) if self._protocol == protocols.DENSE else model
         # The Keras objects stay untracked (closures): only their variables are saved, as
         # keras' own ExportArchive does, so the SavedModel holds no Keras internals.
         self._net = protocols.as_probabilities(net)
@@ -71,7 +71,8 @@ class ServingModule(tf.Module):
             tf.TensorSpec([None], tf.string, name="examples")])
         self.classify_crops = tf.function(
             lambda crops: protocols.single_probabilities(self._net, crops), input_signature=[
-                tf.TensorSpec([None, self._crop, self._crop, 3], tf.uint8, name="images")])
+                tf.TensorSpec([None, self._crop_size, self._crop_size, 3], tf.uint8,
+                              name="images")])
 
     def signatures(self):
         return {name: getattr(self, name) for name in SIGNATURES}
@@ -100,9 +101,9 @@ class ServingModule(tf.Module):
 
         if self._protocol == protocols.SINGLE:
             crops = tf.map_fn(
-                lambda item: preprocessing.center_crop(rescaled(item), self._crop),
+                lambda item: preprocessing.center_crop(rescaled(item), self._crop_size),
                 (images, indices),
-                fn_output_signature=tf.TensorSpec([self._crop, self._crop, 3], tf.uint8))
+                fn_output_signature=tf.TensorSpec([self._crop_size, self._crop_size, 3], tf.uint8))
             probabilities = protocols.single_probabilities(self._net, crops)
         else:  # image by image: their sizes differ
             probabilities = tf.map_fn(

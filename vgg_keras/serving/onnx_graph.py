@@ -16,7 +16,8 @@ logits, as ``protocols.as_probabilities`` does).
 import keras
 import numpy as np
 
-from pipelines import errors
+from pipelines.foundation import errors
+from vgg_keras.nets import builder
 from vgg_keras.nets import layers as vgg_layers
 
 OPSET = 17
@@ -36,7 +37,7 @@ def onnx_model(model):
     from onnx import helper
 
     graph = _Graph()
-    crop = int(model.input.shape[1])
+    crop_size = builder.crop_size_of(model)
     x = graph.node("Cast", [INPUT], to=onnx.TensorProto.FLOAT)
     for layer in model.layers:
         x = _layer(graph, layer, x)
@@ -44,7 +45,7 @@ def onnx_model(model):
         x = graph.node("Softmax", [x], axis=-1)
     graph.nodes.append(helper.make_node("Identity", [x], [OUTPUT]))
     images = helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8,
-                                           ["batch", crop, crop, 3])
+                                           ["batch", crop_size, crop_size, 3])
     classes = int(model.output.shape[-1])
     probabilities = helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT,
                                                   ["batch", classes])
@@ -100,65 +101,98 @@ def _activation(graph, x, activation, where):
 
 def _layer(graph, layer, x):
     """The operators of one layer after ``x``; returns the new tensor's name."""
-    name = layer.name
     if isinstance(layer, _IDENTITY):
         return x
-    if isinstance(layer, keras.layers.Normalization):
-        mean = np.reshape(keras.ops.convert_to_numpy(layer.mean), [-1])
-        variance = np.reshape(keras.ops.convert_to_numpy(layer.variance), [-1])
-        std = np.maximum(np.sqrt(variance), keras.config.epsilon())  # as Keras divides
-        shape = [-1] if graph.layout == "NHWC" else [1, -1, 1, 1]
-        x = graph.node("Sub", [x, graph.weight(f"{name}_mean", mean.reshape(shape))])
-        return graph.node("Div", [x, graph.weight(f"{name}_std", std.reshape(shape))])
-    if isinstance(layer, keras.layers.Conv2D):
-        if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
-            raise errors.UserError(f"the ONNX export takes stride-1 convolutions; {name} is not")
-        kernel, *bias = layer.get_weights()
-        height, width = kernel.shape[:2]
-        pads = ([(height - 1) // 2, (width - 1) // 2, height // 2, width // 2]
-                if layer.padding == "same" else [0, 0, 0, 0])
-        inputs = [graph.nchw(x), graph.weight(f"{name}_kernel", kernel.transpose(3, 2, 0, 1))]
-        if bias:
-            inputs.append(graph.weight(f"{name}_bias", bias[0]))
-        x = graph.node("Conv", inputs, hint=name, kernel_shape=[height, width], pads=pads)
-        return _activation(graph, x, layer.activation, name)
-    if isinstance(layer, keras.layers.BatchNormalization):
-        gamma = layer.gamma if layer.scale else np.ones(layer.moving_mean.shape)
-        beta = layer.beta if layer.center else np.zeros(layer.moving_mean.shape)
-        values = [keras.ops.convert_to_numpy(v) for v in (gamma, beta, layer.moving_mean,
-                                                         layer.moving_variance)]
-        inputs = [graph.nchw(x)] + [graph.weight(f"{name}_{part}", value) for part, value in
-                                     zip(("scale", "bias", "mean", "variance"), values,
-                                         strict=True)]
-        return graph.node("BatchNormalization", inputs, hint=name, epsilon=layer.epsilon)
-    if isinstance(layer, keras.layers.ReLU):
-        if layer.max_value is not None or layer.negative_slope or layer.threshold:
-            raise errors.UserError(f"the ONNX export takes plain ReLUs; {name} is not")
-        return graph.node("Relu", [x])
-    if isinstance(layer, keras.layers.Activation):
-        return _activation(graph, x, layer.activation, name)
-    if isinstance(layer, vgg_layers.LocalResponseNormalization):
-        size = 2 * layer.depth_radius + 1  # ONNX divides α by the window: α = α' · n
-        return graph.node("LRN", [graph.nchw(x)], hint=name, size=size,
-                          alpha=layer.effective_alpha * size, beta=layer.beta, bias=layer.bias)
-    if isinstance(layer, keras.layers.MaxPooling2D) and layer.padding == "valid":
-        return graph.node("MaxPool", [graph.nchw(x)], hint=name,
-                          kernel_shape=list(layer.pool_size), strides=list(layer.strides))
-    if isinstance(layer, keras.layers.Flatten):
-        if graph.layout == "NCHW":  # Keras flattens (height, width, channels)
-            x, graph.layout = graph.node("Transpose", [x], perm=[0, 2, 3, 1]), "NHWC"
-        graph.layout = "NC"
-        return graph.node("Flatten", [x], hint=name, axis=1)
-    if isinstance(layer, keras.layers.GlobalAveragePooling2D):
-        x = graph.node("GlobalAveragePool", [graph.nchw(x)], hint=name)
-        graph.layout = "NC"
-        return graph.node("Flatten", [x], axis=1)
-    if isinstance(layer, keras.layers.Dense):
-        kernel, *bias = layer.get_weights()
-        inputs = [x, graph.weight(f"{name}_kernel", kernel)]
-        if bias:
-            inputs.append(graph.weight(f"{name}_bias", bias[0]))
-        x = graph.node("Gemm", inputs, hint=name)
-        return _activation(graph, x, layer.activation, name)
-    raise errors.UserError(f"the ONNX export does not know layer {name} "
+    for kind, write in _WRITERS:
+        if isinstance(layer, kind):
+            return write(graph, layer, x)
+    raise errors.UserError(f"the ONNX export does not know layer {layer.name} "
                            f"({type(layer).__name__}): export a net of build_vgg")
+
+
+def _normalization(graph, layer, x):
+    mean = np.reshape(keras.ops.convert_to_numpy(layer.mean), [-1])
+    variance = np.reshape(keras.ops.convert_to_numpy(layer.variance), [-1])
+    std = np.maximum(np.sqrt(variance), keras.config.epsilon())  # as Keras divides
+    shape = [-1] if graph.layout == "NHWC" else [1, -1, 1, 1]
+    x = graph.node("Sub", [x, graph.weight(f"{layer.name}_mean", mean.reshape(shape))])
+    return graph.node("Div", [x, graph.weight(f"{layer.name}_std", std.reshape(shape))])
+
+
+def _conv(graph, layer, x):
+    name = layer.name
+    if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
+        raise errors.UserError(f"the ONNX export takes stride-1 convolutions; {name} is not")
+    kernel, *bias = layer.get_weights()
+    height, width = kernel.shape[:2]
+    pads = ([(height - 1) // 2, (width - 1) // 2, height // 2, width // 2]
+            if layer.padding == "same" else [0, 0, 0, 0])
+    inputs = [graph.nchw(x), graph.weight(f"{name}_kernel", kernel.transpose(3, 2, 0, 1))]
+    if bias:
+        inputs.append(graph.weight(f"{name}_bias", bias[0]))
+    x = graph.node("Conv", inputs, hint=name, kernel_shape=[height, width], pads=pads)
+    return _activation(graph, x, layer.activation, name)
+
+
+def _batch_norm(graph, layer, x):
+    gamma = layer.gamma if layer.scale else np.ones(layer.moving_mean.shape)
+    beta = layer.beta if layer.center else np.zeros(layer.moving_mean.shape)
+    values = [keras.ops.convert_to_numpy(v) for v in (gamma, beta, layer.moving_mean,
+                                                     layer.moving_variance)]
+    inputs = [graph.nchw(x)] + [graph.weight(f"{layer.name}_{part}", value) for part, value in
+                                 zip(("scale", "bias", "mean", "variance"), values, strict=True)]
+    return graph.node("BatchNormalization", inputs, hint=layer.name, epsilon=layer.epsilon)
+
+
+def _relu(graph, layer, x):
+    if layer.max_value is not None or layer.negative_slope or layer.threshold:
+        raise errors.UserError(f"the ONNX export takes plain ReLUs; {layer.name} is not")
+    return graph.node("Relu", [x])
+
+
+def _lrn(graph, layer, x):
+    size = 2 * layer.depth_radius + 1  # ONNX divides α by the window: α = α' · n
+    return graph.node("LRN", [graph.nchw(x)], hint=layer.name, size=size,
+                      alpha=layer.effective_alpha * size, beta=layer.beta, bias=layer.bias)
+
+
+def _max_pool(graph, layer, x):
+    if layer.padding != "valid":
+        raise errors.UserError(f"the ONNX export takes max-pooling without padding; {layer.name} "
+                               "is not")
+    return graph.node("MaxPool", [graph.nchw(x)], hint=layer.name,
+                      kernel_shape=list(layer.pool_size), strides=list(layer.strides))
+
+
+def _flatten(graph, layer, x):
+    if graph.layout == "NCHW":  # Keras flattens (height, width, channels)
+        x, graph.layout = graph.node("Transpose", [x], perm=[0, 2, 3, 1]), "NHWC"
+    graph.layout = "NC"
+    return graph.node("Flatten", [x], hint=layer.name, axis=1)
+
+
+def _global_average(graph, layer, x):
+    x = graph.node("GlobalAveragePool", [graph.nchw(x)], hint=layer.name)
+    graph.layout = "NC"
+    return graph.node("Flatten", [x], axis=1)
+
+
+def _dense(graph, layer, x):
+    kernel, *bias = layer.get_weights()
+    inputs = [x, graph.weight(f"{layer.name}_kernel", kernel)]
+    if bias:
+        inputs.append(graph.weight(f"{layer.name}_bias", bias[0]))
+    x = graph.node("Gemm", inputs, hint=layer.name)
+    return _activation(graph, x, layer.activation, layer.name)
+
+
+# Each kind of layer a net of build_vgg holds, and the function writing its operators.
+_WRITERS = (
+    (keras.layers.Normalization, _normalization), (keras.layers.Conv2D, _conv),
+    (keras.layers.BatchNormalization, _batch_norm), (keras.layers.ReLU, _relu),
+    (keras.layers.Activation, lambda graph, layer, x: _activation(graph, x, layer.activation,
+                                                                   layer.name)),
+    (vgg_layers.LocalResponseNormalization, _lrn), (keras.layers.MaxPooling2D, _max_pool),
+    (keras.layers.Flatten, _flatten), (keras.layers.GlobalAveragePooling2D, _global_average),
+    (keras.layers.Dense, _dense),
+)

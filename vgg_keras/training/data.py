@@ -14,13 +14,13 @@ import os
 import tensorflow as tf
 
 from pipelines import dataset_info
-from pipelines import errors
 from pipelines import inputs
-from pipelines import progress
 from pipelines import shard_integrity
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import progress
+from pipelines.foundation import storage
 from vgg_keras import protocols
+from vgg_keras.artifacts import layout
 
 _FORMAT_NAMES = {"vgg": "vgg-convert's shards and manifest", "tfds": "tfds's imagenet2012",
                  "slim": "slim's shards, no metadata"}
@@ -96,7 +96,7 @@ def _train_examples(cfg, info, show_progress):
     if info.num_examples.get("train") is not None:
         return info.num_examples["train"], "from its metadata", None
     files = info.split_files("train")
-    cache = os.path.join(cfg.model_dir, artifacts.TRAIN_EXAMPLES_FILE)
+    cache = os.path.join(cfg.model_dir, layout.TRAIN_EXAMPLES_FILE)
     identity = info.shard_sizes(files)  # no manifest here: one stat per shard
     cached = storage.read_json(cache, damaged=None)  # a damaged cache: counted again
     if cached and cached.get("shards") == identity:  # a shard whose size changed is recounted
@@ -179,12 +179,12 @@ def eval_dataset(cfg, data, corrupt_counter, workers=1):
     """The validation split's centre crops at vgg-evaluate's default Q (§4.1); for ``workers``
     workers with fewer validation shards than that, shared among them by batches rather than by
     files (which TensorFlow's default would refuse)."""
-    dataset = inputs.make_eval_dataset(
-        data.info, mode=protocols.INPUT_MODES[protocols.SINGLE],
+    dataset = inputs.make_eval_dataset(data.info, inputs.EvalInputConfig(
+        mode=protocols.INPUT_MODES[protocols.SINGLE],
         test_scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
-        corrupt_counter=corrupt_counter, verify_shards=cfg.verify_shards)
+        verify_shards=cfg.verify_shards), corrupt_counter=corrupt_counter)
     dataset = dataset.map(lambda images, labels, _: (images, labels))
     if workers > len(data.info.split_files("validation")):
         options = tf.data.Options()

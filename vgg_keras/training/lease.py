@@ -1,5 +1,5 @@
 """One run per model dir at a time. The chief holds a lease on its model dir: ``lease.json``
-(``artifacts.LEASE_FILE``), naming the host, the process, when it started and when it last
+(``layout.LEASE_FILE``), naming the host, the process, when it started and when it last
 refreshed the lease (every ``REFRESH_SECONDS``, from a thread of its own, while the run lives). A
 second launch into the same model dir (a job submitted twice, a rescheduled pod whose old copy
 still runs) finds the lease held and is refused, in one line, before it writes anything. A lease
@@ -22,9 +22,9 @@ import threading
 import time
 import uuid
 
-from pipelines import errors
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
 
 REFRESH_SECONDS = 30.0
 STALE_SECONDS = 300.0  # 10 refreshes missed: the holder's machine is gone
@@ -44,7 +44,7 @@ class Lease:
     """The lease of a run on its model dir, refreshed until ``release``."""
 
     def __init__(self, model_dir, now=time.time):
-        self.path = os.path.join(model_dir, artifacts.LEASE_FILE)
+        self.path = os.path.join(model_dir, layout.LEASE_FILE)
         self.model_dir, self._now = model_dir, now
         self.token = uuid.uuid4().hex
         self.record = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,

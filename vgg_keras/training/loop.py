@@ -21,15 +21,15 @@ import tensorflow as tf
 
 from pipelines import data_service
 from pipelines import dataset_info
-from pipelines import errors
-from pipelines import progress
 from pipelines import shard_integrity
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import progress
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
+from vgg_keras.compute import cluster
+from vgg_keras.compute import distribution
 from vgg_keras.nets import builder
-from vgg_keras.training import cluster
 from vgg_keras.training import data as run_data
-from vgg_keras.training import distribution
 from vgg_keras.training import lease
 from vgg_keras.training import notes
 from vgg_keras.training import outputs as run_outputs
@@ -93,15 +93,15 @@ def _train(cfg):
 def finished_summary(cfg, data):
     """The summary of the run in ``cfg.model_dir`` if it has trained ``data.total_steps`` steps
     already (or more) and written its model, else None."""
-    summary = artifacts.read_summary(cfg.model_dir)
+    summary = layout.read_summary(cfg.model_dir)
     done = summary.get("steps", 0) >= data.total_steps and storage.isfile(
-        os.path.join(cfg.model_dir, artifacts.MODEL_FILE))
+        os.path.join(cfg.model_dir, layout.MODEL_FILE))
     return summary if done else None
 
 
 def _run(cfg, data, identity, strategy, held, taken_over):
     outputs = run_outputs.RunOutputs(cfg.model_dir,
-                                     distribution.output_root(strategy, cfg.model_dir))
+                                     run_state.output_root(strategy, cfg.model_dir))
     # One log per cluster: the chief's; every other worker says where it stands, and its stop.
     say = print if outputs.chief else _silent
     if outputs.chief:
@@ -114,9 +114,9 @@ def _run(cfg, data, identity, strategy, held, taken_over):
         keras.mixed_precision.set_global_policy(f"mixed_{cfg.dtype}")
     state = run_state.RunState(cfg, strategy, data, outputs)
     if outputs.chief and not storage.exists(os.path.join(cfg.model_dir,
-                                                         artifacts.ARCHITECTURE_FILE)):
-        artifacts.write_architecture(cfg.model_dir, state.model)  # its checkpoints as models
-        artifacts.write_classes(cfg.model_dir, run_outputs.classes(cfg, data))
+                                                         layout.ARCHITECTURE_FILE)):
+        layout.write_architecture(cfg.model_dir, state.model)  # its checkpoints as models
+        layout.write_classes(cfg.model_dir, run_outputs.classes(cfg, data))
     say(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
     for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.plateau_note(cfg, data),
@@ -150,7 +150,7 @@ def _run(cfg, data, identity, strategy, held, taken_over):
     finally:
         if stop_watching:
             stop_watching()
-    outputs.save_keras(state.model, artifacts.MODEL_FILE)
+    outputs.save_keras(state.model, layout.MODEL_FILE)
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
                                         state.init, builder.normalization_of(state.model))
     outputs.write_summary(summary)
@@ -166,7 +166,7 @@ def _gone(cfg, strategy, error, state):
     """The ``TemporaryError`` of a TensorFlow error that says a peer of a multi-worker run, or
     the tf.data service, went away, naming where a rerun resumes; None for any other error."""
     saved = state.saved()
-    resume = max(saved, default=None, key=lambda path: artifacts.checkpoint_step(path) or 0)
+    resume = max(saved, default=None, key=lambda path: layout.checkpoint_step(path) or 0)
     resume = state.outputs.run_path(resume) if resume else None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         gone = cluster.peer_gone(error, cluster.read_cluster(), resume)
@@ -324,7 +324,7 @@ class _Loop:
         self._save("latest")
         if improved:
             self._save("best")
-            self.state.outputs.save_keras(self.state.model, artifacts.BEST_MODEL_FILE)
+            self.state.outputs.save_keras(self.state.model, layout.BEST_MODEL_FILE)
 
     def _print(self, row):
         corrupt = int(self.corrupt.numpy()) if self.corrupt is not None else 0
@@ -373,7 +373,7 @@ class _Loop:
                 and not _registered(self.cfg.data_service)):
             saved = self._save("backup")
         kept = saved or max(self.state.saved(), default=None,
-                            key=lambda path: artifacts.checkpoint_step(path) or 0)
+                            key=lambda path: layout.checkpoint_step(path) or 0)
         self.state.outputs.flush()
         if self.lease is not None:  # the process ends here, its finally clauses with it
             self.lease.release()

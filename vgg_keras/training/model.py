@@ -8,14 +8,12 @@ import dataclasses
 
 import keras
 
-from pipelines import errors
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from vgg_keras.artifacts import loading
 from vgg_keras.nets import builder
 from vgg_keras.nets import configs
+from vgg_keras.nets import heads
 from vgg_keras.nets import initializers
-from vgg_keras.nets import pretrained
-from vgg_keras.nets import published
 from vgg_keras.nets import stats
 from vgg_keras.training import run_config
 
@@ -55,43 +53,54 @@ def build_initialized_model(cfg, num_classes, resumed=False):
     returns ``(model, Init)``. A ``resumed`` run builds it with random weights, which its
     checkpoint replaces (the ``--init`` file need not exist any more). The model carries no
     weight decay: the training step applies it (``steps``)."""
-    kind, path = run_config.parse_init(cfg.init, check_exists=not resumed)
+    init = cfg.init
+    with errors.user_input():  # the nets judge the run's settings and its --init file
+        model = build_model(cfg, num_classes)
+        layers = weight_layers(model)
+        if resumed or init.kind in run_config.INITS:
+            result = Init(None, (), tuple(layers))
+        elif init.kind == "from_a":
+            loaded = initializers.initialize_from_a(model, loading.load_model(init.path))
+            result = Init(init.path, tuple(n for n in layers if n in loaded),
+                          tuple(n for n in layers if n not in loaded))
+        elif init.published:
+            result = _load_published(model, cfg)
+        else:
+            result = load_fitting_layers(model, loading.load_model(init.path), init.path)
+    freeze_below(model, cfg.trainable_from)
+    if result.source and not resumed:
+        check_init(model, result, cfg)
+    return model, result
+
+
+def build_model(cfg, num_classes):
+    """The net of ``cfg``, freshly initialised: §3.1's N(0, σ²) for net A (``--init=auto``),
+    Glorot's for the deeper nets; built as published weights named by ``--init`` need it (their
+    input normalisation, batch norm's ε), on every start of the run."""
+    kind = cfg.init.kind
     if kind == "auto":  # §3.1: net A from N(0, σ²); deeper nets trainable with Glorot's init
         kind = "gaussian" if configs.resolve_config(cfg.config)[0].startswith("A") else "glorot"
-    with errors.user_input():  # the nets judge the run's settings and its --init file
-        # Weights from PyTorch need their input normalisation and batch-norm ε, on every start.
-        model = builder.build_vgg(
-            cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
-            dropout=cfg.dropout, width=cfg.width, fc_units=cfg.fc_units,
-            bn_momentum=cfg.bn_momentum,
-            init="gaussian" if kind == "gaussian" else "glorot", init_stddev=cfg.init_stddev,
-            seed=cfg.seed, **pretrained.build_arguments(kind))
-        layers = weight_layers(model)
-        if resumed or kind in ("gaussian", "glorot"):
-            init = Init(None, (), tuple(layers))
-        elif kind == "from_a":
-            loaded = initializers.initialize_from_a(model, artifacts.load_model(path))
-            init = Init(path, tuple(n for n in layers if n in loaded),
-                        tuple(n for n in layers if n not in loaded))
-        elif kind in pretrained.WEIGHT_KINDS:
-            init = _load_published(model, cfg.config, kind, path)
-        else:
-            init = load_fitting_layers(model, artifacts.load_model(path), path)
-    freeze_below(model, cfg.trainable_from)
-    if init.source and not resumed:
-        check_init(model, init, cfg)
-    return model, init
+    needs = cfg.init.needs
+    batch_norm = builder.batch_norm_of(cfg.config, None)
+    if batch_norm:
+        epsilon = needs.bn_epsilon if needs and needs.bn_epsilon else batch_norm.epsilon
+        batch_norm = builder.BatchNorm(cfg.bn_momentum, epsilon)
+    return builder.build_vgg(
+        cfg.config, num_classes, input_shape=(cfg.crop_size, cfg.crop_size, 3),
+        head=heads.Head(fc_units=cfg.fc_units, dropout=cfg.dropout), width=cfg.width,
+        batch_norm=batch_norm,
+        weight_init=initializers.WeightInit("gaussian" if kind == "gaussian" else "glorot",
+                                            cfg.init_stddev, seed=cfg.seed),
+        preprocessing=builder.Preprocessing(normalization=needs.normalization if needs
+                                            else "paper"))
 
 
-def _load_published(model, config, kind, path):
-    """``Init`` of published weights: from ``path``, or by name from the cache (downloaded into
-    it if need be: a transfer that breaks off is temporary, a rerun fetches it anew)."""
-    with errors.temporary(published.DownloadInterrupted):
-        weights = pretrained.locate(config, kind, path)
-    with storage.local_copy(weights.path) as local:  # h5py and safetensors read local files
-        report = pretrained.load_weights(model, weights.layout, local, skip_mismatch=True)
+def _load_published(model, cfg):
+    """``Init`` of the published weights ``--init`` names, loaded into the run's net (every
+    layer that fits: ``loading.load_published``)."""
+    _, weights, report = loading.load_published(cfg.init, cfg.config, model=model)
     return Init(weights.describe(), tuple(report["loaded"]), tuple(report["skipped"]),
-                report["problems"], weights.to_json() if weights.published else None)
+                report["problems"], weights.to_json() if weights.fetched else None)
 
 
 def check_init(model, init, cfg):

@@ -7,7 +7,7 @@ import math
 import time
 
 from pipelines import input_config
-from pipelines import progress
+from pipelines.foundation import progress
 from vgg_keras.nets import configs
 from vgg_keras.training import run_config
 

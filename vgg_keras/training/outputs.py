@@ -12,8 +12,8 @@ import tempfile
 
 import tensorflow as tf
 
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
 from vgg_keras.nets import configs
 from vgg_keras.training import run_identity
 
@@ -27,11 +27,11 @@ class RunOutputs:
         self.model_dir, self.root = model_dir, root
         self.chief = storage.absolute(root) == storage.absolute(model_dir)
         storage.makedirs(root)
-        self.csv = os.path.join(model_dir, artifacts.TRAINING_LOG)
-        self.writer = tf.summary.create_file_writer(os.path.join(root, artifacts.LOGS_DIR))
+        self.csv = os.path.join(model_dir, layout.TRAINING_LOG)
+        self.writer = tf.summary.create_file_writer(os.path.join(root, layout.LOGS_DIR))
 
     def checkpoint_dir(self, name):
-        return artifacts.checkpoint_dir(self.root, name)
+        return layout.checkpoint_dir(self.root, name)
 
     def run_path(self, path):
         """A path of this worker's, named as the run's: a worker's scratch checkpoint is the
@@ -40,7 +40,7 @@ class RunOutputs:
 
     def init(self, init, resumed):
         """The run's ``Init``: recorded at its start, read back when it resumes."""
-        path = os.path.join(self.model_dir, artifacts.INIT_FILE)
+        path = os.path.join(self.model_dir, layout.INIT_FILE)
         recorded = (storage.read_json(path, written_by="vgg-train", fix=run_identity.RECOVER)
                     if resumed else None)
         if recorded is not None:
@@ -71,7 +71,7 @@ class RunOutputs:
             return
         storage.append_text(self.csv, _csv_text([row], list(row),
                                               header=not storage.exists(self.csv)))
-        write_training_curve(self.csv, os.path.join(self.model_dir, artifacts.CURVE_FILE))
+        write_training_curve(self.csv, os.path.join(self.model_dir, layout.CURVE_FILE))
 
     def flush(self):
         """Writes out what TensorBoard's writer holds (a run that stops)."""
@@ -93,7 +93,7 @@ class RunOutputs:
 
     def write_summary(self, summary):
         if self.chief:
-            artifacts.write_summary(self.model_dir, summary)
+            layout.write_summary(self.model_dir, summary)
 
     def finish(self):
         """A finished run needs no backup (as Keras' BackupAndRestore); a worker's scratch
@@ -128,8 +128,8 @@ def build_summary(cfg, data, replicas, result, init, normalization="paper"):
             "crop_size": cfg.crop_size, "distribution_strategy": cfg.distribution_strategy,
             "data_service": cfg.data_service, "init": init.to_json(),
             "trainable_from": cfg.trainable_from, "normalization": normalization,
-            **result, "model": os.path.join(cfg.model_dir, artifacts.MODEL_FILE),
-            "best_model": os.path.join(cfg.model_dir, artifacts.BEST_MODEL_FILE),
+            **result, "model": os.path.join(cfg.model_dir, layout.MODEL_FILE),
+            "best_model": os.path.join(cfg.model_dir, layout.BEST_MODEL_FILE),
             **classes(cfg, data)}
 
 

@@ -32,7 +32,7 @@ import threading
 
 import tensorflow as tf
 
-from vgg_keras.training import distribution
+from vgg_keras.compute import distribution
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -11,25 +11,50 @@ import dataclasses
 import os
 
 from pipelines import data_service
-from pipelines import errors
 from pipelines import input_config
-from pipelines import settings as declared
-from pipelines import storage
+from pipelines.foundation import errors
+from pipelines.foundation import settings as declared
+from pipelines.foundation import storage
+from pipelines.foundation.settings import above
+from pipelines.foundation.settings import at_least
+from pipelines.foundation.settings import setting
 from pipelines.input_config import parse_scale
 from pipelines.input_config import scale_text
-from pipelines.settings import above
-from pipelines.settings import at_least
-from pipelines.settings import setting
-from vgg_keras import artifacts
-from vgg_keras import settings
+from vgg_keras.artifacts import layout
+from vgg_keras.compute import cluster
+from vgg_keras.compute import settings as compute_settings
 from vgg_keras.nets import configs
-from vgg_keras.training import cluster
+from vgg_keras.nets import published
 
 LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
 PROGRESS = ("auto", "live", "epochs")
-INITS = ("auto", "gaussian", "glorot")  # and KIND=PATH of INITS_FROM_FILE
+INITS = ("auto", "gaussian", "glorot")  # random; and KIND=PATH of INITS_FROM_FILE
 INITS_FROM_FILE = ("from_a", *configs.WEIGHT_KINDS, "model")  # published weights also by name
+
+
+def parse_init(text):
+    """The ``published.Weights`` of ``--init``: auto, gaussian, glorot (random, §3.1),
+    from_a=PATH (§3.1: a trained net A), model=PATH (a Keras file, a model dir or one of its
+    checkpoints, as ``artifacts.loading.load_model`` reads them: every layer whose shape fits),
+    or published ImageNet weights: paper / keras_applications (the authors' VGG16/VGG19 as
+    keras.applications publishes them), torchvision or timm (PyTorch's), by name or as
+    KIND=PATH; a path checked to be of a filesystem this TensorFlow reads.
+
+    Raises:
+        UserError: naming the forms that work.
+    """
+    try:
+        init = published.parse(text, "--init", named=(*INITS, *configs.WEIGHT_KINDS),
+                               with_file=INITS_FROM_FILE)
+    except ValueError:
+        raise errors.UserError(
+            "--init must be auto, gaussian, glorot, paper, torchvision, timm (published "
+            "weights, downloaded once), from_a=PATH, model=PATH, or paper=PATH, "
+            f"keras_applications=PATH, torchvision=PATH, timm=PATH; got {text!r}") from None
+    if init.path is not None:
+        storage.check_filesystem(init.path, f"--init={init.kind}=")
+    return init
 
 
 def _parse_epochs(value):
@@ -59,7 +84,7 @@ class DataSettings:
     scale: tuple = setting(input_config.TRAIN_SCALE, "Training scale S: 256, 384, or Smin,Smax "
                                                      "(256,512) for scale jitter (§3.1).",
                            parse=parse_scale, text=scale_text)
-    crop_size: int = setting(input_config.CROP_SIZE, "Training crop; --scale in the same "
+    crop_size: int = setting(configs.CROP_SIZE, "Training crop; --scale in the same "
                                                      "pixels.")
     shuffle_buffer: int = setting(10_000, "Records in the training input's shuffle buffer.",
                                   check=at_least(1))
@@ -90,11 +115,13 @@ class NetSettings:
                                        "torchvision's recipes, and short runs: see the note "
                                        "at the start of a run).",
                                  check=(lambda value: 0 <= value < 1, "in [0, 1)"))
-    init: str = setting("auto", "auto (gaussian for A, glorot otherwise), gaussian, glorot, "
-                                "from_a=PATH (§3.1), model=PATH, or published ImageNet "
-                                "weights: paper (D, E), torchvision or timm (A, B, D, E and "
-                                "their BN variants), downloaded once into the library's "
-                                "cache, or KIND=PATH for a file (.h5, .safetensors, .pth).")
+    init: published.Weights = setting(
+        published.Weights("auto"), "auto (gaussian for A, glorot otherwise), gaussian, glorot, "
+                                   "from_a=PATH (§3.1), model=PATH, or published ImageNet "
+                                   "weights: paper (D, E), torchvision or timm (A, B, D, E and "
+                                   "their BN variants), downloaded once into the library's "
+                                   "cache, or KIND=PATH for a file (.h5, .safetensors, .pth).",
+        parse=parse_init, text=str)
     init_stddev: float = setting(configs.PAPER_INIT_STDDEV, "σ of --init=gaussian (the paper's "
                                                            "text says '10^-2 variance'; see "
                                                            "README).")
@@ -177,7 +204,7 @@ class OutputSettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, OutputSettings,
-                  settings.DistributionSettings):
+                  compute_settings.DistributionSettings):
     """Everything a run depends on, in its groups; the defaults are the paper's (§3.1). Where it
     computes (the strategy and its devices) is ``DistributionSettings``', shared with
     ``vgg-evaluate``."""
@@ -202,13 +229,31 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
         if check_files:
             storage.check_folder(self.model_dir, "--model_dir")
         if self.distribution_strategy == "tpu":
-            settings.check_tpu_paths({"--data_dir": self.data_dir, "--model_dir": self.model_dir})
+            compute_settings.check_tpu_paths({"--data_dir": self.data_dir,
+                                              "--model_dir": self.model_dir})
         if self.distribution_strategy == "multi_worker" and check_files:
             cluster.read_cluster()  # TF_CONFIG there and right, before anything starts
-        parse_init(self.init, check_exists=check_files and not self.has_checkpoint(),
-                   config=self.config)
+        self.check_init(check_files and not self.has_checkpoint())
         if self.data_service:
             data_service.parse_address(self.data_service)
+
+    def __post_init__(self):
+        declared.parse_given(self, "init")
+
+    def check_init(self, check_exists=True):
+        """Refuses published weights named alone for a net that has none of that kind, and
+        (with ``check_exists``) an ``--init`` file that is not there.
+
+        Raises:
+            UserError: one line naming what works.
+        """
+        init = self.init
+        with errors.user_input():
+            published.check(init, self.config)
+        if init.path and check_exists and not storage.exists(init.path):
+            hint = (" (or give --init=paper alone: the file is downloaded once into Keras' "
+                    "cache, ~/.keras/models/)") if init.kind in published.KERAS_KINDS else ""
+            raise errors.UserError(f"--init={init}: {init.path} does not exist{hint}")
 
     def input_config(self, num_classes=None, data_service_job="vgg_train"):
         """The run's training input (``InputConfig``, which checks itself as it is made)."""
@@ -218,37 +263,10 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
     def has_checkpoint(self):
         """Whether ``model_dir`` holds a checkpoint to resume from (then ``--init`` is not
         read again)."""
-        return any(storage.exists(os.path.join(artifacts.checkpoint_dir(self.model_dir, name),
+        return any(storage.exists(os.path.join(layout.checkpoint_dir(self.model_dir, name),
                                                "checkpoint"))
                    for name in ("backup", "latest"))
 
 
 # The default of every setting that has one: the CLI's flag defaults.
 DEFAULTS = declared.defaults(TrainConfig)
-
-
-def parse_init(init, check_exists=True, config=None):
-    """Returns ``(kind, path)`` of ``--init``: auto, gaussian, glorot, from_a=PATH, model=PATH
-    (a Keras file, a model dir or one of its checkpoints, as ``artifacts.load_model`` reads
-    them: every layer whose shape fits), or published ImageNet weights: paper /
-    keras_applications (the authors' VGG16/VGG19 as keras.applications publishes them),
-    torchvision or timm (PyTorch's), by name (path None: ``published.fetch``; with ``config``,
-    the kind must publish weights of it) or as KIND=PATH."""
-    usage = ("--init must be auto, gaussian, glorot, paper, torchvision, timm (published "
-             "weights, downloaded once), from_a=PATH, model=PATH, or paper=PATH, "
-             f"keras_applications=PATH, torchvision=PATH, timm=PATH; got {init!r}")
-    try:
-        kind, path = settings.weights_source(init, INITS_FROM_FILE, "--init")
-    except errors.UserError:
-        raise errors.UserError(usage) from None
-    if path is None and kind in configs.WEIGHT_KINDS:
-        if config is not None:
-            settings.published_weights_source(init, "--init", config)
-        return kind, None
-    if (path is None) != (kind in INITS):
-        raise errors.UserError(usage)
-    if path and check_exists and not storage.exists(path):
-        hint = (" (or give --init=paper alone: the file is downloaded once into Keras' cache, "
-                "~/.keras/models/)") if kind in ("paper", "keras_applications") else ""
-        raise errors.UserError(f"--init={init}: {path} does not exist{hint}")
-    return kind, path

@@ -19,10 +19,11 @@ import hashlib
 import json
 import os
 
-from pipelines import errors
-from pipelines import settings
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import settings
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
+from vgg_keras.nets import published
 from vgg_keras.training import run_config
 
 VERSION = 1
@@ -70,7 +71,7 @@ class RunIdentity:
         if not self.changes:
             return None
         return ("settings changed deliberately (--allow_changed_settings), recorded in "
-                f"{os.path.join(self.model_dir, artifacts.RUN_FILE)}: "
+                f"{os.path.join(self.model_dir, layout.RUN_FILE)}: "
                 + "; ".join(f"{_flag(name, there)} → {_flag(name, now)}"
                             for name, (there, now) in self.changes.items()))
 
@@ -89,7 +90,7 @@ class RunIdentity:
         value = {"version": VERSION, "created": (self.recorded or {}).get("created", now),
                  "settings": self.settings, "data": self.data, "changes": history}
         storage.makedirs(self.model_dir)
-        storage.write_json(os.path.join(self.model_dir, artifacts.RUN_FILE), value)
+        storage.write_json(os.path.join(self.model_dir, layout.RUN_FILE), value)
 
 
 def check(cfg, info):
@@ -101,7 +102,7 @@ def check(cfg, info):
         ChangedSettings: one line per differing setting, unless ``cfg.allow_changed_settings``.
     """
     settings, data = defining_settings(cfg), data_identity(info)
-    path = os.path.join(cfg.model_dir, artifacts.RUN_FILE)
+    path = os.path.join(cfg.model_dir, layout.RUN_FILE)
     recorded = storage.read_json(path, written_by="vgg-train", fix=RECOVER)
     if recorded is None or not cfg.has_checkpoint():
         return RunIdentity(cfg.model_dir, settings, data, None, {})
@@ -114,7 +115,7 @@ def check(cfg, info):
         changes["data"] = (recorded.get("data"), data)
     if changes and not cfg.allow_changed_settings:
         lines = [f"--model_dir={cfg.model_dir} holds a run with other settings (its "
-                 f"{artifacts.RUN_FILE}):"]
+                 f"{layout.RUN_FILE}):"]
         lines += [f"  {_flag(name, there)} there, {_flag(name, now)} now"
                   for name, (there, now) in changes.items()]
         lines.append("Give a new --model_dir to start another run, or --allow_changed_settings "
@@ -143,6 +144,9 @@ def _flag(name, value):
 
 
 def _json(value):
+    """A setting's value as ``run.json`` records it: ``--init`` as its flag writes it."""
+    if isinstance(value, published.Weights):
+        return str(value)
     return list(value) if isinstance(value, tuple) else value
 
 

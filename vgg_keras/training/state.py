@@ -10,9 +10,10 @@ import datetime
 
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import storage
-from vgg_keras import artifacts
+from pipelines.foundation import errors
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
+from vgg_keras.compute import distribution
 from vgg_keras.training import model as run_model
 from vgg_keras.training import schedules
 from vgg_keras.training import steps
@@ -31,7 +32,7 @@ class Resumed:
     epochs: int
 
     def describe(self):
-        where = (f"(written {self.written})" if self.source == artifacts.BACKUP_DIR else
+        where = (f"(written {self.written})" if self.source == layout.BACKUP_DIR else
                  f"(epoch {self.epochs})")
         return f"resumed at step {self.step:,} from {self.source}/ {where}"
 
@@ -61,7 +62,7 @@ class RunState:
         # Each folder keeps its newest --keep_checkpoints: a damaged newest has an older twin.
         self.managers = {name: tf.train.CheckpointManager(
             self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=cfg.keep_checkpoints)
-            for name in artifacts.CHECKPOINT_NAMES}
+            for name in layout.CHECKPOINT_NAMES}
 
     def candidates(self):
         """Every checkpoint the run could resume from, the most advanced first: ``[(folder
@@ -69,7 +70,7 @@ class RunState:
         found = []
         for rank, name in enumerate(("backup", "latest", "best")):
             for path in self.managers[name].checkpoints:
-                step = artifacts.checkpoint_step(path)
+                step = layout.checkpoint_step(path)
                 if step is not None:
                     found.append((step, -rank, name, path))
         return [(name, path, step) for step, _, name, path in sorted(found, reverse=True)]
@@ -113,3 +114,13 @@ class RunState:
 
     def saved(self):
         return [m.latest_checkpoint for m in self.managers.values() if m.latest_checkpoint]
+
+
+def output_root(strategy, model_dir):
+    """Where this worker writes its checkpoints and logs: the model dir for the chief, a scratch
+    folder of the model dir for every other worker (their writes are needed for the
+    collective saves, not kept)."""
+    if distribution.is_chief(strategy):
+        return model_dir
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return layout.worker_dir(model_dir, getattr(resolver, "task_id", 0))

@@ -6,7 +6,7 @@ and the validation step that counts top-1/top-5 hits. Public: the loop, the test
 import keras
 import tensorflow as tf
 
-from pipelines import errors
+from pipelines.foundation import errors
 from vgg_keras import protocols
 from vgg_keras.nets import stats
 
@@ -27,8 +27,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     every weight and ~30% of a small-batch CPU step). Each replica adds ``λ·w / replicas``,
     as the replicas' gradients are summed. Regularisation losses the model carries
     (``model.losses``) are added to the loss, so a model built with
-    ``build_vgg(weight_decay=...)`` must be trained with ``weight_decay=0`` here: one
-    mechanism per model, never both.
+    ``build_vgg(weight_init=WeightInit(weight_decay=...))`` must be trained with
+    ``weight_decay=0`` here: one mechanism per model, never both.
 
     Args:
         model, optimizer: built inside ``strategy.scope()``, the optimizer's slots too.
@@ -51,31 +51,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     # batch; averaging them after every step keeps the replicas identical (and, for the
     # mean, equals the moving average of the global batch mean).
     moving = [v for v in model.non_trainable_variables if "/moving_" in v.path]
-    decayed = {id(v) for v in decayed_variables(model)}
-    decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
-    multipliers = [(learning_rate_multipliers or {}).get(v.path, 1.0) for v in variables]
-
-    def gradients_of(images, labels):
-        """The replica's loss and gradients (with weight decay and multipliers): the
-        computation XLA compiles, without the cross-replica sums."""
-        with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            loss = tf.reduce_sum(per_example) / global_batch  # the global mean, summed later
-            if model.losses:  # regularisers a model brings along (then weight_decay is 0)
-                loss += tf.add_n(model.losses) / replicas
-            scaled = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        if weight_decay:
-            # Under float16 the gradients are of the scaled loss: scale the decay alike.
-            loss_scale = getattr(optimizer, "dynamic_scale", None)
-            scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
-            gradients = [g + tf.cast(rate * scale * v.value, g.dtype) if rate else g
-                         for g, v, rate in zip(gradients, variables, decay, strict=True)]
-        gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers,
-                                                               strict=True)]
-        return loss, gradients
-
+    gradients_of = _replica_gradients(model, optimizer, replicas, global_batch, weight_decay,
+                                      learning_rate_multipliers)
     if enable_xla:
         gradients_of = _compiled_per_replica(gradients_of)
 
@@ -114,6 +91,37 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     return train_steps
 
 
+def _replica_gradients(model, optimizer, replicas, global_batch, weight_decay, multipliers):
+    """A function ``(images, labels) → (loss, gradients)`` of one replica, weight decay and the
+    learning-rate multipliers in its gradients: the computation XLA compiles, without the
+    cross-replica sums."""
+    variables = model.trainable_variables
+    decayed = {id(v) for v in decayed_variables(model)}
+    decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
+    multipliers = [(multipliers or {}).get(v.path, 1.0) for v in variables]
+
+    def gradients_of(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = tf.reduce_sum(per_example) / global_batch  # the global mean, summed later
+            if model.losses:  # regularisers a model brings along (then weight_decay is 0)
+                loss += tf.add_n(model.losses) / replicas
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        if weight_decay:
+            # Under float16 the gradients are of the scaled loss: scale the decay alike.
+            loss_scale = getattr(optimizer, "dynamic_scale", None)
+            scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
+            gradients = [g + tf.cast(rate * scale * v.value, g.dtype) if rate else g
+                         for g, v, rate in zip(gradients, variables, decay, strict=True)]
+        gradients = [g * m if m != 1.0 else g for g, m in zip(gradients, multipliers,
+                                                               strict=True)]
+        return loss, gradients
+
+    return gradients_of
+
+
 def _compiled_per_replica(function):
     """``function`` compiled with XLA, once per replica.
 
@@ -146,7 +154,7 @@ def _check_one_weight_decay(model, weight_decay):
         raise ValueError(
             f"{model.name} carries weight decay already (kernel regularisers on "
             f"{', '.join(regularized[:3])}{', ...' if len(regularized) > 3 else ''}: built with "
-            f"build_vgg(weight_decay=...)), and the training step would add "
+            f"WeightInit(weight_decay=...)), and the training step would add "
             f"weight_decay={weight_decay} on top: build it without weight_decay, or train it "
             "with weight_decay=0")
 

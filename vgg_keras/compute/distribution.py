@@ -1,13 +1,13 @@
-"""Where a run computes: the ``tf.distribute`` strategy of ``--distribution_strategy`` (one device,
-several GPUs with ``MirroredStrategy``, several machines with ``MultiWorkerMirroredStrategy``, a
-TPU), which worker is the chief, and where each worker writes.
+"""Where a program computes: the ``tf.distribute`` strategy of ``--distribution_strategy`` (one
+device, several GPUs with ``MirroredStrategy``, several machines with
+``MultiWorkerMirroredStrategy``, a TPU), and which worker is the chief: what training and
+evaluation share.
 """
 
 import tensorflow as tf
 
-from pipelines import errors
-from vgg_keras import artifacts
-from vgg_keras.training import cluster
+from pipelines.foundation import errors
+from vgg_keras.compute import cluster
 
 
 def make_strategy(name, num_gpus=None, cpu_replicas=None, tpu=None, report=print):
@@ -96,13 +96,3 @@ def worker_share(strategy):
 def is_chief(strategy):
     """Whether this worker writes the model dir (the others write to scratch folders)."""
     return worker_share(strategy)[1] == 0
-
-
-def output_root(strategy, model_dir):
-    """Where this worker writes its checkpoints and logs: the model dir for the chief, a scratch
-    folder of the model dir for every other worker (their writes are needed for the
-    collective saves, not kept)."""
-    if is_chief(strategy):
-        return model_dir
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return artifacts.worker_dir(model_dir, getattr(resolver, "task_id", 0))

@@ -10,7 +10,7 @@ flags, and refuses a bad value, before anything heavy starts.
 
 import dataclasses
 
-from pipelines import errors
+from pipelines.foundation import errors
 
 
 def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
@@ -61,6 +61,21 @@ def check_settings(settings):
             raise errors.UserError(f"{field.name} must be one of {choices}, got {value!r}")
         if check and not check[0](value):
             raise errors.UserError(f"{field.name} must be {check[1]}, got {value!r}")
+
+
+def parse_given(settings, *names):
+    """Parses the settings ``names`` of ``settings`` (a frozen settings dataclass, in its
+    ``__post_init__``) that were given as their flag's text, a ``str``, by their declared
+    ``parse``: a setting whose value is an object is the same whether a flag or a caller gave it.
+
+    Raises:
+        UserError: as the setting's ``parse``.
+    """
+    fields = {field.name: field for field in dataclasses.fields(settings)}
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, str):
+            object.__setattr__(settings, name, fields[name].metadata["parse"](value))
 
 
 def defaults(settings_class):

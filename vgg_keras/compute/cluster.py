@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 
-from pipelines import errors
+from pipelines.foundation import errors
 
 REPORT_SECONDS = 30.0  # between the lines of a task waiting for its peers
 JOBS = ("chief", "worker")  # the jobs that train (an "evaluator" or "ps" does not)

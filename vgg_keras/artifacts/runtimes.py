@@ -1,20 +1,22 @@
 """The tensor formats run by their own runtimes (ONNX Runtime, LiteRT, OpenVINO), so that every
 artifact of ``vgg-export`` is a model ``vgg-evaluate`` and ``vgg-predict`` take: uint8 crops in,
-probabilities out, as ``formats`` writes them. The formats' names and packages are declared
-here, below ``formats`` and ``config`` (``artifacts`` loads models through this module).
+probabilities out, as ``serving.formats`` writes them. The packages each format needs are
+declared here, below the export that writes them and the loading that runs them; their names
+and files are ``layout``'s.
 """
 
 import os
 
 import numpy as np
 
-from pipelines import errors
-from pipelines import storage
-from pipelines import tf_runtime
+from pipelines.foundation import errors
+from pipelines.foundation import storage
+from pipelines.foundation import tf_runtime
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts.layout import LITERT
+from vgg_keras.artifacts.layout import ONNX
+from vgg_keras.artifacts.layout import OPENVINO
 
-ONNX, LITERT, OPENVINO = "onnx", "litert", "openvino"
-TENSOR_FORMATS = (ONNX, LITERT, OPENVINO)
-EXTENSIONS = {".onnx": ONNX, ".tflite": LITERT, ".xml": OPENVINO}
 # The Python packages each format needs (``pip install 'vgg-keras[deploy]'``), by import name:
 # to write it (``formats``) and to run it (here).
 PACKAGES = {ONNX: ("onnx", "onnxruntime"), LITERT: ("ai_edge_litert",),
@@ -36,18 +38,13 @@ def check_packages(formats, packages=None):
                                    "'vgg-keras[deploy]'")
 
 
-def format_of(path):
-    """The tensor format of a file, by its extension, or None."""
-    return EXTENSIONS.get(os.path.splitext(str(path))[1].lower())
-
-
 class Runtime:
     """A tensor-format file loaded in its runtime: ``runtime(images)`` on uint8 crops
     ``[n, crop, crop, 3]`` gives float32 probabilities ``[n, classes]``; ``crop_size`` and
     ``num_classes`` are read from the model itself."""
 
     def __init__(self, path):
-        self.path, self.format = str(path), format_of(path)
+        self.path, self.format = str(path), layout.format_of(path)
         if self.format is None:
             raise errors.UserError(f"{path} is no ONNX (.onnx), LiteRT (.tflite) or OpenVINO "
                                    "(.xml) model")

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 
-from pipelines import errors
+from pipelines.foundation import errors
 
 TEMPORARY_SUFFIX = ".tmp"
 # Filesystems TensorFlow itself no longer carries, and the package that registers them.
