@@ -18,7 +18,8 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # The whole suite on TEST_WORKERS pytest-xdist workers, a test module at a time on each (a
-# module's fixtures are built once); budget: 15 minutes on 2 cores (BUILD.md, "Tests").
+# module's fixtures are built once); budget: 12 minutes on 2 cores, install included (BUILD.md,
+# "Tests").
 # pytest exits 5 when it collects no test; that must fail here, as any non-zero code does.
 TEST_WORKERS ?= 2
 test: $(STAMP)

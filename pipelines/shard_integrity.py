@@ -30,6 +30,10 @@ from pipelines.foundation import errors
 from pipelines.foundation import progress
 from pipelines.foundation import storage
 
+# The functions the readers map are written with TensorFlow's own control flow: run as they are,
+# without AutoGraph's conversion (pipelines.inputs.as_written).
+_as_written = tf.autograph.experimental.do_not_convert
+
 TFRECORD_FRAMING = 16  # length (8) + its CRC (4) + data CRC (4)
 
 
@@ -79,21 +83,23 @@ def _problem(path, entry, verify):
 
 def plain_records(path):
     """``(record, path)`` of a shard whose size was checked: TensorFlow's CRC checks only."""
-    return tf.data.TFRecordDataset(path).map(lambda record: (record, path))
+    return tf.data.TFRecordDataset(path).map(_as_written(lambda record: (record, path)))
 
 
 def accounted_records(path, size, skip_corrupt, corrupt_counter):
     """``(record, path)`` of one file, checked to account for all of its ``size`` bytes."""
     records = tf.data.TFRecordDataset(path).ignore_errors()
-    stream = records.map(lambda r: (r, False)).concatenate(
+    stream = records.map(_as_written(lambda r: (r, False))).concatenate(
         tf.data.Dataset.from_tensors((tf.constant(b""), True)))
 
+    @_as_written
     def count(consumed, item):
         record, is_end = item
         framing = tf.where(is_end, tf.constant(0, tf.int64), TFRECORD_FRAMING)
         consumed += tf.cast(tf.strings.length(record), tf.int64) + framing
         return consumed, (record, is_end, consumed)
 
+    @_as_written
     def check(record, is_end, consumed):
         complete = tf.logical_or(tf.logical_not(is_end), tf.equal(consumed, size))
         if skip_corrupt:
@@ -106,8 +112,8 @@ def accounted_records(path, size, skip_corrupt, corrupt_counter):
             return tf.identity(record), is_end
 
     stream = stream.scan(tf.constant(0, tf.int64), count).map(check)
-    return stream.filter(lambda record, is_end: tf.logical_not(is_end)).map(
-        lambda record, is_end: (record, path))
+    return stream.filter(_as_written(lambda record, is_end: tf.logical_not(is_end))).map(
+        _as_written(lambda record, is_end: (record, path)))
 
 
 def _fail_incomplete(path, consumed, size):

@@ -50,7 +50,7 @@ LIBRARY_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|(INFO|WARNI
                           r"(tensorflow|absl)|.*(cuda|cuInit|oneDNN|cpu_feature_guard|"
                           r"UserWarning|rebuild TensorFlow))")
 
-BUDGET_MINUTES = 15  # `make test` on 2 cores (BUILD.md, "Tests")
+BUDGET_MINUTES = 12  # `make test` on 2 cores, install included (BUILD.md, "Tests")
 # The longest modules, longest first (seconds on 2 cores, from --durations): they start first, so
 # that the xdist workers, which take the next module as they finish one, end together.
 LONGEST_MODULES = ("test_training.py", "test_demo.py", "test_backend_neutral.py",

@@ -6,6 +6,7 @@ flags, and every room is of a livable size. Read from the source (ast), imports 
 included."""
 
 import ast
+import functools
 import pathlib
 
 import pytest
@@ -70,6 +71,7 @@ def _imports(path, known):
     return found
 
 
+@functools.lru_cache(maxsize=1)
 def _graph():
     modules = _modules()
     return modules, {name: _imports(path, modules) for name, path in modules.items()}

@@ -47,12 +47,13 @@ class ReplicaRunner:
         the same order; ``key`` names the function for its compiled step."""
         if self.devices is None:
             if key not in self._steps:
-                self._steps[key] = tf.function(function, reduce_retracing=True)
+                self._steps[key] = tf.function(function, reduce_retracing=True,
+                                               autograph=False)
             return [np.asarray(self._steps[key](tf.constant(batch))) for batch in batches]
         if key not in self._steps:
             self._steps[key] = tf.function(
                 lambda values: self.strategy.run(function, args=(values,)),
-                reduce_retracing=True)
+                reduce_retracing=True, autograph=False)
         step, replicas, results = self._steps[key], len(self.devices), []
         for start in range(0, len(batches), replicas):
             group = batches[start:start + replicas]
@@ -198,5 +199,6 @@ def sum_across_workers(strategy, vector):
         return tf.constant(vector if first else np.zeros_like(vector))
 
     values = strategy.experimental_distribute_values_from_function(value)
-    total = tf.function(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None))
+    total = tf.function(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None),
+                        autograph=False)
     return np.asarray(total(values))

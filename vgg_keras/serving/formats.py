@@ -67,7 +67,7 @@ class TensorModule(tf.Module):
         net = protocols.as_probabilities(model)
         self._variables = [variable.value for variable in model.variables]
         self.probabilities = tf.function(
-            lambda images: {OUTPUT: net(images)},
+            lambda images: {OUTPUT: net(images)}, autograph=False,
             input_signature=[tf.TensorSpec([None, crop_size, crop_size, 3], tf.uint8,
                                           name=INPUT)])
 

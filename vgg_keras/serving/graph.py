@@ -61,16 +61,17 @@ class ServingModule(tf.Module):
         text = json.dumps(metadata, indent=1, ensure_ascii=False)
         # A Python default argument: `saved_model_cli show --all` prints it, and
         # `tf.saved_model.load(path).metadata()` returns it.
-        self.metadata = tf.function(lambda metadata=text: tf.constant(metadata))
+        self.metadata = tf.function(lambda metadata=text: tf.constant(metadata), autograph=False)
         self.metadata.get_concrete_function()
-        self.serving_default = tf.function(self._serve_encoded, input_signature=[
+        self.serving_default = tf.function(self._serve_encoded, autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name="images")])
-        self.predict_images = tf.function(self._serve_images, input_signature=[
+        self.predict_images = tf.function(self._serve_images, autograph=False, input_signature=[
             tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-        self.tf_example = tf.function(self._serve_examples, input_signature=[
+        self.tf_example = tf.function(self._serve_examples, autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name="examples")])
         self.classify_crops = tf.function(
-            lambda crops: protocols.single_probabilities(self._net, crops), input_signature=[
+            lambda crops: protocols.single_probabilities(self._net, crops), autograph=False,
+            input_signature=[
                 tf.TensorSpec([None, self._crop_size, self._crop_size, 3], tf.uint8,
                               name="images")])
 

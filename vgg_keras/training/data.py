@@ -185,7 +185,7 @@ def eval_dataset(cfg, data, corrupt_counter, workers=1):
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
         verify_shards=cfg.verify_shards), corrupt_counter=corrupt_counter)
-    dataset = dataset.map(lambda images, labels, _: (images, labels))
+    dataset = dataset.map(inputs.as_written(lambda images, labels, _: (images, labels)))
     if workers > len(data.info.split_files("validation")):
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (

@@ -151,7 +151,7 @@ class StopRequests:
 
 def _agreement(strategy):
     """The sum of a vector of flags over every replica of every worker."""
-    @tf.function
+    @tf.function(autograph=False)
     def agree(flags):
         per_replica = strategy.run(lambda: tf.identity(flags))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)

@@ -141,7 +141,7 @@ def _compiled_per_replica(function):
         replica = tf.get_static_value(context.replica_id_in_sync_group) if context else 0
         key = (None if replica is None else int(replica), args[0].device)
         if key not in compiled:
-            compiled[key] = tf.function(function, jit_compile=True)
+            compiled[key] = tf.function(function, jit_compile=True, autograph=False)
         return compiled[key](*args)
 
     return per_replica
@@ -170,7 +170,7 @@ def make_eval_step(model, strategy, num_classes):
         return (tf.reduce_sum(tf.cast(top1, tf.int64)), tf.reduce_sum(tf.cast(top5, tf.int64)),
                 tf.cast(tf.shape(labels)[0], tf.int64))
 
-    @tf.function
+    @tf.function(autograph=False)
     def eval_step(batch):
         results = strategy.run(replica_step, args=batch)
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
