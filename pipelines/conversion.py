@@ -30,8 +30,13 @@ class ConvertConfig:
              "chosen deterministically by file name.",
         check=(lambda value: 0.0 <= value < 1.0, "in [0, 1)"))
     output_dir: str | None = setting(None, "Where the shards and manifest go (required).")
-    train_shards: int = setting(1024, "Number of training shards.", check=at_least(1))
-    validation_shards: int = setting(128, "Number of validation shards.", check=at_least(1))
+    train_shards: int | None = setting(
+        None, "Number of training shards (default: ImageNet's 1024 for --raw_data_dir; for "
+              "--image_folder, by size: about 100 MB each, at least one per worker).",
+        check=at_least(1))
+    validation_shards: int | None = setting(
+        None, "Number of validation shards (default: ImageNet's 128 for --raw_data_dir; for "
+              "--image_folder, by size, as --train_shards).", check=at_least(1))
     num_workers: int | None = setting(None, "Worker processes, each writing whole shards "
                                             "(default: all cores).", check=at_least(1))
     seed: int = setting(0, "Seed of the shuffle of images across shards.")
@@ -89,8 +94,9 @@ def run_conversion(config, progress=None):
     else:
         plan = sources.find_image_folder(config.image_folder, config.validation_fraction)
     boxes, bbox_problems = bbox.read_boxes(config.bbox_dir) if config.bbox_dir else ({}, [])
+    asked = {"train": config.train_shards, "validation": config.validation_shards}
     options = convert.ConvertOptions(
-        num_shards={"train": config.train_shards, "validation": config.validation_shards},
+        num_shards={split: count for split, count in asked.items() if count},
         num_workers=config.num_workers, seed=config.seed, max_pixels=config.max_pixels,
         max_shorter_side=config.max_shorter_side, exif_orientation=config.exif_orientation)
     return convert.convert(plan, config.output_dir, options, boxes=boxes,

@@ -13,27 +13,30 @@ Guarantees:
 
 import collections
 import dataclasses
-import hashlib
 import json
 import logging
+import math
+import os
 
 import numpy as np
 
 from pipelines import images
+from pipelines import manifest
 from pipelines import schema
 from pipelines import shard_writer
 from pipelines.foundation import errors
+from pipelines.foundation import lease
 from pipelines.foundation import storage
 
 # "apply": a photo stored sideways with an EXIF orientation is turned upright; "keep": the pixels
 # as stored (what models trained on ImageNet saw: its path keeps them by default).
 EXIF_ORIENTATIONS = ("apply", "keep")
-MANIFEST_VERSION = 2  # 2: each shard's size_bytes
 # Splits with fewer inputs per shard than this are judged image by image before their shards are
 # planned, so that every shard gets images: a few skipped inputs could empty a shard of a few.
 # (Larger shards are planned at once: judging costs a second read of every input; a shard that
 # still ends empty is dropped, and the others renumbered, before the manifest.)
 JUDGED_BELOW = 64
+SHARD_BYTES = 100 << 20  # of inputs a shard holds, where the counts are by size (~100 MB)
 _LOG = logging.getLogger("vgg_keras.convert")
 
 
@@ -124,32 +127,73 @@ def convert(plan, output_dir, options=None, *, boxes=None, bbox_problems=(), arg
     options = dataclasses.replace(options, **fields) if options else ConvertOptions(**fields)
     output = str(output_dir)
     settings = _settings(plan, output, options)
-    requested = dict(schema.DEFAULT_SHARDS, **(options.num_shards or {}))
-    plan, tasks = _planned(plan, settings, options, requested, progress)
     existed = storage.exists(output)
+    # One conversion per output folder: its lease, taken before anything is written there.
+    held = lease.Lease(output, flag="--output_dir", job="conversion per output folder",
+                       wait_flag=None, state=storage.join(output, shard_writer.STATE_DIR))
+    held.acquire()
+    try:
+        return _convert(plan, settings, options, existed,
+                        _Extras(boxes or {}, bbox_problems, arguments, progress))
+    finally:
+        held.release()
+        if not existed:  # made by this conversion: removed if it wrote nothing there
+            for folder in (storage.join(output, shard_writer.STATE_DIR), output):
+                if storage.isdir(folder) and not storage.listdir(folder):
+                    storage.rmtree(folder)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Extras:
+    """What a conversion carries along besides its inputs and options."""
+
+    boxes: dict
+    bbox_problems: tuple
+    arguments: dict | None
+    progress: bool | None
+
+
+def _convert(plan, settings, options, existed, extras):
+    output = settings.output_dir
+    plan, tasks, requested = _planned(plan, settings, options, extras.progress)
     storage.makedirs(output)
-    state = _claim(output, plan, settings, {t.split: t.num_shards for t in tasks},
-                   options.seed, boxes)
+    state = manifest.claim(output, plan, settings, {t.split: t.num_shards for t in tasks},
+                   options.seed, extras.boxes)
     reports, todo = {}, []
     for task in tasks:
-        report = _finished_report(output, state, task)
+        report = manifest.finished_report(output, state, task)
         if report:
             reports[task.name] = report
         else:
             todo.append(task)
     _LOG.info("%d shards to write, %d already complete", len(todo), len(reports))
-    for report in shard_writer.write_shards(todo, settings, boxes or {}, options.num_workers,
-                                            progress):
+    for report in shard_writer.write_shards(todo, settings, extras.boxes, options.num_workers,
+                                            extras.progress):
         reports[report["file"]] = report
-    tasks, reports, dropped = _without_empty_shards(output, tasks, reports)
-    manifest = _manifest(plan, tasks, reports, bbox_problems, arguments, options.seed, settings,
-                         requested, dropped)
-    if not any(split["num_examples"] for split in manifest["splits"].values()):
+    tasks, reports, dropped = manifest.without_empty_shards(output, tasks, reports)
+    record = manifest.build_manifest(plan, tasks, reports, extras.bbox_problems,
+                                     extras.arguments, options.seed, settings, requested, dropped)
+    if not any(split["num_examples"] for split in record["splits"].values()):
         _remove_conversion(output, tasks, existed)
-        raise errors.UserError(_no_images(plan, manifest["skipped"]))
+        raise errors.UserError(_no_images(plan, record["skipped"]))
     # The manifest last: it marks a finished conversion (resume state and shards come before).
-    storage.write_atomic(storage.join(output, schema.MANIFEST), json.dumps(manifest, indent=1))
-    return manifest
+    storage.write_atomic(storage.join(output, schema.MANIFEST), json.dumps(record, indent=1))
+    return record
+
+
+def default_shards(plan, num_workers=None):
+    """The shard counts of ``plan`` where none are asked for: ImageNet's own (1024 / 128) for
+    the official ILSVRC2012 inputs; for any other (a folder of photos), by size: shards of
+    about ``SHARD_BYTES`` of inputs, and at least one per worker process (as many as there
+    are inputs, at most), so that every worker converts and every input pipeline reads."""
+    if "image_folder" not in plan.source:
+        return dict(schema.DEFAULT_SHARDS)
+    workers = num_workers or os.cpu_count() or 1
+    counts = {}
+    for split, entries in plan.entries.items():
+        by_size = math.ceil(sum(entry.size for entry in entries) / SHARD_BYTES)
+        counts[split] = max(1, min(len(entries), max(by_size, workers)))
+    return counts
 
 
 def _settings(plan, output, options):
@@ -168,9 +212,11 @@ def _settings(plan, output, options):
                     options.max_shorter_side, orientation)
 
 
-def _planned(plan, settings, options, requested, progress):
-    """``(plan, tasks)``: the inputs that convert (small splits judged image by image first; a
-    validation split held out of an image folder), and the shards to write them to."""
+def _planned(plan, settings, options, progress):
+    """``(plan, tasks, shards requested)``: the inputs that convert (small splits judged image
+    by image first; a validation split held out of an image folder), the shards to write them
+    to, and the counts asked for (given, else ``default_shards``)."""
+    requested = dict(default_shards(plan, options.num_workers), **(options.num_shards or {}))
     fraction = plan.source.get("validation_fraction") or 0.0
     plan = judged(plan, settings, [split for split, entries in plan.entries.items()
                                    if fraction or len(entries) < JUDGED_BELOW *
@@ -179,6 +225,7 @@ def _planned(plan, settings, options, requested, progress):
         plan = split_by_class(plan, fraction)
     if not plan.total_entries():
         raise errors.UserError(_no_images(plan, plan.skipped))
+    requested = dict(default_shards(plan, options.num_workers), **(options.num_shards or {}))
     num_shards = {split: min(requested[split], len(entries))
                   for split, entries in plan.entries.items() if entries}
     plan = dataclasses.replace(plan, entries={split: plan.entries[split] for split in num_shards})
@@ -190,7 +237,7 @@ def _planned(plan, settings, options, requested, progress):
              for index, shard in enumerate(assign_shards(plan.entries[split],
                                                          num_shards[split], options.seed,
                                                          split))]
-    return plan, tasks
+    return plan, tasks, requested
 
 
 def judged(plan, settings, splits, num_workers=None, progress=None):
@@ -231,32 +278,6 @@ def split_by_class(plan, fraction):
     return dataclasses.replace(plan, entries=entries)
 
 
-def _without_empty_shards(output, tasks, reports):
-    """``(tasks, reports, dropped reports)`` with the shards that hold no image removed and the
-    others of their split renumbered (``-of-N`` is the count written), their files renamed;
-    any other shard-named file (a renumbering a killed run left half done) removed, so that the
-    folder holds exactly the manifest's shards."""
-    kept_tasks, kept_reports = [], {}
-    dropped = [reports[t.name] for t in tasks if not reports[t.name]["num_examples"]]
-    for split in sorted({t.split for t in tasks}):
-        full = [t for t in tasks if t.split == split and reports[t.name]["num_examples"]]
-        for index, task in enumerate(full):
-            renamed = dataclasses.replace(task, index=index, num_shards=len(full))
-            report = dict(reports[task.name], file=renamed.name)
-            if renamed.name != task.name:
-                storage.replace(storage.join(output, task.name),
-                                storage.join(output, renamed.name))
-                storage.write_atomic(storage.join(output, shard_writer.STATE_DIR,
-                                                  f"{renamed.name}.json"), json.dumps(report))
-            kept_tasks.append(renamed)
-            kept_reports[renamed.name] = report
-    for split in {t.split for t in tasks}:
-        for path in storage.glob(storage.join(output, schema.shard_pattern(split))):
-            if storage.basename(path) not in kept_reports:
-                storage.remove(path)
-    return kept_tasks, kept_reports, dropped
-
-
 def _no_images(plan, skipped):
     """The one line for inputs without a single image: the folder, and what it held."""
     where = (f"--image_folder {plan.source['image_folder']}" if "image_folder" in plan.source
@@ -281,93 +302,3 @@ def _remove_conversion(output, tasks, existed):
         storage.rmtree(output)
 
 
-def _claim(output, plan, settings, num_shards, seed, boxes):
-    """Marks ``output`` as holding this conversion, or refuses if it holds another one."""
-    state = storage.join(output, shard_writer.STATE_DIR)
-    storage.makedirs(state)
-    identity = {
-        "inputs": plan.fingerprint(),
-        "num_shards": num_shards,
-        "seed": seed,
-        "max_pixels": settings.max_pixels,
-        "max_shorter_side": settings.max_shorter_side,
-        "exif_orientation": settings.exif_orientation,
-        "boxes": hashlib.sha256(json.dumps(boxes or {}, sort_keys=True).encode()).hexdigest(),
-    }
-    marker = storage.join(state, "conversion.json")
-    if storage.exists(marker):
-        if storage.read_json(marker, written_by="vgg-convert", fix=f"delete {state} to start "
-                             "this conversion over") != identity:
-            raise errors.UserError(
-                f"{output} holds shards of a different conversion (other inputs, shard counts, "
-                "seed or image settings); use an empty --output_dir")
-    else:
-        stray = [storage.basename(path)
-                 for path in storage.glob(storage.join(output, "*-?????-of-?????"))]
-        if stray:
-            raise errors.UserError(f"{output} already holds shards of an unknown conversion "
-                                   f"({stray[0]}, ...); use an empty --output_dir")
-        storage.write_atomic(marker, json.dumps(identity, indent=1))
-    for leftover in storage.glob(storage.join(output, "*" + storage.TEMPORARY_SUFFIX)):
-        storage.remove(leftover)  # shards a killed run did not finish
-    return state
-
-
-def _finished_report(output, state, task):
-    report = storage.read_json(storage.join(state, f"{task.name}.json"),
-                               damaged=None)  # the shard is written again
-    if report is None:
-        return None
-    shard = storage.join(output, task.name)
-    if not storage.exists(shard) or storage.size(shard) != report["size_bytes"]:
-        return None
-    return report
-
-
-def _manifest(plan, tasks, reports, bbox_problems, arguments, seed, settings, requested,
-              dropped=()):
-    """Builds ``dataset_info.json``: labels, per-split counts and shards, skipped and repaired
-    (those of ``dropped`` shards, which ended empty, too)."""
-    skipped = list(plan.skipped)
-    repaired = []
-    splits = {}
-    for split in sorted(plan.entries):
-        shard_reports = [reports[t.name] for t in tasks if t.split == split]
-        split_reports = shard_reports + [r for r in dropped if r["split"] == split]
-        per_class = {synset: 0 for synset in plan.labels}
-        for report in split_reports:
-            for synset, count in report["per_class"].items():
-                per_class[synset] += count
-            skipped += report["skipped"]
-            repaired += report["repaired"]
-        index_skipped = sum(1 for s in plan.skipped if s["split"] == split)
-        splits[split] = {
-            "num_examples": sum(r["num_examples"] for r in split_reports),
-            "num_inputs": len(plan.entries[split]) + index_skipped,
-            "num_skipped": sum(len(r["skipped"]) for r in split_reports) + index_skipped,
-            "num_repaired": sum(len(r["repaired"]) for r in split_reports),
-            "num_resized": sum(r["num_resized"] for r in split_reports),
-            "shards_requested": requested[split],
-            "per_class": per_class,
-            "shards": [{"file": r["file"], "num_examples": r["num_examples"],
-                        "size_bytes": r["size_bytes"], "sha256": r["sha256"]}
-                       for r in shard_reports],
-        }
-    order = lambda record: (record["split"], record["path"], record["reason"])  # noqa: E731
-    return {
-        "format_version": MANIFEST_VERSION,
-        "labels": list(plan.labels),
-        "label_text": list(plan.label_text),
-        "label_offset": schema.LABEL_OFFSET,
-        "num_classes": len(plan.labels),
-        "splits": splits,
-        "skipped": sorted(skipped, key=order),
-        "repaired": sorted(repaired, key=order),
-        "bbox_problems": list(bbox_problems),
-        "settings": {"num_shards": requested, "seed": seed, "max_pixels": settings.max_pixels,
-                     "max_shorter_side": settings.max_shorter_side,
-                     "exif_orientation": settings.exif_orientation},
-        "ignored": list(plan.ignored),
-        "source": plan.source,
-        "arguments": arguments or {},
-    }

@@ -20,6 +20,11 @@ import tensorflow as tf
 from pipelines import image_header
 
 RESIZE_METHOD = "bilinear"  # slim's vgg_preprocessing and the paper's Caffe code resize bilinearly
+# The test-time JPEG decode: libjpeg's accurate integer DCT, what Pillow, OpenCV and browsers
+# decode with, so that a client's crop is the served one (TensorFlow's default, the fast DCT,
+# differs from them by up to 4 grey levels). Training keeps the fast one: a window of noise
+# under its augmentation, and cheaper on the hot path.
+TEST_DCT_METHOD = "INTEGER_ACCURATE"
 
 
 def image_shape(encoded):
@@ -134,9 +139,10 @@ def rescale_shorter_side(image, size):
 
 
 def decode(encoded):
-    """Decodes any supported image to uint8 RGB ``[height, width, 3]``."""
+    """Decodes any supported image to uint8 RGB ``[height, width, 3]`` (a JPEG with the
+    accurate DCT, as clients decode it: ``TEST_DCT_METHOD``)."""
     return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.io.decode_jpeg(encoded, channels=3),
+                   lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method=TEST_DCT_METHOD),
                    lambda: _decode_any(encoded))
 
 

@@ -34,6 +34,9 @@ from pipelines.foundation import storage
 # without AutoGraph's conversion (pipelines.inputs.as_written).
 _as_written = tf.autograph.experimental.do_not_convert
 
+# What else a damaged shard leaves open, said alike by every program that reads shards: only
+# vgg-train goes on without what it cannot read.
+_TRAINING_SKIPS = "vgg-train can go on without such shards (--skip_corrupt)"
 TFRECORD_FRAMING = 16  # length (8) + its CRC (4) + data CRC (4)
 
 
@@ -58,8 +61,7 @@ def checked_files(files, expected, *, skip_corrupt=False, corrupt_counter=None, 
             kept.append(path)
         elif not skip_corrupt:
             raise errors.UserError(f"shard {path} {problem}: convert it again (vgg-convert "
-                                   "rewrites damaged shards when run again), or pass "
-                                   "--skip_corrupt to leave such shards out")
+                                   f"rewrites damaged shards when run again); {_TRAINING_SKIPS}")
         else:
             print(f"WARNING: left out shard {path}: it {problem}", file=sys.stderr, flush=True)
             if corrupt_counter is not None:
@@ -120,8 +122,8 @@ def _fail_incomplete(path, consumed, size):
     # Built only for the shard that fails: formatting costs per record otherwise.
     message = tf.strings.join([
         "corrupt or truncated TFRecord shard ", path, ": only ", tf.strings.as_string(consumed),
-        " of its ", tf.strings.as_string(size), " bytes could be read; convert it again, or "
-        "pass --skip_corrupt to skip the rest of such shards"])
+        " of its ", tf.strings.as_string(size), " bytes could be read; convert it again; ",
+        _TRAINING_SKIPS])
     with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(0, tf.int64)
 
@@ -177,5 +179,5 @@ def explain(error, files, expected, show_progress=None):
                                 "network? Run the command again")
     path, problem = damaged[0]
     more = f" (and {len(damaged) - 1} more shards)" if len(damaged) > 1 else ""
-    return errors.UserError(f"shard {path} {problem}{more}: convert it again, or pass "
-                            "--skip_corrupt to skip the rest of such shards")
+    return errors.UserError(f"shard {path} {problem}{more}: convert it again; "
+                            f"{_TRAINING_SKIPS}")

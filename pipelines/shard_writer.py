@@ -116,16 +116,20 @@ def _read(entry):
     """Returns the bytes of one input, or raises ``images.BadImage`` with the reason."""
     files = _WORKER["files"]
     try:
-        if entry.source not in files:
-            files[entry.source] = storage.open_file(entry.source, "rb")  # a cached handle
-        file = files[entry.source]
         if entry.offset == 0:  # a file of its own (not a tar member): as it was indexed?
             size = storage.size(entry.source)
             if size != entry.size:
                 raise images.BadImage(f"file changed since it was indexed ({entry.size} bytes "
                                       f"then, {size} now)")
-        file.seek(entry.offset)
-        data = file.read(entry.size)
+            # Read and closed: a folder of a million photos must not hold a million handles.
+            with storage.open_file(entry.source, "rb") as file:
+                data = file.read(entry.size)
+        else:  # a member of an archive: the archive's handle kept for its next members
+            if entry.source not in files:
+                files[entry.source] = storage.open_file(entry.source, "rb")
+            file = files[entry.source]
+            file.seek(entry.offset)
+            data = file.read(entry.size)
     except OSError as error:
         raise images.BadImage(f"unreadable file: {error.strerror or error}") from None
     if len(data) != entry.size:
@@ -186,6 +190,7 @@ def write_shard(task):
     report["per_class"] = dict(report["per_class"])
     report["size_bytes"] = storage.size(target)
     report["sha256"] = storage.sha256(target)
+    report["mtime"] = storage.mtime(target)  # a rerun rewrites a shard changed since
     report["finished"] = time.time()
     storage.write_atomic(storage.join(output, STATE_DIR, f"{task.name}.json"),
                          json.dumps(report))

@@ -202,6 +202,26 @@ def reference_run(train_data, tmp_path_factory):
     return built_once(tmp_path_factory, "reference_run", train)
 
 
+@pytest.fixture(scope="session")
+def deploy_exports(reference_run, train_data, tmp_path_factory):
+    """``reference_run`` exported in every format at fp32 (``.../vgg/1``), and in the tensor
+    formats at int8, calibrated on ``train_data``'s training split (``.../vgg_int8/1``): built
+    once for the suite. Copy a version before changing it."""
+    def build(root):
+        from vgg_keras.serving import export
+        from vgg_keras.serving import formats
+        from vgg_keras.serving.config import ServingSettings
+
+        export.export_saved_model(str(reference_run), str(root), ServingSettings(
+            model_name="vgg", format=formats.FORMATS))
+        export.export_saved_model(str(reference_run), str(root), ServingSettings(
+            model_name="vgg_int8", format=formats.TENSOR_FORMATS, precision="int8",
+            calibration_data=str(train_data), calibration_images=48))
+
+    root = built_once(tmp_path_factory, "deploy_exports", build)
+    return root / "vgg" / "1", root / "vgg_int8" / "1"
+
+
 def pytest_collection_modifyitems(items):
     """Runs the modules of ``LONGEST_MODULES`` first, in that order; a module's tests stay
     together and in their order."""

@@ -21,6 +21,7 @@ import pathlib
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # silently ignore them.
 READ_AT_IMPORT = ("KERAS_BACKEND", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
                   "TF_USE_LEGACY_KERAS", "PYTHONPATH", "PYTHONHASHSEED")
+
+
+def _read(path):
+    """What a stream's file holds; nothing of a pipe (a FIFO: its reader is the test's)."""
+    if stat.S_ISFIFO(os.stat(path).st_mode):
+        return ""
+    return pathlib.Path(path).read_text(errors="replace")
 
 
 class Program:
@@ -45,8 +53,7 @@ class Program:
         self.result = None
 
     def _finished(self, answer, timeout):
-        out, err = (pathlib.Path(path).read_text(errors="replace")
-                    for path in (self.stdout_path, self.stderr_path))
+        out, err = (_read(path) for path in (self.stdout_path, self.stderr_path))
         for path in self._own:
             os.remove(path)
         self.result = subprocess.CompletedProcess(self.args, answer["returncode"], out, err)
@@ -75,8 +82,7 @@ class Program:
         """``(stdout, stderr)``: what it has printed so far, all of it once it has ended."""
         if self.result is not None:
             return self.result.stdout, self.result.stderr
-        return tuple(pathlib.Path(path).read_text(errors="replace")
-                     for path in (self.stdout_path, self.stderr_path))
+        return tuple(_read(path) for path in (self.stdout_path, self.stderr_path))
 
     def wait_printed(self, pattern, timeout=300):
         """Waits until its output (stdout and stderr) matches ``pattern`` (a regular expression,
@@ -163,7 +169,8 @@ class Programs:
             own.append(stderr)
         streams = (str(stdout), str(stderr))
         for path in streams:  # there from the start, as Popen's open files are
-            pathlib.Path(path).write_bytes(b"")
+            if not (os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)):
+                pathlib.Path(path).write_bytes(b"")  # a pipe (a FIFO) the child opens itself
         answer = self._started().ask({"op": "start", "argv": argv, "cwd": str(cwd or ROOT),
                                       "env": env, "stdout": streams[0], "stderr": streams[1]})
         return Program(self, argv, answer["pid"], streams, own)

@@ -22,12 +22,12 @@ CROP = 32
 # vgg-train with a bug planted in its loop's control (monkeypatched): any ValueError there is ours.
 BUG = """
 import sys
-from vgg_keras.training import loop
+from vgg_keras.training import epochs
 
 def broken(*arguments):
     raise ValueError("an internal inconsistency")
 
-loop.plan_chunk = broken
+epochs.plan_chunk = broken
 sys.argv[0] = "vgg-train"
 from vgg_keras.cli import train
 train.run()

@@ -467,16 +467,17 @@ def test_fewer_images_than_shards_write_fewer_shards_never_an_empty_one(tmp_path
 
 
 def test_skipped_inputs_never_leave_an_empty_shard(tmp_path):
-    """A folder of photos with a zero-byte and a text file among them, the default shard counts
-    asked: the shards are planned over the inputs that convert (one image each, -of-N true), and
-    a shard that ends empty all the same (an input that changed after it was judged) is dropped
-    and the others renumbered."""
+    """A folder of photos with a zero-byte and a text file among them, ImageNet's shard counts
+    asked (1024 / 128): the shards are planned over the inputs that convert (one image each,
+    -of-N true), and a shard that ends empty all the same (an input that changed after it was
+    judged) is dropped and the others renumbered."""
     generate(tmp_path / "data", "image_folder", synsets=("a", "b"), train_per_class=5,
              val_per_class=0, problems=False)
     (tmp_path / "data" / "a" / "empty.jpg").write_bytes(b"")
     (tmp_path / "data" / "b" / "notes.jpg").write_text("not an image")
     plan = sources.find_image_folder(tmp_path / "data", validation_fraction=0.2)
-    manifest = convert.convert(plan, tmp_path / "out", num_workers=1, seed=0)
+    imagenet = {"train": 1024, "validation": 128}
+    manifest = convert.convert(plan, tmp_path / "out", num_workers=1, seed=0, num_shards=imagenet)
     for split, count in (("train", 8), ("validation", 2)):
         names = sorted(p.name for p in (tmp_path / "out").glob(f"{split}-*"))
         assert names == [f"{split}-{i:05d}-of-{count:05d}" for i in range(count)]
@@ -497,7 +498,8 @@ def test_skipped_inputs_never_leave_an_empty_shard(tmp_path):
 
     convert.judged = judged_then_changed
     try:
-        manifest = convert.convert(again, tmp_path / "out2", num_workers=1, seed=0)
+        manifest = convert.convert(again, tmp_path / "out2", num_workers=1, seed=0,
+                                   num_shards=imagenet)
     finally:
         convert.judged = original
     names = sorted(p.name for p in (tmp_path / "out2").glob("train-*"))

@@ -35,21 +35,16 @@ INT8_TOP1_CHANGES = 3
 
 
 @pytest.fixture(scope="module")
-def exported(reference_run, train_data, tmp_path_factory):
-    """The reference run exported in every format at fp32, and in the tensor formats at int8
-    (calibrated on the training split), with the float Keras net and the validation crops."""
-    root = tmp_path_factory.mktemp("deploy")
-    every = export.export_saved_model(str(reference_run), str(root), ServingSettings(
-        model_name="vgg", format=formats.FORMATS))
-    int8 = export.export_saved_model(str(reference_run), str(root), ServingSettings(
-        model_name="vgg_int8", format=formats.TENSOR_FORMATS, precision="int8",
-        calibration_data=str(train_data), calibration_images=48))
-    metadata = layout.read_metadata(every)
+def exported(deploy_exports, reference_run, train_data):
+    """The suite's exports of the reference run (every format at fp32, the tensor formats at
+    int8), with the float Keras net and the validation crops."""
+    every, int8 = deploy_exports
+    metadata = layout.read_metadata(str(every))
     crops = np.concatenate([images for images, _, _ in inputs.make_eval_dataset(
         str(train_data), test_scale=metadata["test_scale"], crop_size=metadata["crop_size"],
         batch_size=64).as_numpy_iterator()])
     model = loading.load_model(str(reference_run))
-    return pathlib.Path(every), pathlib.Path(int8), model, crops
+    return every, int8, model, crops
 
 
 def test_every_format_where_its_server_looks(exported):
@@ -58,18 +53,27 @@ def test_every_format_where_its_server_looks(exported):
     assert sorted(p.name for p in every.iterdir()) == sorted([
         "saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb",
         "vgg_metadata.json", *TENSOR_FILES, "model.bin"])
-    assert sorted(p.name for p in every.parent.iterdir()) == ["1", "config.pbtxt", "labels.txt"]
+    assert sorted(p.name for p in every.parent.iterdir()) == ["1", "config.pbtxt", "labels.txt",
+                                                              "warmup"]
     metadata = json.loads((every / "vgg_metadata.json").read_text())
     assert metadata == json.loads((every / "assets.extra" / "vgg_metadata.json").read_text())
     assert list(metadata["formats"]) == list(formats.FORMATS)
     crop, classes = metadata["crop_size"], metadata["num_classes"]
+    # Each format's tensors by the names its runtime's own API uses: ONNX Runtime's and
+    # OpenVINO's ours; LiteRT's interpreter names them after the signature, whose runner keys
+    # are ours.
+    names = {"onnx": ("images", "probabilities"), "openvino": ("images", "probabilities"),
+             "litert": ("serving_default_images:0", "StatefulPartitionedCall:0")}
     for name in formats.TENSOR_FORMATS:
         entry = metadata["formats"][name]
-        assert entry["input"] == {"name": "images", "dtype": "uint8",
-                                  "shape": [None, crop, crop, 3]}
-        assert entry["output"] == {"name": "probabilities", "dtype": "float32",
-                                   "shape": [None, classes]}
+        keys = {"signature_key": "images"} if name == "litert" else {}
+        assert entry["input"] == {"name": names[name][0], "dtype": "uint8",
+                                  "shape": [None, crop, crop, 3], **keys}
+        keys = {"signature_key": "probabilities"} if name == "litert" else {}
+        assert entry["output"] == {"name": names[name][1], "dtype": "float32",
+                                   "shape": [None, classes], **keys}
         assert entry["precision"] == "fp32"
+    assert metadata["formats"]["litert"]["signature"] == "serving_default"
     assert metadata["formats"]["openvino"]["compile"] == {"INFERENCE_PRECISION_HINT": "f32"}
     assert metadata["client_preprocessing"]["resize_shorter_side_to"] == metadata["test_scale"]
     assert not [p for p in every.parent.iterdir() if p.name.startswith(".export-")]
@@ -130,6 +134,18 @@ def test_triton_parses_the_configuration_and_it_matches_the_onnx_model(exported)
     assert list(output.dims) == [4] and output.data_type == model_config_pb2.TYPE_FP32
     labels = (every.parent / output.label_filename).read_text().splitlines()
     assert labels == layout.read_metadata(str(every))["labels"]
+    # As deployed: one instance where Triton puts it, the newest version only, and warm-up
+    # requests of the export's own images, each a raw uint8 crop Triton reads from warmup/.
+    (instances,) = config.instance_group
+    assert instances.count == 1 and instances.kind == model_config_pb2.ModelInstanceGroup.KIND_AUTO
+    assert config.version_policy.latest.num_versions == 1
+    assert config.default_model_filename == "model.onnx"
+    assert [warmup.batch_size for warmup in config.model_warmup] == [1, 1]
+    for warmup in config.model_warmup:
+        data = warmup.inputs[tensor.name]
+        assert data.data_type == model_config_pb2.TYPE_UINT8 and list(data.dims) == onnx_dims[1:]
+        raw = (every.parent / "warmup" / data.input_data_file).read_bytes()
+        assert len(raw) == int(np.prod(onnx_dims[1:]))  # one crop, row-major
 
 
 def test_every_artifact_is_a_model_of_vgg_evaluate(exported, train_data):
@@ -191,9 +207,9 @@ def test_vgg_predict_and_vgg_evaluate_on_tensor_files(exported, train_data, tmp_
     result = programs.run([str(BIN / "vgg-predict"), f"--model={every / 'model.tflite'}",
                            str(text), str(photo)])
     assert result.returncode == 1 and str(photo) in result.stdout  # the others still predicted
-    assert result.stderr.strip() == (f"vgg-predict: {text}: image 0 of the request does not "
-                                     "decode (Unknown image file format. One of JPEG, JPEG XL, "
-                                     "PNG, GIF, BMP, WebP required)")
+    # In the serving graph's words: the same checks as the SavedModel's, before the runtime.
+    assert result.stderr.strip() == (f"vgg-predict: {text}: image 0 of the request is not a "
+                                     "JPEG, PNG, GIF or BMP image")
     result = programs.run([str(BIN / "vgg-evaluate"), f"--model={int8 / 'model.tflite'}",
                            f"--data_dir={train_data}", "--protocols=single", "--num_classes=4"])
     assert result.returncode == 0, result.stderr[-2000:]

@@ -204,6 +204,8 @@ AFTER = {
                         "assert loss.style_layers == ('block1_conv2', 'block2_conv2')",
     "to_conv_head": "assert probabilities.shape == (1, 1000)",
     "preprocess_image": "assert probabilities.shape == (1, 1000) and crop.dtype == 'uint8'",
+    "reference_client.preprocess": "assert crop.shape == (metadata['crop_size'],) * 2 + (3,); "
+                                   "assert crop.dtype == 'uint8'",
 }
 
 

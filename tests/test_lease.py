@@ -12,11 +12,11 @@ import time
 
 import pytest
 
+from pipelines.foundation import lease
 from tests import programs
 from tests.conftest import REFERENCE_FLAGS
 from tests.conftest import REFERENCE_RUN
 from vgg_keras.artifacts import layout
-from vgg_keras.training import lease
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from vgg_keras.training import loop
+from vgg_keras.training import epochs
 from vgg_keras.training import notes
 from vgg_keras.training import preemption
 
@@ -14,7 +14,7 @@ def _calls(start, end, backup_steps, steps_per_execution):
     """The (first step, steps, backup after) of every call from ``start`` to ``end``."""
     calls, current = [], start
     while current < end:
-        count, backup = loop.plan_chunk(current, end, backup_steps, steps_per_execution)
+        count, backup = epochs.plan_chunk(current, end, backup_steps, steps_per_execution)
         calls.append((current, count, backup))
         current += count
     return calls

@@ -187,7 +187,7 @@ def test_the_folders_show_the_rules():
              and (path / "__init__.py").exists()}
     assert rooms == {"nets", "artifacts", "compute", "training", "evaluation", "serving"}
     assert {path.stem for path in (ROOT / "pipelines" / "foundation").glob("*.py")} == {
-        "__init__", "storage", "errors", "settings", "progress", "tf_runtime"}
+        "__init__", "storage", "errors", "settings", "progress", "tf_runtime", "lease"}
 
 
 def _oversized(path, root=ROOT):

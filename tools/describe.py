@@ -1,5 +1,5 @@
-"""Prints, for each VGG configuration, what Tables 1–2 of the paper state, computed from the built
-models: weight layers, parameters, forward GFLOPs and output shape.
+"""vgg-describe: prints, for each VGG configuration, what Tables 1–2 of the paper state, computed
+from the built models: weight layers, parameters, forward GFLOPs and output shape.
 
     vgg-describe                      # the six nets of Table 1
     vgg-describe --batch_norm         # their batch-norm variants

@@ -20,6 +20,8 @@ Each run writes the next version (/serving/vgg16/1, 2, ...) and never overwrites
 A SavedModel is a program: load only exports you trust.
 """
 
+import sys
+
 from absl import app
 
 from pipelines.foundation import storage
@@ -41,11 +43,24 @@ def main(argv):
     config = SETTINGS.read()
     from vgg_keras.serving import export
 
+    # Once the version is whole, a stop waits for the report: the version stays, the exit is 0.
+    held = program.HeldSignals()
     if config.model:
-        path = export.export_saved_model(config.model, config.export_dir, config.serving())
+        path = export.export_saved_model(config.model, config.export_dir, config.serving(),
+                                         before_commit=held.hold)
     else:
         path = export.export_published(config.weights, config.config, config.export_dir,
-                                       config.serving(), crop_size=config.crop_size)
+                                       config.serving(), crop_size=config.crop_size,
+                                       before_commit=held.hold)
+    _report(path, config)
+    if held.received:
+        print(f"vgg-export: {held.received} came once version {path} was whole: it stays, and "
+              "nothing else was left", file=sys.stderr)
+    return 0
+
+
+def _report(path, config):
+    """The lines that say what was exported, and where each format is."""
     metadata = layout.read_metadata(path)
     source = metadata.get("source_file", metadata["source_model"])
     step = f" (the checkpoint of step {metadata['source_step']:,})" if metadata.get(
@@ -63,9 +78,8 @@ def main(argv):
         calibration = metadata["calibration"]
         print(f"  int8 calibrated on {calibration['images']} images of {calibration['data_dir']} "
               f"({calibration['split']} split, Q={calibration['test_scale']})")
-    if "onnx" in config.format:
+    if {"onnx", "openvino"} & set(config.format):
         print(f"  Triton: {storage.join(storage.dirname(path), layout.TRITON_CONFIG)}")
-    return 0
 
 
 def run():

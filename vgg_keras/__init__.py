@@ -68,7 +68,10 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+    """The public names: the nets' and loading's (``__all__``), the version, the subpackages."""
+    return sorted([*_EXPORTS, "__version__",
+                   *(name for name, value in globals().items()
+                     if isinstance(value, type(sys)) and value.__name__.startswith(__name__))])
 
 
 def _register_layers():

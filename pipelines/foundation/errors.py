@@ -23,6 +23,7 @@ _USERS_TF_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError",
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[",
              "Stack trace for op", "Traceback", "File \"")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS,)
 # TensorFlow's framing of several errors at once: "2 root error(s) found." and "(0) NOT_FOUND: ".
 _ROOT_ERRORS = re.compile(r"^\d+ root error\(s\) found")
 _ROOT_ERROR = re.compile(r"^\(\d+\) [A-Z_]+: ")
@@ -116,6 +117,10 @@ def user_message(error):
         where = f" writing {error.filename}" if error.filename else ""
         return (f"the disk is full{where} ({error.strerror}): free space, or write to another "
                 "disk; an interrupted run resumes from its last checkpoint")
+    if isinstance(error, OSError) and error.errno in _READ_ONLY:
+        where = f"{error.filename} is" if error.filename else "the destination is"
+        return (f"{where} on a read-only file system: give a folder (or cache) that can be "
+                "written")
     if isinstance(error, UserError):  # ours, written to be read whole (a list of settings)
         return str(error) or type(error).__name__
     if isinstance(error, _USERS_OS_ERRORS):
@@ -124,6 +129,9 @@ def user_message(error):
         message = getattr(error, "message", "") or str(error)
         if "assertion failed" in message or "Summarized data" in message:
             return one_line(error)  # one of our checks inside a graph
+        if "Read-only file system" in message:
+            return (f"the destination is on a read-only file system ({one_line(error)}): give a "
+                    "folder that can be written")
         if type(error).__name__ in _USERS_TF_ERRORS:
             return one_line(error)
         if type(error).__name__ == "ResourceExhaustedError" and "space" in message.lower():

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 from pipelines.foundation import errors
@@ -36,8 +37,10 @@ def is_url(path):
 
 
 def _gfile():
-    import tensorflow as tf
+    from pipelines.foundation import tf_runtime
 
+    # Started as quietly as the program asked, where this is TensorFlow's first use.
+    tf = sys.modules.get("tensorflow") or tf_runtime.start()
     return _RaisingOSErrors(tf.io.gfile, tf.errors)
 
 

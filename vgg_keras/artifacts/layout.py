@@ -30,6 +30,7 @@ read; each format's files only if asked for)::
 import os
 
 from pipelines.foundation import errors
+from pipelines.foundation import lease
 from pipelines.foundation import storage
 
 MODEL_FILE = "model.keras"
@@ -42,7 +43,7 @@ INIT_FILE = "init.json"
 ARCHITECTURE_FILE = "architecture.json"
 CLASSES_FILE = "classes.json"
 RUN_FILE = "run.json"
-LEASE_FILE = "lease.json"
+LEASE_FILE = lease.FILE  # the running chief's, as the foundation's lease names it
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"

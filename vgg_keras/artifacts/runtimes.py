@@ -5,6 +5,7 @@ declared here, below the export that writes them and the loading that runs them;
 and files are ``layout``'s.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -49,7 +50,7 @@ class Runtime:
             raise errors.UserError(f"{path} is no ONNX (.onnx), LiteRT (.tflite) or OpenVINO "
                                    "(.xml) model")
         check_packages([self.format], RUNTIME_PACKAGES)
-        with storage.local_copy(self.path) as local:  # the runtimes read local files
+        with _local_files(self.path, self.format) as local:  # the runtimes read local files
             load = {ONNX: self._load_onnx, LITERT: self._load_litert,
                     OPENVINO: self._load_openvino}[self.format]
             try:
@@ -120,6 +121,28 @@ class Runtime:
             raise errors.UserError(f"{self.path} takes {shape}; vgg-evaluate and vgg-predict "
                                    "run models of uint8 [batch, crop, crop, 3]")
         self.crop_size, self.num_classes = int(shape[1]), int(list(output_shape)[-1])
+
+
+@contextlib.contextmanager
+def _local_files(path, kind):
+    """A local path of the model file (copied from a URL where need be), with OpenVINO's weights
+    (``model.bin``) beside its ``model.xml``.
+
+    Raises:
+        UserError: for an OpenVINO model whose weights file is not beside it.
+    """
+    if kind != OPENVINO:
+        with storage.local_copy(path) as local:
+            yield local
+        return
+    weights = path[:-len(".xml")] + ".bin"
+    if not storage.exists(weights):
+        raise errors.UserError(f"{path} needs its weights, {weights}, beside it: copy the "
+                               "version folder whole")
+    with storage.local_copy(path) as local, storage.local_copy(weights) as local_weights:
+        if os.path.dirname(local) != os.path.dirname(local_weights):  # copies of URLs
+            os.replace(local_weights, local[:-len(".xml")] + ".bin")
+        yield local
 
 
 def as_keras_model(runtime, name=None):

@@ -100,6 +100,7 @@ class EvalConfig(artifact_settings.PublishedSettings, compute_settings.Distribut
                 storage.check_filesystem(path, flag)
         if self.output_dir and check_files:
             storage.check_folder(self.output_dir, "--output_dir")
+            storage.makedirs(self.output_dir)  # one that cannot be written: refused at once
         if self.distribution_strategy == "tpu":
             compute_settings.check_tpu_paths({"--data_dir": self.data_dir})
         if self.distribution_strategy == "multi_worker" and check_files:

@@ -176,9 +176,12 @@ class _Net:
         self.crop_size = crop_size or builder.crop_size_of(model)
         self.scales = self.train_scale = None
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
+            kind = ("an ONNX, LiteRT or OpenVINO file" if layout.is_tensor_file(source.file)
+                    else "a SavedModel")
             raise errors.UserError(f"dense evaluation of {path} needs the net's layers (a Keras "
-                                   "file, a vgg-train model dir or checkpoint), not a SavedModel; "
-                                   "use single or multicrop")
+                                   "file, a vgg-train model dir or checkpoint), which "
+                                   f"{source.file} ({kind}) does not hold: use single or "
+                                   "multicrop on it")
         net = protocol_lib.as_probabilities(model)
         conv_net = (protocol_lib.as_probabilities(heads.to_conv_head(model)) if need_dense
                     else None)

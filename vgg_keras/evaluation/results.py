@@ -137,25 +137,29 @@ def write_results(output_dir, results, scores, classes):
 
 
 def confusion_png(confusion, classes, protocol):
-    """The confusion matrix drawn as a PNG (rows: true classes, columns: predicted; each row
-    normalised), classes named where there are few enough to read."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    """The confusion matrix drawn as a PNG (rows: true classes, columns: predicted; each row's
+    shares in colour, with the colour bar that reads them), classes named and each cell's count
+    written where there are few enough to read (matplotlib's figure alone: no pyplot)."""
+    from matplotlib.figure import Figure
 
     size = len(classes)
     shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    figure, axes = pyplot.subplots(figsize=(min(4 + 0.4 * size, 12),) * 2)
-    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    figure = Figure(figsize=(min(5 + 0.4 * size, 13), min(4 + 0.4 * size, 12)), dpi=100)
+    axes = figure.subplots()
+    shown = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    figure.colorbar(shown, ax=axes, label="share of the true class's images")
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    axes.set_title(f"confusion ({protocol}), each row's share")
+    axes.set_title(f"confusion ({protocol}): images, and each row's share")
     if size <= 40:
         axes.set_xticks(range(size), [str(c)[:18] for c in classes], rotation=90, fontsize=7)
         axes.set_yticks(range(size), [str(c)[:18] for c in classes], fontsize=7)
+    if size <= 25:  # the counts, where a cell has room for them
+        for (true, predicted), count in np.ndenumerate(confusion):
+            if count:
+                axes.text(predicted, true, f"{int(count)}", ha="center", va="center",
+                          fontsize=7, color="white" if shares[true, predicted] > 0.5 else "black")
     figure.tight_layout()
     data = io.BytesIO()
-    figure.savefig(data, format="png", dpi=100)
-    pyplot.close(figure)
+    figure.savefig(data, format="png")
     return data.getvalue()

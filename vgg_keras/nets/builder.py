@@ -67,7 +67,6 @@ class Preprocessing:
     color_shift_stddev: float = vgg_layers.PCA_COLOR_STDDEV
 
 
-BN_MOMENTUM, BN_EPSILON = BatchNorm.momentum, BatchNorm.epsilon  # Keras' defaults
 # build_vgg's keyword arguments from before its objects, still taken (with a DeprecationWarning):
 # each is a field of the object named.
 LEGACY_ARGUMENTS = {

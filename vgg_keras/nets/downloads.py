@@ -14,10 +14,15 @@ checked here, each time, and a blob that differs is removed. Keras' download is 
 temporary name here and moved into place only once its md5 is the one Keras pins.
 """
 
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import re
+import socket
+import threading
+import urllib.parse
 import uuid
 
 from vgg_keras.nets import published
@@ -25,6 +30,7 @@ from vgg_keras.nets.published import DownloadInterrupted
 from vgg_keras.nets.published import WeightsUnavailable
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+REACH_SECONDS = 3.0  # to find a source's host, before anything is asked of it
 
 
 def cache_dir(entry, folder=None):
@@ -98,8 +104,10 @@ def _fetch_from_hub(entry, kind, cache, endpoint):
         raise WeightsUnavailable(_not_cached(entry, kind, cache, "HF_HUB_OFFLINE=1 forbids "
                                                                  "downloading it"))
     host = endpoint or huggingface_hub.constants.ENDPOINT
+    _check_reachable(entry, kind, cache, host)
     _say_downloading(entry, kind, f"{host}/{entry.repository}", cache)
-    path = _download_from_hub(entry, kind, cache, endpoint, host)
+    with _quiet("huggingface_hub"):  # its retries' warnings: the one line below says it all
+        path = _download_from_hub(entry, kind, cache, endpoint, host)
     sha256, published_sha256 = _hashes_of_blob(path)
     if published_sha256 is not None and sha256 != published_sha256:
         _remove_blob(path)
@@ -163,6 +171,13 @@ def _download_from_hub(entry, kind, cache, endpoint, host):
 
 
 def _fetch_from_keras(entry, kind, cache):
+    found = cache
+    while not os.path.exists(found) and os.path.dirname(found) != found:
+        found = os.path.dirname(found)  # the part of the cache's path that exists
+    if not os.path.isdir(found):
+        raise WeightsUnavailable(f"Keras keeps its downloads in {cache}, but {found} is a file, "
+                                 "not a folder: point KERAS_HOME at a folder (its models/ "
+                                 f"sub-folder is the cache), or give the file as {kind}=PATH")
     path = os.path.join(cache, entry.file)
     if os.path.isfile(path):
         md5 = _file_hash(path, "md5")
@@ -170,6 +185,7 @@ def _fetch_from_keras(entry, kind, cache):
             return published.Weights(kind, path, source=entry.url, file=entry.file, md5=md5)
         print(f"{path} has md5 {md5}, not Keras' {entry.md5}: downloading it again", flush=True)
         os.remove(path)
+    _check_reachable(entry, kind, cache, entry.url)
     _say_downloading(entry, kind, entry.url, cache)
     partial = f"{entry.file}.{uuid.uuid4().hex[:8]}.incomplete"
     import keras
@@ -210,6 +226,45 @@ def _keras_failure(entry, kind, cache, error):
                                               f"{entry.url} could not be reached "
                                               f"({getattr(cause, 'reason', cause)})"))
     return error
+
+
+def _check_reachable(entry, kind, cache, url):
+    """Refuses at once, within ``REACH_SECONDS``, a download from a host that cannot be reached
+    (no network, a mirror down): the libraries would retry for half a minute first.
+
+    Raises:
+        WeightsUnavailable: the one line of a file not in the cache, and why.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome = {}
+
+    def connect():
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=REACH_SECONDS).close()
+            outcome["reached"] = True
+        except OSError as error:
+            outcome["error"] = error
+
+    probe = threading.Thread(target=connect, daemon=True)  # a name lookup may hang
+    probe.start()
+    probe.join(REACH_SECONDS)
+    if not outcome.get("reached"):
+        why = _first_line(outcome["error"]) if "error" in outcome else (
+            f"no answer within {REACH_SECONDS:g} s")
+        raise WeightsUnavailable(_not_cached(entry, kind, cache,
+                                             f"{url} could not be reached ({why})"))
+
+
+@contextlib.contextmanager
+def _quiet(name):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _say_downloading(entry, kind, where, cache):

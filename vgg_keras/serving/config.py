@@ -15,6 +15,7 @@ from pipelines.foundation.settings import setting
 from vgg_keras import protocols
 from vgg_keras.artifacts import layout
 from vgg_keras.artifacts import settings as artifact_settings
+from vgg_keras.serving import versions
 
 # The formats and precisions (``formats`` holds their code), named without TensorFlow.
 FORMATS = ("saved_model", *layout.TENSOR_FORMATS)
@@ -71,6 +72,7 @@ class ServingSettings:
     def check(self):
         """Raises ``UserError`` for a value that cannot work, reading no file."""
         declared.check_settings(self)
+        versions.check_model_name(self.model_name)
         for flag, path in (("--data_dir", self.data_dir),
                            ("--calibration_data", self.calibration_data)):
             if path:

@@ -20,10 +20,7 @@ A SavedModel is a program (TensorFlow's security model): load only exports you t
 
 import dataclasses
 import datetime
-import errno
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -43,12 +40,15 @@ from vgg_keras.nets import configs
 from vgg_keras.nets import published
 from vgg_keras.serving import formats
 from vgg_keras.serving import graph
+from vgg_keras.serving import reference_client
+from vgg_keras.serving import triton
+from vgg_keras.serving import versions
 from vgg_keras.serving.config import ServingSettings
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses a warm-up file with more records
 
 
-def export_saved_model(model_path, export_dir, settings=None):
+def export_saved_model(model_path, export_dir, settings=None, *, before_commit=None):
     """Exports a trained net as ``export_dir/<model_name>/<next version>``.
 
     Args:
@@ -61,6 +61,9 @@ def export_saved_model(model_path, export_dir, settings=None):
             without one), the classes returned, the limits of a request's images, and the data
             whose metadata names the classes (default: those recorded in ``summary.json`` by
             ``vgg-train``, or ImageNet's for 1,000 outputs).
+
+        before_commit: called once the version is whole, just before it takes its number
+            (``versions.write_new_version``).
 
     Returns:
         The path of the new version.
@@ -76,10 +79,11 @@ def export_saved_model(model_path, export_dir, settings=None):
                                "vgg-train model dir or a checkpoint")
     model, source = loading.load_model_and_source(model_path)
     return export_model(model, export_dir, settings, summary=layout.read_summary(model_path),
-                        source=source)
+                        source=source, before_commit=before_commit)
 
 
-def export_published(weights, config, export_dir, settings=None, *, crop_size=None):
+def export_published(weights, config, export_dir, settings=None, *, crop_size=None,
+                     before_commit=None):
     """Exports net ``config`` with published ``weights`` (a ``published.Weights``, or its text:
     ``"timm"``, ``"paper=PATH"``), no training run, as ``export_saved_model`` does: built and
     loaded as the weights need (``loading.load_published``; ``crop_size``: another crop than
@@ -95,10 +99,12 @@ def export_published(weights, config, export_dir, settings=None, *, crop_size=No
     summary = {"config": configs.variant_name(config), "class_synsets": list(synsets),
                "class_names": list(names)}
     return export_model(model, export_dir, settings, summary=summary,
-                        source=weights if weights.fetched else str(weights))
+                        source=weights if weights.fetched else str(weights),
+                        before_commit=before_commit)
 
 
-def export_model(model, export_dir, settings=None, *, summary=None, source=None):
+def export_model(model, export_dir, settings=None, *, summary=None, source=None,
+                 before_commit=None):
     """Exports an in-memory net (one with published weights, say, and no training run) as
     ``export_saved_model`` does, with ``summary`` what a run's ``summary.json`` would say of it
     (its classes, training scale; ``{}``: ImageNet's classes for 1,000 outputs, Q by
@@ -106,6 +112,8 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
     ``loading.ModelSource`` or published weights' ``published.Weights``: the metadata
     says)."""
     settings = settings or ServingSettings()
+    base = os.path.join(export_dir, settings.model_name)
+    versions.check_base(base, settings.format)  # before anything heavy
     metadata = serving_metadata(model, settings, summary=summary, source=source)
     tensor_formats = [name for name in settings.format if name in formats.TENSOR_FORMATS]
     formats.check_packages(tensor_formats)  # before anything is written
@@ -119,11 +127,12 @@ def export_model(model, export_dir, settings=None, *, summary=None, source=None)
                                    "test_scale": metadata["test_scale"]}
     module = (graph.ServingModule(model, metadata) if formats.SAVED_MODEL in settings.format
               else None)
-    base = os.path.join(export_dir, settings.model_name)
-    version = _write_new_version(module, base, settings.model_name, metadata,
-                                 _Formats(model, tensor_formats, settings.precision, calibration))
-    if formats.ONNX in settings.format:
-        _write_triton_config(base, metadata, settings)
+    writer = _Formats(model, tensor_formats, settings.precision, calibration)
+    version = versions.write_new_version(
+        base, lambda folder: writer.write(module, folder, settings.model_name, metadata),
+        before_commit)
+    if triton.backend_of(settings.format):
+        triton.write_repository(base, metadata, settings, warmup_crops(metadata))
     return version
 
 
@@ -136,26 +145,16 @@ class _Formats:
         self.precision, self.calibration = precision, calibration
 
     def write(self, module, folder, model_name, metadata):
+        if self.tensor_formats:  # the names their runtimes give the tensors: into the metadata
+            metadata["formats"].update(formats.write_formats(
+                self.model, folder, self.tensor_formats, self.precision, self.calibration))
         if module is not None:
             tf.saved_model.save(module, folder, signatures=module.signatures())
             storage.makedirs(os.path.join(folder, layout.ASSETS_EXTRA))
             write_warmup_requests(os.path.join(folder, layout.WARMUP_FILE), model_name,
                                   metadata)
             layout.write_metadata(folder, metadata, saved_model=True)
-        if self.tensor_formats:
-            formats.write_formats(self.model, folder, self.tensor_formats, self.precision,
-                                  self.calibration)
         layout.write_metadata(folder, metadata)  # the version's marker: written last
-
-
-def _write_triton_config(base, metadata, settings):
-    """Triton's ``config.pbtxt`` and the labels file it names, beside the versions."""
-    labels = "labels.txt"
-    storage.write_atomic(os.path.join(base, labels), "".join(
-        f"{label}\n" for label in metadata["labels"]))
-    storage.write_atomic(os.path.join(base, layout.TRITON_CONFIG), formats.triton_config(
-        settings.model_name, metadata["crop_size"], metadata["num_classes"],
-        settings.max_batch_size, labels))
 
 
 def serving_module(model, settings=None, *, summary=None, source=None):
@@ -203,12 +202,8 @@ def serving_metadata(model, settings=None, *, summary=None, source=None):
         "full_probabilities": bool(settings.full_probabilities),
         "num_classes": num_classes,
         "signatures": list(graph.SIGNATURES),
-        "client_preprocessing": {
-            "function": "vgg_keras.preprocess_image", "decode": "RGB",
-            "resize_shorter_side_to": int(test_scale),
-            "resize_method": preprocessing.RESIZE_METHOD, "center_crop": crop_size,
-            "dtype": "uint8", "layout": "[batch, crop, crop, 3]",
-            "normalization": "inside the model"},
+        "client_preprocessing": {"function": "vgg_keras.preprocess_image",
+                                 **reference_client.describe(test_scale, crop_size)},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
@@ -253,26 +248,37 @@ def serving_signature(path):
 
 def tensor_signature(path, metadata):
     """A function as an export's ``serving_default`` (``images``: encoded images → ``classes``,
-    ``synsets``, ``labels``, ``scores``) around a tensor format's runtime: each image through
-    ``client.preprocess_image`` at the export's Q and crop, as a client of that format does."""
+    ``synsets``, ``labels``, ``scores``) around a tensor format's runtime: each image checked
+    and cut as the serving graph checks and cuts it (its size limits, Q and crop), as a client
+    of that format does; the model's outputs checked against the classes ``metadata`` names.
+
+    Raises:
+        UserError: for a model whose outputs are not the metadata's classes' probabilities.
+    """
     from vgg_keras.artifacts import runtimes
-    from vgg_keras.serving import client
 
     runtime = runtimes.Runtime(path)
     q, crop, k = metadata["test_scale"], metadata["crop_size"], metadata["top_k"]
     synsets, labels = np.array(metadata["synsets"]), np.array(metadata["labels"])
+    if runtime.num_classes != len(labels) or runtime.crop_size != crop:
+        raise errors.UserError(
+            f"{path} takes {runtime.crop_size}×{runtime.crop_size} crops and gives "
+            f"{runtime.num_classes} outputs; its {layout.EXPORT_METADATA_FILE} says {crop} and "
+            f"{len(labels)} classes: they are not of one export (export the model again)")
 
     def crop_of(index, data):
-        try:
-            return client.preprocess_image(data, q, crop)
-        except tf.errors.InvalidArgumentError as error:  # as the serving graph words it
-            reason = errors.one_line(error).rstrip(".")
-            raise tf.errors.InvalidArgumentError(
-                None, None, f"image {index} of the request does not decode ({reason})") from None
+        image = graph.encoded_image(tf.constant(data), tf.constant(index, tf.int64), metadata)
+        return np.asarray(preprocessing.center_crop(preprocessing.rescale_shorter_side(image, q),
+                                                    crop))
 
     def signature(images):
         crops = np.stack([crop_of(i, data) for i, data in enumerate(images.numpy())])
         probabilities = runtime(crops)
+        sums = probabilities.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-2):
+            raise errors.UserError(
+                f"{path} gives no class probabilities (a row sums to {sums[0]:.4g}): it is not a "
+                f"model that vgg-export wrote beside its {layout.EXPORT_METADATA_FILE}")
         classes = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         return {"classes": tf.constant(classes, tf.int64),
                 "scores": tf.constant(np.take_along_axis(probabilities, classes, axis=1)),
@@ -311,39 +317,6 @@ def _class_names(summary, data_dir, num_classes, model_path):
                            "--data_dir (shards with dataset_info.json)")
 
 
-def _write_new_version(module, base, model_name, metadata, writer):
-    """Saves into a hidden folder beside the versions (``writer.write``), then renames it to the
-    next one. On an object store, where a folder cannot be renamed, the export is written on
-    the local disk and copied into the next version, its ``saved_model.pb`` and
-    ``vgg_metadata.json`` last (a version folder without them is no export:
-    ``layout.find_export`` and TF Serving pass it by)."""
-    if storage.is_url(base):
-        return _upload_new_version(module, base, model_name, metadata, writer)
-    os.makedirs(base, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=base)
-    try:
-        writer.write(module, staging, model_name, metadata)
-        while True:
-            version = layout.next_version(base)
-            try:
-                os.rename(staging, os.path.join(base, str(version)))
-                return os.path.join(base, str(version))
-            except OSError as error:  # another export took this version meanwhile
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _upload_new_version(module, base, model_name, metadata, writer):
-    with tempfile.TemporaryDirectory() as staging:
-        writer.write(module, staging, model_name, metadata)
-        version = os.path.join(base, str(layout.next_version(base)))
-        storage.copy_tree(staging, version, last=(layout.SAVED_MODEL_FILE,
-                                                  layout.EXPORT_METADATA_FILE))
-    return version
-
-
 def warmup_images():
     """Two small deterministic pictures (a gradient with a disc), 240×320 and 300×200."""
     images = []
@@ -353,6 +326,16 @@ def warmup_images():
         image = np.stack([x * 255 // width, y * 255 // height, 255 * disc], axis=-1)
         images.append(image.astype(np.uint8))
     return images
+
+
+def warmup_crops(metadata):
+    """The warm-up images as a client of the tensor formats sends them: uint8 crops at the
+    export's Q (``client.preprocess_image``), ``[n, crop, crop, 3]``."""
+    from vgg_keras.serving import client
+
+    return np.stack([client.preprocess_image(tf.io.encode_png(image).numpy(),
+                                             metadata["test_scale"], metadata["crop_size"])
+                     for image in warmup_images()])
 
 
 def write_warmup_requests(path, model_name, metadata):

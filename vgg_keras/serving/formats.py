@@ -101,7 +101,11 @@ def write_formats(model, folder, formats, precision="fp32", calibration=None):
             _litert(source, os.path.join(folder, FILES[LITERT]), precision, calibration)
         if OPENVINO in formats:
             _openvino(onnx_file, os.path.join(folder, FILES[OPENVINO]), precision)
-    return entries(formats, builder.crop_size_of(model), int(model.output.shape[-1]), precision)
+    found = entries(formats, builder.crop_size_of(model), int(model.output.shape[-1]),
+                    precision)
+    if LITERT in formats:
+        _litert_names(os.path.join(folder, FILES[LITERT]), found[LITERT])
+    return found
 
 
 def entries(names, crop, classes, precision):
@@ -120,7 +124,22 @@ def entries(names, crop, classes, precision):
                 "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, classes]}}
             if name == OPENVINO:
                 found[name]["compile"] = dict(runtimes.OPENVINO_COMPILE)
+            if name == LITERT:  # its signature runner's keys; the tensors' names: _litert_names
+                found[name]["signature"] = "serving_default"
+                found[name]["input"]["signature_key"] = INPUT
+                found[name]["output"]["signature_key"] = OUTPUT
     return found
+
+
+def _litert_names(path, entry):
+    """The names LiteRT's interpreter gives the file's input and output tensors (its converter
+    names them after the signature: ``serving_default_images:0``), into ``entry``."""
+    from ai_edge_litert import interpreter as litert
+
+    with tf_runtime.native_lines():
+        details = litert.Interpreter(model_path=path)
+    entry["input"]["name"] = details.get_input_details()[0]["name"]
+    entry["output"]["name"] = details.get_output_details()[0]["name"]
 
 
 @contextlib.contextmanager
@@ -199,22 +218,6 @@ def _openvino(onnx_file, path, precision):
 
     model = openvino.convert_model(onnx_file)
     openvino.save_model(model, path, compress_to_fp16=precision == "fp16")
-
-
-def triton_config(model_name, crop, num_classes, max_batch_size, label_file=None):
-    """Triton's model configuration (``config.pbtxt``, protobuf text of its ``ModelConfig``) for
-    the ONNX model: the onnxruntime backend, the tensors, dynamic batching."""
-    labels = f'\n    label_filename: "{label_file}"' if label_file else ""
-    return (f'name: "{model_name}"\n'
-            'platform: "onnxruntime_onnx"\n'
-            f"max_batch_size: {int(max_batch_size)}\n"
-            "input [\n  {\n"
-            f'    name: "{INPUT}"\n    data_type: TYPE_UINT8\n'
-            f"    dims: [ {crop}, {crop}, 3 ]\n  }}\n]\n"
-            "output [\n  {\n"
-            f'    name: "{OUTPUT}"\n    data_type: TYPE_FP32\n'
-            f"    dims: [ {num_classes} ]{labels}\n  }}\n]\n"
-            "dynamic_batching { }\n")
 
 
 def calibration_crops(data_dir, count, test_scale, crop_size):

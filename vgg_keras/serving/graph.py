@@ -123,55 +123,61 @@ class ServingModule(tf.Module):
         return outputs
 
     def _encoded_image(self, encoded, index):
-        """Decodes one request image after checking its bytes and the size its header
-        declares."""
-        length = tf.cast(tf.strings.length(encoded), tf.int64)
-        kind = image_header.kind_op(encoded)
-        empty = _require(length > 0, index, "is an empty string")
-        with tf.control_dependencies([empty]):
-            known = _require(kind >= 0, index, "is not a JPEG, PNG, GIF or BMP image")
-        with tf.control_dependencies([known]):
-            needed = image_header.header_bytes_op(kind)
-            name = tf.gather(tf.constant(image_header.KINDS), tf.maximum(kind, 0))
-            text = tf.strings.join([  # format() would quote the name
-                "image ", tf.strings.as_string(index), " of the request is a truncated ", name,
-                " image (its header needs ", tf.strings.as_string(needed), " bytes, it has ",
-                tf.strings.as_string(length), ")"])
-            complete = tf.debugging.Assert(length >= needed, [text])
-        is_jpeg = tf.equal(kind, image_header.KINDS.index(image_header.JPEG))
-        with tf.control_dependencies([complete]):
-            ended = _require(tf.logical_or(tf.logical_not(is_jpeg),
-                                           image_header.jpeg_ended_op(encoded)), index,
-                             "is a truncated JPEG image (no end marker in its last "
-                             f"{image_header.JPEG_TAIL} bytes)")
-        with tf.control_dependencies([ended]):
-            height, width = tf.unstack(image_header.shape_op(encoded, kind))
-        with tf.control_dependencies(self._size_checks(height, width, index)):
-            return preprocessing.decode(encoded)
+        return encoded_image(encoded, index, self._settings)
 
     def _checked_image(self, image, index):
         shape = tf.shape(image, out_type=tf.int64)
-        with tf.control_dependencies(self._size_checks(shape[0], shape[1], index)):
+        with tf.control_dependencies(size_checks(shape[0], shape[1], index, self._settings)):
             return tf.identity(image)
 
-    def _size_checks(self, height, width, index):
-        """Refuses too many pixels, a too small shorter side, and an aspect ratio that would
-        make the image at scale Q larger than ``max_pixels``."""
-        limit, min_side = self._settings["max_pixels"], self._settings["min_side"]
-        pixels = height * width
-        checks = [_require(pixels <= limit, index, "has {}x{} = {} pixels, more than the "
-                           f"limit of {limit}", height, width, pixels)]
-        with tf.control_dependencies(checks):
-            checks.append(_require(tf.minimum(height, width) >= min_side, index, "is {}x{} "
-                                   f"pixels, too small: the shorter side must be at least "
-                                   f"{min_side}", height, width))
-        shorter = tf.maximum(tf.minimum(height, width), 1)
-        rescaled = self._q * self._q * tf.maximum(height, width) // shorter
-        with tf.control_dependencies(checks):
-            checks.append(_require(rescaled <= limit, index, "is {}x{} pixels: at the test "
-                                   f"scale {self._q} it would have more than {limit} pixels",
-                                   height, width))
-        return checks
+
+def encoded_image(encoded, index, metadata):
+    """Decodes one request image after checking its bytes and the size its header declares,
+    against the limits of the export's ``metadata`` (``max_pixels``, ``min_side``, Q): what
+    the serving graph does, and ``vgg-predict`` before it runs a tensor format."""
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    kind = image_header.kind_op(encoded)
+    empty = _require(length > 0, index, "is an empty string")
+    with tf.control_dependencies([empty]):
+        known = _require(kind >= 0, index, "is not a JPEG, PNG, GIF or BMP image")
+    with tf.control_dependencies([known]):
+        needed = image_header.header_bytes_op(kind)
+        name = tf.gather(tf.constant(image_header.KINDS), tf.maximum(kind, 0))
+        text = tf.strings.join([  # format() would quote the name
+            "image ", tf.strings.as_string(index), " of the request is a truncated ", name,
+            " image (its header needs ", tf.strings.as_string(needed), " bytes, it has ",
+            tf.strings.as_string(length), ")"])
+        complete = tf.debugging.Assert(length >= needed, [text])
+    is_jpeg = tf.equal(kind, image_header.KINDS.index(image_header.JPEG))
+    with tf.control_dependencies([complete]):
+        ended = _require(tf.logical_or(tf.logical_not(is_jpeg),
+                                       image_header.jpeg_ended_op(encoded)), index,
+                         "is a truncated JPEG image (no end marker in its last "
+                         f"{image_header.JPEG_TAIL} bytes)")
+    with tf.control_dependencies([ended]):
+        height, width = tf.unstack(image_header.shape_op(encoded, kind))
+    with tf.control_dependencies(size_checks(height, width, index, metadata)):
+        return preprocessing.decode(encoded)
+
+
+def size_checks(height, width, index, metadata):
+    """Refuses too many pixels, a too small shorter side, and an aspect ratio that would make
+    the image at scale Q larger than ``max_pixels`` (the export's ``metadata``)."""
+    limit, min_side, q = metadata["max_pixels"], metadata["min_side"], metadata["test_scale"]
+    pixels = height * width
+    checks = [_require(pixels <= limit, index, "has {}x{} = {} pixels, more than the "
+                       f"limit of {limit}", height, width, pixels)]
+    with tf.control_dependencies(checks):
+        checks.append(_require(tf.minimum(height, width) >= min_side, index, "is {}x{} "
+                               f"pixels, too small: the shorter side must be at least "
+                               f"{min_side}", height, width))
+    shorter = tf.maximum(tf.minimum(height, width), 1)
+    rescaled = q * q * tf.maximum(height, width) // shorter
+    with tf.control_dependencies(checks):
+        checks.append(_require(rescaled <= limit, index, "is {}x{} pixels: at the test "
+                               f"scale {q} it would have more than {limit} pixels",
+                               height, width))
+    return checks
 
 
 def _require(condition, index, message, *values):

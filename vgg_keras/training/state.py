@@ -42,6 +42,7 @@ class RunState:
 
     def __init__(self, cfg, strategy, data, outputs):
         self.strategy, self.outputs, self.data = strategy, outputs, data
+        self.resumed = None  # where it resumed from (``Resumed``), once ``restore`` has said
         resumed = cfg.has_checkpoint()
         with strategy.scope():
             self.model, init = run_model.build_initialized_model(cfg, data.num_classes,

@@ -1,11 +1,11 @@
-"""One run per model dir at a time. The chief holds a lease on its model dir: ``lease.json``
-(``layout.LEASE_FILE``), naming the host, the process, when it started and when it last
-refreshed the lease (every ``REFRESH_SECONDS``, from a thread of its own, while the run lives). A
-second launch into the same model dir (a job submitted twice, a rescheduled pod whose old copy
-still runs) finds the lease held and is refused, in one line, before it writes anything. A lease
-is taken over, and the log says so, when its holder is gone: a process of this machine that no
-longer runs (``kill -9``: the same command resumes at once), or a lease not refreshed for
-``STALE_SECONDS`` (a dead machine).
+"""One job per folder at a time: a training run per model dir (its chief's), a conversion per
+output folder. The job holds a lease on its folder: ``lease.json`` (``FILE``), naming the host,
+the process, when it started and when it last refreshed the lease (every ``REFRESH_SECONDS``,
+from a thread of its own, while the job lives). A second launch into the same folder (a job
+submitted twice, a rescheduled pod whose old copy still runs) finds the lease held and is
+refused, in one line, before it writes anything. A lease is taken over, and the log says so,
+when its holder is gone: a process of this machine that no longer runs (``kill -9``: the same
+command resumes at once), or a lease not refreshed for ``STALE_SECONDS`` (a dead machine).
 
 Safe without an atomic create (an object store has none): a launch reads the lease, writes its
 own with a token of its own, waits ``settle`` seconds, and reads it back. Of two launches that
@@ -24,27 +24,32 @@ import uuid
 
 from pipelines.foundation import errors
 from pipelines.foundation import storage
-from vgg_keras.artifacts import layout
 
+FILE = "lease.json"
 REFRESH_SECONDS = 30.0
 STALE_SECONDS = 300.0  # 10 refreshes missed: the holder's machine is gone
 SETTLE_SECONDS = {"local": 0.25, "url": 2.0}  # longer than a launch's read-to-write gap
 
 
 class LeaseHeld(errors.UserError):
-    """A run of this machine holds the model dir; the message names it."""
+    """A job of this machine holds the folder; the message names it."""
 
 
 class LeaseHeldElsewhere(errors.TemporaryError):
-    """A run of another machine holds the model dir, and may be gone: its lease is taken over
+    """A job of another machine holds the folder, and may be gone: its lease is taken over
     once it is ``STALE_SECONDS`` old; the message says when."""
 
 
 class Lease:
-    """The lease of a run on its model dir, refreshed until ``release``."""
+    """The lease of a job on its folder, refreshed until ``release``. ``flag``, ``job`` and
+    ``wait_flag`` name the folder, the job and the flag that waits for another machine's lease
+    (None: none) in what a refused launch is told; the lease file lies in the folder, or in
+    ``state`` where given (a sub-folder of its own)."""
 
-    def __init__(self, model_dir, now=time.time):
-        self.path = os.path.join(model_dir, layout.LEASE_FILE)
+    def __init__(self, model_dir, now=time.time, *, flag="--model_dir",
+                 job="run per model dir", wait_flag="--lease_wait", state=None):
+        self.path = os.path.join(state or model_dir, FILE)
+        self.flag, self.job, self.wait_flag = flag, job, wait_flag
         self.model_dir, self._now = model_dir, now
         self.token = uuid.uuid4().hex
         self.record = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
@@ -78,7 +83,7 @@ class Lease:
         if held and held.get("token") != self.token:
             note = (f"took over the lease on {self.model_dir} of {_holder(held)} "
                     f"({self._gone(held)})")
-        storage.makedirs(self.model_dir)
+        storage.makedirs(os.path.dirname(self.path))
         storage.write_json(self.path, self.record, writer=self.token)
         if settle is None:
             settle = SETTLE_SECONDS["url" if storage.is_url(self.path) else "local"]
@@ -123,16 +128,17 @@ class Lease:
 
     def _refusal(self, held):
         age = self._now() - held.get("refreshed", self._now())
-        text = (f"--model_dir={self.model_dir} is in use by {_holder(held)} (started "
-                f"{held.get('started', '?')}, lease refreshed {age:.0f} s ago): one run per "
-                "model dir at a time")
+        text = (f"{self.flag}={self.model_dir} is in use by {_holder(held)} (started "
+                f"{held.get('started', '?')}, lease refreshed {age:.0f} s ago): one "
+                f"{self.job} at a time")
         if held.get("host") == socket.gethostname():
-            return (f"{text}; wait for it to end or stop it, or give another --model_dir")
+            return (f"{text}; wait for it to end or stop it, or give another {self.flag}")
         stale_at = self._stale_at(held)
         return (f"{text}. If that machine is gone, its lease may be taken over at "
                 f"{_stamp(stale_at)} (in {max(0, stale_at - self._now()):.0f} s, "
-                f"{STALE_SECONDS / 60:.0f} min after its last refresh): rerun then, or with "
-                "--lease_wait to wait for it; or give another --model_dir")
+                f"{STALE_SECONDS / 60:.0f} min after its last refresh): rerun then"
+                + (f", or with {self.wait_flag} to wait for it" if self.wait_flag else "")
+                + f"; or give another {self.flag}")
 
 
 def _holder(held):
@@ -158,5 +164,5 @@ def _stamp(seconds):
 
 
 def _read(path):
-    return storage.read_json(path, written_by="vgg-train", fix="if no run of this model dir "
-                             "is going (on any machine), delete it")
+    return storage.read_json(path, written_by="vgg_keras", fix="if no job of this folder is "
+                             "going (on any machine), delete it")
