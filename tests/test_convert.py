@@ -22,6 +22,7 @@ from pipelines import schema
 from pipelines import sources
 from pipelines import synthetic
 from tests import programs
+from tests.conftest import LIBRARY_LINE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARDS = {"train": 3, "validation": 2}
@@ -228,10 +229,15 @@ def test_image_folder_with_train_and_val_folders(tmp_path):
 
 
 @pytest.mark.slow
-def test_same_shards_whatever_the_number_of_workers(tmp_path, archives):
+def test_same_shards_whatever_the_number_of_workers(tmp_path, archives, capfd):
     root, _, output, _ = archives
+    capfd.readouterr()
     run_convert(sources.find_imagenet(root), tmp_path / "two", num_workers=2)
     assert shard_digests(tmp_path / "two") == shard_digests(output)
+    # The worker processes start TensorFlow as quietly as the program: none of its lines.
+    printed = capfd.readouterr()
+    assert not [line for line in (printed.out + printed.err).splitlines()
+                if LIBRARY_LINE.match(line)], printed.err[-2000:]
     run_convert(sources.find_imagenet(root), tmp_path / "seed", seed=1)
     assert shard_digests(tmp_path / "seed") != shard_digests(output)
 

@@ -545,6 +545,8 @@ def test_the_messages_name_the_thing_and_a_fix_that_works(deploy_exports, train_
                                                           tmp_path, monkeypatch):
     """Dense evaluation of an ONNX file names it; KERAS_HOME that is a file is named; a damaged
     calibration shard's advice is a flag the reader has; dir(vgg_keras) is its public names."""
+    import numpy as np
+
     import vgg_keras
     from pipelines import shard_integrity
 
@@ -563,5 +565,12 @@ def test_the_messages_name_the_thing_and_a_fix_that_works(deploy_exports, train_
         downloads.fetch("D", "paper")
     assert "--skip_corrupt)" in shard_integrity._TRAINING_SKIPS
     assert "vgg-train can go on" in shard_integrity._TRAINING_SKIPS
+    from vgg_keras.evaluation import results
+
+    figure = results.confusion_figure(np.array([[5, 1, 0], [2, 3, 1], [0, 0, 6]]),
+                                      ["circles", "squares", "stripes"], "single")
+    image, bar = figure.axes  # the matrix, and the colour bar that reads it
+    assert bar.get_ylabel() == "share of the true class's images"
+    assert sorted(text.get_text() for text in image.texts) == ["1", "1", "2", "3", "5", "6"]
     assert not {"importlib", "sys"} & set(dir(vgg_keras))
     assert {"build_vgg", "load_model", "Head", "__version__"} <= set(dir(vgg_keras))

@@ -137,9 +137,16 @@ def write_results(output_dir, results, scores, classes):
 
 
 def confusion_png(confusion, classes, protocol):
-    """The confusion matrix drawn as a PNG (rows: true classes, columns: predicted; each row's
-    shares in colour, with the colour bar that reads them), classes named and each cell's count
-    written where there are few enough to read (matplotlib's figure alone: no pyplot)."""
+    """The confusion matrix (``confusion_figure``) as PNG bytes."""
+    data = io.BytesIO()
+    confusion_figure(confusion, classes, protocol).savefig(data, format="png")
+    return data.getvalue()
+
+
+def confusion_figure(confusion, classes, protocol):
+    """The confusion matrix drawn (rows: true classes, columns: predicted; each row's shares in
+    colour, with the colour bar that reads them), classes named and each cell's count written
+    where there are few enough to read (matplotlib's figure alone: no pyplot)."""
     from matplotlib.figure import Figure
 
     size = len(classes)
@@ -160,6 +167,4 @@ def confusion_png(confusion, classes, protocol):
                 axes.text(predicted, true, f"{int(count)}", ha="center", va="center",
                           fontsize=7, color="white" if shares[true, predicted] > 0.5 else "black")
     figure.tight_layout()
-    data = io.BytesIO()
-    figure.savefig(data, format="png")
-    return data.getvalue()
+    return figure
