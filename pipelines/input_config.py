@@ -22,6 +22,7 @@ TEST_SCALE = 256  # §4.1: Q = S; also slim's and Keras' "resize to 256, crop 22
 # their own views of it).
 CENTER_CROPS, WHOLE_IMAGES = "center_crops", "whole_images"
 INPUT_MODES = (CENTER_CROPS, WHOLE_IMAGES)
+AUTO_AUGMENTS = ("none", "ta_wide", "rand_augment")  # pipelines.auto_augment's policies
 
 
 def parse_scale(value, flag="--scale"):
@@ -65,6 +66,15 @@ class InputConfig:
         data_service_job: the job's name; every input pipeline that names it shares its batches.
         split: which shards of a folder to read.
         repeat: repeat forever (training); False for one pass.
+        random_resized_crop: ``(area low, area high, ratio low, ratio high)``: torchvision's
+            crop instead of §3.1's (``scale`` is then unused); None: §3.1's.
+        auto_augment: ``none``, ``ta_wide`` or ``rand_augment`` (``auto_augment``).
+        random_erase: probability of erasing a rectangle of each crop to ``erase_fill``.
+        erase_fill: the RGB colour erased to (the mean colour the net subtracts).
+        mixup_alpha, cutmix_alpha: mixup's and cutmix's Beta(α, α) (0: off); with either, the
+            labels are one-hot rows ``[batch, num_classes]`` (float32), mixed.
+        ra_reps: repeated augmentation: each record this many times in a row, differently
+            augmented, the copies sent to different replicas of this pipeline.
     """
 
     batch_size: int
@@ -82,6 +92,25 @@ class InputConfig:
     data_service_job: str = "vgg_train"
     split: str = "train"
     repeat: bool = True
+    random_resized_crop: tuple | None = None
+    auto_augment: str = "none"
+    random_erase: float = 0.0
+    erase_fill: tuple = (124, 117, 104)
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    ra_reps: int = 1
+
+    @property
+    def mixes(self):
+        """Whether batches are mixed (mixup or cutmix): the labels are then one-hot rows."""
+        return bool(self.mixup_alpha or self.cutmix_alpha)
+
+    @property
+    def seeded_elements(self):
+        """Whether each element's augmentation takes a seed of its own (every augmentation
+        beyond §3.1's; §3.1's only in a deterministic run)."""
+        return self.deterministic or bool(self.random_resized_crop or self.random_erase
+                                          or self.auto_augment != "none")
 
     def __post_init__(self):
         scale = self.scale
@@ -91,12 +120,15 @@ class InputConfig:
             object.__setattr__(self, "seed", 0)
         rules = [
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (len(scale) == 2 and self.crop_size <= scale[0] <= scale[1],
+            (len(scale) == 2 and (self.random_resized_crop or  # then S is not used
+                                  self.crop_size <= scale[0] <= scale[1]),
              f"scale must be S or Smin,Smax with crop_size {self.crop_size} <= Smin <= Smax, "
              f"got {scale}"),
             (not (self.data_service and self.deterministic),
              "--deterministic runs read their input in order, which the tf.data service does "
              "not keep: drop --data_service or --deterministic"),
+            (self.auto_augment in AUTO_AUGMENTS,
+             f"auto_augment must be one of {AUTO_AUGMENTS}, got {self.auto_augment!r}"),
         ]
         for ok, message in rules:
             if not ok:

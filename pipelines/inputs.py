@@ -21,6 +21,8 @@ import os
 
 import tensorflow as tf
 
+from pipelines import augment as augment_ops
+from pipelines import auto_augment
 from pipelines import data_service as service
 from pipelines import dataset_info
 from pipelines import input_config
@@ -178,32 +180,98 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
                               reshuffle_each_iteration=True)
     if config.repeat:
         records = records.repeat()
-    scale, crop_size = config.scale, config.crop_size
-    if config.deterministic:
-        # A seed per element, zipped in before the parallel map: each crop is a function of
-        # its element and the seed, whatever the order in which the map runs.
-        seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
-
-        @as_written
-        def augment(item, element_seed):
-            encoded, label, _ = parse(*item)
-            return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
-
-        dataset = tf.data.Dataset.zip((records, seeds))
+    if config.ra_reps > 1:  # each record ra_reps times in a row, each copy its own crop
+        records = records.flat_map(as_written(
+            lambda *record: tf.data.Dataset.from_tensors(record).repeat(config.ra_reps)))
+    augment = _element_augmentation(config, parse)
+    if config.seeded_elements:
+        dataset = tf.data.Dataset.zip((records, _seeds(config, seed, 2)))
     else:
-        @as_written
-        def augment(record, path):
-            encoded, label, _ = parse(record, path)
-            return preprocessing.train_crop(encoded, scale, crop_size), label
-
-        dataset = records
+        dataset, augment = records, as_written(lambda *record: augment(record, None))
     dataset = dataset.skip(skip_batches * per_replica)
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE,
                           deterministic=config.deterministic)
     dataset = dataset.batch(per_replica, drop_remainder=True)
+    if config.ra_reps > 1 and input_context is not None:
+        dataset = _spread_copies(dataset, input_context.num_replicas_in_sync
+                                 // input_context.num_input_pipelines)
+    if config.mixes:
+        dataset = _mixed(dataset, config, parse_classes(info, config), seed, skip_batches)
     if config.data_service:  # everything above runs on the service's workers
         dataset = service.distribute(dataset, config.data_service, config.data_service_job)
     return dataset.prefetch(AUTOTUNE).with_options(_options(config.deterministic))
+
+
+def _seeds(config, seed, offset):
+    """A stateless seed ``[2]`` per element: from ``seed`` (a deterministic run: each crop a
+    function of its element and the seed, whatever order the parallel map runs in), or drawn
+    anew each pass."""
+    if config.deterministic:
+        return tf.data.Dataset.random(seed=seed + offset).batch(2)
+    return tf.data.Dataset.random().batch(2)
+
+
+def _element_augmentation(config, parse):
+    """The map from ``(record, seed)`` to ``(uint8 crop, label)``: §3.1's crop (or torchvision's
+    random resized crop) and flip, then ``--auto_augment`` and random erasing."""
+    scale, crop_size = config.scale, config.crop_size
+    extra = config.random_resized_crop or config.random_erase or config.auto_augment != "none"
+
+    @as_written
+    def augment(record, element_seed):
+        encoded, label, _ = parse(*record)
+        if element_seed is None:  # §3.1's alone, not reproducible: the op's own random stream
+            return preprocessing.train_crop(encoded, scale, crop_size), label
+        if not extra:  # §3.1 alone, seeded: as deterministic runs always had it
+            return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
+        seeds = augment_ops.split(element_seed, 3)
+        if config.random_resized_crop:
+            crop = augment_ops.resized_crop(encoded, crop_size, config.random_resized_crop,
+                                            seeds[0])
+        else:
+            crop = preprocessing.train_crop(encoded, scale, crop_size, seeds[0])
+        if config.auto_augment != "none":
+            crop = auto_augment.augment(crop, config.auto_augment, seeds[1])
+        if config.random_erase:
+            crop = augment_ops.random_erase(crop, config.random_erase, config.erase_fill,
+                                            seeds[2])
+        return crop, label
+
+    return augment
+
+
+def _spread_copies(dataset, replicas):
+    """Per-replica batches regrouped so that element ``i`` of every ``replicas`` batches goes to
+    replica ``i % replicas``: the copies of repeated augmentation, in a row, land on different
+    replicas (torchvision's ``RASampler``: every replica-th index)."""
+    if replicas <= 1:
+        return dataset
+
+    def spread(tensor):  # [replicas, b, ...] in stream order → [replicas, b, ...] by stride
+        _, batch, *rest = tensor.shape
+        rows = tf.reshape(tensor, [batch, replicas, *rest])
+        return tf.transpose(rows, [1, 0, *range(2, 2 + len(rest))])
+
+    def regroup(images, labels):
+        return spread(images), spread(labels)
+
+    grouped = dataset.batch(replicas, drop_remainder=True).map(as_written(regroup))
+    return grouped.unbatch()
+
+
+def parse_classes(info, config):
+    """The classes the labels index (``config.num_classes``, or the metadata's)."""
+    return int(config.num_classes or info.num_classes)
+
+
+def _mixed(dataset, config, num_classes, seed, skip_batches):
+    """Batches after mixup or cutmix (``augment.mix_batch``), one-hot labels, a seed per
+    batch (in a deterministic run, resumed at the batch it stopped at)."""
+    seeds = _seeds(config, seed, 3).skip(skip_batches if config.deterministic else 0)
+    mix = as_written(lambda batch, batch_seed: augment_ops.mix_batch(
+        batch[0], batch[1], num_classes, config.mixup_alpha, config.cutmix_alpha, batch_seed))
+    return tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=AUTOTUNE,
+                                                     deterministic=config.deterministic)
 
 
 def make_eval_dataset(source, config=None, *, input_context=None, corrupt_counter=None,

@@ -65,6 +65,8 @@ def _report(path, config):
     source = metadata.get("source_file", metadata["source_model"])
     step = f" (the checkpoint of step {metadata['source_step']:,})" if metadata.get(
         "source_step") is not None else ""
+    if metadata.get("source_averaged"):  # --model_ema: the moving average of the weights
+        step = f"{step[:-1]}, its EMA weights)" if step else " (EMA weights)"
     print(f"exported {metadata['config']} from {source}{step} ({metadata['num_classes']} "
           f"classes, eval mode {metadata['eval_mode']}, Q={metadata['test_scale']}, top "
           f"{metadata['top_k']}) to {path}")

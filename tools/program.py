@@ -78,6 +78,10 @@ def settings_from_flags(settings_class, holders, **given):
         if field.metadata.get("multiple") and value is not None:
             value = tuple(value)
         values[name] = parse(value) if parse and value is not None else value
+    recipe_defaults = getattr(settings_class, "recipe_defaults", None)
+    if recipe_defaults is not None:  # a named set of defaults (vgg-train's --recipe)
+        given = {name for name, holder in holders.items() if holder.present}
+        values = recipe_defaults(values, given)
     return settings_class(**values)
 
 

@@ -275,6 +275,22 @@ def train_scale_of(model_path):
     return tuple(scale) if scale else None
 
 
+def recorded_test_scale(model_path):
+    """The Q a run's validation used where it was set (``--val_resize_size``, a recipe's), or
+    None (then §4.1's Q of its training scale)."""
+    if export_of(model_path):
+        return None
+    return read_summary(model_path).get("val_resize_size")
+
+
+def averaged_weights(model_dir):
+    """Whether the run in ``model_dir`` keeps a moving average of its weights
+    (``--model_ema``): its ``model.keras``, ``best_model.keras`` and checkpoints' nets are the
+    average."""
+    run = storage.read_json(os.path.join(model_dir, RUN_FILE), {}, damaged={})
+    return bool(run.get("settings", {}).get("model_ema"))
+
+
 def served_test_scale(path):
     """The Q an export serves at (its metadata), or None for what is not an export."""
     if export_of(path):

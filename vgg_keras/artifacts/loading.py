@@ -31,11 +31,13 @@ class ModelSource:
     kind: str
     file: str
     step: int | None = None
+    averaged: bool = False  # a checkpoint's moving average of the weights (--model_ema)
 
     def describe(self):
         if self.kind == "checkpoint":
-            return f"{self.file} (the checkpoint of step {self.step:,})"
-        return self.file
+            averaged = ", its EMA weights" if self.averaged else ""
+            return f"{self.file} (the checkpoint of step {self.step:,}{averaged})"
+        return f"{self.file} (EMA weights)" if self.averaged else self.file
 
 
 def load_model(path):
@@ -75,9 +77,12 @@ def load_model_and_source(path):
             raise FileNotFoundError(f"no Keras model at {file}: give a vgg-train model dir, one "
                                     "of its checkpoints (MODEL_DIR/checkpoints/latest/ckpt-N), "
                                     "a .keras file or an export")
-        return _load_keras_file(file), ModelSource(path, "keras", file)
+        averaged = layout.averaged_weights(layout.model_dir_of(file))  # a run's, with EMA
+        return _load_keras_file(file), ModelSource(path, "keras", file, averaged=averaged)
     if layout.is_checkpoint(path):
-        return _restore(path), ModelSource(path, "checkpoint", path, layout.checkpoint_step(path))
+        model, averaged = _restore(path)
+        return model, ModelSource(path, "checkpoint", path, layout.checkpoint_step(path),
+                                  averaged)
     raise FileNotFoundError(f"{path} is neither a .keras file, a vgg-train model dir, a "
                             "checkpoint of one nor an export: give one of these")
 
@@ -87,11 +92,12 @@ def _newest_checkpoint_model(model_dir):
     failed = []
     for prefix in layout.checkpoints_of(model_dir):
         try:
-            model = _restore(prefix)
+            model, averaged = _restore(prefix)
         except errors.UserError as error:
             failed.append(str(error))
             continue
-        return model, ModelSource(model_dir, "checkpoint", prefix, layout.checkpoint_step(prefix))
+        return model, ModelSource(model_dir, "checkpoint", prefix, layout.checkpoint_step(prefix),
+                                  averaged)
     if failed:
         raise errors.UserError(f"no checkpoint of {model_dir} restores: {'; '.join(failed)}")
     raise FileNotFoundError(f"no model in {model_dir}: neither {layout.MODEL_FILE} (a finished "
@@ -121,20 +127,24 @@ def _architecture(model_dir, prefix):
 
 
 def _restore(prefix):
-    """The net of the run a checkpoint belongs to, with the checkpoint's weights."""
+    """``(the net of the run a checkpoint belongs to, with the checkpoint's weights, whether
+    they are the moving average)``: a run with ``--model_ema`` is represented by its average,
+    as its validation and its ``model.keras`` are."""
     import tensorflow as tf
 
     model = _architecture(layout.model_dir_of(prefix), prefix)
     try:
-        tf.train.Checkpoint(model=model).restore(prefix).expect_partial() \
-            .assert_existing_objects_matched()
+        averaged = any(name.startswith("ema_model/")
+                       for name, _ in tf.train.list_variables(prefix))
+        tf.train.Checkpoint(**{"ema_model" if averaged else "model": model}).restore(prefix) \
+            .expect_partial().assert_existing_objects_matched()
     except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways (IndexError)
         reason = errors.one_line(error) if isinstance(error, tf.errors.OpError) else (
             f"{type(error).__name__}: {error}")
         raise errors.UserError(f"checkpoint {prefix} does not restore into its run's net "
                                f"({str(reason).splitlines()[0]}): it is damaged or of another "
                                "run") from None
-    return model
+    return model, averaged
 
 
 def _load_keras_file(path):

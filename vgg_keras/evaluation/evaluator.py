@@ -220,8 +220,11 @@ def _assign_scales(nets, scales, train_scale):
             recorded = layout.train_scale_of(net.path)
             served = layout.served_test_scale(net.path)
         net.train_scale = tuple(train_scale) if train_scale else recorded
+        validated = None if (train_scale or net.weights) else layout.recorded_test_scale(net.path)
         if scales:
             net.scales = list(scales)
+        elif validated:  # the Q of its own validation (--val_resize_size, a recipe's)
+            net.scales = [validated]
         elif net.train_scale:
             net.scales = protocol_lib.default_scales(net.train_scale)
         elif served:  # an export of a net with no training run here: its own Q (torchvision's

@@ -173,7 +173,7 @@ def serving_metadata(model, settings=None, *, summary=None, source=None):
     summary = summary or {}
     if isinstance(source, loading.ModelSource):
         origin = {"source_model": storage.absolute(source.path), "source_file": source.file,
-                  "source_step": source.step}
+                  "source_step": source.step, "source_averaged": source.averaged}
     elif isinstance(source, published.Weights):  # published weights, by name
         origin = {"source_model": source.describe(), "source_weights": source.to_json()}
     else:
@@ -288,6 +288,8 @@ def tensor_signature(path, metadata):
 
 
 def _default_test_scale(summary, crop_size):
+    if summary.get("val_resize_size"):  # the Q its validation used (a recipe's, FixRes)
+        return summary["val_resize_size"]
     if summary.get("scale"):
         return protocols.default_test_scale(summary["scale"])  # the Q of vgg-train's validation
     return protocols.fallback_test_scale(crop_size)

@@ -181,7 +181,8 @@ def eval_dataset(cfg, data, corrupt_counter, workers=1):
     files (which TensorFlow's default would refuse)."""
     dataset = inputs.make_eval_dataset(data.info, inputs.EvalInputConfig(
         mode=protocols.INPUT_MODES[protocols.SINGLE],
-        test_scale=protocols.default_test_scale(cfg.scale), crop_size=cfg.crop_size,
+        test_scale=cfg.val_resize_size or protocols.default_test_scale(cfg.scale),
+        crop_size=cfg.crop_size,
         batch_size=cfg.batch_size, num_classes=data.num_classes,
         label_offset=cfg.label_offset, skip_corrupt=cfg.skip_corrupt,
         verify_shards=cfg.verify_shards), corrupt_counter=corrupt_counter)

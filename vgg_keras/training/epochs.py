@@ -57,12 +57,20 @@ class EpochLoop:
         self.cfg, self.state, self.data, self.corrupt = cfg, state, data, corrupt
         self.stops, self.lease, self.say = None, held, say
         self.step_began = None  # when the step call in flight began (None between calls)
+        # AdamW decays the weights itself (decoupled); SGD's decay is the step's (Caffe's).
+        own_decay = cfg.optimizer == "adamw"
         self.train_steps = steps.make_train_steps(
-            state.model, state.optimizer, state.strategy, cfg.batch_size,
-            weight_decay=cfg.weight_decay, enable_xla=cfg.enable_xla,
+            state.train_model, state.optimizer, state.strategy, cfg.batch_size,
+            weight_decay=0.0 if own_decay else cfg.weight_decay, enable_xla=cfg.enable_xla,
             images_seen=state.images_seen,
-            learning_rate_multipliers=_multipliers(cfg, state))
-        self.eval_step = steps.make_eval_step(state.model, state.strategy, data.num_classes)
+            learning_rate_multipliers=_multipliers(cfg, state),
+            regularization=steps.Regularization(
+                cfg.label_smoothing, 0.0 if own_decay else cfg.norm_weight_decay,
+                cfg.clip_grad_norm))
+        self.eval_step = steps.make_eval_step(state.evaluated, state.strategy, data.num_classes)
+        # With an average of the weights, the raw weights' accuracy too, for the log.
+        self.raw_eval_step = (steps.make_eval_step(state.model, state.strategy, data.num_classes)
+                              if state.ema else None)
         # auto: a live line on a terminal, else a line a minute; live; epochs: only the line of
         # each epoch.
         show = {"auto": None, "live": True, "epochs": False}[cfg.progress]
@@ -106,10 +114,14 @@ class EpochLoop:
         self.train_seconds += seconds
         self.train_images += (current - first) * self.cfg.batch_size
         top1, top5, _ = steps.evaluate_top_k(self.eval_step, eval_data)
+        raw = (steps.evaluate_top_k(self.raw_eval_step, eval_data)[0] if self.raw_eval_step
+               else None)
         row = {"epoch": epoch + 1, "step": current, "loss": loss_sum / max(1, current - first),
                "val_top1": top1, "val_top5": top5, "learning_rate": rate,
                "images_per_second": (current - first) * self.cfg.batch_size /
                max(seconds, 1e-9)}
+        if raw is not None:  # the column of runs with --model_ema
+            row["raw_val_top1"] = raw
         # The log first, then the checkpoint: killed in between, the run resumes before this
         # epoch and drops its row (RunOutputs.resume), so log and checkpoint always agree.
         self.state.outputs.log_epoch(row)
@@ -130,6 +142,9 @@ class EpochLoop:
         while current < meter.end:
             count, back_up = plan_chunk(current, meter.end, cfg.backup_steps,
                                         cfg.steps_per_execution)
+            if self.state.ema:  # a call ends where the average is updated
+                count = min(count, self.state.ema.next_due(current) - current)
+                back_up = back_up and (current + count) % cfg.backup_steps == 0
             rate = self.state.schedule(current)
             self.state.optimizer.learning_rate = rate
             self.step_began = time.monotonic()
@@ -139,6 +154,8 @@ class EpochLoop:
                 self._stop(f"the training loss is {loss} at step {current + count}")
             current += count
             self.state.step.assign(current)
+            if self.state.ema and self.state.ema.due(current):
+                self.state.ema.update(current)
             loss_sum += loss * count
             if self.line.due():
                 self.line.write(meter.describe(current, rate, loss))
@@ -159,14 +176,16 @@ class EpochLoop:
         self._save("latest")
         if improved:
             self._save("best")
-            self.state.outputs.save_keras(self.state.model, layout.BEST_MODEL_FILE)
+            self.state.outputs.save_keras(self.state.evaluated, layout.BEST_MODEL_FILE)
 
     def _print(self, row):
         corrupt = int(self.corrupt.numpy()) if self.corrupt is not None else 0
         note = f", {corrupt} corrupt shards skipped" if corrupt else ""
+        ema = ("" if row.get("raw_val_top1") is None else
+               f" (EMA weights; {row['raw_val_top1']:.4f} without)")
         self.say(f"epoch {row['epoch']} (step {row['step']}/{self.data.total_steps}): loss "
                  f"{row['loss']:.4f}, val top-1 {row['val_top1']:.4f}, top-5 "
-                 f"{row['val_top5']:.4f}, lr {row['learning_rate']:.3g}, "
+                 f"{row['val_top5']:.4f}{ema}, lr {row['learning_rate']:.3g}, "
                  f"{row['images_per_second']:.1f} images/s{note}", flush=True)
 
     def _save(self, name):

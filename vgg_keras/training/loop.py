@@ -29,6 +29,7 @@ from vgg_keras.compute import distribution
 from vgg_keras.nets import builder
 from vgg_keras.training import data as run_data
 from vgg_keras.training import epochs
+from vgg_keras.training import model as run_model
 from vgg_keras.training import notes
 from vgg_keras.training import outputs as run_outputs
 from vgg_keras.training import preemption
@@ -144,7 +145,7 @@ def _start(cfg, data, identity, strategy, taken_over):
     say(notes.recipe(cfg, strategy.num_replicas_in_sync, data, state.schedule), flush=True)
     frozen = f"; frozen below {cfg.trainable_from}" if cfg.trainable_from else ""
     for line in (taken_over, notes.imagenet_defaults(cfg, data), notes.plateau_note(cfg, data),
-                 notes.batch_norm_note(cfg, data),
+                 notes.batch_norm_note(cfg, data), run_model.normalization_note(cfg),
                  identity.describe_changes(), state.init.describe() + frozen):
         if line:
             say(line, flush=True)
@@ -180,7 +181,7 @@ def _train_epochs(cfg, data, state, strategy, held, say):
     finally:
         if stop_watching:
             stop_watching()
-    outputs.save_keras(state.model, layout.MODEL_FILE)
+    outputs.save_keras(state.evaluated, layout.MODEL_FILE)  # the average, with --model_ema
     summary = run_outputs.build_summary(cfg, data, strategy.num_replicas_in_sync, result,
                                         state.init, builder.normalization_of(state.model))
     outputs.write_summary(summary)

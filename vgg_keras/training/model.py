@@ -91,8 +91,27 @@ def build_model(cfg, num_classes):
         batch_norm=batch_norm,
         weight_init=initializers.WeightInit("gaussian" if kind == "gaussian" else "glorot",
                                             cfg.init_stddev, seed=cfg.seed),
-        preprocessing=builder.Preprocessing(normalization=needs.normalization if needs
-                                            else "paper"))
+        preprocessing=builder.Preprocessing(normalization=normalization_of(cfg),
+                                            color_shift_stddev=cfg.color_shift_stddev))
+
+
+def normalization_of(cfg):
+    """The run's input normalisation: what ``--init``'s published weights were trained with
+    (they need it, whatever the recipe says: ``normalization_note``), else ``--normalization``,
+    else the paper's."""
+    needs = cfg.init.needs
+    return (needs.normalization if needs and needs.normalization
+            else cfg.normalization or "paper")
+
+
+def normalization_note(cfg):
+    """A line when ``--normalization`` was set and ``--init``'s weights need another, or
+    None."""
+    needs = cfg.init.needs
+    if cfg.normalization and needs and needs.normalization not in (None, cfg.normalization):
+        return (f"note: --init={cfg.init} was trained with the {needs.normalization} "
+                f"normalisation, which the net keeps (not --normalization={cfg.normalization})")
+    return None
 
 
 def _load_published(model, cfg):
@@ -180,10 +199,56 @@ def freeze_below(model, first_trainable):
         layer.trainable = False
 
 
+def training_view(model, crop_size):
+    """The net as the steps train it on ``crop_size`` crops: ``model`` itself at its own input
+    size; at another (FixRes: ``--train_crop_size`` below ``--crop_size``), a twin of the same
+    layers and weights on that input, with torchvision's adaptive average pooling to the
+    classifier's grid before ``flatten`` (``nn.AdaptiveAvgPool2d((7, 7))`` of torchvision's VGG,
+    the identity at the net's own size, so that the net saved and exported has none).
+
+    Raises:
+        UserError: for a net without a classifier to pool for.
+    """
+    size = model.input_shape[1]
+    if crop_size == size:
+        return model
+    names = [layer.name for layer in model.layers]
+    if "flatten" not in names:
+        raise errors.UserError(f"--train_crop_size={crop_size} needs a net with its FC "
+                               f"classifier; {model.name} has none")
+    grid = tuple(model.get_layer("flatten").input.shape[1:3])
+    inputs = keras.Input((crop_size, crop_size, 3), dtype=model.inputs[0].dtype,
+                         name="images")
+    x = inputs
+    for layer in model.layers[1:]:
+        if layer.name == "flatten" and tuple(x.shape[1:3]) != grid:
+            x = _adaptive_pool(x, grid)
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def _adaptive_pool(x, grid):
+    """PyTorch's adaptive average pooling of ``x`` to ``grid``. A 1×1 map is repeated (its
+    exact adaptive average): Keras 3.15's ``AdaptiveAveragePooling2D`` fails on it."""
+    if tuple(x.shape[1:3]) == (1, 1):
+        return keras.layers.UpSampling2D(grid, name="fixres_pool")(x)
+    return keras.layers.AdaptiveAveragePooling2D(grid, name="fixres_pool")(x)
+
+
 def make_optimizer(cfg):
-    """SGD with momentum (§3.1); float16 wraps it in dynamic loss scaling. Weight decay is not
-    the optimizer's: the training step adds Caffe's λ·w to the kernels' gradients."""
-    optimizer = keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
+    """``--optimizer``: SGD with momentum (§3.1), with Nesterov's, or AdamW; float16 wraps it
+    in dynamic loss scaling. SGD's weight decay is not the optimizer's: the training step adds
+    Caffe's λ·w to the gradients (``steps``). AdamW's is decoupled, the optimizer's own
+    (``w -= lr·λ·w``), on the kernels and, with ``--norm_weight_decay``, on batch norm and
+    biases too (``steps.exclude_from_decay``)."""
+    if cfg.optimizer == "adamw":
+        # torchvision's AdamW: betas (0.9, 0.999), eps 1e-8; --momentum is SGD's.
+        optimizer = keras.optimizers.AdamW(learning_rate=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay or None,
+                                           epsilon=1e-8)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum,
+                                         nesterov=cfg.optimizer == "sgd_nesterov")
     if cfg.dtype == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

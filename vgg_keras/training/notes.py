@@ -9,6 +9,7 @@ import time
 from pipelines import input_config
 from pipelines.foundation import progress
 from vgg_keras.nets import configs
+from vgg_keras.training import recipes
 from vgg_keras.training import run_config
 
 SMALL_DATA = 100_000  # training images below which ImageNet's 74 epochs earn a note
@@ -22,12 +23,20 @@ def recipe(cfg, replicas, data, schedule):
     """The effective recipe in one line: the first line of a run's log."""
     name = configs.resolve_config(cfg.config)[0]
     jitter = " (scale jitter)" if cfg.scale[0] != cfg.scale[1] else ""
-    return (f"recipe: config {name}; global batch {cfg.batch_size} "
+    crop = ("" if cfg.random_resized_crop else
+            f"S = {input_config.scale_text(cfg.scale)}{jitter}, ") + f"crop {cfg.train_crop}"
+    optimizer = {"sgd": f"SGD momentum {cfg.momentum:g}",
+                 "sgd_nesterov": f"SGD Nesterov momentum {cfg.momentum:g}",
+                 "adamw": "AdamW"}[cfg.optimizer]
+    norm = (f" ({cfg.norm_weight_decay:g} on batch norm and biases)"
+            if cfg.norm_weight_decay else "")
+    pieces = recipes.describe(cfg)
+    return (f"recipe: config {name}{f' ({pieces})' if pieces else ''}; global batch "
+            f"{cfg.batch_size} "
             f"({cfg.batch_size // replicas} per replica × {replicas} replicas, "
-            f"{cfg.distribution_strategy}); SGD momentum {cfg.momentum:g}, {schedule.describe()}"
-            f"; weight decay {cfg.weight_decay:g}; dropout {cfg.dropout:g}; S = "
-            f"{input_config.scale_text(cfg.scale)}{jitter}, crop "
-            f"{cfg.crop_size}; {cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
+            f"{cfg.distribution_strategy}); {optimizer}, {schedule.describe()}"
+            f"; weight decay {cfg.weight_decay:g}{norm}; dropout {cfg.dropout:g}; {crop}; "
+            f"{cfg.dtype}; {data.steps_per_epoch:,} steps per epoch, "
             f"{data.total_steps:,} steps ({data.total_steps / data.steps_per_epoch:g} epochs); "
             f"data {data.describe()}"
             + (f"; input from the tf.data service at {cfg.data_service}" if cfg.data_service
@@ -67,10 +76,14 @@ def batch_norm_note(cfg, data):
     if left <= BN_LEFT:
         return None
     enough = math.ceil(math.log(BN_LEFT) / math.log(cfg.bn_momentum))
+    # torchvision's 0.9 first; at 0.9 already, the momentum (in hundredths) that leaves at
+    # most BN_LEFT after this run.
+    lower = 0.9 if cfg.bn_momentum > 0.9 else math.floor(
+        100 * BN_LEFT ** (1 / data.total_steps)) / 100
     return (f"note: batch norm's moving statistics keep {left:.0%} of their initial values "
             f"after this run's {data.total_steps:,} steps at --bn_momentum={cfg.bn_momentum:g} "
             "(validation and the saved net use them, and answer about one class): pass "
-            f"--bn_momentum=0.9, or train at least {enough:,} steps")
+            f"--bn_momentum={lower:g}, or train at least {enough:,} steps")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -128,6 +128,8 @@ def build_summary(cfg, data, replicas, result, init, normalization="paper"):
             "crop_size": cfg.crop_size, "distribution_strategy": cfg.distribution_strategy,
             "data_service": cfg.data_service, "init": init.to_json(),
             "trainable_from": cfg.trainable_from, "normalization": normalization,
+            "recipe": cfg.recipe, "val_resize_size": cfg.val_resize_size,
+            "model_ema": cfg.model_ema,
             **result, "model": os.path.join(cfg.model_dir, layout.MODEL_FILE),
             "best_model": os.path.join(cfg.model_dir, layout.BEST_MODEL_FILE),
             **classes(cfg, data)}

@@ -25,6 +25,7 @@ from vgg_keras.compute import cluster
 from vgg_keras.compute import settings as compute_settings
 from vgg_keras.nets import configs
 from vgg_keras.nets import published
+from vgg_keras.training import recipes
 
 LR_SCHEDULES = ("plateau", "step", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -203,11 +204,22 @@ class OutputSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, OutputSettings,
-                  compute_settings.DistributionSettings):
-    """Everything a run depends on, in its groups; the defaults are the paper's (§3.1). Where it
-    computes (the strategy and its devices) is ``DistributionSettings``', shared with
-    ``vgg-evaluate``."""
+class TrainConfig(DataSettings, NetSettings, ScheduleSettings, recipes.RecipeSettings,
+                  StepSettings, OutputSettings, compute_settings.DistributionSettings):
+    """Everything a run depends on, in its groups; the defaults are the paper's (§3.1), or the
+    ``--recipe``'s (``recipes``). Where it computes (the strategy and its devices) is
+    ``DistributionSettings``', shared with ``vgg-evaluate``."""
+
+    @classmethod
+    def for_recipe(cls, recipe, **settings):
+        """The settings of ``recipe`` (``recipes.RECIPES``), ``settings`` winning over it."""
+        return cls(**recipes.with_recipe({**settings, "recipe": recipe}, given=set(settings)))
+
+    @classmethod
+    def recipe_defaults(cls, values, given):
+        """The CLI's values (``tools/program.py``) with the recipe's defaults for the flags
+        not ``given`` on the command line."""
+        return recipes.with_recipe(values, given)
 
     def validate(self, check_files=True):
         """Raises ``UserError`` for an unknown or inconsistent value, before anything heavy
@@ -221,7 +233,7 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
             (0 <= self.min_learning_rate <= self.learning_rate,
              f"min_learning_rate must be in [0, learning_rate={self.learning_rate:g}]"),
         ]
-        for ok, message in rules:
+        for ok, message in rules + self._recipe_rules():
             if not ok:
                 raise errors.UserError(message)
         for name in ("data_dir", "model_dir"):
@@ -238,7 +250,24 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
             data_service.parse_address(self.data_service)
 
     def __post_init__(self):
-        declared.parse_given(self, "init")
+        declared.parse_given(self, "init", "random_resized_crop", "scale", "lr_step_epochs")
+
+    def _recipe_rules(self):
+        decay = self.weight_decay
+        return [
+            (self.optimizer != "adamw" or self.norm_weight_decay in (0.0, decay),
+             f"--optimizer=adamw decays batch norm and biases by --weight_decay={decay:g} or not "
+             f"at all: --norm_weight_decay must be 0 or {decay:g}, got "
+             f"{self.norm_weight_decay:g}"),
+            (self.val_resize_size is None or self.val_resize_size >= self.crop_size,
+             f"--val_resize_size={self.val_resize_size} is smaller than the {self.crop_size} "
+             "centre crop (--crop_size)"),
+        ]
+
+    @property
+    def train_crop(self):
+        """The side of the training crops: ``--train_crop_size``, else ``--crop_size``."""
+        return self.train_crop_size or self.crop_size
 
     def check_init(self, check_exists=True):
         """Refuses published weights named alone for a net that has none of that kind, and
@@ -258,7 +287,8 @@ class TrainConfig(DataSettings, NetSettings, ScheduleSettings, StepSettings, Out
     def input_config(self, num_classes=None, data_service_job="vgg_train"):
         """The run's training input (``InputConfig``, which checks itself as it is made)."""
         return input_config.InputConfig.from_settings(
-            self, num_classes=num_classes or self.num_classes, data_service_job=data_service_job)
+            self, num_classes=num_classes or self.num_classes, data_service_job=data_service_job,
+            crop_size=self.train_crop, erase_fill=recipes.mean_colour(self.normalization))
 
     def has_checkpoint(self):
         """Whether ``model_dir`` holds a checkpoint to resume from (then ``--init`` is not

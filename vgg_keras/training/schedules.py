@@ -40,8 +40,9 @@ class LearningRate:
         elif cfg.lr_schedule == "step":
             epoch = step / self.steps_per_epoch
             rate = cfg.learning_rate * 0.1 ** sum(epoch >= b for b in cfg.lr_step_epochs)
-        else:
-            progress = min(1.0, step / self.total_steps)
+        else:  # after the warm-up, as torchvision's SequentialLR(LinearLR, CosineAnnealingLR)
+            warmup = min(cfg.warmup_epochs * self.steps_per_epoch, self.total_steps - 1)
+            progress = min(1.0, max(0.0, step - warmup) / (self.total_steps - warmup))
             rate = cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
         warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
         if warmup_steps:

@@ -14,6 +14,7 @@ from pipelines.foundation import errors
 from pipelines.foundation import storage
 from vgg_keras.artifacts import layout
 from vgg_keras.compute import distribution
+from vgg_keras.training import ema
 from vgg_keras.training import model as run_model
 from vgg_keras.training import schedules
 from vgg_keras.training import steps
@@ -48,7 +49,10 @@ class RunState:
             self.model, init = run_model.build_initialized_model(cfg, data.num_classes,
                                                                  resumed=resumed)
             self.optimizer = run_model.make_optimizer(cfg)
+            steps.exclude_from_decay(self.optimizer, self.model, cfg.norm_weight_decay)
             self.optimizer.build(self.model.trainable_variables)  # slots before strategy.run
+            # The net the steps train: itself, or its twin at --train_crop_size (FixRes).
+            self.train_model = run_model.training_view(self.model, cfg.train_crop)
             self.images_seen = tf.Variable(  # per replica: each adds the images it trained on
                 0, dtype=tf.int64, trainable=False, name="images_seen",
                 synchronization=tf.VariableSynchronization.ON_READ,
@@ -56,10 +60,14 @@ class RunState:
         self.init = outputs.init(init, resumed)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.schedule = schedules.LearningRate(cfg, data.steps_per_epoch, data.total_steps)
+        self.ema = ema.WeightsEMA(self.model, strategy, cfg, data.steps_per_epoch,
+                                  data.total_steps) if cfg.model_ema else None
+        # The net validated, saved as model.keras and exported: the average, where there is one.
+        self.evaluated = self.ema.model if self.ema else self.model
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
             images_seen=self.images_seen, random_streams=steps.random_streams(self.model),
-            **self.schedule.state())
+            **self.schedule.state(), **(self.ema.state() if self.ema else {}))
         # Each folder keeps its newest --keep_checkpoints: a damaged newest has an older twin.
         self.managers = {name: tf.train.CheckpointManager(
             self.checkpoint, outputs.checkpoint_dir(name), max_to_keep=cfg.keep_checkpoints)

@@ -3,6 +3,8 @@ and the validation step that counts top-1/top-5 hits. Public: the loop, the test
 ``tools/bench_train.py`` call them.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -17,8 +19,50 @@ def decayed_variables(model):
     return [layer.kernel for layer in model.layers if stats.is_weight_layer(layer)]
 
 
+def norm_variables(model):
+    """The trainable variables that are not kernels: biases and batch norm's scales and offsets
+    (``--norm_weight_decay``'s)."""
+    kernels = {id(v) for v in decayed_variables(model)}
+    return [v for v in model.trainable_variables if id(v) not in kernels]
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularization:
+    """What the training step adds to the plain loss and gradients beyond §3.1's weight decay:
+    label smoothing ε (torchvision's ``CrossEntropyLoss(label_smoothing=ε)``, Keras'
+    ``CategoricalCrossentropy(label_smoothing=ε)``), weight decay on biases and batch norm
+    (``norm_weight_decay``, Caffe's convention as the kernels'), and the global gradient norm's
+    clip (``clip_grad_norm``, of the gradient summed over the replicas, as torchvision clips
+    after DDP's all-reduce)."""
+
+    label_smoothing: float = 0.0
+    norm_weight_decay: float = 0.0
+    clip_grad_norm: float | None = None
+
+
+def exclude_from_decay(optimizer, model, norm_weight_decay):
+    """An optimizer with weight decay of its own (AdamW) leaves biases and batch norm alone
+    unless ``norm_weight_decay``; call before it is built."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(inner, "weight_decay", None) and not norm_weight_decay:
+        inner.exclude_from_weight_decay(var_list=norm_variables(model))
+
+
+def loss_of(labels, probabilities, label_smoothing=0.0):
+    """The cross-entropy of each example: ``labels`` class indices ``[b]`` or rows of class
+    weights ``[b, classes]`` (mixup, cutmix), smoothed by ``label_smoothing``."""
+    if labels.shape.rank == 1 and not label_smoothing:
+        return keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    if labels.shape.rank == 1:
+        labels = tf.one_hot(labels, tf.shape(probabilities)[-1], dtype=probabilities.dtype)
+    return keras.losses.categorical_crossentropy(tf.cast(labels, probabilities.dtype),
+                                                 probabilities,
+                                                 label_smoothing=label_smoothing)
+
+
 def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0.0,
-                     enable_xla=False, images_seen=None, learning_rate_multipliers=None):
+                     enable_xla=False, images_seen=None, learning_rate_multipliers=None,
+                     regularization=None):
     """A function ``train_steps(iterator, count)`` running ``count`` training steps on a
     distributed iterator of ``(images, labels)``; returns their mean loss.
 
@@ -40,6 +84,8 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
         images_seen: an int64 variable (sync-on-read) that each replica adds its images to.
         learning_rate_multipliers: ``{variable path: m}``: those variables' updates (gradient
             and decay, as Caffe's ``lr_mult``) scaled by m, e.g. a fine-tuned net's new head.
+        regularization: a ``Regularization`` (label smoothing, decay of biases and batch norm,
+            the gradient's clip); labels may be class indices or rows of class weights.
 
     Raises:
         ValueError: if the model carries kernel regularisers and ``weight_decay`` is set.
@@ -51,13 +97,16 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     # batch; averaging them after every step keeps the replicas identical (and, for the
     # mean, equals the moving average of the global batch mean).
     moving = [v for v in model.non_trainable_variables if "/moving_" in v.path]
-    gradients_of = _replica_gradients(model, optimizer, replicas, global_batch, weight_decay,
-                                      learning_rate_multipliers)
+    regularization = regularization or Regularization()
+    gradients_of = _replica_gradients(model, optimizer, replicas, global_batch,
+                                      (weight_decay, regularization), learning_rate_multipliers)
     if enable_xla:
         gradients_of = _compiled_per_replica(gradients_of)
 
     def replica_step(images, labels):
         loss, gradients = gradients_of(images, labels)
+        if regularization.clip_grad_norm:
+            gradients = _clipped(gradients, regularization.clip_grad_norm, optimizer, replicas)
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         if replicas > 1 and moving:
             # Each value read on its variable's device: under MultiWorkerMirroredStrategy a
@@ -91,25 +140,41 @@ def make_train_steps(model, optimizer, strategy, global_batch, *, weight_decay=0
     return train_steps
 
 
-def _replica_gradients(model, optimizer, replicas, global_batch, weight_decay, multipliers):
+def _clipped(gradients, clip_norm, optimizer, replicas):
+    """The replicas' gradients summed, clipped to the global norm ``clip_norm`` (of the
+    unscaled loss's gradient under float16), and handed back as each replica's equal share:
+    the optimizer's own sum then gives the clipped gradient."""
+    context = tf.distribute.get_replica_context()
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients) if replicas > 1 \
+        else gradients
+    loss_scale = getattr(optimizer, "dynamic_scale", None)
+    scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
+    unscaled = [tf.cast(g, tf.float32) / scale for g in total]
+    clipped, _ = tf.clip_by_global_norm(unscaled, clip_norm)
+    return [tf.cast(g * scale / replicas, t.dtype) for g, t in zip(clipped, total, strict=True)]
+
+
+def _replica_gradients(model, optimizer, replicas, global_batch, decays, multipliers):
     """A function ``(images, labels) → (loss, gradients)`` of one replica, weight decay and the
     learning-rate multipliers in its gradients: the computation XLA compiles, without the
-    cross-replica sums."""
+    cross-replica sums. ``decays``: ``(λ of the kernels, Regularization)``."""
+    weight_decay, regularization = decays
     variables = model.trainable_variables
     decayed = {id(v) for v in decayed_variables(model)}
-    decay = [weight_decay / replicas if id(v) in decayed else 0.0 for v in variables]
+    decay = [(weight_decay if id(v) in decayed else regularization.norm_weight_decay) / replicas
+             for v in variables]
     multipliers = [(multipliers or {}).get(v.path, 1.0) for v in variables]
 
     def gradients_of(images, labels):
         with tf.GradientTape() as tape:
             probabilities = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            per_example = loss_of(labels, probabilities, regularization.label_smoothing)
             loss = tf.reduce_sum(per_example) / global_batch  # the global mean, summed later
             if model.losses:  # regularisers a model brings along (then weight_decay is 0)
                 loss += tf.add_n(model.losses) / replicas
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
-        if weight_decay:
+        if any(decay):
             # Under float16 the gradients are of the scaled loss: scale the decay alike.
             loss_scale = getattr(optimizer, "dynamic_scale", None)
             scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
