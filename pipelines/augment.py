@@ -3,8 +3,8 @@ image (or a batch) and an explicit stateless ``seed`` of shape [2]:
 
 - ``resized_crop``: RandomResizedCrop (a window of random area and aspect ratio, resized to the
   crop), decoding only that window as §3.1's crop does, and the horizontal flip;
-- ``random_erase``: RandomErasing, the rectangle filled with the mean colour (torchvision erases
-  to 0 after normalising, which is the mean);
+- ``random_erase_batch``: RandomErasing, the rectangle filled with the mean colour (torchvision
+  erases to 0 after normalising, which is the mean);
 - ``mix_batch``: mixup or cutmix of a batch with itself rolled by one, labels mixed alike.
 
 Each follows ``torchvision.transforms`` (v1, as ``references/classification`` uses them) draw
@@ -79,13 +79,14 @@ def resized_crop(encoded, crop_size, area_ratio, seed):
     return crop
 
 
-def random_erase(image, probability, fill, seed):
-    """torchvision's ``RandomErasing(p)``: with probability ``probability``, a rectangle of 2–33 %
-    of the area, aspect ratio log-uniform in 0.3–3.3, at a uniform position, set to ``fill``
-    (an RGB triple); unchanged when 10 attempts find no rectangle that fits."""
-    shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    draws = _uniform([5, ATTEMPTS], seed)
+def random_erase_batch(images, probability, fill, seed):
+    """torchvision's ``RandomErasing(p)`` on each image of ``[B, H, W, 3]``: with probability
+    ``probability``, a rectangle of 2–33 % of the area, aspect ratio log-uniform in 0.3–3.3, at
+    a uniform position, set to ``fill`` (an RGB triple); unchanged when 10 attempts find no
+    rectangle that fits. Only the erased images are touched."""
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    draws = _uniform([5, shape[0], ATTEMPTS], seed)
     target = height * width * (ERASE_SCALE[0] + draws[0] * (ERASE_SCALE[1] - ERASE_SCALE[0]))
     low, high = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
     aspect = tf.exp(low + draws[1] * (high - low))
@@ -94,13 +95,24 @@ def random_erase(image, probability, fill, seed):
     valid = (h < height) & (w < width)
     y = tf.floor(draws[2] * (height - h + 1))
     x = tf.floor(draws[3] * (width - w + 1))
-    (y, x, h, w), found = _first_valid(valid, y, x, h, w)
-    erase = found & (draws[4][0] < probability)
-    rows = tf.range(height)
-    cols = tf.range(width)
-    inside = ((rows >= y) & (rows < y + h))[:, None] & ((cols >= x) & (cols < x + w))[None, :]
-    fill = tf.cast(tf.round(tf.constant(fill, tf.float32)), image.dtype)
-    return tf.where((inside & erase)[:, :, None], fill[None, None, :], image)
+    first = tf.argmax(tf.cast(valid, tf.int32), axis=1)  # the first attempt that fits
+
+    def chosen(values):
+        return tf.gather(values, first, batch_dims=1)
+
+    erased = tf.where(tf.reduce_any(valid, axis=1) & (draws[4][:, 0] < probability))[:, 0]
+    y, x, h, w = (tf.gather(chosen(v), erased)[:, None] for v in (y, x, h, w))
+    rows, cols = tf.range(height)[None, :], tf.range(width)[None, :]
+    inside = (((rows >= y) & (rows < y + h))[:, :, None]
+              & ((cols >= x) & (cols < x + w))[:, None, :])
+    fill = tf.cast(tf.round(tf.constant(fill, tf.float32)), images.dtype)
+    updated = tf.where(inside[..., None], fill, tf.gather(images, erased))
+    return tf.tensor_scatter_nd_update(images, erased[:, None], updated)
+
+
+def random_erase(image, probability, fill, seed):
+    """``random_erase_batch`` of one image ``[H, W, 3]``."""
+    return random_erase_batch(image[None], probability, fill, seed)[0]
 
 
 def _beta(alpha, seed):

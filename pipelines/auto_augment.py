@@ -1,7 +1,8 @@
 """``--auto_augment``: torchvision's TrivialAugmentWide (``ta_wide``: one op per image, a random
 magnitude from its wide range) and RandAugment (``rand_augment``: two ops per image at
-magnitude 9 of 31), on uint8 images ``[H, W, 3]`` with an explicit stateless seed, in the
-``tf.data`` graph.
+magnitude 9 of 31), on batches of uint8 images ``[B, H, W, 3]`` with an explicit stateless
+seed, in the ``tf.data`` graph: each image its own op, the batch split by op and each op run
+once on its share.
 
 The 14 ops, their magnitude ranges, the signs, nearest-neighbour affine warps filled with black,
 and the arithmetic of each colour op (blends truncated to uint8, PIL's equalisation, the 3×3
@@ -53,13 +54,14 @@ def magnitude(policy, name, index, height, width):
     return _top(policy, name, height, width) * index / (NUM_BINS - 1)
 
 
-def _warp(image, matrix):
-    """``image`` under the projective ``matrix`` (output → input pixel), nearest neighbour,
-    black outside: torchvision's ``F.affine`` with ``InterpolationMode.NEAREST``, fill 0."""
+def _warp(images, matrices):
+    """``images`` ``[n, H, W, 3]`` each under its projective matrix ``[n, 8]`` (output → input
+    pixel), nearest neighbour, black outside: torchvision's ``F.affine`` with
+    ``InterpolationMode.NEAREST``, fill 0."""
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=tf.cast(matrix, tf.float32)[None],
-        output_shape=tf.shape(image)[:2], fill_value=0.0, interpolation="NEAREST",
-        fill_mode="CONSTANT")[0]
+        images=images, transforms=tf.cast(matrices, tf.float32),
+        output_shape=tf.shape(images)[1:3], fill_value=0.0, interpolation="NEAREST",
+        fill_mode="CONSTANT")
 
 
 def _whole(value):
@@ -67,122 +69,151 @@ def _whole(value):
     return tf.math.sign(value) * tf.floor(tf.abs(value))
 
 
-def _affine(name, image, value):
-    shape = tf.cast(tf.shape(image), tf.float32)
-    zero, one = tf.constant(0.0), tf.constant(1.0)
+def _affine(name, images, values):
+    shape = tf.cast(tf.shape(images), tf.float32)
+    zero, one = tf.zeros_like(values), tf.ones_like(values)
     if name == "shear_x":  # about the corner (0, 0), as torchvision's center=[0, 0]
-        return _warp(image, [one, value, zero, zero, one, zero, zero, zero])
-    if name == "shear_y":
-        return _warp(image, [one, zero, zero, value, one, zero, zero, zero])
-    if name == "translate_x":  # whole pixels: torchvision's int(magnitude)
-        return _warp(image, [one, zero, -_whole(value), zero, one, zero, zero, zero])
-    if name == "translate_y":
-        return _warp(image, [one, zero, zero, zero, one, -_whole(value), zero, zero])
-    angle = value * math.pi / 180.0  # rotate about the centre
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
-    return _warp(image, [cos, -sin, cx - cos * cx + sin * cy, sin, cos,
-                         cy - sin * cx - cos * cy, zero, zero])
+        rows = [one, values, zero, zero, one, zero, zero, zero]
+    elif name == "shear_y":
+        rows = [one, zero, zero, values, one, zero, zero, zero]
+    elif name == "translate_x":  # whole pixels: torchvision's int(magnitude)
+        rows = [one, zero, -_whole(values), zero, one, zero, zero, zero]
+    elif name == "translate_y":
+        rows = [one, zero, zero, zero, one, -_whole(values), zero, zero]
+    else:  # rotate about the centre
+        angle = values * math.pi / 180.0
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        cy, cx = (shape[1] - 1) / 2, (shape[2] - 1) / 2
+        rows = [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zero,
+                zero]
+    return _warp(images, tf.stack(rows, axis=1))
 
 
-def _grayscale(image):
+def _grayscale(images):
     """torchvision's ``rgb_to_grayscale`` of uint8: the weighted sum, truncated."""
     weights = tf.constant([0.2989, 0.587, 0.114])
-    return tf.floor(tf.reduce_sum(tf.cast(image, tf.float32) * weights, -1, keepdims=True))
+    return tf.floor(tf.reduce_sum(tf.cast(images, tf.float32) * weights, -1, keepdims=True))
 
 
-def _blend(image, other, ratio):
-    """torchvision's ``_blend``: ``ratio·image + (1−ratio)·other``, clamped, truncated."""
-    mixed = ratio * tf.cast(image, tf.float32) + (1.0 - ratio) * other
+def _blend(images, other, ratios):
+    """torchvision's ``_blend``: ``ratio·image + (1−ratio)·other``, clamped, truncated; a
+    ratio per image."""
+    ratios = ratios[:, None, None, None]
+    mixed = ratios * tf.cast(images, tf.float32) + (1.0 - ratios) * other
     return tf.cast(tf.clip_by_value(mixed, 0.0, 255.0), tf.uint8)
 
 
-def _sharpness_degenerate(image):
-    """The image smoothed by ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` and rounded, its
+def _sharpness_degenerate(images):
+    """Each image smoothed by ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` and rounded, its
     border pixels kept."""
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    pixels = tf.cast(image, tf.float32)
-    smooth = tf.round(tf.nn.depthwise_conv2d(pixels[None], kernel, [1, 1, 1, 1], "VALID")[0])
-    return tf.pad(smooth, [[1, 1], [1, 1], [0, 0]]) + pixels - tf.pad(
-        pixels[1:-1, 1:-1], [[1, 1], [1, 1], [0, 0]])
+    pixels = tf.cast(images, tf.float32)
+    # SAME, then the border put back: shapes that hold for an empty share of a batch too.
+    smooth = tf.round(tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], "SAME"))
+    shape = tf.shape(images)
+    rows, cols = tf.range(shape[1]), tf.range(shape[2])
+    inner = (((rows > 0) & (rows < shape[1] - 1))[:, None]
+             & ((cols > 0) & (cols < shape[2] - 1))[None, :])
+    return tf.where(inner[None, :, :, None], smooth, pixels)
 
 
-def _auto_contrast(image):
-    pixels = tf.cast(image, tf.float32)
-    low = tf.reduce_min(pixels, axis=[0, 1], keepdims=True)
-    high = tf.reduce_max(pixels, axis=[0, 1], keepdims=True)
+def _auto_contrast(images):
+    pixels = tf.cast(images, tf.float32)
+    low = tf.reduce_min(pixels, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(pixels, axis=[1, 2], keepdims=True)
     flat = tf.equal(low, high)
     low, high = tf.where(flat, 0.0, low), tf.where(flat, 255.0, high)
     return tf.cast(tf.clip_by_value((pixels - low) * (255.0 / (high - low)), 0.0, 255.0),
                    tf.uint8)
 
 
-def _equalize_channel(channel):
-    """PIL's equalisation of one uint8 channel, as torchvision's ``_scale_channel``."""
-    values = tf.reshape(tf.cast(channel, tf.int32), [-1])
-    histogram = tf.math.bincount(values, minlength=256, maxlength=256)
-    last = tf.gather(histogram, tf.reduce_max(values))  # the highest value's count
-    step = (tf.reduce_sum(histogram) - last) // 255
-    safe = tf.maximum(step, 1)
-    lut = (tf.cumsum(histogram) + safe // 2) // safe
-    lut = tf.clip_by_value(tf.concat([[0], lut[:-1]], 0), 0, 255)
-    return tf.where(step > 0, tf.cast(tf.gather(lut, tf.cast(channel, tf.int32)), tf.uint8),
-                    channel)
+def _equalize(images):
+    """PIL's equalisation of every channel of every image, as torchvision's
+    ``_scale_channel``: one histogram per channel (a batched ``bincount``)."""
+    shape = tf.shape(images)
+    channels = tf.reshape(tf.transpose(tf.cast(images, tf.int32), [0, 3, 1, 2]),
+                          [shape[0] * 3, -1])
+    histogram = tf.math.bincount(channels, minlength=256, maxlength=256, axis=-1)
+    last = tf.gather(histogram, tf.reduce_max(channels, axis=1), batch_dims=1)  # top value's
+    step = (tf.reduce_sum(histogram, axis=1) - last) // 255
+    safe = tf.maximum(step, 1)[:, None]
+    lut = (tf.cumsum(histogram, axis=1) + safe // 2) // safe
+    lut = tf.clip_by_value(tf.pad(lut[:, :-1], [[0, 0], [1, 0]]), 0, 255)
+    mapped = tf.where(step[:, None] > 0, tf.gather(lut, channels, batch_dims=1), channels)
+    mapped = tf.reshape(mapped, [shape[0], 3, shape[1], shape[2]])
+    return tf.cast(tf.transpose(mapped, [0, 2, 3, 1]), tf.uint8)
 
 
-def _apply(name, image, value):
-    """Op ``name`` at magnitude ``value`` on a uint8 image."""
+def _apply(name, images, values):
+    """Op ``name`` on uint8 images ``[n, H, W, 3]``, each at its magnitude of ``values``
+    ``[n]``."""
+    values = tf.cast(values, tf.float32)
     if name in ("shear_x", "shear_y", "translate_x", "translate_y", "rotate"):
-        return _affine(name, image, value)
+        return _affine(name, images, values)
     if name == "brightness":
-        return _blend(image, 0.0, 1.0 + value)
+        return _blend(images, 0.0, 1.0 + values)
     if name == "color":
-        return _blend(image, _grayscale(image), 1.0 + value)
+        return _blend(images, _grayscale(images), 1.0 + values)
     if name == "contrast":
-        return _blend(image, tf.reduce_mean(_grayscale(image)), 1.0 + value)
+        means = tf.reduce_mean(_grayscale(images), axis=[1, 2, 3], keepdims=True)
+        return _blend(images, means, 1.0 + values)
     if name == "sharpness":
-        return _blend(image, _sharpness_degenerate(image), 1.0 + value)
+        return _blend(images, _sharpness_degenerate(images), 1.0 + values)
     if name == "posterize":
-        mask = tf.cast(256 - tf.bitwise.left_shift(1, 8 - tf.cast(value, tf.int32)), tf.uint8)
-        return tf.bitwise.bitwise_and(image, mask)
-    if name == "solarize":
-        return tf.where(tf.cast(image, tf.float32) >= value, 255 - image, image)
+        bits = tf.cast(values, tf.int32)[:, None, None, None]
+        mask = tf.cast(256 - tf.bitwise.left_shift(1, 8 - bits), tf.uint8)
+        return tf.bitwise.bitwise_and(images, mask)
+    if name == "solarize":  # pixel >= t exactly when pixel >= ceil(t): compared in uint8
+        thresholds = tf.math.ceil(values)[:, None, None, None]
+        above = (images >= tf.cast(tf.minimum(thresholds, 255.0), tf.uint8)) & (
+            thresholds <= 255.0)
+        return tf.where(above, 255 - images, images)
     if name == "auto_contrast":
-        return _auto_contrast(image)
+        return _auto_contrast(images)
     if name == "equalize":
-        return tf.stack([_equalize_channel(image[..., c]) for c in range(3)], axis=-1)
-    return image
+        return _equalize(images)
+    return images
 
 
-def apply_op(policy, op, index, negate, image):
-    """Op number ``op`` of ``OPS`` at magnitude bin ``index``, negated where ``negate`` and the
-    op is signed; only the chosen op runs (``tf.switch_case``)."""
-    shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+def apply_ops(policy, images, ops, bins, negate):
+    """Op ``ops[i]`` of ``OPS`` at magnitude bin ``bins[i]`` (negated where ``negate[i]`` and
+    the op is signed) on image ``i`` of a batch: the batch split by op, each op run once on its
+    share (every image pays for its own op only, and the batch for a few dozen calls)."""
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    ops = tf.cast(ops, tf.int32)
+    positions = tf.dynamic_partition(tf.range(shape[0]), ops, len(OPS))
+    shares = tf.dynamic_partition(images, ops, len(OPS))
+    bins, negate = tf.dynamic_partition(bins, ops, len(OPS)), tf.dynamic_partition(
+        negate, ops, len(OPS))
+    results = []
+    for number, name in enumerate(OPS):
+        values = magnitude(policy, name, bins[number], height, width)
+        values = values + tf.zeros(tf.shape(bins[number]))  # one per image, for every op
+        if name in _SIGNED:
+            values = tf.where(negate[number], -values, values)
+        results.append(_apply(name, shares[number], values))
+    augmented = tf.dynamic_stitch(positions, results)
+    return tf.ensure_shape(augmented, images.shape)
 
-    def branch(name):
-        def run():
-            value = magnitude(policy, name, index, height, width)
-            if name in _SIGNED:
-                value = tf.where(negate, -value, value)
-            result = _apply(name, image, value)
-            return tf.ensure_shape(result, image.shape)
-        return run
 
-    return tf.switch_case(tf.cast(op, tf.int32), [branch(name) for name in OPS])
+def augment_batch(images, policy, seed):
+    """``policy`` (``ta_wide`` or ``rand_augment``) on each uint8 image of ``[B, H, W, 3]``,
+    its op, bin and sign drawn from the batch's ``seed``."""
+    seed = tf.cast(seed, tf.int64)
+    count = tf.shape(images)[0]
+    if policy == "ta_wide":  # one op, a uniform bin of 31, a random sign
+        draws = tf.random.stateless_uniform([3, count], seed)
+        return apply_ops(policy, images, tf.cast(draws[0] * len(OPS), tf.int32),
+                         tf.cast(draws[1] * NUM_BINS, tf.int32), draws[2] < 0.5)
+    draws = tf.random.stateless_uniform([RAND_AUGMENT_OPS, 2, count], seed)
+    for number in range(RAND_AUGMENT_OPS):  # two ops in turn, each at bin 9
+        images = apply_ops(policy, images, tf.cast(draws[number, 0] * len(OPS), tf.int32),
+                           tf.fill([count], RAND_AUGMENT_MAGNITUDE), draws[number, 1] < 0.5)
+    return images
 
 
 def augment(image, policy, seed):
-    """``policy`` (``ta_wide`` or ``rand_augment``) on a uint8 image ``[H, W, 3]``."""
-    seed = tf.cast(seed, tf.int64)
-    if policy == "ta_wide":  # one op, a uniform bin of 31, a random sign
-        draws = tf.random.stateless_uniform([3], seed)
-        op = tf.cast(draws[0] * len(OPS), tf.int32)
-        index = tf.cast(draws[1] * NUM_BINS, tf.int32)
-        return apply_op(policy, op, index, draws[2] < 0.5, image)
-    draws = tf.random.stateless_uniform([RAND_AUGMENT_OPS, 2], seed)
-    for number in range(RAND_AUGMENT_OPS):  # two ops in turn, each at bin 9
-        op = tf.cast(draws[number, 0] * len(OPS), tf.int32)
-        image = apply_op(policy, op, RAND_AUGMENT_MAGNITUDE, draws[number, 1] < 0.5, image)
-    return image
+    """``policy`` on one uint8 image ``[H, W, 3]`` (``augment_batch`` of a batch of one)."""
+    return augment_batch(image[None], policy, seed)[0]

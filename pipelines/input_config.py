@@ -107,10 +107,14 @@ class InputConfig:
 
     @property
     def seeded_elements(self):
-        """Whether each element's augmentation takes a seed of its own (every augmentation
-        beyond §3.1's; §3.1's only in a deterministic run)."""
-        return self.deterministic or bool(self.random_resized_crop or self.random_erase
-                                          or self.auto_augment != "none")
+        """Whether each element's crop takes a seed of its own (torchvision's crop; §3.1's
+        only in a deterministic run)."""
+        return self.deterministic or bool(self.random_resized_crop)
+
+    @property
+    def augments_batches(self):
+        """Whether batches are augmented after they are made (auto-augment, erasing, mixing)."""
+        return self.mixes or bool(self.random_erase) or self.auto_augment != "none"
 
     def __post_init__(self):
         scale = self.scale

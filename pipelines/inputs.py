@@ -181,13 +181,15 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
     if config.repeat:
         records = records.repeat()
     if config.ra_reps > 1:  # each record ra_reps times in a row, each copy its own crop
-        records = records.flat_map(as_written(
-            lambda *record: tf.data.Dataset.from_tensors(record).repeat(config.ra_reps)))
+        reps = config.ra_reps  # (in blocks: a dataset per record would cost 8 % of the input)
+        records = records.batch(64).map(as_written(
+            lambda record, path: (tf.repeat(record, reps), tf.repeat(path, reps)))).unbatch()
     augment = _element_augmentation(config, parse)
     if config.seeded_elements:
         dataset = tf.data.Dataset.zip((records, _seeds(config, seed, 2)))
     else:
-        dataset, augment = records, as_written(lambda *record: augment(record, None))
+        unseeded = augment
+        dataset, augment = records, as_written(lambda *record: unseeded(record, None))
     dataset = dataset.skip(skip_batches * per_replica)
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE,
                           deterministic=config.deterministic)
@@ -195,8 +197,9 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
     if config.ra_reps > 1 and input_context is not None:
         dataset = _spread_copies(dataset, input_context.num_replicas_in_sync
                                  // input_context.num_input_pipelines)
-    if config.mixes:
-        dataset = _mixed(dataset, config, parse_classes(info, config), seed, skip_batches)
+    if config.augments_batches:
+        dataset = _batch_augmentation(dataset, config, parse_classes(info, config), seed,
+                                      skip_batches)
     if config.data_service:  # everything above runs on the service's workers
         dataset = service.distribute(dataset, config.data_service, config.data_service_job)
     return dataset.prefetch(AUTOTUNE).with_options(_options(config.deterministic))
@@ -212,30 +215,19 @@ def _seeds(config, seed, offset):
 
 
 def _element_augmentation(config, parse):
-    """The map from ``(record, seed)`` to ``(uint8 crop, label)``: §3.1's crop (or torchvision's
-    random resized crop) and flip, then ``--auto_augment`` and random erasing."""
+    """The map from ``(record, seed)`` to ``(uint8 crop, label)``: §3.1's crop, or
+    torchvision's random resized crop, and the flip."""
     scale, crop_size = config.scale, config.crop_size
-    extra = config.random_resized_crop or config.random_erase or config.auto_augment != "none"
 
     @as_written
     def augment(record, element_seed):
         encoded, label, _ = parse(*record)
         if element_seed is None:  # §3.1's alone, not reproducible: the op's own random stream
             return preprocessing.train_crop(encoded, scale, crop_size), label
-        if not extra:  # §3.1 alone, seeded: as deterministic runs always had it
-            return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
-        seeds = augment_ops.split(element_seed, 3)
         if config.random_resized_crop:
-            crop = augment_ops.resized_crop(encoded, crop_size, config.random_resized_crop,
-                                            seeds[0])
-        else:
-            crop = preprocessing.train_crop(encoded, scale, crop_size, seeds[0])
-        if config.auto_augment != "none":
-            crop = auto_augment.augment(crop, config.auto_augment, seeds[1])
-        if config.random_erase:
-            crop = augment_ops.random_erase(crop, config.random_erase, config.erase_fill,
-                                            seeds[2])
-        return crop, label
+            return augment_ops.resized_crop(encoded, crop_size, config.random_resized_crop,
+                                            element_seed), label
+        return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
 
     return augment
 
@@ -264,13 +256,29 @@ def parse_classes(info, config):
     return int(config.num_classes or info.num_classes)
 
 
-def _mixed(dataset, config, num_classes, seed, skip_batches):
-    """Batches after mixup or cutmix (``augment.mix_batch``), one-hot labels, a seed per
-    batch (in a deterministic run, resumed at the batch it stopped at)."""
+def _batch_augmentation(dataset, config, num_classes, seed, skip_batches):
+    """Each batch after ``--auto_augment``, random erasing, and mixup or cutmix (one-hot
+    labels), drawn from a seed per batch (in a deterministic run, resumed at the batch it
+    stopped at). Done on batches, not images: the draws are vectors and each op a few calls a
+    batch, where per image they cost a third of the input's time."""
     seeds = _seeds(config, seed, 3).skip(skip_batches if config.deterministic else 0)
-    mix = as_written(lambda batch, batch_seed: augment_ops.mix_batch(
-        batch[0], batch[1], num_classes, config.mixup_alpha, config.cutmix_alpha, batch_seed))
-    return tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=AUTOTUNE,
+
+    @as_written
+    def augment(batch, batch_seed):
+        images, labels = batch
+        seeds = augment_ops.split(batch_seed, 3)
+        if config.auto_augment != "none":
+            images = auto_augment.augment_batch(images, config.auto_augment, seeds[0])
+        if config.random_erase:
+            images = augment_ops.random_erase_batch(images, config.random_erase,
+                                                    config.erase_fill, seeds[1])
+        if config.mixes:
+            images, labels = augment_ops.mix_batch(images, labels, num_classes,
+                                                   config.mixup_alpha, config.cutmix_alpha,
+                                                   seeds[2])
+        return images, labels
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(augment, num_parallel_calls=AUTOTUNE,
                                                      deterministic=config.deterministic)
 
 

@@ -33,12 +33,15 @@ def _tf_config(addresses, index):
 
 
 def test_a_batch_norm_net_on_two_workers_of_two_replicas_with_one_validation_shard(tmp_path):
+    """With torchvision's 2021 recipe: its mixup and cutmix, repeated augmentation, and the
+    moving average updated across the workers' replicas."""
     data, _ = write_shards(tmp_path, train_per_class=8, val_per_class=3, size_range=(40, 56),
                            train_shards=2, validation_shards=1)
     run = tmp_path / "run"
     chief, other = programs.run_cluster(
         [BIN / "vgg-train", *TINY_FLAGS, "--config=A-BN", f"--data_dir={data}",
-         f"--model_dir={run}", MULTI_WORKER, "--cpu_replicas=2", "--train_epochs=1"],
+         f"--model_dir={run}", MULTI_WORKER, "--cpu_replicas=2", "--train_epochs=1",
+         "--recipe=torchvision", "--warmup_epochs=0", "--model_ema_steps=1"],
         cwd=ROOT)
     assert chief.returncode == 0, chief.stderr[-3000:]
     assert other.returncode == 0, other.stderr[-3000:]
@@ -48,7 +51,8 @@ def test_a_batch_norm_net_on_two_workers_of_two_replicas_with_one_validation_sha
     # One log per cluster: the chief's; the other worker says where it stands, and its stop.
     assert [line for line in chief.stdout.splitlines() if line.startswith("epoch ")] == [
         line for line in chief.stdout.splitlines() if re.match(r"epoch 1 \(step", line)]
-    assert chief.stdout.splitlines()[2].startswith("recipe: config A-BN")
+    assert chief.stdout.splitlines()[2].startswith("recipe: config A-BN (--recipe=torchvision")
+    assert "(EMA weights; " in chief.stdout
     assert not [line for line in other.stdout.splitlines()
                 if line.startswith(("epoch ", "recipe:", "init:"))], other.stdout
     assert "worker 1 of 2: training the run in" in other.stdout and ".worker_1" not in (

@@ -87,9 +87,10 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
     with _service(tmp_path) as (address, processes):
         model_dir = tmp_path / "model"
         log = tmp_path / "train.log"
+        # With torchvision's 2021 recipe: its augmentations run on the service's workers.
         train = programs.start([BIN / "vgg-train", *TINY, f"--data_dir={data}",
                                 f"--model_dir={model_dir}", "--train_steps=60",
-                                f"--data_service={address}"], stdout=log,
+                                f"--data_service={address}", "--recipe=torchvision"], stdout=log,
                                stderr=subprocess.STDOUT)
         try:
             csv = model_dir / "training_log.csv"
@@ -108,6 +109,7 @@ def test_training_through_the_service_survives_a_worker_killed_mid_run(data, tmp
         rows = csv.read_text().splitlines()[1:]
         assert killed_at < len(rows) == 10  # epochs of 6 steps went on after the kill
         assert "input from the tf.data service at " + address in log.read_text()
+        assert "(--recipe=torchvision: random resized crop" in log.read_text()
 
 
 def test_nothing_listening_or_deterministic_is_one_line(data, tmp_path):

@@ -80,6 +80,7 @@ def test_a_torchvision_recipe_run_killed_mid_epoch_resumes_exactly(recipe_runs):
     recorded = json.loads((whole / "run.json").read_text())["settings"]
     assert (recorded["recipe"], recorded["train_crop_size"], recorded["val_resize_size"],
             recorded["ra_reps"], recorded["label_smoothing"]) == ("torchvision", 50, 66, 4, 0.1)
+    assert (recorded["learning_rate"], recorded["batch_size"]) == (0.01, 8)  # given: they win
     # The average, the raw weights and the log: as if never interrupted.
     ours = keras.models.load_model(killed / "model.keras").get_weights()
     theirs = keras.models.load_model(whole / "model.keras").get_weights()

@@ -3,6 +3,7 @@ under the flags given; mixup's and cutmix's labels; label smoothing's loss; the 
 weight decay on batch norm and biases; RandomResizedCrop's range; the auto-augment ops against
 Pillow's; repeated augmentation's copies on different replicas."""
 
+import dataclasses
 import math
 import types
 
@@ -10,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 from PIL import Image
 from PIL import ImageEnhance
 from PIL import ImageOps
@@ -19,7 +19,7 @@ from pipelines import augment
 from pipelines import auto_augment
 from pipelines import inputs
 from tests.conftest import build_tiny
-from tools import train as train_program
+from tools import program
 from vgg_keras.training import ema
 from vgg_keras.training import recipes
 from vgg_keras.training import run_config
@@ -28,13 +28,35 @@ from vgg_keras.training import steps
 PATHS = dict(data_dir="/data", model_dir="/models/run")
 
 
+class _Flag:
+    """A flag as absl holds it: its value (the default unless given) and whether it was
+    given."""
+
+    def __init__(self, value, present):
+        self.value, self.present = value, present
+
+
 def _from_flags(*arguments):
-    flags.FLAGS.unparse_flags()
-    try:
-        flags.FLAGS(["vgg-train", "--data_dir=/data", "--model_dir=/models/run", *arguments])
-        return train_program.SETTINGS.read(check_files=False)
-    finally:
-        flags.FLAGS.unparse_flags()
+    """vgg-train's settings of ``arguments`` (``--name=value``), read as ``tools.program`` reads
+    its flags, and checked."""
+    given = dict(argument[2:].split("=", 1) for argument in
+                 ["--data_dir=/data", "--model_dir=/models/run", *arguments])
+    holders = {}
+    for field in dataclasses.fields(run_config.TrainConfig):
+        if not field.metadata.get("flag"):
+            continue
+        default = None if field.default is dataclasses.MISSING else field.default
+        text = field.metadata.get("text")
+        if text and default is not None:
+            default = text(default)
+        value = given.get(field.name, default)
+        kind = program._base_type(field.type)
+        if field.name in given and kind in (int, float) and not text:
+            value = kind(value)  # absl parses a number flag's text
+        holders[field.name] = _Flag(value, field.name in given)
+    settings = program.settings_from_flags(run_config.TrainConfig, holders)
+    settings.validate(check_files=False)
+    return settings
 
 
 def test_paper_is_the_default_and_sets_nothing():
@@ -223,6 +245,11 @@ def _photo(seed=0, shape=(24, 32)):
     return np.clip(gradient + rng.normal(0, 25, (*shape, 3)), 0, 255).astype(np.uint8)
 
 
+def _op(name, image, value):
+    """Op ``name`` at ``value`` on one image (a batch of one)."""
+    return auto_augment._apply(name, tf.constant(image)[None], tf.constant([value]))[0].numpy()
+
+
 @pytest.mark.parametrize("name, value, pillow, tolerance", [
     ("equalize", 0.0, ImageOps.equalize, 0),
     ("auto_contrast", 0.0, ImageOps.autocontrast, 0),
@@ -236,7 +263,7 @@ def _photo(seed=0, shape=(24, 32)):
 def test_colour_ops_equal_pillows(name, value, pillow, tolerance):
     """torchvision's ops are PIL's (its tensor ops reproduce them); Pillow is the reference."""
     image = _photo()
-    ours = auto_augment._apply(name, tf.constant(image), tf.constant(value)).numpy()
+    ours = _op(name, image, value)
     theirs = np.asarray(pillow(Image.fromarray(image)))
     difference = np.abs(ours.astype(int) - theirs.astype(int))
     # Pillow rounds its blends where torchvision's tensor ops (and these) truncate: within one
@@ -246,16 +273,17 @@ def test_colour_ops_equal_pillows(name, value, pillow, tolerance):
 
 def test_geometric_ops_move_pixels_as_told():
     image = _photo(shape=(17, 17))
-    rotated = auto_augment._apply("rotate", tf.constant(image), tf.constant(90.0)).numpy()
+    rotated = _op("rotate", image, 90.0)
     assert (rotated == np.rot90(image, k=-1)).all() or (rotated == np.rot90(image)).all()
-    shifted = auto_augment._apply("translate_x", tf.constant(image), tf.constant(5.7)).numpy()
+    shifted = _op("translate_x", image, 5.7)
     assert (shifted[:, 5:] == image[:, :-5]).all() and (shifted[:, :5] == 0).all()
-    sheared = auto_augment._apply("shear_x", tf.constant(image), tf.constant(0.0)).numpy()
+    sheared = _op("shear_x", image, 0.0)
     assert (sheared == image).all()
 
 
 @pytest.mark.parametrize("policy", ["ta_wide", "rand_augment"])
 def test_auto_augment_draws_every_op_and_is_a_function_of_its_seed(policy):
+    """One image at a time, and a batch: each image its own op (the batch split by op)."""
     image = tf.constant(_photo(1))
     results = [auto_augment.augment(image, policy, tf.constant([seed, 7])).numpy()
                for seed in range(40)]
@@ -263,6 +291,11 @@ def test_auto_augment_draws_every_op_and_is_a_function_of_its_seed(policy):
     assert (again == results[3]).all()
     assert all(r.shape == image.shape and r.dtype == np.uint8 for r in results)
     assert len({r.tobytes() for r in results}) > 25  # ops and magnitudes vary per image
+    batch = tf.constant(np.stack([_photo(seed) for seed in range(16)]))
+    augmented = auto_augment.augment_batch(batch, policy, tf.constant([5, 7])).numpy()
+    assert augmented.shape == batch.shape
+    changed = [not (a == b).all() for a, b in zip(augmented, batch.numpy(), strict=True)]
+    assert 8 <= sum(changed) < 16 or policy == "rand_augment"  # identity and no-ops stay
 
 
 def test_magnitudes_are_torchvisions():
@@ -321,3 +354,16 @@ def test_run_json_records_the_recipe_and_every_setting_it_set():
             tuple(recorded["random_resized_crop"])) == (0.2, True, 176,
                                                         recipes.RANDOM_RESIZED_CROP)
     assert math.isclose(recorded["learning_rate"], 0.5)
+
+
+def test_every_op_takes_an_empty_share_of_a_batch_in_a_pipeline():
+    """A batch where no image drew an op (most batches, for some op) gives it no image."""
+    images = tf.constant(np.stack([_photo(seed) for seed in range(4)]))
+    for name in auto_augment.OPS:
+        apply = tf.function(lambda batch, name=name: auto_augment._apply(name, batch,
+                                                                         tf.zeros([0])))
+        assert apply(images[:0]).shape == (0, *images.shape[1:]), name
+    batches = tf.data.Dataset.from_tensors(images).repeat(40).map(
+        lambda batch: auto_augment.augment_batch(batch, "ta_wide",
+                                                 tf.random.uniform([2], maxval=9, dtype=tf.int64)))
+    assert sum(1 for _ in batches) == 40

@@ -384,7 +384,9 @@ def test_vgg_train_from_torchvision_weights_by_name(a_bn, offline_hub, train_dat
     _, path, _, _ = a_bn
     # A classifier of its own (FC-64, 4 classes) on the published convolutions: the run's
     # checkpoints stay small.
-    cfg = run_config.TrainConfig(
+    # With the recipe behind torchvision's own VGG weights (its crops, decay, normalisation).
+    cfg = run_config.TrainConfig.for_recipe(
+        "torchvision_simple",
         data_dir=str(train_data), model_dir=str(tmp_path), config="A-BN", crop_size=SIDE,
         scale=(SIDE, SIDE + 8), batch_size=8, train_steps=2, num_classes=4, label_offset=1,
         fc_units=64, init="torchvision", trainable_from="block5_conv1", learning_rate=1e-3,

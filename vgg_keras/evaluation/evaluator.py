@@ -22,6 +22,7 @@ from vgg_keras import protocols as protocol_lib
 from vgg_keras.artifacts import layout
 from vgg_keras.artifacts import loading
 from vgg_keras.compute import distribution
+from vgg_keras.compute import replicas
 from vgg_keras.evaluation import batches as batches_lib
 from vgg_keras.evaluation import results as results_lib
 from vgg_keras.nets import builder
@@ -128,7 +129,7 @@ class Evaluation:
         try:
             yield from batches_lib.chunk_probabilities(
                 self.nets, chunks, config.protocols, config.batch_size,
-                batches_lib.ReplicaRunner(self.strategy), self.num_classes)
+                replicas.ReplicaRunner(self.strategy), self.num_classes)
         except tf.errors.DataLossError as error:  # TensorFlow names no shard: find it
             raise shard_integrity.explain(error, self.info.split_files("validation"),
                                           self.info.expected_shards()) from error
