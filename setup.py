@@ -54,6 +54,7 @@ CONSOLE_SCRIPTS = [
     f"vgg-evaluate = {CLI_PACKAGE}.evaluate:run",
     f"vgg-export = {CLI_PACKAGE}.export:run",
     f"vgg-predict = {CLI_PACKAGE}.predict:run",
+    f"vgg-explain = {CLI_PACKAGE}.explain:run",
     f"vgg-train = {CLI_PACKAGE}.train:run",
 ]
 

@@ -106,3 +106,98 @@ def test_occlusion_is_the_drop_of_the_probability_under_the_patch():
     covered[:] = np.round(explain.maps.MEAN_COLOUR).astype(np.uint8)
     expected = probability[cls] - model.predict(covered[None], verbose=0)[0, cls]
     np.testing.assert_allclose(drop, expected, rtol=1e-5, atol=1e-6)
+
+
+# vgg-explain as users run it: a trained run's validation split on two replicas, a folder with
+# odd files through the dense net, and every mistake in one line.
+import csv  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from tests import programs  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _explain(*arguments):
+    return programs.run([sys.executable, "-m", "tools.explain", *map(str, arguments)], cwd=ROOT,
+                        timeout=600)
+
+
+@pytest.mark.slow
+def test_vgg_explain_a_runs_validation_split_on_two_replicas(reference_run, train_data,
+                                                              tmp_path):
+    result = _explain(f"--model={reference_run}", f"--data_dir={train_data}", "--max_images=5",
+                      f"--output_dir={tmp_path}", "--cpu_replicas=2", "--test_scale=36",
+                      "--batch_size=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"explained 5 images with grad_cam of {reference_run}" in result.stdout
+    rows = list(csv.DictReader((tmp_path / "explain.csv").open()))
+    assert len(rows) == 5 and set(rows[0]) == {"image", "class", "class_name", "probability",
+                                               "peak_y", "peak_x", "top10_mass"}
+    for row in rows:
+        stem = pathlib.Path(row["image"]).stem
+        heat = np.load(tmp_path / f"{stem}.grad_cam.npy")
+        assert heat.shape == (32, 32) and heat.max() <= 1.0 + 1e-6
+        assert (int(row["peak_y"]), int(row["peak_x"])) == np.unravel_index(heat.argmax(),
+                                                                             heat.shape)
+        assert 0.1 <= float(row["top10_mass"]) <= 1.0 and 0 < float(row["probability"]) <= 1
+        assert Image.open(tmp_path / f"{stem}.grad_cam.png").size == (32, 32)
+    assert Image.open(tmp_path / "contact_sheet.png").size == (5 * 224, 224)
+
+
+@pytest.mark.slow
+def test_vgg_explain_a_folder_with_odd_files_through_the_dense_net(reference_run, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("wide.jpg", (48, 80)), ("tall.png", (72, 40))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3)).astype(np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    result = _explain(f"--model={reference_run}", f"--image_dir={folder}", "--method=class_map",
+                      f"--output_dir={tmp_path / 'out'}", "--test_scale=64", "--class=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 files of" in result.stdout and "notes.txt" in result.stdout
+    assert "broken.jpg: not an image" in result.stdout
+    rows = {row["image"]: row for row in csv.DictReader((tmp_path / "out" / "explain.csv")
+                                                         .open())}
+    assert set(rows) == {"wide.jpg", "tall.png"} and {r["class"] for r in rows.values()} == {"1"}
+    assert np.load(tmp_path / "out" / "wide.class_map.npy").shape == (64, 107)  # whole, at Q
+    assert np.load(tmp_path / "out" / "tall.class_map.npy").shape == (115, 64)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ([], "give the net: --model"),
+    (["--model=MODEL"], "give images: paths as arguments, --image_dir or --data_dir"),
+    (["--model=MODEL", "missing.jpg"], "image missing.jpg does not exist"),
+    (["--model=/nowhere", "x.jpg"], "--model /nowhere does not exist"),
+])
+def test_vgg_explain_mistakes_are_one_line(arguments, message, tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"")
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"")
+    result = programs.run([sys.executable, "-m", "tools.explain",
+                           *(a.replace("MODEL", str(model)) for a in arguments)],
+                          cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_class_the_net_does_not_have_is_one_line(tmp_path):
+    from vgg_keras.explain import config as explain_config
+    from vgg_keras.explain import job
+
+    model = _net()
+    model.save(tmp_path / "net.keras")
+    Image.fromarray(_images(1)[0]).save(tmp_path / "x.png")
+    for wanted, message in (("9", "the net has 5 classes"),
+                            ("okapi", "records no names: give --class as an index")):
+        config = explain_config.ExplainConfig(model=str(tmp_path / "net.keras"),
+                                              images=(str(tmp_path / "x.png"),),
+                                              class_name=wanted, test_scale=32,
+                                              output_dir=str(tmp_path / "out"))
+        with pytest.raises(Exception, match=message):
+            job.explain(config, show_progress=False)

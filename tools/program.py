@@ -49,7 +49,8 @@ def define_settings_flags(settings_class, module_name):
         if not meta.get("flag"):
             continue
         default = None if field.default is dataclasses.MISSING else field.default
-        common = dict(name=field.name, help=meta["help"], module_name=module_name)
+        common = dict(name=meta.get("flag_name") or field.name, help=meta["help"],
+                      module_name=module_name)
         if meta.get("multiple"):
             holders[field.name] = flags.DEFINE_multi_string(default=default, **common)
         elif meta.get("parse"):
@@ -73,7 +74,7 @@ def settings_from_flags(settings_class, holders, **given):
     for name, holder in holders.items():
         value, field = holder.value, fields[name]
         if value in (None, []) and field.default is dataclasses.MISSING:
-            raise app.UsageError(f"--{name} is required")
+            raise app.UsageError(f"--{field.metadata.get('flag_name') or name} is required")
         parse = field.metadata.get("parse")
         if field.metadata.get("multiple") and value is not None:
             value = tuple(value)

@@ -14,7 +14,7 @@ from pipelines.foundation import errors
 
 
 def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
-            changeable=False, flag=True, parse=None, text=None, multiple=False):
+            changeable=False, flag=True, parse=None, text=None, multiple=False, flag_name=None):
     """A field of a settings dataclass, with everything else there is to say about it.
 
     Args:
@@ -30,9 +30,11 @@ def setting(default=dataclasses.MISSING, help="", *, check=None, choices=None,
             from the flag's text to the value; ``text`` the function back.
         multiple: the flag may be given several times (``--model=a --model=b``); the value is
             the tuple of them.
+        flag_name: the flag's name where it cannot be the field's (``--class``, a Python
+            keyword).
     """
     metadata = dict(help=help, check=check, choices=choices, changeable=changeable, flag=flag,
-                    parse=parse, text=text, multiple=multiple)
+                    parse=parse, text=text, multiple=multiple, flag_name=flag_name)
     return dataclasses.field(default=default, metadata=metadata)
 
 

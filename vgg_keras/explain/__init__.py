@@ -4,11 +4,15 @@ Grad-CAM and Grad-CAM++, integrated gradients, SmoothGrad and occlusion for any 
 contact sheet and ``explain.csv``.
 """
 
-from vgg_keras.explain.maps import BatchMaps  # noqa: F401 - the API
-from vgg_keras.explain.maps import class_map  # noqa: F401
-from vgg_keras.explain.maps import class_scores  # noqa: F401
-from vgg_keras.explain.maps import grad_cam  # noqa: F401
-from vgg_keras.explain.maps import grad_cam_plus_plus  # noqa: F401
-from vgg_keras.explain.maps import integrated_gradients  # noqa: F401
-from vgg_keras.explain.maps import occlusion  # noqa: F401
-from vgg_keras.explain.maps import smoothgrad  # noqa: F401
+__all__ = ["BatchMaps", "class_map", "class_scores", "grad_cam", "grad_cam_plus_plus",
+           "integrated_gradients", "occlusion", "smoothgrad"]
+
+
+def __getattr__(name):
+    """The functions of ``maps``, imported on first use (not by ``import vgg_keras.explain``:
+    ``vgg-explain`` checks its flags before TensorFlow starts)."""
+    if name not in __all__:
+        raise AttributeError(f"module 'vgg_keras.explain' has no attribute {name!r}")
+    from vgg_keras.explain import maps
+
+    return getattr(maps, name)

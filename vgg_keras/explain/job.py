@@ -1,0 +1,261 @@
+"""``vgg-explain``'s job: a net (what ``vgg-evaluate`` takes: a run dir, a checkpoint, a ``.keras``
+file, or ``--config --weights`` by name), images (paths, a folder, or a split of ``--data_dir``),
+a method, and per image an overlay PNG (the map over the photo, with the class name and
+probability) and the raw map (``.npy``); one contact sheet PNG for the batch; ``explain.csv``
+(image, class, probability, the map's peak and its share of mass in the top 10 % of pixels).
+
+Images are read as the evaluation reads them (``pipelines.preprocessing.test_image``: shorter side
+to Q), then the net's centre crop for every method but ``class_map``, which takes the whole image
+at Q (§3.2's dense evaluation). Grad-CAM and Grad-CAM++ run on every local replica
+(``compute.replicas``), a batch each; the other methods on one device.
+"""
+
+import csv
+import dataclasses
+import io
+import os
+
+import numpy as np
+
+from pipelines import preprocessing
+from pipelines.foundation import errors
+from pipelines.foundation import progress
+from pipelines.foundation import storage
+from vgg_keras.artifacts import layout
+from vgg_keras.artifacts import loading
+from vgg_keras.compute import distribution
+from vgg_keras.compute import replicas
+from vgg_keras.explain import maps
+from vgg_keras.explain import pictures
+from vgg_keras.explain.config import METHODS  # noqa: F401 - the job's methods
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+CSV_FILE, SHEET_FILE = "explain.csv", "contact_sheet.png"
+
+
+@dataclasses.dataclass
+class Explained:
+    """One image's result: its name, the image the map covers, the map, the class."""
+
+    name: str
+    image: np.ndarray
+    heat: np.ndarray
+    class_index: int
+    class_name: str
+    probability: float
+
+
+def explain(config, *, show_progress=None):
+    """Runs ``config`` (an ``ExplainConfig``); returns the ``Explained`` of every image.
+
+    Raises:
+        UserError: for a model, image or class that cannot be explained, in one line.
+    """
+    strategy = distribution.make_strategy(config.distribution_strategy, config.num_gpus,
+                                          config.cpu_replicas, config.tpu)
+    with strategy.scope():
+        model, source, classes = _load(config)
+    crop = int(model.inputs[0].shape[1])
+    images = list(_images(config, crop))
+    if not images:
+        raise errors.UserError("no image to explain: give image paths, --image_dir or "
+                               "--data_dir")
+    meter = progress.Progress(len(images), label="explained", unit="images", show=show_progress)
+    batch_maps = maps.BatchMaps(model, config.layer)
+    runner = replicas.ReplicaRunner(strategy)
+    results = []
+    for start in range(0, len(images), config.batch_size):
+        chunk = images[start:start + config.batch_size]
+        results += _explain_chunk(config, batch_maps, runner, chunk, classes)
+        meter.update(len(results))
+    meter.close()
+    _write(config, results, source)
+    return results
+
+
+def _load(config):
+    """``(model, its description, (synsets, names))``."""
+    if config.weights:
+        model, weights, _ = loading.load_published(config.weights, config.config,
+                                                   crop_size=config.crop_size)
+        return model, weights.describe(), None
+    if layout.export_of(config.model) or layout.is_tensor_file(config.model):
+        raise errors.UserError(f"--model={config.model} is an export: vgg-explain needs the "
+                               "Keras net (a vgg-train model dir, a checkpoint or a .keras file, "
+                               "or --config with --weights) to take its gradients")
+    model, source = loading.load_model_and_source(config.model)
+    return model, source.describe(), layout.read_classes(config.model)
+
+
+def _images(config, crop):
+    """``(name, uint8 image)`` of every image: at Q, cropped to the net's input unless the
+    method takes the whole image. A file that is not an image is reported and skipped."""
+    import tensorflow as tf
+
+    for name, encoded in _encoded(config):
+        try:
+            image = preprocessing.test_image(tf.constant(encoded), config.test_scale).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            print(f"vgg-explain: {name}: not an image ({errors.one_line(error)}): skipped",
+                  flush=True)
+            continue
+        if config.method != "class_map":
+            image = preprocessing.center_crop(image, crop)
+        yield name, image
+
+
+def _encoded(config):
+    """``(name, bytes)`` of the images given: paths, a folder's image files, a split."""
+    for path in config.images:
+        yield path, storage.read_bytes(path)
+    if config.image_dir:
+        names = sorted(storage.listdir(config.image_dir))
+        chosen = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+        if len(chosen) < len(names):
+            print(f"vgg-explain: {len(names) - len(chosen)} files of {config.image_dir} are not "
+                  f"images by their name ({', '.join(sorted(set(names) - set(chosen))[:3])}"
+                  f"{', ...' if len(names) - len(chosen) > 3 else ''}): skipped", flush=True)
+        for name in chosen[:config.max_images]:
+            yield name, storage.read_bytes(os.path.join(config.image_dir, name))
+    if config.data_dir:
+        yield from _split_images(config)
+
+
+def _split_images(config):
+    from pipelines import dataset_info
+    from pipelines import inputs
+
+    info = dataset_info.read_info(config.data_dir)
+    parse = inputs.parser_of(info, None, None)
+    files, _ = inputs.pipeline_files(info.split_files(config.split))
+    records = inputs.read_records(files, info.expected_shards()).take(config.max_images)
+    for record, path in records:
+        encoded, _, filename = parse(record, path)
+        yield filename.numpy().decode() or "image", encoded.numpy()
+
+
+def _explain_chunk(config, batch_maps, runner, chunk, classes):
+    """The ``Explained`` of a chunk of ``(name, image)``."""
+    if config.method == "class_map":
+        return [_class_map(config, batch_maps.model, name, image, classes)
+                for name, image in chunk]
+    images = np.stack([image for _, image in chunk])
+    probabilities = np.concatenate(runner.run("probabilities", batch_maps.probabilities,
+                                              [images]))
+    chosen = _chosen_classes(config, probabilities, classes)
+    heat = _batch_heat(config, batch_maps, runner, images, chosen)
+    return [Explained(name, image, heat[index], int(chosen[index]),
+                      _class_name(classes, chosen[index]),
+                      float(probabilities[index, chosen[index]]))
+            for index, (name, image) in enumerate(chunk)]
+
+
+def _batch_heat(config, batch_maps, runner, images, chosen):
+    method = config.method
+    if method in ("grad_cam", "grad_cam_plus_plus"):
+        plus, fixed = method == "grad_cam_plus_plus", config.class_name not in (None, "top")
+
+        def function(batch):  # the classes from the batch itself: one trace for every chunk
+            import tensorflow as tf
+
+            top = tf.argmax(batch_maps.probabilities(batch), axis=-1, output_type=tf.int32)
+            classes = tf.fill(tf.shape(top), int(chosen[0])) if fixed else top
+            return batch_maps.grad_cam(batch, classes, plus)
+
+        return np.concatenate(runner.run(method, function, [images]))
+    if method == "integrated_gradients":
+        attributions = maps.integrate(
+            maps._compiled(batch_maps.path_gradients),
+            maps._compiled(batch_maps.probabilities), images.astype(np.float32),
+            np.zeros(images.shape, np.float32), chosen, config.steps)
+        return np.abs(attributions).sum(axis=-1)
+    if method == "smoothgrad":
+        return maps.smoothgrad(batch_maps.model, images, class_index=chosen)
+    return np.stack([maps.occlusion(batch_maps.model, image, class_index=int(cls))
+                     for image, cls in zip(images, chosen, strict=True)])
+
+
+def _class_map(config, model, name, image, classes):
+    grid = maps.class_scores(model, image)
+    mean = grid.mean(axis=(0, 1))
+    chosen = _chosen_classes(config, mean[None], classes)[0]
+    heat = maps._upsampled(grid[None, :, :, chosen], image.shape[:2]).numpy()[0]
+    return Explained(name, image, heat, int(chosen), _class_name(classes, chosen),
+                     float(mean[chosen]))
+
+
+def _chosen_classes(config, probabilities, classes):
+    """The class of each image: ``--class`` top (its top class), an index, or a name."""
+    wanted = config.class_name
+    if wanted in (None, "top"):
+        return probabilities.argmax(axis=-1).astype(np.int32)
+    count = probabilities.shape[-1]
+    if str(wanted).isdigit():
+        index = int(wanted)
+    else:
+        synsets, names = classes or _imagenet(count)
+        matches = [i for i, (s, n) in enumerate(zip(synsets, names, strict=True))
+                   if wanted.lower() in (s.lower(), n.lower())]
+        if not matches:
+            raise errors.UserError(f"--class={wanted}: no class of the net is named so (its "
+                                   f"classes: {', '.join(names[:5])}, ...); give an index or top")
+        index = matches[0]
+    if not 0 <= index < count:
+        raise errors.UserError(f"--class={wanted}: the net has {count} classes (0 to "
+                               f"{count - 1})")
+    return np.full(len(probabilities), index, np.int32)
+
+
+def _imagenet(count):
+    from pipelines import imagenet_labels
+
+    synsets = imagenet_labels.synsets()
+    if len(synsets) != count:
+        raise errors.UserError(f"the net has {count} classes and records no names: give --class "
+                               "as an index")
+    return synsets, imagenet_labels.class_names(synsets)
+
+
+def _class_name(classes, index):
+    if classes is None:
+        return str(index)
+    return classes[1][index]
+
+
+def _write(config, results, source):
+    storage.makedirs(config.output_dir)
+    rows = []
+    for result in results:
+        stem = os.path.splitext(os.path.basename(result.name))[0]
+        overlay = pictures.overlay(result.image, result.heat,
+                                   f"{result.class_name} {result.probability:.1%}")
+        storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.png"),
+                            overlay)
+        buffer = io.BytesIO()
+        np.save(buffer, result.heat.astype(np.float32))
+        storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.npy"),
+                            buffer.getvalue())
+        peak = np.unravel_index(np.argmax(result.heat), result.heat.shape)
+        rows.append({"image": result.name, "class": result.class_index,
+                     "class_name": result.class_name,
+                     "probability": f"{result.probability:.6f}", "peak_y": int(peak[0]),
+                     "peak_x": int(peak[1]), "top10_mass": f"{top_mass(result.heat):.4f}"})
+    storage.write_atomic(os.path.join(config.output_dir, SHEET_FILE),
+                        pictures.contact_sheet([(r.image, r.heat, f"{r.class_name} "
+                                                 f"{r.probability:.0%}") for r in results]))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    storage.write_atomic(os.path.join(config.output_dir, CSV_FILE), text.getvalue().encode())
+    print(f"explained {len(results)} images with {config.method} of {source}: "
+          f"{os.path.join(config.output_dir, CSV_FILE)}, {SHEET_FILE}", flush=True)
+
+
+def top_mass(heat, share=0.1):
+    """The share of a map's (positive) mass in its top ``share`` of pixels."""
+    values = np.sort(np.maximum(heat, 0).ravel())[::-1]
+    total = values.sum()
+    if total <= 0:
+        return 0.0
+    return float(values[:max(1, int(round(share * values.size)))].sum() / total)
