@@ -28,7 +28,7 @@ BIN = pathlib.Path(sys.executable).parent
 DOCS = ("README.md", "BUILD.md")
 PROGRAMS = {"vgg-convert": "convert_imagenet", "vgg-train": "train", "vgg-evaluate": "evaluate",
             "vgg-export": "export", "vgg-predict": "predict", "vgg-describe": "describe",
-            "vgg-data-service": "data_service"}
+            "vgg-data-service": "data_service", "vgg-explain": "explain"}
 # What a shell would expand, as a reader's shell might.
 SHELL = {"$(nproc)": "8", "$HOME": "/home/user", "$(hostname)": "host1"}
 # The line above a block that needs what no test machine has.
@@ -200,12 +200,18 @@ AFTER = {
                           "assert tuple(images.shape) == (256, 224, 224, 3), images.shape",
     "features = taps(": "assert features['block1_conv2'].shape == (1, 128, 128, 64); "
                         "assert pooled.output.shape == (None, 512)",
-    "build_pretrained": "assert vgg_keras.nets.builder.normalization_of(net) == 'torchvision'; "
-                        "assert loss.style_layers == ('block1_conv2', 'block2_conv2')",
+    "net = vgg_keras.build_pretrained": "assert vgg_keras.nets.builder.normalization_of(net) "
+                                        "== 'torchvision'; "
+                                        "assert loss.style_layers == ('block1_conv2', "
+                                        "'block2_conv2')",
     "to_conv_head": "assert probabilities.shape == (1, 1000)",
-    "preprocess_image": "assert probabilities.shape == (1, 1000) and crop.dtype == 'uint8'",
+    "crop = vgg_keras.preprocess_image": "assert probabilities.shape == (1, 1000) and "
+                                         "crop.dtype == 'uint8'",
     "reference_client.preprocess": "assert crop.shape == (metadata['crop_size'],) * 2 + (3,); "
                                    "assert crop.dtype == 'uint8'",
+    "explain.grad_cam": "assert heat.shape == (1, 224, 224) and 0 <= heat.min() <= heat.max() "
+                        "<= 1; assert dense.shape == photo.shape[:2]; "
+                        "assert attributions.shape == crops.shape",
 }
 
 

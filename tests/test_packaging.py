@@ -17,7 +17,8 @@ import pytest
 pytestmark = pytest.mark.slow  # the full tier: left out by `make test-fast`
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ("vgg-convert", "vgg-data-service", "vgg-describe", "vgg-evaluate", "vgg-export",
+SCRIPTS = ("vgg-convert", "vgg-data-service", "vgg-describe", "vgg-evaluate", "vgg-explain",
+           "vgg-export",
            "vgg-predict", "vgg-train")
 
 

@@ -176,10 +176,9 @@ def _batch_heat(config, batch_maps, runner, images, chosen):
 
 
 def _class_map(config, model, name, image, classes):
-    grid = maps.class_scores(model, image)
-    mean = grid.mean(axis=(0, 1))
+    mean = maps.class_scores(model, image).mean(axis=(0, 1))
     chosen = _chosen_classes(config, mean[None], classes)[0]
-    heat = maps._upsampled(grid[None, :, :, chosen], image.shape[:2]).numpy()[0]
+    heat = maps.class_map(model, image, int(chosen))
     return Explained(name, image, heat, int(chosen), _class_name(classes, chosen),
                      float(mean[chosen]))
 

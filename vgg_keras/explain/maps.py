@@ -19,6 +19,8 @@ functions of a batch are the ``BatchMaps`` methods, which ``vgg-explain`` runs o
 (``compute.replicas``).
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -241,24 +243,72 @@ def occlusion(model, image, patch=None, stride=None, class_index=None, batch_siz
     return total / np.maximum(count, 1)
 
 
-def class_scores(model, image):
-    """§3.2's class-score map of one image at its own size: the per-place posteriors
-    ``[h, w, classes]`` of the net made fully convolutional (its FC layers as convolutions,
-    the same weights); a net with the conv head is used as it is."""
+_DENSE = weakref.WeakKeyDictionary()  # each net's dense twin, made once
+
+
+def _dense_net(model):
+    """``(the net's per-place posteriors model, its window (crop), its stride)``: the FC net
+    made fully convolutional (the same weights, copied once: a net trained further after a
+    first map must be explained anew), or a conv-head net as it is."""
+    if model not in _DENSE:
+        _DENSE[model] = _make_dense_net(model)
+    return _DENSE[model]
+
+
+def _make_dense_net(model):
     names = [layer.name for layer in model.layers]
     conv = heads.to_conv_head(model) if "flatten" in names else model
-    scores = keras.Model(conv.inputs, conv.get_layer("score_map").output) \
-        if "score_map" in [layer.name for layer in conv.layers] else None
-    if scores is None:
+    if "score_map" not in [layer.name for layer in conv.layers]:
         raise ValueError(f"{model.name} has no classifier to make a class map of")
+    crop = model.inputs[0].shape[1] or conv.get_layer("fc1").kernel.shape[0] * 32
+    grid = conv.get_layer("fc1").kernel.shape[0]  # the last pooling's places at the crop
+    dense = keras.Model(conv.inputs, conv.get_layer("score_map").output)
+    return (tf.function(dense, reduce_retracing=True, autograph=False), dense.inputs[0].dtype,
+            int(crop), int(crop) // int(grid))
+
+
+def class_scores(model, image, stride=None):
+    """§3.2's class-score map of one image at its own size: the posteriors ``[h, w, classes]``
+    of the net made fully convolutional (its FC layers as convolutions, the same weights), one
+    per window of the crop's size, the windows ``stride`` pixels apart. The net's own stride
+    (32: its five poolings) is one pass; a divisor of it shifts the image and interleaves the
+    passes (OverFeat's shift-and-stitch), so place ``(r, c)`` is the window at ``(r·stride,
+    c·stride)``."""
+    dense, dtype, _, step = _dense_net(model)
+    stride = stride or step
+    if step % stride:
+        raise ValueError(f"stride {stride} must divide the net's own stride {step}")
+    shifts = step // stride
     image = np.asarray(image)
-    return scores(tf.cast(image[None], conv.inputs[0].dtype)).numpy()[0]
+    grids = [[dense(tf.cast(image[None, i * stride:, j * stride:], dtype))
+              .numpy()[0] for j in range(shifts)] for i in range(shifts)]
+    rows = min(g.shape[0] for line in grids for g in line)
+    cols = min(g.shape[1] for line in grids for g in line)
+    stitched = np.zeros((rows * shifts, cols * shifts, grids[0][0].shape[-1]), np.float32)
+    for i in range(shifts):
+        for j in range(shifts):
+            stitched[i::shifts, j::shifts] = grids[i][j][:rows, :cols]
+    return stitched
 
 
-def class_map(model, image, class_index=None):
-    """The class-score map of ``class_index`` (default: the top class of the map averaged
-    over its places, the dense evaluation's answer) over ``image`` ``[H, W, 3]``, upsampled to
-    the image: ``[H, W]`` posteriors."""
-    grid = class_scores(model, image)
+def class_map(model, image, class_index=None, stride=None):
+    """The map of ``class_index`` (default: the top class of the posteriors averaged over the
+    windows, the dense evaluation's answer) over ``image`` ``[H, W, 3]``: each pixel the mean
+    posterior of the windows that cover it (``class_scores``' windows, ``stride`` apart);
+    ``[H, W]``."""
+    image = np.asarray(image)
+    grid = class_scores(model, image, stride)
+    _, _, crop, step = _dense_net(model)
+    stride = stride or step
     cls = int(np.argmax(grid.mean(axis=(0, 1)))) if class_index is None else int(class_index)
-    return _upsampled(grid[None, :, :, cls], np.asarray(image).shape[:2]).numpy()[0]
+    height, width = image.shape[:2]
+    total, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
+    for row in range(grid.shape[0]):
+        for col in range(grid.shape[1]):
+            top, left = row * stride, col * stride
+            total[top:top + crop, left:left + crop] += grid[row, col, cls]
+            count[top:top + crop, left:left + crop] += 1
+    # The last pixels no window reaches (a side not a whole number of strides): the nearest.
+    covered = ((grid.shape[0] - 1) * stride + crop, (grid.shape[1] - 1) * stride + crop)
+    heat = total[:covered[0], :covered[1]] / np.maximum(count[:covered[0], :covered[1]], 1)
+    return np.pad(heat, [(0, height - heat.shape[0]), (0, width - heat.shape[1])], mode="edge")

@@ -8,7 +8,9 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-THUMBNAIL, COLUMNS = 224, 6
+from vgg_keras.nets import configs
+
+THUMBNAIL, COLUMNS = configs.CROP_SIZE, 6  # a cell of the sheet: the net's crop
 
 
 def _coloured(heat):
