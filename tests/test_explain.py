@@ -201,3 +201,51 @@ def test_a_class_the_net_does_not_have_is_one_line(tmp_path):
                                               output_dir=str(tmp_path / "out"))
         with pytest.raises(Exception, match=message):
             job.explain(config, show_progress=False)
+
+
+# A class decided by a small planted patch (8×8, its colour the class) at a random place on
+# noise; patchless images are a fifth class, the background.
+PATCH_COLOURS = np.array([(230, 40, 40), (40, 200, 40), (40, 60, 230), (230, 220, 40)])
+
+
+def _planted(count, side, seed, patch=8):
+    rng = np.random.default_rng(seed)
+    images = np.clip(rng.normal(128, 40, (count, side, side, 3)), 0, 255)
+    labels = rng.integers(0, 5, count)
+    places = rng.integers(0, side - patch + 1, (count, 2))
+    for image, label, (top, left) in zip(images, labels, places, strict=True):
+        if label < 4:
+            image[top:top + patch, left:left + patch] = PATCH_COLOURS[label]
+    keep = labels < 4  # the images that have a patch to find
+    return images.astype(np.uint8)[keep], labels[keep], places[keep]
+
+
+@pytest.mark.slow
+def test_the_maps_of_a_trained_net_find_the_planted_patch():
+    """A narrow net trained for 8 epochs on 1,200 32-pixel images (≈ 6 s). Measured here:
+    Grad-CAM at block3_conv2 (4-pixel cells) peaks inside the patch for 68 % of validation
+    images (66–83 % over training seeds 0–2); the class map (shift-and-stitch, stride 8, on
+    128-pixel images) is higher over the patch than over the image (by 0.05) for 76 %. Its peak
+    lies inside the 8-pixel patch for none: the tiny net's posteriors saturate across its dense
+    windows' 150-pixel receptive field, so the test holds the class map to the weaker claim."""
+    keras.utils.set_random_seed(0)
+    images, labels, _ = _planted(1500, 32, seed=0)
+    model = build_tiny("A", num_classes=5, width=1 / 8,
+                       head=vgg_keras.Head(fc_units=32, dropout=0.0))
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(images, labels, batch_size=32, epochs=8, verbose=0)
+    crops, crop_labels, places = _planted(60, 32, seed=1)
+    assert (model.predict(crops, verbose=0).argmax(axis=1) == crop_labels).mean() > 0.9
+    cams = explain.grad_cam(model, crops, layer="block3_conv2")
+    peaks = [np.unravel_index(cam.argmax(), cam.shape) for cam in cams]
+    inside = [top <= y < top + 8 and left <= x < left + 8
+              for (y, x), (top, left) in zip(peaks, places, strict=True)]
+    print(f"Grad-CAM peaks inside the patch: {np.mean(inside):.0%}")
+    assert np.mean(inside) >= 0.6, np.mean(inside)
+    photos, photo_labels, photo_places = _planted(30, 128, seed=2)
+    higher = []
+    for photo, label, (top, left) in zip(photos, photo_labels, photo_places, strict=True):
+        heat = explain.class_map(model, photo, class_index=int(label), stride=8)
+        higher.append(heat[top:top + 8, left:left + 8].mean() > heat.mean() + 0.05)
+    print(f"class map higher over the patch: {np.mean(higher):.0%}")
+    assert np.mean(higher) >= 0.65, np.mean(higher)
