@@ -54,8 +54,8 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path, capsys):
     stdout = capsys.readouterr().out
     commands = [line for line in stdout.splitlines() if line.startswith("$ ")]
     tools = ("vgg-describe", "tools.generate_images", "vgg-convert", "vgg-train", "vgg-evaluate",
-             "vgg-export", "vgg-predict", "tools.generate_images", "vgg-convert", "vgg-train",
-             "vgg-train")
+             "vgg-export", "vgg-predict", "vgg-explain", "tools.generate_images", "vgg-convert",
+             "vgg-train", "vgg-train")
     assert len(commands) == len(tools)
     for tool, command in zip(tools, commands, strict=True):
         assert tool in command, command
@@ -100,8 +100,12 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path, capsys):
     assert printed[0]["predictions"][0]["synset"] == top
 
     # The second act: the net fine-tuned on new classes, and trained from scratch alike.
-    assert "--init=model=" in commands[9] and "--trainable_from=block4_conv1" in commands[9]
-    assert "--init=glorot" in commands[10]
+    # Where the net looks: Grad-CAM of six validation images, a contact sheet of them.
+    rows = (out / "explain" / "explain.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and (out / "explain" / "contact_sheet.png").stat().st_size > 1000
+    assert len(list((out / "explain").glob("*.grad_cam.png"))) == 6
+    assert "--init=model=" in commands[10] and "--trainable_from=block4_conv1" in commands[10]
+    assert "--init=glorot" in commands[11]
     fine_tuned = json.loads((out / "model_fine_tuned" / "summary.json").read_text())
     scratch = json.loads((out / "model_scratch" / "summary.json").read_text())
     assert fine_tuned["num_classes"] == scratch["num_classes"] == 5
@@ -110,8 +114,9 @@ def test_demo_runs_every_tool_and_writes_every_artefact(tmp_path, capsys):
     report = (out / "report.txt").read_text()
     assert report in stdout
     for text in ("conversion", "10 skipped", "training", "images/s", "single", "dense",
-                 "multicrop", str(version), "prediction", "own classes", "fine-tuned from the "
-                 "net above, blocks 1-3 frozen", "the same net from scratch", "total"):
+                 "multicrop", str(version), "prediction", "contact_sheet.png", "own classes",
+                 "fine-tuned from the net above, blocks 1-3 frozen", "the same net from scratch",
+                 "total"):
         assert text in report, text
     assert re.search(r"^machine +\S.*, \d+ cores$", report, re.MULTILINE), report
 

@@ -209,6 +209,7 @@ AFTER = {
                                          "crop.dtype == 'uint8'",
     "reference_client.preprocess": "assert crop.shape == (metadata['crop_size'],) * 2 + (3,); "
                                    "assert crop.dtype == 'uint8'",
+    "losses.style_transfer_loss": "assert history[-1] < history[0], history",
     "explain.grad_cam": "assert heat.shape == (1, 224, 224) and 0 <= heat.min() <= heat.max() "
                         "<= 1; assert dense.shape == photo.shape[:2]; "
                         "assert attributions.shape == crops.shape",

@@ -249,3 +249,53 @@ def test_the_maps_of_a_trained_net_find_the_planted_patch():
         higher.append(heat[top:top + 8, left:left + 8].mean() > heat.mean() + 0.05)
     print(f"class map higher over the patch: {np.mean(higher):.0%}")
     assert np.mean(higher) >= 0.65, np.mean(higher)
+
+
+def test_every_method_of_the_job_equals_the_api_on_one_device():
+    """The job's maps (its classes chosen from each batch itself, its batches on the replicas)
+    are the API's."""
+    from vgg_keras.compute import replicas
+    from vgg_keras.explain import config as explain_config
+    from vgg_keras.explain import job
+
+    model, images = _net("A-BN"), _images(3)
+    batch_maps = explain.BatchMaps(model)
+    runner = replicas.ReplicaRunner(tf.distribute.get_strategy())
+    chosen = model.predict(images, verbose=0).argmax(axis=1).astype(np.int32)
+    expected = {
+        "grad_cam": explain.grad_cam(model, images),
+        "grad_cam_plus_plus": explain.grad_cam_plus_plus(model, images),
+        "integrated_gradients": np.abs(explain.integrated_gradients(model, images, steps=8)
+                                       ).sum(axis=-1),
+        "occlusion": np.stack([explain.occlusion(model, image) for image in images]),
+    }
+    for method, theirs in expected.items():
+        config = explain_config.ExplainConfig(model="m", images=("x",), method=method, steps=8)
+        ours = job._batch_heat(config, batch_maps, runner, images, chosen)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=method)
+
+
+@pytest.mark.slow
+def test_vgg_explain_integrated_gradients_on_two_replicas_equal_the_apis(reference_run,
+                                                                         train_data, tmp_path):
+    result = _explain(f"--model={reference_run}", f"--data_dir={train_data}", "--max_images=3",
+                      f"--output_dir={tmp_path}", "--cpu_replicas=2", "--test_scale=36",
+                      "--method=integrated_gradients", "--steps=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = vgg_keras.load_model(str(reference_run))
+    for row in csv.DictReader((tmp_path / "explain.csv").open()):
+        stem = pathlib.Path(row["image"]).stem
+        ours = np.load(tmp_path / f"{stem}.integrated_gradients.npy")
+        assert ours.shape == (32, 32)
+        assert float(row["probability"]) > 0
+    # The API on the same crops, read as the job reads them.
+    from vgg_keras.explain import config as explain_config
+    from vgg_keras.explain import job
+
+    config = explain_config.ExplainConfig(model=str(reference_run), data_dir=str(train_data),
+                                          max_images=3, test_scale=36)
+    for name, image in job._images(config, 32):
+        stem = pathlib.Path(name).stem
+        theirs = np.abs(explain.integrated_gradients(model, image[None], steps=8)).sum(-1)[0]
+        np.testing.assert_allclose(np.load(tmp_path / f"{stem}.integrated_gradients.npy"),
+                                   theirs, rtol=1e-3, atol=1e-6)

@@ -104,3 +104,30 @@ def test_a_generator_trains_through_the_perceptual_loss_with_fit():
     targets = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     history = generator.fit(noise, targets, epochs=6, batch_size=8, verbose=0).history["loss"]
     assert history[-1] < 0.8 * history[0], history
+
+
+def test_style_transfer_loss_is_its_terms_on_keras_ios_layers():
+    """keras-io's layers (content block5_conv2; style block1..5_conv1), the terms weighted as
+    documented: each equal to its formula."""
+    rng = np.random.default_rng(0)
+    names = (*losses.STYLE_LAYERS, *losses.CONTENT_LAYERS)
+    assert losses.STYLE_LAYERS == ("block1_conv1", "block2_conv1", "block3_conv1",
+                                   "block4_conv1", "block5_conv1")
+    taps = {role: {n: rng.normal(size=(2, 4, 4, 3)).astype("float32") for n in names}
+            for role in ("generated", "content", "style")}
+    images = rng.normal(size=(2, 6, 6, 3)).astype("float32")
+    total = keras.ops.convert_to_numpy(losses.style_transfer_loss(
+        taps["generated"], taps["content"], taps["style"], images, content_weight=2.0,
+        style_weight=3.0, variation_weight=0.5))
+
+    def gram(x):
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        return np.einsum("bnc,bnd->bcd", flat, flat) / flat.shape[1]
+
+    content = ((taps["content"]["block5_conv2"] - taps["generated"]["block5_conv2"]) ** 2
+               ).mean(axis=(1, 2, 3))
+    style = sum(((gram(taps["style"][n]) - gram(taps["generated"][n])) ** 2).mean(axis=(1, 2))
+                for n in losses.STYLE_LAYERS) / 5
+    variation = ((images[:, 1:, :-1] - images[:, :-1, :-1]) ** 2
+                 + (images[:, :-1, 1:] - images[:, :-1, :-1]) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(total, 2.0 * content + 3.0 * style + 0.5 * variation, rtol=1e-5)

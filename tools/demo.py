@@ -1,8 +1,8 @@
 """The whole job end to end on a small generated dataset, with the real commands as a user types
 them: vgg-describe (the six nets), a generated ImageNet-layout dataset → vgg-convert →
 vgg-train (a narrow net A on small inputs, scale jitter, MirroredStrategy over 2 logical CPU
-devices) → vgg-evaluate (single, dense, multi-crop) → vgg-export → vgg-predict on two images;
-then a table of what happened.
+devices) → vgg-evaluate (single, dense, multi-crop) → vgg-export → vgg-predict on two images →
+vgg-explain (Grad-CAM of six validation images); then a table of what happened.
 
     python -m tools.demo                       # what `make demo` runs: everything in demo_output/
     python -m tools.demo --output_dir=/tmp/d --train_per_class=8 --train_epochs=2   # a quick look
@@ -187,6 +187,9 @@ def run_demo(config, run_command=run_process):
     predictions = step("predict", [_tool("vgg-predict"),
                                    f"--model={os.path.join(export_dir, MODEL_NAME)}", "--json",
                                    *images])
+    step("explain", [_tool("vgg-explain"), f"--model={model_dir}", f"--data_dir={data}",
+                     "--max_images=6", f"--test_scale={(low + high) // 2}",
+                     f"--output_dir={os.path.join(output_dir, 'explain')}"])
     _second_act(config, model_dir, step)
     report = _report(output_dir, raw, predictions, timings,
                      time.monotonic() - started)
@@ -250,6 +253,8 @@ def _report(output_dir, raw, predict_stdout, timings, seconds):
         row = results[protocol]
         lines.append(f"{'':<22}{protocol:<12}{100 * row['top1_error']:>9.1f}%"
                      f"{100 * row['top5_error']:>9.1f}%{row['num_images']:>8}")
+    lines.append(f"{'explain':<22}Grad-CAM of 6 validation images: "
+                 f"{os.path.join(output_dir, 'explain', 'contact_sheet.png')}")
     lines.append(f"{'export':<22}"
                  f"{layout.find_export(os.path.join(output_dir, 'export', MODEL_NAME))}")
     for line in predict_stdout.splitlines():  # vgg-predict --json: one object per image

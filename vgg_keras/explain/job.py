@@ -6,8 +6,9 @@ probability) and the raw map (``.npy``); one contact sheet PNG for the batch; ``
 
 Images are read as the evaluation reads them (``pipelines.preprocessing.test_image``: shorter side
 to Q), then the net's centre crop for every method but ``class_map``, which takes the whole image
-at Q (§3.2's dense evaluation). Grad-CAM and Grad-CAM++ run on every local replica
-(``compute.replicas``), a batch each; the other methods on one device.
+at Q (§3.2's dense evaluation). Every method but the class map runs on every local replica
+(``compute.replicas``), a share of each batch each; the class map, one image at a time (sizes
+differ), on one.
 """
 
 import csv
@@ -140,8 +141,7 @@ def _explain_chunk(config, batch_maps, runner, chunk, classes):
         return [_class_map(config, batch_maps.model, name, image, classes)
                 for name, image in chunk]
     images = np.stack([image for _, image in chunk])
-    probabilities = np.concatenate(runner.run("probabilities", batch_maps.probabilities,
-                                              [images]))
+    probabilities = _on_replicas(runner, "probabilities", batch_maps.probabilities, images)
     chosen = _chosen_classes(config, probabilities, classes)
     heat = _batch_heat(config, batch_maps, runner, images, chosen)
     return [Explained(name, image, heat[index], int(chosen[index]),
@@ -150,29 +150,63 @@ def _explain_chunk(config, batch_maps, runner, chunk, classes):
             for index, (name, image) in enumerate(chunk)]
 
 
+def _on_replicas(runner, key, function, images):
+    """``function`` of ``images`` split over the local replicas, its results in order."""
+    count = len(runner.devices or [None])
+    parts = [part for part in np.array_split(images, min(count, len(images))) if len(part)]
+    return np.concatenate(runner.run(key, function, parts))
+
+
 def _batch_heat(config, batch_maps, runner, images, chosen):
+    """The method's maps ``[n, H, W]`` of a batch, on every replica; each replica takes the
+    class of each of its images from the images themselves (top) or ``--class``: one trace
+    for every chunk."""
+    import tensorflow as tf
+
+    fixed = config.class_name not in (None, "top")
+
+    def classes_of(batch):
+        top = tf.argmax(batch_maps.probabilities(batch), axis=-1, output_type=tf.int32)
+        return tf.fill(tf.shape(top), int(chosen[0])) if fixed else top
+
     method = config.method
     if method in ("grad_cam", "grad_cam_plus_plus"):
-        plus, fixed = method == "grad_cam_plus_plus", config.class_name not in (None, "top")
-
-        def function(batch):  # the classes from the batch itself: one trace for every chunk
-            import tensorflow as tf
-
-            top = tf.argmax(batch_maps.probabilities(batch), axis=-1, output_type=tf.int32)
-            classes = tf.fill(tf.shape(top), int(chosen[0])) if fixed else top
-            return batch_maps.grad_cam(batch, classes, plus)
-
-        return np.concatenate(runner.run(method, function, [images]))
-    if method == "integrated_gradients":
-        attributions = maps.integrate(
-            maps._compiled(batch_maps.path_gradients),
-            maps._compiled(batch_maps.probabilities), images.astype(np.float32),
-            np.zeros(images.shape, np.float32), chosen, config.steps)
-        return np.abs(attributions).sum(axis=-1)
+        plus = method == "grad_cam_plus_plus"
+        return _on_replicas(runner, method, lambda batch: batch_maps.grad_cam(
+            batch, classes_of(batch), plus), images)
     if method == "smoothgrad":
-        return maps.smoothgrad(batch_maps.model, images, class_index=chosen)
-    return np.stack([maps.occlusion(batch_maps.model, image, class_index=int(cls))
+        seed = tf.constant([0, 0], tf.int32)
+        return _on_replicas(runner, method, lambda batch: batch_maps.smoothgrad(
+            batch, classes_of(batch), seed), images)
+    if method == "integrated_gradients":
+        def path_gradients(batch, classes, baselines, points, weights):
+            del classes, baselines  # each replica's own; the baseline is black
+            return _on_replicas(runner, f"path_{len(points)}_{points[0]:g}",
+                                lambda part: batch_maps.path_gradients(
+                                    part, classes_of(part), tf.zeros_like(part, tf.float32),
+                                    points, weights), batch)
+
+        probabilities = lambda batch: _on_replicas(  # noqa: E731
+            runner, "probabilities", batch_maps.probabilities, batch)
+        attributions = maps.integrate(path_gradients, probabilities, images.astype(np.float32),
+                                      np.zeros(images.shape, np.float32), chosen, config.steps)
+        return np.abs(attributions).sum(axis=-1)
+    return np.stack([_occlusion(batch_maps, runner, image, int(cls))
                      for image, cls in zip(images, chosen, strict=True)])
+
+
+def _occlusion(batch_maps, runner, image, cls):
+    """``maps.occlusion`` of one image, its occluded copies on every replica."""
+    patch = max(1, min(image.shape[:2]) // 8)
+    stride = max(1, patch // 2)
+    copies, places = maps.occlusion_batches(image, patch, stride)
+    base = _on_replicas(runner, "probabilities", batch_maps.probabilities, image[None])[0, cls]
+    drops = base - _on_replicas(runner, "probabilities", batch_maps.probabilities, copies)[:, cls]
+    total, count = np.zeros(image.shape[:2], np.float32), np.zeros(image.shape[:2], np.float32)
+    for drop, (top, left) in zip(drops, places, strict=True):
+        total[top:top + patch, left:left + patch] += drop
+        count[top:top + patch, left:left + patch] += 1
+    return total / np.maximum(count, 1)
 
 
 def _class_map(config, model, name, image, classes):
@@ -227,7 +261,7 @@ def _write(config, results, source):
     for result in results:
         stem = os.path.splitext(os.path.basename(result.name))[0]
         overlay = pictures.overlay(result.image, result.heat,
-                                   f"{result.class_name} {result.probability:.1%}")
+                                   f"{_short(result.class_name)} {result.probability:.1%}")
         storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.png"),
                             overlay)
         buffer = io.BytesIO()
@@ -240,7 +274,7 @@ def _write(config, results, source):
                      "probability": f"{result.probability:.6f}", "peak_y": int(peak[0]),
                      "peak_x": int(peak[1]), "top10_mass": f"{top_mass(result.heat):.4f}"})
     storage.write_atomic(os.path.join(config.output_dir, SHEET_FILE),
-                        pictures.contact_sheet([(r.image, r.heat, f"{r.class_name} "
+                        pictures.contact_sheet([(r.image, r.heat, f"{_short(r.class_name)} "
                                                  f"{r.probability:.0%}") for r in results]))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
@@ -249,6 +283,11 @@ def _write(config, results, source):
     storage.write_atomic(os.path.join(config.output_dir, CSV_FILE), text.getvalue().encode())
     print(f"explained {len(results)} images with {config.method} of {source}: "
           f"{os.path.join(config.output_dir, CSV_FILE)}, {SHEET_FILE}", flush=True)
+
+
+def _short(name):
+    """A class's first name (ImageNet's "tiger shark, Galeocerdo cuvieri": "tiger shark")."""
+    return name.split(",")[0]
 
 
 def top_mass(heat, share=0.1):

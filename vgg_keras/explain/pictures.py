@@ -22,10 +22,15 @@ def _coloured(heat):
     return (colormaps["jet"](scaled)[..., :3] * 255).astype(np.uint8)
 
 
-def overlay_image(image, heat, label):
-    """``image`` (uint8 ``[H, W, 3]``) with ``heat`` over it and ``label`` written on it."""
+def overlay_image(image, heat, label, size=None):
+    """``image`` (uint8 ``[H, W, 3]``) with ``heat`` over it, scaled to ``size`` across (its
+    own by default), and ``label`` written on it at that size."""
     photo = Image.fromarray(np.asarray(image, np.uint8))
     picture = Image.blend(photo, Image.fromarray(_coloured(heat)), alpha=0.5)
+    if size:
+        scale = size / max(picture.size)  # up or down
+        picture = picture.resize((max(1, round(picture.width * scale)),
+                                  max(1, round(picture.height * scale))), Image.BILINEAR)
     draw = ImageDraw.Draw(picture)
     left, top, right, bottom = draw.textbbox((2, 2), label)
     draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
@@ -50,9 +55,6 @@ def contact_sheet(items):
     rows = -(-len(items) // COLUMNS)
     sheet = Image.new("RGB", (THUMBNAIL * min(COLUMNS, len(items)), THUMBNAIL * rows), "white")
     for index, (image, heat, label) in enumerate(items):
-        picture = overlay_image(image, heat, label)
-        scale = THUMBNAIL / max(picture.size)  # up or down, to fill its cell
-        picture = picture.resize((max(1, round(picture.width * scale)),
-                                  max(1, round(picture.height * scale))), Image.BILINEAR)
+        picture = overlay_image(image, heat, label, size=THUMBNAIL)
         sheet.paste(picture, (THUMBNAIL * (index % COLUMNS), THUMBNAIL * (index // COLUMNS)))
     return _png(sheet)

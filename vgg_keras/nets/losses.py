@@ -64,3 +64,32 @@ class PerceptualLoss(keras.losses.Loss):
             loss = loss + self.style_weight * style_loss(
                 {n: target[n] for n in self.style_layers}, generated)
         return loss
+
+
+# Neural style transfer as keras-io's example does it (Gatys et al.; fchollet's "Neural style
+# transfer" on VGG19): the content of block5_conv2, the style of the first convolution of
+# every block.
+CONTENT_LAYERS = ("block5_conv2",)
+STYLE_LAYERS = tuple(f"block{block}_conv1" for block in range(1, 6))
+
+
+def total_variation(images):
+    """The mean squared difference of neighbouring pixels, per image ``[b]``: what keeps a
+    generated image smooth."""
+    down = images[:, 1:, :-1, :] - images[:, :-1, :-1, :]
+    right = images[:, :-1, 1:, :] - images[:, :-1, :-1, :]
+    return ops.mean(ops.square(down) + ops.square(right), axis=(1, 2, 3))
+
+
+def style_transfer_loss(generated, content, style, images, *, content_weight=1.0,
+                        style_weight=1.0, variation_weight=0.0):
+    """One image's loss of style transfer, per image ``[b]``: ``content_weight`` × the content
+    loss against ``content``'s taps on ``CONTENT_LAYERS`` + ``style_weight`` × the style loss
+    against ``style``'s taps on ``STYLE_LAYERS`` (averaged over them) + ``variation_weight`` ×
+    the total variation of ``images``, whose taps are ``generated`` (``feature_model(net,
+    STYLE_LAYERS + CONTENT_LAYERS)`` of each)."""
+    content_terms = content_loss({n: content[n] for n in CONTENT_LAYERS}, generated)
+    style_terms = style_loss({n: style[n] for n in STYLE_LAYERS}, generated,
+                             {n: 1.0 / len(STYLE_LAYERS) for n in STYLE_LAYERS})
+    return (content_weight * content_terms + style_weight * style_terms
+            + variation_weight * total_variation(images))
