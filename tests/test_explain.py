@@ -2,6 +2,8 @@
 the keras-io recipe's; the class map of the fully convolutional net at the crop is the FC net's
 answer; every map comes for uint8 and float nets, plain and batch-norm."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -174,6 +176,8 @@ def test_vgg_explain_a_folder_with_odd_files_through_the_dense_net(reference_run
     (["--model=MODEL"], "give images: paths as arguments, --image_dir or --data_dir"),
     (["--model=MODEL", "missing.jpg"], "image missing.jpg does not exist"),
     (["--model=/nowhere", "x.jpg"], "--model /nowhere does not exist"),
+    (["--model=MODEL", "--distribution_strategy=multi_worker", "x.jpg"],
+     "vgg-explain runs on one machine's devices"),
 ])
 def test_vgg_explain_mistakes_are_one_line(arguments, message, tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"")
@@ -299,3 +303,34 @@ def test_vgg_explain_integrated_gradients_on_two_replicas_equal_the_apis(referen
         theirs = np.abs(explain.integrated_gradients(model, image[None], steps=8)).sum(-1)[0]
         np.testing.assert_allclose(np.load(tmp_path / f"{stem}.integrated_gradients.npy"),
                                    theirs, rtol=1e-3, atol=1e-6)
+
+
+def test_grad_cam_of_the_conv_head_twin_at_the_crop_is_the_fc_nets():
+    model, images = _net(), _images(2)
+    conv = vgg_keras.to_conv_head(model, input_shape=(32, 32, 3))
+    np.testing.assert_allclose(explain.grad_cam(conv, images), explain.grad_cam(model, images),
+                               atol=1e-5)
+
+
+def test_a_class_by_name_and_an_export_as_model(reference_run, train_data, tmp_path):
+    """``--class`` by a class name of the run's own; an export is refused in one line (it has
+    no gradients to take)."""
+    from vgg_keras.artifacts import layout
+    from vgg_keras.explain import config as explain_config
+    from vgg_keras.explain import job
+
+    synsets, names = layout.read_classes(str(reference_run))
+    config = explain_config.ExplainConfig(model=str(reference_run), data_dir=str(train_data),
+                                          max_images=2, test_scale=36, class_name=names[2],
+                                          output_dir=str(tmp_path / "named"))
+    results = job.explain(config, show_progress=False)
+    assert [r.class_index for r in results] == [2, 2] and results[0].class_name == names[2]
+    by_synset = dataclasses.replace(config, class_name=synsets[1],
+                                    output_dir=str(tmp_path / "synset"))
+    assert {r.class_index for r in job.explain(by_synset, show_progress=False)} == {1}
+    export = tmp_path / "export" / "1"
+    export.mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"")
+    (export / layout.EXPORT_METADATA_FILE).write_text("{}")
+    with pytest.raises(Exception, match="is an export: vgg-explain needs the Keras net"):
+        job.explain(dataclasses.replace(config, model=str(export)), show_progress=False)

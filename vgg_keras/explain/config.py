@@ -62,6 +62,10 @@ class ExplainConfig(artifact_settings.PublishedSettings, compute_settings.Distri
                                    "file), or --config with --weights")
         if not (self.images or self.image_dir or self.data_dir):
             raise errors.UserError("give images: paths as arguments, --image_dir or --data_dir")
+        if self.distribution_strategy == "multi_worker":
+            raise errors.UserError("vgg-explain runs on one machine's devices (--num_gpus, "
+                                   "--cpu_replicas): for more, run one per share of the images "
+                                   "(each its own --output_dir)")
         self.check_weights(check_files)
         if not check_files:
             return

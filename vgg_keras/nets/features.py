@@ -11,7 +11,7 @@ prefer. Keras only, any backend, like the nets.
 import keras
 
 
-def feature_model(model, layers, *, relu=True, name=None):
+def feature_model(model, layers, *, relu=True, name=None, input_shape=None):
     """A model returning ``{layer name: activation}`` of ``layers`` of ``model``.
 
     Its input is float32 images in the net's range (0..255 RGB), whatever the net's own input
@@ -24,6 +24,8 @@ def feature_model(model, layers, *, relu=True, name=None):
         layers: layer names (``"block1_conv2"``, ``"block3_pool"``, ``"fc1"``, ...).
         relu: tap after the ReLU (True) or before it (False) for layers that have one.
         name: the model's name; default ``<net name>_features``.
+        input_shape: default the net's own; ``(None, None, 3)`` takes images of any size when
+            every tap is a convolution's or a pooling's (style transfer on whole photos).
 
     Raises:
         ValueError: naming a layer the net does not have, and the ones it has.
@@ -34,7 +36,8 @@ def feature_model(model, layers, *, relu=True, name=None):
     if unknown or not names:
         raise ValueError(f"{model.name} has no layer {unknown or names}; its layers: "
                          f"{', '.join(known[1:])}")
-    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype="float32", name="images")
+    inputs = keras.Input(shape=tuple(input_shape or model.inputs[0].shape[1:]), dtype="float32",
+                         name="images")
     return keras.Model(inputs, _taps(model, inputs, names, relu),
                        name=name or f"{model.name}_features")
 
