@@ -54,8 +54,9 @@ BUDGET_MINUTES = 12  # `make test` on 2 cores, install included (BUILD.md, "Test
 # The longest modules, longest first (seconds on 2 cores, from --durations): they start first, so
 # that the xdist workers, which take the next module as they finish one, end together.
 LONGEST_MODULES = ("test_training.py", "test_demo.py", "test_backend_neutral.py",
-                   "test_torch_weights.py", "test_evaluation.py", "test_cluster.py",
-                   "test_journeys.py", "test_preemption.py", "test_export.py",
+                   "test_torch_weights.py", "test_evaluation.py", "test_explain.py",
+                   "test_cluster.py", "test_recipe_runs.py", "test_journeys.py",
+                   "test_preemption.py", "test_export.py",
                    "test_data_service.py", "test_docs_commands.py", "test_packaging.py",
                    "test_fine_tune.py", "test_keras_applications.py", "test_builder.py",
                    "test_conv_head.py")
