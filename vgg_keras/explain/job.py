@@ -28,10 +28,10 @@ from vgg_keras.compute import distribution
 from vgg_keras.compute import replicas
 from vgg_keras.explain import maps
 from vgg_keras.explain import pictures
-from vgg_keras.explain.config import METHODS  # noqa: F401 - the job's methods
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CSV_FILE, SHEET_FILE = "explain.csv", "contact_sheet.png"
+SHEET_IMAGES = 36  # the contact sheet's images: the first ones
 
 
 @dataclasses.dataclass
@@ -47,7 +47,10 @@ class Explained:
 
 
 def explain(config, *, show_progress=None):
-    """Runs ``config`` (an ``ExplainConfig``); returns the ``Explained`` of every image.
+    """Runs ``config`` (an ``ExplainConfig``), streaming: the images read, explained and
+    written a batch at a time (memory holds one batch, and the contact sheet's first
+    ``SHEET_IMAGES``). Returns the ``Explained`` of every image, its image and map kept only
+    for the sheet's.
 
     Raises:
         UserError: for a model, image or class that cannot be explained, in one line.
@@ -56,22 +59,43 @@ def explain(config, *, show_progress=None):
                                           config.cpu_replicas, config.tpu)
     with strategy.scope():
         model, source, classes = _load(config)
-    crop = int(model.inputs[0].shape[1])
-    images = list(_images(config, crop))
-    if not images:
-        raise errors.UserError("no image to explain: give image paths, --image_dir or "
-                               "--data_dir")
-    meter = progress.Progress(len(images), label="explained", unit="images", show=show_progress)
     batch_maps = maps.BatchMaps(model, config.layer)
     runner = replicas.ReplicaRunner(strategy)
-    results = []
-    for start in range(0, len(images), config.batch_size):
-        chunk = images[start:start + config.batch_size]
-        results += _explain_chunk(config, batch_maps, runner, chunk, classes)
+    meter = progress.Progress(_expected(config), label="explained", unit="images",
+                              show=show_progress)
+    storage.makedirs(config.output_dir)
+    results, rows = [], []
+    for chunk in _chunks(_images(config, int(model.inputs[0].shape[1])), config.batch_size):
+        for result in _explain_chunk(config, batch_maps, runner, chunk, classes):
+            rows.append(_write_one(config, result))
+            if len(results) >= SHEET_IMAGES:  # written: only the sheet's stay in memory
+                result = dataclasses.replace(result, image=None, heat=None)
+            results.append(result)
         meter.update(len(results))
     meter.close()
-    _write(config, results, source)
+    if not results:
+        raise errors.UserError("no image to explain: give image paths, --image_dir or "
+                               "--data_dir")
+    _write_summary(config, results, rows, source)
     return results
+
+
+def _expected(config):
+    """The images the job will read, at most (for its progress line)."""
+    folder = len(storage.listdir(config.image_dir)) if config.image_dir else 0
+    return (len(config.images) + min(folder, config.max_images)
+            + (config.max_images if config.data_dir else 0))
+
+
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _load(config):
@@ -255,34 +279,36 @@ def _class_name(classes, index):
     return classes[1][index]
 
 
-def _write(config, results, source):
-    storage.makedirs(config.output_dir)
-    rows = []
-    for result in results:
-        stem = os.path.splitext(os.path.basename(result.name))[0]
-        overlay = pictures.overlay(result.image, result.heat,
-                                   f"{_short(result.class_name)} {result.probability:.1%}")
-        storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.png"),
-                            overlay)
-        buffer = io.BytesIO()
-        np.save(buffer, result.heat.astype(np.float32))
-        storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.npy"),
-                            buffer.getvalue())
-        peak = np.unravel_index(np.argmax(result.heat), result.heat.shape)
-        rows.append({"image": result.name, "class": result.class_index,
-                     "class_name": result.class_name,
-                     "probability": f"{result.probability:.6f}", "peak_y": int(peak[0]),
-                     "peak_x": int(peak[1]), "top10_mass": f"{top_mass(result.heat):.4f}"})
+def _write_one(config, result):
+    """One image's overlay and raw map, written; its row of ``explain.csv``."""
+    stem = os.path.splitext(os.path.basename(result.name))[0]
+    overlay = pictures.overlay(result.image, result.heat,
+                               f"{_short(result.class_name)} {result.probability:.1%}")
+    storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.png"), overlay)
+    buffer = io.BytesIO()
+    np.save(buffer, result.heat.astype(np.float32))
+    storage.write_atomic(os.path.join(config.output_dir, f"{stem}.{config.method}.npy"),
+                         buffer.getvalue())
+    peak = np.unravel_index(np.argmax(result.heat), result.heat.shape)
+    return {"image": result.name, "class": result.class_index, "class_name": result.class_name,
+            "probability": f"{result.probability:.6f}", "peak_y": int(peak[0]),
+            "peak_x": int(peak[1]), "top10_mass": f"{top_mass(result.heat):.4f}"}
+
+
+def _write_summary(config, results, rows, source):
+    """The contact sheet (the first ``SHEET_IMAGES``) and ``explain.csv``, written."""
+    shown = [r for r in results if r.image is not None]
     storage.write_atomic(os.path.join(config.output_dir, SHEET_FILE),
-                        pictures.contact_sheet([(r.image, r.heat, f"{_short(r.class_name)} "
-                                                 f"{r.probability:.0%}") for r in results]))
+                         pictures.contact_sheet([(r.image, r.heat, f"{_short(r.class_name)} "
+                                                  f"{r.probability:.0%}") for r in shown]))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     storage.write_atomic(os.path.join(config.output_dir, CSV_FILE), text.getvalue().encode())
     print(f"explained {len(results)} images with {config.method} of {source}: "
-          f"{os.path.join(config.output_dir, CSV_FILE)}, {SHEET_FILE}", flush=True)
+          f"{os.path.join(config.output_dir, CSV_FILE)}, {SHEET_FILE} (the first "
+          f"{len(shown)})", flush=True)
 
 
 def _short(name):
