@@ -367,3 +367,23 @@ def test_every_op_takes_an_empty_share_of_a_batch_in_a_pipeline():
         lambda batch: auto_augment.augment_batch(batch, "ta_wide",
                                                  tf.random.uniform([2], maxval=9, dtype=tf.int64)))
     assert sum(1 for _ in batches) == 40
+
+
+@pytest.mark.parametrize("policy", ["ta_wide", "rand_augment"])
+def test_a_batch_of_mixed_ops_equals_each_op_alone(policy):
+    """``apply_ops`` (the batch split by op, each op run once on its share) gives each image
+    what its op alone gives it."""
+    images = tf.constant(np.stack([_photo(seed) for seed in range(6)]))
+    rng = np.random.default_rng(3)
+    for number, name in enumerate(auto_augment.OPS):
+        bins = tf.constant(rng.integers(0, 31, 6), tf.int32)
+        negate = tf.constant(rng.random(6) < 0.5)
+        mixed_ops = tf.constant([number, 0, number, 13, number, 6], tf.int32)
+        fused = auto_augment.apply_ops(policy, images, mixed_ops, bins, negate).numpy()
+        for index in (0, 2, 4):
+            value = auto_augment.magnitude(policy, name, bins[index], 24.0, 32.0)
+            if name in auto_augment._SIGNED and bool(negate[index]):
+                value = -value
+            alone = _op(name, images.numpy()[index], float(value))
+            difference = np.abs(fused[index].astype(int) - alone.astype(int))
+            assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (name, index)
