@@ -125,11 +125,26 @@ def mixup(images, labels, alpha, seed):
     """torchvision's ``RandomMixup``: the batch blended with itself rolled by one,
     λ ~ Beta(α, α); uint8 images rounded back. Returns ``(images, labels, λ)``."""
     lam = _beta(alpha, seed)
+    return (_blend_rolled(images, lam), lam * labels + (1 - lam) * tf.roll(labels, 1, axis=0),
+            lam)
+
+
+# mixup's blend and cutmix's paste of a batch with itself rolled by one, each compiled by XLA
+# into one pass over the batch (TensorFlow's kernels: one per arithmetic step and copy).
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _blend_rolled(images, lam):
     mixed = (lam * tf.cast(images, tf.float32)
              + (1 - lam) * tf.cast(tf.roll(images, 1, axis=0), tf.float32))
-    if images.dtype == tf.uint8:
-        mixed = tf.cast(tf.round(mixed), tf.uint8)
-    return mixed, lam * labels + (1 - lam) * tf.roll(labels, 1, axis=0), lam
+    return tf.cast(tf.round(mixed), tf.uint8) if images.dtype == tf.uint8 else mixed
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _paste_rolled(images, box):
+    shape = tf.shape(images)
+    rows, cols = tf.range(tf.cast(shape[1], tf.float32)), tf.range(tf.cast(shape[2], tf.float32))
+    inside = (((rows >= box[0]) & (rows < box[1]))[:, None]
+              & ((cols >= box[2]) & (cols < box[3]))[None, :])
+    return tf.where(inside[None, :, :, None], tf.roll(images, 1, axis=0), images)
 
 
 def cutmix(images, labels, alpha, seed):
@@ -147,9 +162,7 @@ def cutmix(images, labels, alpha, seed):
     half_h, half_w = tf.floor(r * height), tf.floor(r * width)
     y1, y2 = tf.maximum(r_y - half_h, 0.0), tf.minimum(r_y + half_h, height)
     x1, x2 = tf.maximum(r_x - half_w, 0.0), tf.minimum(r_x + half_w, width)
-    rows, cols = tf.range(height), tf.range(width)
-    inside = (((rows >= y1) & (rows < y2))[:, None] & ((cols >= x1) & (cols < x2))[None, :])
-    pasted = tf.where(inside[None, :, :, None], tf.roll(images, 1, axis=0), images)
+    pasted = _paste_rolled(images, tf.stack([y1, y2, x1, x2]))
     lam = 1.0 - (x2 - x1) * (y2 - y1) / (width * height)
     return pasted, lam * labels + (1 - lam) * tf.roll(labels, 1, axis=0), lam
 
