@@ -65,3 +65,12 @@ def test_the_stop_line_says_whether_it_wrote_the_checkpoint_it_names():
     assert str(kept) == ("stopped by SIGINT at step 24; its checkpoint was written already; run "
                          "the same command to resume (from m/checkpoints/latest/ckpt-24)")
     assert (written.exit_code, kept.exit_code) == (143, 130)
+
+
+def test_a_call_also_ends_at_the_step_given_as_the_next_stop():
+    """The EMA's update steps (``next_stop``): a call ends there, and a backup still follows
+    only at its multiples."""
+    assert epochs.plan_chunk(0, 12, 4, 10, next_stop=1) == (1, False)
+    assert epochs.plan_chunk(1, 12, 4, 10, next_stop=4) == (3, True)
+    assert epochs.plan_chunk(4, 12, 4, 10, next_stop=7) == (3, False)
+    assert epochs.plan_chunk(4, 12, 8, 10, next_stop=None) == (4, True)

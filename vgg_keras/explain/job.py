@@ -193,6 +193,9 @@ def _batch_heat(config, batch_maps, runner, images, chosen):
         top = tf.argmax(batch_maps.probabilities(batch), axis=-1, output_type=tf.int32)
         return tf.fill(tf.shape(top), int(chosen[0])) if fixed else top
 
+    def probabilities(batch):  # of a NumPy batch, on every replica
+        return _on_replicas(runner, "probabilities", batch_maps.probabilities, batch)
+
     method = config.method
     if method in ("grad_cam", "grad_cam_plus_plus"):
         plus = method == "grad_cam_plus_plus"
@@ -210,27 +213,11 @@ def _batch_heat(config, batch_maps, runner, images, chosen):
                                     part, classes_of(part), tf.zeros_like(part, tf.float32),
                                     points, weights), batch)
 
-        probabilities = lambda batch: _on_replicas(  # noqa: E731
-            runner, "probabilities", batch_maps.probabilities, batch)
         attributions = maps.integrate(path_gradients, probabilities, images.astype(np.float32),
                                       np.zeros(images.shape, np.float32), chosen, config.steps)
         return np.abs(attributions).sum(axis=-1)
-    return np.stack([_occlusion(batch_maps, runner, image, int(cls))
+    return np.stack([maps.occlusion_map(probabilities, image, int(cls))
                      for image, cls in zip(images, chosen, strict=True)])
-
-
-def _occlusion(batch_maps, runner, image, cls):
-    """``maps.occlusion`` of one image, its occluded copies on every replica."""
-    patch = max(1, min(image.shape[:2]) // 8)
-    stride = max(1, patch // 2)
-    copies, places = maps.occlusion_batches(image, patch, stride)
-    base = _on_replicas(runner, "probabilities", batch_maps.probabilities, image[None])[0, cls]
-    drops = base - _on_replicas(runner, "probabilities", batch_maps.probabilities, copies)[:, cls]
-    total, count = np.zeros(image.shape[:2], np.float32), np.zeros(image.shape[:2], np.float32)
-    for drop, (top, left) in zip(drops, places, strict=True):
-        total[top:top + patch, left:left + patch] += drop
-        count[top:top + patch, left:left + patch] += 1
-    return total / np.maximum(count, 1)
 
 
 def _class_map(config, model, name, image, classes):

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vgg_keras.nets import builder
 from vgg_keras.nets import heads
 from vgg_keras.nets.features import feature_model
 
@@ -32,7 +33,7 @@ SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 25, 0.15  # Smilkov et al.: 10-20 % of th
 # Integrated gradients: the trapezoidal rule on 64 intervals, halved until the attributions
 # are complete within 1 % (a random or small net's path crosses many ReLUs: 1,024 and more).
 IG_STEPS, IG_MAX_STEPS = 64, 4096
-MEAN_COLOUR = (123.68, 116.78, 103.94)  # §2.1's mean RGB: an occluding patch says nothing
+MEAN_COLOUR = builder.RGB_MEAN  # §2.1's mean RGB: an occluding patch says nothing
 
 
 def last_conv(model):
@@ -228,16 +229,26 @@ def occlusion(model, image, patch=None, stride=None, class_index=None, batch_siz
     averaged over the patches that cover a pixel: ``[H, W]``. ``patch``: default an eighth of
     the image's side; ``stride``: default half the patch."""
     image = np.asarray(image)
+    maps = BatchMaps(model)
+    cls = class_index if class_index is not None else int(
+        np.argmax(maps.probabilities(image[None]).numpy()[0]))
+
+    def probabilities(batch):
+        return np.concatenate([maps.probabilities(batch[start:start + batch_size]).numpy()
+                               for start in range(0, len(batch), batch_size)])
+
+    return occlusion_map(probabilities, image, int(cls), patch, stride)
+
+
+def occlusion_map(probabilities, image, cls, patch=None, stride=None):
+    """``occlusion``'s map of one image, the probabilities of a batch given by
+    ``probabilities`` (a function of a NumPy batch: one device, or every replica)."""
     patch = patch or max(1, min(image.shape[:2]) // 8)
     stride = stride or max(1, patch // 2)
-    maps = BatchMaps(model)
-    probability = maps.probabilities(image[None]).numpy()[0]
-    cls = int(_classes(class_index, 1, probability[None])[0])
     copies, places = occlusion_batches(image, patch, stride)
-    drops = np.concatenate([maps.probabilities(copies[start:start + batch_size]).numpy()[:, cls]
-                            for start in range(0, len(copies), batch_size)])
+    drops = probabilities(image[None])[0, cls] - probabilities(copies)[:, cls]
     total, count = np.zeros(image.shape[:2], np.float32), np.zeros(image.shape[:2], np.float32)
-    for drop, (top, left) in zip(probability[cls] - drops, places, strict=True):
+    for drop, (top, left) in zip(drops, places, strict=True):
         total[top:top + patch, left:left + patch] += drop
         count[top:top + patch, left:left + patch] += 1
     return total / np.maximum(count, 1)

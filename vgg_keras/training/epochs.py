@@ -38,14 +38,16 @@ def _multipliers(cfg, state):
             for v in layer.trainable_variables}
 
 
-def plan_chunk(current, end, backup_steps, steps_per_execution):
+def plan_chunk(current, end, backup_steps, steps_per_execution, next_stop=None):
     """The next call of the training step function, from step ``current`` of an epoch that ends
     at step ``end``: ``(steps it runs, whether a backup follows)``. A call runs at most
-    ``steps_per_execution`` steps and never past the epoch's end or the next multiple of
+    ``steps_per_execution`` steps and never past the epoch's end, the next multiple of
     ``backup_steps``, where the backup is written (unless that is the epoch's end, whose
-    checkpoint is written anyway)."""
+    checkpoint is written anyway), or ``next_stop`` (a step after which something else is due:
+    the EMA's update)."""
     next_backup = (current // backup_steps + 1) * backup_steps
-    count = min(steps_per_execution, end - current, next_backup - current)
+    count = min(steps_per_execution, end - current, next_backup - current,
+                (next_stop or end) - current)
     reached = current + count
     return count, reached % backup_steps == 0 and reached < end
 
@@ -140,11 +142,9 @@ class EpochLoop:
                               began=time.monotonic(), batch_size=cfg.batch_size)
         loss_sum, rate = 0.0, None
         while current < meter.end:
-            count, back_up = plan_chunk(current, meter.end, cfg.backup_steps,
-                                        cfg.steps_per_execution)
-            if self.state.ema:  # a call ends where the average is updated
-                count = min(count, self.state.ema.next_due(current) - current)
-                back_up = back_up and (current + count) % cfg.backup_steps == 0
+            count, back_up = plan_chunk(
+                current, meter.end, cfg.backup_steps, cfg.steps_per_execution,
+                self.state.ema.next_due(current) if self.state.ema else None)
             rate = self.state.schedule(current)
             self.state.optimizer.learning_rate = rate
             self.step_began = time.monotonic()

@@ -21,6 +21,7 @@ Free of TensorFlow and Keras, as ``run_config`` is.
 
 import dataclasses
 
+from pipelines import input_config
 from pipelines.foundation import errors
 from pipelines.foundation.settings import above
 from pipelines.foundation.settings import at_least
@@ -28,7 +29,7 @@ from pipelines.foundation.settings import setting
 from vgg_keras.nets import configs
 
 RECIPES = ("paper", "torchvision_simple", "torchvision")
-AUTO_AUGMENTS = ("none", "ta_wide", "rand_augment")
+AUTO_AUGMENTS = input_config.AUTO_AUGMENTS
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adamw")
 # torchvision's RandomResizedCrop: the crop's share of the image's area, and its aspect ratio.
 RANDOM_RESIZED_CROP = (0.08, 1.0, 3 / 4, 4 / 3)
