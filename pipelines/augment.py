@@ -65,18 +65,19 @@ def resized_crop_window(shape, area, ratio, seed):
     return tf.cast(tf.stack([y, x, h, w]), tf.int32)
 
 
+def resized_crop_draws(shape, area_ratio, seed):
+    """RandomResizedCrop's and the flip's draws for an image of ``shape`` = ``[H, W]``:
+    ``(window, flip)``; ``area_ratio``: ``(area low, area high, ratio low, ratio high)``."""
+    seeds = split(seed, 2)
+    window = resized_crop_window(shape, area_ratio[:2], area_ratio[2:], seeds[0])
+    return window, _uniform([], seeds[1]) < 0.5
+
+
 def resized_crop(encoded, crop_size, area_ratio, seed):
     """RandomResizedCrop to ``crop_size`` and a random horizontal flip of an encoded image, only
-    the window decoded (JPEG); ``area_ratio``: ``(area low, area high, ratio low, ratio
-    high)``. uint8 ``[crop_size, crop_size, 3]``."""
-    seeds = split(seed, 2)
-    window = resized_crop_window(preprocessing.image_shape(encoded), area_ratio[:2],
-                                 area_ratio[2:], seeds[0])
-    crop = preprocessing.resize_to_uint8(preprocessing.decode_window(encoded, window),
-                                         [crop_size, crop_size])
-    crop = preprocessing.flip_if(crop, _uniform([], seeds[1]) < 0.5)
-    crop.set_shape([crop_size, crop_size, 3])
-    return crop
+    the window decoded (JPEG). uint8 ``[crop_size, crop_size, 3]``."""
+    window, flip = resized_crop_draws(preprocessing.image_shape(encoded), area_ratio, seed)
+    return preprocessing.window_crop(encoded, window, flip, crop_size)
 
 
 def random_erase_batch(images, probability, fill, seed):

@@ -180,19 +180,19 @@ def make_train_dataset(source, config, *, input_context=None, corrupt_counter=No
                               reshuffle_each_iteration=True)
     if config.repeat:
         records = records.repeat()
-    if config.ra_reps > 1:  # each record ra_reps times in a row, each copy its own crop
-        reps = config.ra_reps  # (in blocks: a dataset per record would cost 8 % of the input)
-        records = records.batch(64).map(as_written(
-            lambda record, path: (tf.repeat(record, reps), tf.repeat(path, reps)))).unbatch()
     augment = _element_augmentation(config, parse)
     if config.seeded_elements:
         dataset = tf.data.Dataset.zip((records, _seeds(config, seed, 2)))
     else:
         unseeded = augment
         dataset, augment = records, as_written(lambda *record: unseeded(record, None))
-    dataset = dataset.skip(skip_batches * per_replica)
+    # Repeated augmentation: each record's ra_reps copies made from one decode, in a row.
+    skipped, reps = skip_batches * per_replica, config.ra_reps
+    dataset = dataset.skip(skipped // reps)
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE,
                           deterministic=config.deterministic)
+    if reps > 1:
+        dataset = dataset.unbatch().skip(skipped % reps)
     dataset = dataset.batch(per_replica, drop_remainder=True)
     if config.ra_reps > 1 and input_context is not None:
         dataset = _spread_copies(dataset, input_context.num_replicas_in_sync
@@ -216,18 +216,27 @@ def _seeds(config, seed, offset):
 
 def _element_augmentation(config, parse):
     """The map from ``(record, seed)`` to ``(uint8 crop, label)``: §3.1's crop, or
-    torchvision's random resized crop, and the flip."""
-    scale, crop_size = config.scale, config.crop_size
+    torchvision's random resized crop, and the flip; with ``ra_reps`` copies, to ``(crops
+    [ra_reps, ...], labels [ra_reps])``, each copy its own draws from one decode."""
+    scale, crop_size, reps = config.scale, config.crop_size, config.ra_reps
+
+    def draw(shape, seed):  # (window, flip)
+        if config.random_resized_crop:
+            return augment_ops.resized_crop_draws(shape, config.random_resized_crop, seed)
+        window, _, flip = preprocessing.sample_augmentation(shape, scale, crop_size, seed)
+        return window, flip  # without a seed: §3.1's own random stream, not reproducible
 
     @as_written
     def augment(record, element_seed):
         encoded, label, _ = parse(*record)
-        if element_seed is None:  # §3.1's alone, not reproducible: the op's own random stream
-            return preprocessing.train_crop(encoded, scale, crop_size), label
-        if config.random_resized_crop:
-            return augment_ops.resized_crop(encoded, crop_size, config.random_resized_crop,
-                                            element_seed), label
-        return preprocessing.train_crop(encoded, scale, crop_size, element_seed), label
+        shape = preprocessing.image_shape(encoded)
+        if reps == 1:
+            return preprocessing.window_crop(encoded, *draw(shape, element_seed),
+                                             crop_size), label
+        seeds = ([None] * reps if element_seed is None
+                 else tf.unstack(augment_ops.split(element_seed, reps)))
+        return (preprocessing.window_crops(encoded, [draw(shape, s) for s in seeds], crop_size),
+                tf.fill([reps], label))
 
     return augment
 

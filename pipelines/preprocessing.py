@@ -125,9 +125,34 @@ def train_crop(encoded, scale, crop_size, seed=None):
         A uint8 tensor ``[crop_size, crop_size, 3]``.
     """
     window, _, flip = sample_augmentation(image_shape(encoded), scale, crop_size, seed)
+    return window_crop(encoded, window, flip, crop_size)
+
+
+def window_crop(encoded, window, flip, crop_size):
+    """``window`` of an encoded image (only it decoded), resized to ``crop_size`` square and
+    mirrored if ``flip``: uint8 ``[crop_size, crop_size, 3]``."""
     crop = flip_if(resize_to_uint8(decode_window(encoded, window), [crop_size, crop_size]), flip)
     crop.set_shape([crop_size, crop_size, 3])
     return crop
+
+
+def window_crops(encoded, draws, crop_size):
+    """The crops of ``window_crop`` for each ``(window, flip)`` of ``draws``, the image decoded
+    once, whole: uint8 ``[len(draws), crop_size, crop_size, 3]``. Repeated augmentation's
+    copies of an image: a JPEG's entropy decoding, most of an input's time, is paid once for
+    them all, where decoding each copy's window would pay it for each. The pixels are the whole
+    image's (the same decoder and DCT as ``decode_window``, whose crop of a JPEG with subsampled
+    colour may differ in its first column, upsampled there without its left neighbour)."""
+    image = tf.cond(tf.io.is_jpeg(encoded), lambda: tf.io.decode_jpeg(encoded, channels=3),
+                    lambda: _decode_any(encoded))
+    crops = []
+    for window, flip in draws:
+        part = tf.slice(image, tf.stack([window[0], window[1], 0]),
+                        tf.stack([window[2], window[3], 3]))
+        crops.append(flip_if(resize_to_uint8(part, [crop_size, crop_size]), flip))
+    crops = tf.stack(crops)
+    crops.set_shape([len(draws), crop_size, crop_size, 3])
+    return crops
 
 
 def rescale_shorter_side(image, size):

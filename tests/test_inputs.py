@@ -253,9 +253,14 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "2 [(3, 48, 48, 3), (3, 48, 48, 3)]"
 
 
-def test_skip_batches_resumes_a_deterministic_pipeline_exactly(shards):
+@pytest.mark.parametrize("ra_reps", [1, 3])
+def test_skip_batches_resumes_a_deterministic_pipeline_exactly(shards, ra_reps):
+    """With repeated augmentation, 4 batches of 4 are 5 records' 3 copies and 1 of the 6th's:
+    the resumed pipeline starts at that record's second copy."""
     data, _ = shards
-    full = [x.numpy() for x, _ in _train(data).take(7)]
-    resumed = [x.numpy() for x, _ in _train(data, skip_batches=4).take(3)]
-    for a, b in zip(full[4:], resumed, strict=True):
+    full = [(x.numpy(), y.numpy()) for x, y in _train(data, ra_reps=ra_reps).take(7)]
+    resumed = [(x.numpy(), y.numpy())
+               for x, y in _train(data, skip_batches=4, ra_reps=ra_reps).take(3)]
+    for (a, a_labels), (b, b_labels) in zip(full[4:], resumed, strict=True):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a_labels, b_labels)

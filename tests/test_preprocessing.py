@@ -189,3 +189,30 @@ def test_decode_any_format():
             # ~1.25 grey levels apart; PNG is lossless and identical.
             assert np.abs(decoded.numpy().astype(int) - expected).mean() < (
                 2.0 if kind == "rgb" else 1e-9)
+
+
+@pytest.mark.parametrize("kind", ["rgb", "rgb444", "progressive", "grayscale", "png"])
+def test_copies_from_one_decode_equal_each_window_decoded_alone(kind):
+    """Repeated augmentation's copies (``window_crops``: the image decoded once) equal
+    ``window_crop``'s (each window decoded alone), but where libjpeg upsamples a window's first
+    column of subsampled colour without its left neighbour: only output columns 0-1 may differ."""
+    pixels = synthetic.draw_scene(2, np.random.default_rng(1), 150, 200, texture=3.0)
+    if kind == "rgb444":
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=90, subsampling=0)
+        encoded = tf.constant(buffer.getvalue())
+    else:
+        encoded = tf.constant(synthetic.encode(pixels, kind))
+    shape = preprocessing.image_shape(encoded)
+    draws = [preprocessing.sample_augmentation(shape, (40, 90), 32, tf.constant([s, 4]))
+             for s in range(6)]
+    draws = [(window, flip) for window, _, flip in draws]
+    copies = preprocessing.window_crops(encoded, draws, 32).numpy()
+    alone = np.stack([preprocessing.window_crop(encoded, w, f, 32).numpy() for w, f in draws])
+    assert copies.shape == (6, 32, 32, 3)
+    differ = np.abs(copies.astype(int) - alone).max(axis=(0, 3)) > 0
+    if kind in ("rgb444", "grayscale", "png"):
+        assert not differ.any()
+    else:  # flipped copies differ at their last columns instead
+        inner = differ[:, 2:-2] if any(bool(f) for _, f in draws) else differ[:, 2:]
+        assert not inner.any(), np.nonzero(differ)
