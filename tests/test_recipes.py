@@ -271,6 +271,17 @@ def test_colour_ops_equal_pillows(name, value, pillow, tolerance):
     assert difference.max() <= tolerance
 
 
+def test_equalize_of_a_batch_equals_pillows_per_image_with_flat_channels():
+    """One histogram count for a batch: each channel of each image still its own table; a
+    channel of one value (and one of two) left as Pillow leaves it."""
+    photos = [_photo(seed) for seed in range(3)]
+    photos[1][..., 2] = 77
+    photos[2][..., 0] = np.where(np.arange(32) < 5, 10, 200)[None, :]
+    ours = auto_augment._apply("equalize", tf.constant(np.stack(photos)), tf.zeros([3])).numpy()
+    for mine, photo in zip(ours, photos, strict=True):
+        assert (mine == np.asarray(ImageOps.equalize(Image.fromarray(photo)))).all()
+
+
 def test_geometric_ops_move_pixels_as_told():
     image = _photo(shape=(17, 17))
     rotated = _op("rotate", image, 90.0)
@@ -279,6 +290,22 @@ def test_geometric_ops_move_pixels_as_told():
     assert (shifted[:, 5:] == image[:, :-5]).all() and (shifted[:, :5] == 0).all()
     sheared = _op("shear_x", image, 0.0)
     assert (sheared == image).all()
+
+
+@pytest.mark.parametrize("name", auto_augment.WARPS)
+def test_warps_equal_tensorflows_projective_transform(name):
+    """The warps' XLA gather moves every pixel where TensorFlow's
+    ``ImageProjectiveTransformV3`` (nearest, black fill: torchvision's ``F.affine``) does, at
+    magnitudes of both signs over each op's range, on a share of 5 (padded to 8)."""
+    images = tf.constant(np.stack([_photo(seed, (31, 45)) for seed in range(5)]))
+    top = auto_augment._top("ta_wide", name, 31.0, 45.0)
+    for values in (np.linspace(-top, top, 5), np.linspace(0.13, 0.9, 5) * top):
+        matrices = auto_augment._matrix(name, tf.constant(values, tf.float32), 31.0, 45.0)
+        ours = auto_augment._warp(images, matrices).numpy()
+        theirs = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=matrices, output_shape=[31, 45], fill_value=0.0,
+            interpolation="NEAREST", fill_mode="CONSTANT").numpy()
+        np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("policy", ["ta_wide", "rand_augment"])
