@@ -82,7 +82,7 @@ def test_the_taps_differentiate_with_respect_to_the_images_of_a_uint8_net():
     assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
     images = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     taps = extractor(images.astype("float32"))  # the same activations as the net's own
-    direct = keras.Model(net.inputs, net.get_layer("block3_conv2").output)(images)
+    direct = keras.Model(net.input, net.get_layer("block3_conv2").output)(images)
     linear = keras.ops.convert_to_numpy(taps["block3_conv2"])
     np.testing.assert_allclose(np.maximum(linear, 0), keras.ops.convert_to_numpy(direct),
                                rtol=1e-4, atol=1e-4)

@@ -371,6 +371,16 @@ def test_repeated_augmentation_sends_the_copies_to_different_replicas(train_data
         assert all(not (a == b).all() for a, b in zip(first.numpy(), second.numpy(), strict=True))
 
 
+def test_repeated_copies_of_a_paper_run_not_deterministic_differ(train_data):
+    """§3.1's crop without seeds (its own random stream) makes each copy its own crop too."""
+    config = inputs.InputConfig(batch_size=8, crop_size=32, scale=(36, 48), num_classes=4,
+                                label_offset=1, ra_reps=2)
+    images, labels = next(iter(inputs.make_train_dataset(train_data, config)))
+    images, labels = images.numpy(), labels.numpy()
+    assert (labels[0::2] == labels[1::2]).all()
+    assert sum(not (a == b).all() for a, b in zip(images[0::2], images[1::2], strict=True)) >= 3
+
+
 def test_run_json_records_the_recipe_and_every_setting_it_set():
     from vgg_keras.training import run_identity
 
