@@ -18,6 +18,7 @@ import vgg_keras
 from tests import programs
 from tests.conftest import TINY_FLAGS
 from tests.conftest import TINY_RUN
+from vgg_keras.artifacts import layout
 from vgg_keras.training import loop
 from vgg_keras.training import run_config
 
@@ -111,15 +112,19 @@ def test_an_ema_runs_checkpoints_load_evaluate_and_export_as_the_average(recipe_
     assert "model.keras (EMA weights)" in evaluated.stdout
     row = next(line.split() for line in evaluated.stdout.splitlines()
                if line.startswith("whole "))
-    # At the Q of its own validation, the average's error is its validation line's.
-    assert row[2] == "66" and float(row[4]) == pytest.approx(100 * (1 - summary["val_top1"]),
-                                                             abs=0.01)
+    # At the Q of its own validation, the average's error is its validation line's; trained on
+    # RandomResizedCrop, at no scale S.
+    assert row[1] == "RRC" and row[2] == "66"
+    assert float(row[4]) == pytest.approx(100 * (1 - summary["val_top1"]), abs=0.01)
     exported = programs.run([sys.executable, "-m", "tools.export", f"--model={whole}",
                              f"--export_dir={tmp_path / 'export'}", "--format=saved_model"],
                             cwd=ROOT, timeout=600)
     assert exported.returncode == 0, exported.stderr[-3000:]
     metadata = json.loads(next((tmp_path / "export").rglob("vgg_metadata.json")).read_text())
     assert metadata["test_scale"] == 66 and "(EMA weights)" in exported.stdout
+    assert metadata["random_resized_crop"] == list(summary["random_resized_crop"])
+    version = next((tmp_path / "export").rglob("vgg_metadata.json")).parent
+    assert layout.trained_with_resized_crops(str(version))
 
 
 def test_the_simple_recipe_with_xla_bfloat16_adamw_and_a_clipped_gradient(train_data, tmp_path):

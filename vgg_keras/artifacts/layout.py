@@ -275,6 +275,15 @@ def train_scale_of(model_path):
     return tuple(scale) if scale else None
 
 
+def trained_with_resized_crops(model_path):
+    """Whether the run behind a model (``summary.json``, or an export's metadata) trained on
+    RandomResizedCrop (``--random_resized_crop``, the torchvision recipes), where its recorded
+    training scale was unused."""
+    if export_of(model_path):
+        return bool((read_metadata(model_path) or {}).get("random_resized_crop"))
+    return bool(read_summary(model_path).get("random_resized_crop"))
+
+
 def recorded_test_scale(model_path):
     """The Q a run's validation used where it was set (``--val_resize_size``, a recipe's), or
     None (then §4.1's Q of its training scale)."""

@@ -149,6 +149,8 @@ class Evaluation:
                 "train_scale": (train_scales[0] if len(set(map(str, train_scales))) == 1
                                 else None),
                 "train_scales": train_scales,
+                "train_crops": ["random_resized_crop" if net.resized_crops else "scale"
+                                for net in nets],
                 "crop_sizes": [net.crop_size for net in nets],
                 "seconds": seconds}
 
@@ -176,6 +178,7 @@ class _Net:
         self.path, self.model, self.source, self.weights = path, model, source, weights
         self.crop_size = crop_size or builder.crop_size_of(model)
         self.scales = self.train_scale = None
+        self.resized_crops = False  # trained on RandomResizedCrop, not at a scale S
         if need_dense and "flatten" not in [layer.name for layer in model.layers]:
             kind = ("an ONNX, LiteRT or OpenVINO file" if layout.is_tensor_file(source.file)
                     else "a SavedModel")
@@ -221,6 +224,8 @@ def _assign_scales(nets, scales, train_scale):
             recorded = layout.train_scale_of(net.path)
             served = layout.served_test_scale(net.path)
         net.train_scale = tuple(train_scale) if train_scale else recorded
+        net.resized_crops = not (train_scale or net.weights) and layout.trained_with_resized_crops(
+            net.path)
         validated = None if (train_scale or net.weights) else layout.recorded_test_scale(net.path)
         if scales:
             net.scales = list(scales)

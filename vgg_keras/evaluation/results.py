@@ -79,8 +79,11 @@ def format_table(results):
     """The results in the shape of the paper's Tables 3–7."""
     settings = results["settings"]
     models = " + ".join(storage.basename(m) for m in settings["models"])
-    train = "+".join(input_config.scale_text(s) if s else "-" for s in dict.fromkeys(
-        tuple(s) if s else None for s in settings.get("train_scales", [settings["train_scale"]])))
+    scales = settings.get("train_scales", [settings["train_scale"]])
+    crops = settings.get("train_crops", ["scale"] * len(scales))
+    train = "+".join(dict.fromkeys(  # RRC: trained on RandomResizedCrop, at no scale S
+        "RRC" if crop == "random_resized_crop" else input_config.scale_text(s) if s else "-"
+        for s, crop in zip(scales, crops, strict=True)))
     test = ",".join(str(q) for q in settings["scales"])
     lines = [f"{'model':<24} {'train S':>10} {'test Q':>12} {'protocol':>16} "
              f"{'top-1 err (%)':>14} {'top-5 err (%)':>14} {'images':>7}", "-" * 104]

@@ -193,6 +193,7 @@ def serving_metadata(model, settings=None, *, summary=None, source=None):
         **origin,
         "normalization": builder.normalization_of(model),
         "train_scale": summary.get("scale"),
+        "random_resized_crop": summary.get("random_resized_crop"),
         "eval_mode": eval_mode,
         "test_scale": int(test_scale),
         "crop_size": crop_size,

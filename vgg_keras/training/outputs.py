@@ -129,6 +129,8 @@ def build_summary(cfg, data, replicas, result, init, normalization="paper"):
             "data_service": cfg.data_service, "init": init.to_json(),
             "trainable_from": cfg.trainable_from, "normalization": normalization,
             "recipe": cfg.recipe, "val_resize_size": cfg.val_resize_size,
+            "random_resized_crop": (list(cfg.random_resized_crop) if cfg.random_resized_crop
+                                    else None),
             "model_ema": cfg.model_ema,
             **result, "model": os.path.join(cfg.model_dir, layout.MODEL_FILE),
             "best_model": os.path.join(cfg.model_dir, layout.BEST_MODEL_FILE),
