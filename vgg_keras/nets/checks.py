@@ -6,7 +6,7 @@ from vgg_keras.nets import configs
 from vgg_keras.nets import heads
 from vgg_keras.nets import initializers
 
-NORMALIZATIONS = ("paper", "torchvision")
+NORMALIZATIONS = configs.NORMALIZATIONS
 # What each value must be: (test, what the error says it must be).
 _RULES = {
     "head": (lambda v: v in heads.HEADS, f"head must be one of {heads.HEADS}"),

@@ -75,6 +75,9 @@ WEIGHT_KINDS = ("paper", "keras_applications", "torchvision", "timm")
 # the input size of every net with the FC head, unless told otherwise.
 CROP_SIZE = 224
 
+# How a net normalises its input: the mean RGB subtracted (§2.1), or torchvision's mean/std.
+NORMALIZATIONS = ("paper", "torchvision")
+
 # §3.1: σ of the N(0, σ²) init of net A (the paper's "10⁻² variance" read as Caffe's std; see
 # ``initializers``). Here, with the table, because a run's settings default to it without Keras.
 PAPER_INIT_STDDEV = 0.01

@@ -33,7 +33,6 @@ AUTO_AUGMENTS = input_config.AUTO_AUGMENTS
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adamw")
 # torchvision's RandomResizedCrop: the crop's share of the image's area, and its aspect ratio.
 RANDOM_RESIZED_CROP = (0.08, 1.0, 3 / 4, 4 / 3)
-NORMALIZATIONS = ("paper", "torchvision")  # builder.NORMALIZATIONS, without importing Keras
 _UNIT = (lambda value: 0 <= value <= 1, "in [0, 1]")
 
 
@@ -122,7 +121,7 @@ class RecipeSettings:
     normalization: str | None = setting(None, "Input normalisation: paper (mean RGB "
                                               "subtracted) or torchvision (mean/std); default: "
                                               "paper, or what --init's weights need.",
-                                        choices=NORMALIZATIONS)
+                                        choices=configs.NORMALIZATIONS)
     color_shift_stddev: float = setting(0.1, "σ of §3.1's PCA colour shift (0: off).",
                                         check=at_least(0))
 
