@@ -61,11 +61,13 @@ def explain(config, *, show_progress=None):
         model, source, classes = _load(config)
     batch_maps = maps.BatchMaps(model, config.layer)
     runner = replicas.ReplicaRunner(strategy)
-    meter = progress.Progress(_expected(config), label="explained", unit="images",
+    folder = _folder_images(config)  # listed once: a bucket's listing can take minutes
+    meter = progress.Progress(_expected(config, folder), label="explained", unit="images",
                               show=show_progress)
     storage.makedirs(config.output_dir)
     results, rows = [], []
-    for chunk in _chunks(_images(config, int(model.inputs[0].shape[1])), config.batch_size):
+    for chunk in _chunks(_images(config, folder, int(model.inputs[0].shape[1])),
+                         config.batch_size):
         for result in _explain_chunk(config, batch_maps, runner, chunk, classes):
             rows.append(_write_one(config, result))
             if len(results) >= SHEET_IMAGES:  # written: only the sheet's stay in memory
@@ -80,11 +82,23 @@ def explain(config, *, show_progress=None):
     return results
 
 
-def _expected(config):
+def _expected(config, folder):
     """The images the job will read, at most (for its progress line)."""
-    folder = len(storage.listdir(config.image_dir)) if config.image_dir else 0
-    return (len(config.images) + min(folder, config.max_images)
-            + (config.max_images if config.data_dir else 0))
+    return len(config.images) + len(folder) + (config.max_images if config.data_dir else 0)
+
+
+def _folder_images(config):
+    """The names of ``--image_dir``'s image files, at most ``--max_images``, in order; the other
+    files reported."""
+    if not config.image_dir:
+        return []
+    names = sorted(storage.listdir(config.image_dir))
+    chosen = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    if len(chosen) < len(names):
+        print(f"vgg-explain: {len(names) - len(chosen)} files of {config.image_dir} are not "
+              f"images by their name ({', '.join(sorted(set(names) - set(chosen))[:3])}"
+              f"{', ...' if len(names) - len(chosen) > 3 else ''}): skipped", flush=True)
+    return chosen[:config.max_images]
 
 
 def _chunks(items, size):
@@ -112,12 +126,12 @@ def _load(config):
     return model, source.describe(), layout.read_classes(config.model)
 
 
-def _images(config, crop):
+def _images(config, folder, crop):
     """``(name, uint8 image)`` of every image: at Q, cropped to the net's input unless the
     method takes the whole image. A file that is not an image is reported and skipped."""
     import tensorflow as tf
 
-    for name, encoded in _encoded(config):
+    for name, encoded in _encoded(config, folder):
         try:
             image = preprocessing.test_image(tf.constant(encoded), config.test_scale).numpy()
         except tf.errors.InvalidArgumentError as error:
@@ -129,19 +143,13 @@ def _images(config, crop):
         yield name, image
 
 
-def _encoded(config):
-    """``(name, bytes)`` of the images given: paths, a folder's image files, a split."""
+def _encoded(config, folder):
+    """``(name, bytes)`` of the images given: paths, the folder's image files (``folder``: their
+    names), a split."""
     for path in config.images:
         yield path, storage.read_bytes(path)
-    if config.image_dir:
-        names = sorted(storage.listdir(config.image_dir))
-        chosen = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
-        if len(chosen) < len(names):
-            print(f"vgg-explain: {len(names) - len(chosen)} files of {config.image_dir} are not "
-                  f"images by their name ({', '.join(sorted(set(names) - set(chosen))[:3])}"
-                  f"{', ...' if len(names) - len(chosen) > 3 else ''}): skipped", flush=True)
-        for name in chosen[:config.max_images]:
-            yield name, storage.read_bytes(os.path.join(config.image_dir, name))
+    for name in folder:
+        yield name, storage.read_bytes(os.path.join(config.image_dir, name))
     if config.data_dir:
         yield from _split_images(config)
 
