@@ -150,6 +150,17 @@ def test_vgg_explain_a_runs_validation_split_on_two_replicas(reference_run, trai
         assert 0.1 <= float(row["top10_mass"]) <= 1.0 and 0 < float(row["probability"]) <= 1
         assert Image.open(tmp_path / f"{stem}.grad_cam.png").size == (32, 32)
     assert Image.open(tmp_path / "contact_sheet.png").size == (5 * 224, 224)
+    # Each image's class and probability came with its map, from its replica: the net's own.
+    from vgg_keras.explain import config as explain_config
+    from vgg_keras.explain import job
+
+    config = explain_config.ExplainConfig(model=str(reference_run), data_dir=str(train_data),
+                                          max_images=5, test_scale=36)
+    crops = np.stack([image for _, image in job._images(config, [], 32)])
+    probabilities = vgg_keras.load_model(str(reference_run)).predict(crops, verbose=0)
+    for row, expected in zip(rows, probabilities, strict=True):
+        assert int(row["class"]) == expected.argmax()
+        assert float(row["probability"]) == pytest.approx(expected.max(), rel=1e-4)
 
 
 @pytest.mark.slow
@@ -277,7 +288,12 @@ def test_every_method_of_the_job_equals_the_api_on_one_device():
     }
     for method, theirs in expected.items():
         config = explain_config.ExplainConfig(model="m", images=("x",), method=method, steps=8)
-        ours = job._batch_heat(config, batch_maps, runner, images, chosen)
+        if method in job.ONE_PASS:  # the batch's probabilities come with its maps
+            probabilities, ours = job._one_pass_heat(config, batch_maps, runner, images, None)
+            np.testing.assert_allclose(probabilities, model.predict(images, verbose=0),
+                                       rtol=1e-4, atol=1e-6)
+        else:
+            ours = job._batch_heat(config, batch_maps, runner, images, chosen)
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=method)
 
 

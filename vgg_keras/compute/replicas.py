@@ -20,13 +20,15 @@ class ReplicaRunner:
         self._steps = {}
 
     def run(self, key, function, batches):
-        """``function`` on each of ``batches`` (NumPy arrays), its results as NumPy arrays in
-        the same order; ``key`` names the function for its compiled step."""
+        """``function`` on each of ``batches`` (NumPy arrays), its results (an array, or a
+        tuple of them) as NumPy arrays in the same order; ``key`` names the function for its
+        compiled step."""
         if self.devices is None:
             if key not in self._steps:
                 self._steps[key] = tf.function(function, reduce_retracing=True,
                                                autograph=False)
-            return [np.asarray(self._steps[key](tf.constant(batch))) for batch in batches]
+            return [tf.nest.map_structure(np.asarray, self._steps[key](tf.constant(batch)))
+                    for batch in batches]
         if key not in self._steps:
             self._steps[key] = tf.function(
                 lambda values: self.strategy.run(function, args=(values,)),
@@ -35,8 +37,12 @@ class ReplicaRunner:
         for start in range(0, len(batches), replicas):
             group = batches[start:start + replicas]
             padded = group + [group[0][:1]] * (replicas - len(group))
-            outputs = self.strategy.experimental_local_results(step(self._distribute(padded)))
-            results += [np.asarray(output) for output in outputs[:len(group)]]
+            output = step(self._distribute(padded))
+            leaves = [self.strategy.experimental_local_results(leaf)
+                      for leaf in tf.nest.flatten(output)]
+            results += [tf.nest.pack_sequence_as(output, [np.asarray(leaf[index])
+                                                          for leaf in leaves])
+                        for index in range(len(group))]
         return results
 
     def _distribute(self, batches):

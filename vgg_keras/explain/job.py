@@ -173,9 +173,17 @@ def _explain_chunk(config, batch_maps, runner, chunk, classes):
         return [_class_map(config, batch_maps.model, name, image, classes)
                 for name, image in chunk]
     images = np.stack([image for _, image in chunk])
-    probabilities = _on_replicas(runner, "probabilities", batch_maps.probabilities, images)
-    chosen = _chosen_classes(config, probabilities, classes)
-    heat = _batch_heat(config, batch_maps, runner, images, chosen)
+    if config.method in ONE_PASS:  # the probabilities come with the maps
+        fixed = None
+        if config.class_name not in (None, "top"):
+            count = int(batch_maps.model.outputs[0].shape[-1])
+            fixed = int(_chosen_classes(config, np.zeros((1, count)), classes)[0])
+        probabilities, heat = _one_pass_heat(config, batch_maps, runner, images, fixed)
+        chosen = _chosen_classes(config, probabilities, classes)
+    else:
+        probabilities = _on_replicas(runner, "probabilities", batch_maps.probabilities, images)
+        chosen = _chosen_classes(config, probabilities, classes)
+        heat = _batch_heat(config, batch_maps, runner, images, chosen)
     return [Explained(name, image, heat[index], int(chosen[index]),
                       _class_name(classes, chosen[index]),
                       float(probabilities[index, chosen[index]]))
@@ -183,16 +191,44 @@ def _explain_chunk(config, batch_maps, runner, chunk, classes):
 
 
 def _on_replicas(runner, key, function, images):
-    """``function`` of ``images`` split over the local replicas, its results in order."""
+    """``function`` of ``images`` split over the local replicas, its results (an array or a
+    tuple of them) in order."""
     count = len(runner.devices or [None])
     parts = [part for part in np.array_split(images, min(count, len(images))) if len(part)]
-    return np.concatenate(runner.run(key, function, parts))
+    results = runner.run(key, function, parts)
+    if isinstance(results[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*results, strict=True))
+    return np.concatenate(results)
+
+
+# The methods whose pass over a batch gives its probabilities too: one forward pass, not two.
+ONE_PASS = ("grad_cam", "grad_cam_plus_plus", "smoothgrad")
+
+
+def _one_pass_heat(config, batch_maps, runner, images, fixed):
+    """``(probabilities [n, classes], maps [n, H, W])`` of a batch for a ``ONE_PASS`` method,
+    on every replica, each image's class its top one or ``fixed``."""
+    import tensorflow as tf
+
+    method = config.method
+    seed = tf.constant([0, 0], tf.int32)
+
+    def both(batch):
+        probabilities = batch_maps.probabilities(batch)
+        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        if fixed is not None:
+            classes = tf.fill(tf.shape(classes), fixed)
+        if method == "smoothgrad":
+            return probabilities, batch_maps.smoothgrad(batch, classes, seed)
+        return probabilities, batch_maps.grad_cam(batch, classes, method == "grad_cam_plus_plus")
+
+    return _on_replicas(runner, method, both, images)
 
 
 def _batch_heat(config, batch_maps, runner, images, chosen):
-    """The method's maps ``[n, H, W]`` of a batch, on every replica; each replica takes the
-    class of each of its images from the images themselves (top) or ``--class``: one trace
-    for every chunk."""
+    """The maps ``[n, H, W]`` of a batch for integrated gradients or occlusion, on every
+    replica; each replica takes the class of each of its images from the images themselves
+    (top) or ``--class``: one trace for every chunk."""
     import tensorflow as tf
 
     fixed = config.class_name not in (None, "top")
@@ -205,14 +241,6 @@ def _batch_heat(config, batch_maps, runner, images, chosen):
         return _on_replicas(runner, "probabilities", batch_maps.probabilities, batch)
 
     method = config.method
-    if method in ("grad_cam", "grad_cam_plus_plus"):
-        plus = method == "grad_cam_plus_plus"
-        return _on_replicas(runner, method, lambda batch: batch_maps.grad_cam(
-            batch, classes_of(batch), plus), images)
-    if method == "smoothgrad":
-        seed = tf.constant([0, 0], tf.int32)
-        return _on_replicas(runner, method, lambda batch: batch_maps.smoothgrad(
-            batch, classes_of(batch), seed), images)
     if method == "integrated_gradients":
         def path_gradients(batch, classes, baselines, points, weights):
             del classes, baselines  # each replica's own; the baseline is black
