@@ -1,8 +1,9 @@
 """``--auto_augment``: torchvision's TrivialAugmentWide (``ta_wide``: one op per image, a random
 magnitude from its wide range) and RandAugment (``rand_augment``: two ops per image at
 magnitude 9 of 31), on batches of uint8 images ``[B, H, W, 3]`` with an explicit stateless
-seed, in the ``tf.data`` graph: each image its own op; the point ops fused by XLA into one pass
-over the batch, each other op run once on the images that drew it.
+seed, in the ``tf.data`` graph: each image its own op, the batch split by op; the point ops
+fused by XLA into one pass over the images that drew one, the warps into another, each other op
+run once on the images that drew it.
 
 The 14 ops, their magnitude ranges, the signs, nearest-neighbour affine warps filled with black,
 and the arithmetic of each colour op (blends truncated to uint8, PIL's equalisation, the 3×3
@@ -231,17 +232,16 @@ def _apply(name, images, values):
     return images
 
 
-# The point ops whose arithmetic XLA fuses into one pass over a batch; the others (warps,
-# sharpness's convolution, autocontrast's and equalisation's statistics) run on their share.
+# The point ops whose arithmetic XLA fuses into one pass over the images that drew them; the
+# others (warps, sharpness's convolution, autocontrast's and equalisation's statistics) apart.
 FUSED = ("brightness", "color", "contrast", "posterize", "solarize")
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _fused(images, ops, values):
-    """The ``FUSED`` ops on the images that drew them, the others as they are: every op
-    computed for every image and each keeping its own, compiled by XLA into one pass over the
-    batch's pixels (TensorFlow's own kernels make a pass per arithmetic step: a quarter of the
-    input's time)."""
+    """The ``FUSED`` ops on images that drew one of them: every op computed for every image
+    and each keeping its own, compiled by XLA into one pass over their pixels (TensorFlow's own
+    kernels make a pass per arithmetic step: a quarter of the input's time)."""
     results = {name: _apply(name, images, values) for name in FUSED}
     chosen = ops[:, None, None, None]
     out = images
@@ -259,21 +259,21 @@ def _magnitudes(policy, ops, bins, negate, height, width):
     return tf.gather(tf.stack(table, axis=1), ops, batch_dims=1)
 
 
-# The ops run apart on the images that drew them, after the fused pass: the warps as one (a
-# matrix per image), then each of the others.
-APART = (WARPS, ("sharpness",), ("auto_contrast",), ("equalize",))
+# The ops run apart, each group on the images that drew one of it: the point ops fused in one
+# pass, the warps as one (a matrix per image), then each of the others.
+APART = (FUSED, WARPS, ("sharpness",), ("auto_contrast",), ("equalize",))
 
 
 def apply_ops(policy, images, ops, bins, negate):
     """Op ``ops[i]`` of ``OPS`` at magnitude bin ``bins[i]`` (negated where ``negate[i]`` and
-    the op is signed) on image ``i`` of a batch: the ``FUSED`` ops in one compiled pass, the
-    warps in another on the images that drew one, each other op run once on its images."""
+    the op is signed) on image ``i`` of a batch, the batch split by op: the ``FUSED`` ops in
+    one compiled pass over the images that drew one of them, the warps in another, each other
+    op run once on its images; identity's images as they are."""
     shape = tf.shape(images)
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     ops = tf.cast(ops, tf.int32)
     values = _magnitudes(policy, ops, bins, negate, height, width)
-    images = _fused(images, ops, values)
-    groups = tf.zeros_like(ops)  # 0: the fused ops' images (and identity's), as they are
+    groups = tf.zeros_like(ops)  # 0: identity's images, as they are
     for number, names in enumerate(APART, start=1):
         groups = tf.where(tf.reduce_any(ops[:, None] == [OPS.index(n) for n in names], axis=1),
                           number, groups)
@@ -282,9 +282,11 @@ def apply_ops(policy, images, ops, bins, negate):
     shares = tf.dynamic_partition(images, groups, count)
     magnitudes = tf.dynamic_partition(values, groups, count)
     matrices = tf.dynamic_partition(_matrices(ops, values, height, width), groups, count)
-    results = [shares[0], _warp(shares[1], matrices[1])]
+    chosen = tf.dynamic_partition(ops, groups, count)
+    results = [shares[0], _padded(_fused, shares[1], chosen[1], magnitudes[1]),
+               _warp(shares[2], matrices[2])]
     results += [_apply(names[0], shares[number], magnitudes[number])
-                for number, names in enumerate(APART[1:], start=2)]
+                for number, names in enumerate(APART[2:], start=3)]
     return tf.ensure_shape(tf.dynamic_stitch(positions, results), images.shape)
 
 
