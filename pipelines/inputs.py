@@ -16,7 +16,9 @@ slim's ``build_imagenet_data.py`` shards (same keys), or a tfds-prepared ``image
 directory, as ``dataset_info.read_info`` describes them.
 """
 
+import contextlib
 import dataclasses
+import functools
 import os
 
 import tensorflow as tf
@@ -139,6 +141,39 @@ def _options(deterministic):
     return options
 
 
+@contextlib.contextmanager
+def _own_seeds():
+    """The seeded ``tf.data`` ops built meanwhile (the shuffles, the seeds' stream) draw from
+    their own seeds alone. TensorFlow pairs an op's seed with the global one where a program has
+    set it (``tf.random.set_seed``, ``keras.utils.set_random_seed``): a ``--deterministic`` run's
+    order and crops would then depend on what the program calling it did before, and a run
+    resumed by another program would not continue it. The global seed is hidden while they are
+    built (private state of TensorFlow's eager context, read only by ``get_seed``; its stream of
+    operation seeds untouched)."""
+    from tensorflow.python.eager import context  # no public way to hide it without a reset
+
+    eager = context.context()
+    hidden = getattr(eager, "_seed", None)
+    if hidden is None or not tf.executing_eagerly():
+        yield
+        return
+    eager._seed = None
+    try:
+        yield
+    finally:
+        eager._seed = hidden
+
+
+def _with_own_seeds(function):
+    @functools.wraps(function)
+    def built(*args, **kwargs):
+        with _own_seeds():
+            return function(*args, **kwargs)
+
+    return built
+
+
+@_with_own_seeds
 def make_train_dataset(source, config, *, input_context=None, corrupt_counter=None,
                        skip_batches=0):
     """The §3.1 training input: batches of random crops at training scale S.

@@ -237,7 +237,20 @@ def _planted(count, side, seed, patch=8):
     return images.astype(np.uint8)[keep], labels[keep], places[keep]
 
 
+@pytest.fixture
+def global_seeds():
+    """Keras' and TensorFlow's global seeds set for a test, and unset after it: the tests after
+    it in this process see none."""
+    from keras.src.backend.common import global_state
+
+    keras.utils.set_random_seed(0)
+    yield
+    tf.random.set_seed(None)
+    global_state.set_global_attribute("global_random_seed", None)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("global_seeds")
 def test_the_maps_of_a_trained_net_find_the_planted_patch():
     """A narrow net trained for 8 epochs on 1,200 32-pixel images (≈ 6 s). Measured here:
     Grad-CAM at block3_conv2 (4-pixel cells) peaks inside the patch for 68 % of validation
@@ -245,7 +258,6 @@ def test_the_maps_of_a_trained_net_find_the_planted_patch():
     128-pixel images) is higher over the patch than over the image (by 0.05) for 76 %. Its peak
     lies inside the 8-pixel patch for none: the tiny net's posteriors saturate across its dense
     windows' 150-pixel receptive field, so the test holds the class map to the weaker claim."""
-    keras.utils.set_random_seed(0)
     images, labels, _ = _planted(1500, 32, seed=0)
     model = build_tiny("A", num_classes=5, width=1 / 8,
                        head=vgg_keras.Head(fc_units=32, dropout=0.0))

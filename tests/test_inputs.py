@@ -253,6 +253,20 @@ def test_mirrored_strategy_feeds_each_replica(shards, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "2 [(3, 48, 48, 3), (3, 48, 48, 3)]"
 
 
+def test_a_deterministic_pipeline_ignores_the_programs_global_seed(shards):
+    """A program that set TensorFlow's global seed gets the batches of one that did not: the
+    run is its --seed's alone, and a run resumed by another program continues it."""
+    data, _ = shards
+    plain = [x.numpy() for x, _ in _train(data).take(3)]
+    tf.random.set_seed(7)
+    try:
+        seeded = [x.numpy() for x, _ in _train(data).take(3)]
+    finally:
+        tf.random.set_seed(None)
+    for a, b in zip(plain, seeded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("ra_reps", [1, 3])
 def test_skip_batches_resumes_a_deterministic_pipeline_exactly(shards, ra_reps):
     """With repeated augmentation, 4 batches of 4 are 5 records' 3 copies and 1 of the 6th's:

@@ -4,8 +4,10 @@ optimizer's slots, the augmentation's position), its checkpoints loaded, evaluat
 as the average and saying so; ``--recipe=torchvision_simple`` on a plain net with XLA, bfloat16,
 AdamW and a clipped gradient."""
 
+import hashlib
 import json
 import pathlib
+import shutil
 import signal
 import sys
 import time
@@ -138,3 +140,26 @@ def test_the_simple_recipe_with_xla_bfloat16_adamw_and_a_clipped_gradient(train_
     summary = loop.train(cfg)
     assert np.isfinite(summary["final_loss"]) and summary["recipe"] == "torchvision_simple"
     assert summary["normalization"] == "torchvision" and summary["val_resize_size"] == 37
+
+
+def _digests(folder):
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_finished_recipe_run_given_the_same_command_or_another_recipe(recipe_runs, train_data,
+                                                                        tmp_path):
+    """The same ``--recipe=torchvision`` command on its finished run: nothing to do, exit 0,
+    every file as it was; the paper's recipe on it: refused before anything is written, the
+    change named, exit 1, no traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(recipe_runs[0], run)
+    before = _digests(run)
+    again = programs.run(_command(train_data, run), cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stdout and _digests(run) == before
+    paper = [flag for flag in _command(train_data, run) if flag != "--recipe=torchvision"]
+    refused = programs.run([*paper, "--recipe=paper", "--scale=72,96"], cwd=ROOT, timeout=600)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "recipe" in refused.stderr and "--allow_changed_settings" in refused.stderr
+    assert _digests(run) == before
