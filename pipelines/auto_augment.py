@@ -260,8 +260,11 @@ def _magnitudes(policy, ops, bins, negate, height, width):
 
 
 # The ops run apart, each group on the images that drew one of it: the point ops fused in one
-# pass, the warps as one (a matrix per image), then each of the others.
+# pass, the warps as one (a matrix per image), then each of the others; each op's group number
+# (0: identity, whose images stay as they are).
 APART = (FUSED, WARPS, ("sharpness",), ("auto_contrast",), ("equalize",))
+_GROUP_OF_OP = tuple(next((number for number, names in enumerate(APART, start=1)
+                           if name in names), 0) for name in OPS)
 
 
 def apply_ops(policy, images, ops, bins, negate):
@@ -273,10 +276,7 @@ def apply_ops(policy, images, ops, bins, negate):
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     ops = tf.cast(ops, tf.int32)
     values = _magnitudes(policy, ops, bins, negate, height, width)
-    groups = tf.zeros_like(ops)  # 0: identity's images, as they are
-    for number, names in enumerate(APART, start=1):
-        groups = tf.where(tf.reduce_any(ops[:, None] == [OPS.index(n) for n in names], axis=1),
-                          number, groups)
+    groups = tf.gather(_GROUP_OF_OP, ops)
     count = len(APART) + 1
     positions = tf.dynamic_partition(tf.range(shape[0]), groups, count)
     shares = tf.dynamic_partition(images, groups, count)

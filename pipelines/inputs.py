@@ -18,7 +18,6 @@ directory, as ``dataset_info.read_info`` describes them.
 
 import contextlib
 import dataclasses
-import functools
 import os
 
 import tensorflow as tf
@@ -164,16 +163,7 @@ def _own_seeds():
         eager._seed = hidden
 
 
-def _with_own_seeds(function):
-    @functools.wraps(function)
-    def built(*args, **kwargs):
-        with _own_seeds():
-            return function(*args, **kwargs)
-
-    return built
-
-
-@_with_own_seeds
+@_own_seeds()  # a context manager of contextlib's is a decorator too
 def make_train_dataset(source, config, *, input_context=None, corrupt_counter=None,
                        skip_batches=0):
     """The §3.1 training input: batches of random crops at training scale S.

@@ -25,6 +25,7 @@ RESIZE_METHOD = "bilinear"  # slim's vgg_preprocessing and the paper's Caffe cod
 # differs from them by up to 4 grey levels). Training keeps the fast one: a window of noise
 # under its augmentation, and cheaper on the hot path.
 TEST_DCT_METHOD = "INTEGER_ACCURATE"
+TRAIN_DCT_METHOD = ""  # TensorFlow's default, the fast DCT: decode_and_crop_jpeg's too
 
 
 def image_shape(encoded):
@@ -143,8 +144,7 @@ def window_crops(encoded, draws, crop_size):
     them all, where decoding each copy's window would pay it for each. The pixels are the whole
     image's (the same decoder and DCT as ``decode_window``, whose crop of a JPEG with subsampled
     colour may differ in its first column, upsampled there without its left neighbour)."""
-    image = tf.cond(tf.io.is_jpeg(encoded), lambda: tf.io.decode_jpeg(encoded, channels=3),
-                    lambda: _decode_any(encoded))
+    image = decode(encoded, TRAIN_DCT_METHOD)
     crops = []
     for window, flip in draws:
         part = tf.slice(image, tf.stack([window[0], window[1], 0]),
@@ -163,11 +163,11 @@ def rescale_shorter_side(image, size):
     return resize_to_uint8(image, new_shape)
 
 
-def decode(encoded):
+def decode(encoded, dct_method=TEST_DCT_METHOD):
     """Decodes any supported image to uint8 RGB ``[height, width, 3]`` (a JPEG with the
-    accurate DCT, as clients decode it: ``TEST_DCT_METHOD``)."""
+    accurate DCT by default, as clients decode it: ``TEST_DCT_METHOD``)."""
     return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method=TEST_DCT_METHOD),
+                   lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method=dct_method),
                    lambda: _decode_any(encoded))
 
 
