@@ -127,6 +127,12 @@ def test_an_ema_runs_checkpoints_load_evaluate_and_export_as_the_average(recipe_
     assert metadata["random_resized_crop"] == list(summary["random_resized_crop"])
     version = next((tmp_path / "export").rglob("vgg_metadata.json")).parent
     assert layout.trained_with_resized_crops(str(version))
+    # A run still training (no summary.json yet) says the same through its run.json.
+    training = tmp_path / "training"
+    shutil.copytree(whole, training)
+    (training / "summary.json").unlink()
+    assert layout.trained_with_resized_crops(str(training))
+    assert layout.recorded_test_scale(str(training)) == 66
 
 
 def test_the_simple_recipe_with_xla_bfloat16_adamw_and_a_clipped_gradient(train_data, tmp_path):

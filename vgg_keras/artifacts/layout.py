@@ -117,7 +117,7 @@ def _ancestors(folder, count):
 def read_summary(path):
     """The ``summary.json`` of the model dir of ``path`` (see ``model_dir_of``); for a run that
     has not finished, what its ``run.json`` and ``classes.json`` say of it (its config, training
-    scale, crop and classes); or ``{}``."""
+    scale or RandomResizedCrop, crop, validation Q and classes); or ``{}``."""
     model_dir = model_dir_of(path)
     summary = storage.read_json(os.path.join(model_dir, SUMMARY_FILE), None,
                                 written_by="vgg-train", fix="restore it from a copy; its model "
@@ -126,7 +126,9 @@ def read_summary(path):
         return summary
     settings = storage.read_json(os.path.join(model_dir, RUN_FILE), {},
                                  damaged={}).get("settings", {})
-    recorded = {key: settings[key] for key in ("config", "scale", "crop_size") if key in settings}
+    recorded = {key: settings[key] for key in ("config", "scale", "crop_size",
+                                               "random_resized_crop", "val_resize_size")
+                if key in settings}
     recorded.update(storage.read_json(os.path.join(model_dir, CLASSES_FILE), {}, damaged={}))
     return recorded
 
